@@ -1,0 +1,16 @@
+#include "regioncache/shm_store.h"
+#include "regioncache/store.h"
+
+namespace regioncache {
+
+std::vector<std::string> StoreKinds() { return {"shm"}; }
+
+Status OpenStore(const StoreSpec& spec, std::unique_ptr<Store>* out) {
+  if (spec.kind == "shm") return OpenShmStore(spec, out);
+  std::string known;
+  for (const auto& k : StoreKinds()) known += (known.empty() ? "" : ", ") + k;
+  return Status::InvalidArgument("region '" + spec.region + "': unknown store kind '" + spec.kind +
+                                 "' (this build knows: " + known + ")");
+}
+
+}  // namespace regioncache

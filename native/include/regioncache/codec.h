@@ -1,0 +1,29 @@
+// Value flags: how the bytes of a value were encoded, so that any reader
+// (the Python module, the desktop app, another process) decodes them alike.
+// The low byte is the encoding; higher bits are transforms applied on top.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+
+namespace regioncache {
+
+enum : uint32_t {
+  kEncBytes = 0,    // raw bytes (Python bytes)
+  kEncStr = 1,      // UTF-8 text (Python str, exactly str)
+  kEncInt = 2,      // decimal ASCII integer, optional '-' (Python int, exactly int)
+  kEncPickle = 3,   // pickle, highest protocol (everything else)
+  kEncodingMask = 0xff,
+
+  kFlagZstd = 1u << 8,  // the bytes above are zstd-compressed (file and memcached stores)
+};
+
+inline uint32_t Encoding(uint32_t flags) { return flags & kEncodingMask; }
+
+// "bytes", "str", "int", "pickle", "unknown(7)"-style names for display.
+const char* EncodingName(uint32_t flags);
+
+// Parses a kEncInt payload. False if it is not a decimal integer in int64.
+bool ParseInt64(std::string_view text, int64_t* out);
+
+}  // namespace regioncache

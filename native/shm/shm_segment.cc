@@ -1,0 +1,331 @@
+#include "shm/shm_segment.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <bit>
+#include <cerrno>
+#include <cstring>
+#include <new>
+
+#include "regioncache/clock.h"
+#include "regioncache/shm_store.h"
+
+namespace regioncache::shm {
+namespace {
+
+std::string HumanSize(uint64_t n) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  int u = 0;
+  double v = static_cast<double>(n);
+  while (v >= 1024 && u < 4 && n % 1024 == 0) {
+    v /= 1024;
+    n /= 1024;
+    ++u;
+  }
+  return std::to_string(n) + " " + units[u];
+}
+
+// Holds an flock for the duration of a scope.
+class FileLock {
+ public:
+  explicit FileLock(int fd) : fd_(fd) {}
+  int Lock() {
+    while (flock(fd_, LOCK_EX) != 0) {
+      if (errno != EINTR) return errno;
+    }
+    locked_ = true;
+    return 0;
+  }
+  ~FileLock() {
+    if (locked_) flock(fd_, LOCK_UN);
+  }
+
+ private:
+  int fd_;
+  bool locked_ = false;
+};
+
+}  // namespace
+
+bool ComputeGeometry(uint64_t size, uint64_t max_item, Geometry* g) {
+  if (max_item == 0 || max_item > (uint64_t(1) << 36)) return false;
+  uint64_t block = std::bit_ceil(kItemHeader + max_item);
+  uint32_t order = static_cast<uint32_t>(std::countr_zero(block));
+  if (order < kMinOrder) order = kMinOrder;
+  g->max_order = order;
+  if (size < kHeaderBytes + (uint64_t(4) << kMinOrder)) return false;
+  // About one bucket per 256 bytes of segment: chains stay short for the
+  // small entries that dominate counts.
+  uint64_t nb = std::bit_floor(size / 256);
+  if (nb < 256) nb = 256;
+  g->nbuckets = nb;
+  g->buckets_off = kHeaderBytes;
+  uint64_t after_buckets = g->buckets_off + nb * 8;
+  if (after_buckets >= size) return false;
+  // The visited map takes one byte per minimum block of the arena.
+  uint64_t rest = size - after_buckets;
+  uint64_t unit = (uint64_t(1) << kMinOrder);
+  uint64_t arena = (rest - 4096) / (unit + 1) * unit;  // leaves room for the map and alignment
+  g->visited_off = after_buckets;
+  uint64_t arena_off = g->visited_off + (arena >> kMinOrder);
+  arena_off = (arena_off + 4095) & ~uint64_t(4095);
+  if (arena_off >= size) return false;
+  uint64_t fit = (size - arena_off) / unit * unit;
+  if (fit < arena) arena = fit;
+  g->arena_off = arena_off;
+  g->arena_size = arena;
+  // The arena must hold at least two of the largest blocks, or eviction
+  // could not make room for a maximal entry while another one is live.
+  return arena >= 2 * (uint64_t(1) << order);
+}
+
+Status ValidateRegionName(const std::string& region) {
+  if (region.empty() || region.size() > 200)
+    return Status::InvalidArgument("region '" + region +
+                                   "': a shared-memory region name must be 1 to 200 characters");
+  for (unsigned char c : region) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-';
+    if (!ok)
+      return Status::InvalidArgument(
+          "region '" + region +
+          "': a shared-memory region name may hold only letters, digits, '.', '_' and '-'");
+  }
+  if (region == "." || region == "..")
+    return Status::InvalidArgument("region '" + region + "': not a valid region name");
+  return Status::OK();
+}
+
+Segment::~Segment() {
+  if (base_) munmap(base_, size_);
+}
+
+void Segment::ResetArena() {
+  Header* h = header();
+  std::memset(base_ + h->buckets_off, 0, h->nbuckets * 8);
+  std::memset(base_ + h->visited_off, 0, h->arena_size >> h->min_order);
+  for (auto& f : h->free_heads) f = 0;
+  h->entries = 0;
+  h->bytes_used = 0;
+  h->sieve_head = h->sieve_tail = h->sieve_hand = 0;
+  // Carve the arena into the largest aligned blocks that fit, each on its
+  // own free list. Offsets are relative to arena_off for alignment.
+  uint64_t pos = 0;
+  while (pos < h->arena_size) {
+    uint32_t order = h->max_order;
+    while (order > h->min_order &&
+           ((pos & ((uint64_t(1) << order) - 1)) != 0 || pos + (uint64_t(1) << order) > h->arena_size))
+      --order;
+    uint64_t off = h->arena_off + pos;
+    auto* fb = reinterpret_cast<FreeBlock*>(base_ + off);
+    fb->head.state = kStateFree;
+    fb->head.order = order;
+    fb->prev = 0;
+    fb->next = h->free_heads[order];
+    if (fb->next) reinterpret_cast<FreeBlock*>(base_ + fb->next)->prev = off;
+    h->free_heads[order] = off;
+    pos += uint64_t(1) << order;
+  }
+}
+
+Status Segment::Initialise(const SegmentParams& p, int fd) {
+  Geometry g;
+  if (!ComputeGeometry(p.size, p.max_item_size, &g)) {
+    return Status::InvalidArgument(
+        "region '" + p.region + "': SIZE " + HumanSize(p.size) +
+        " is too small for MAX_ITEM_SIZE " + HumanSize(p.max_item_size) +
+        " (the segment must hold the index and at least two of the largest entries)");
+  }
+  if (ftruncate(fd, static_cast<off_t>(p.size)) != 0) {
+    int e = errno;
+    return Status::IOError("region '" + p.region + "': cannot size shared-memory segment " +
+                           p.name + " to " + HumanSize(p.size) + ": " + ErrnoText(e));
+  }
+  void* m = mmap(nullptr, p.size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (m == MAP_FAILED) {
+    int e = errno;
+    return Status::IOError("region '" + p.region + "': cannot map " + p.name + ": " + ErrnoText(e));
+  }
+  base_ = static_cast<char*>(m);
+  size_ = p.size;
+  Header* h = header();
+  // A fresh or half-initialised segment: zero the header and build it again.
+  std::memset(static_cast<void*>(h), 0, kHeaderBytes);
+  h->layout_version = kLayoutVersion;
+  h->header_bytes = kHeaderBytes;
+  h->segment_size = p.size;
+  h->max_item_size = p.max_item_size;
+  h->min_order = kMinOrder;
+  h->max_order = g.max_order;
+  h->buckets_off = g.buckets_off;
+  h->nbuckets = g.nbuckets;
+  h->visited_off = g.visited_off;
+  h->arena_off = g.arena_off;
+  h->arena_size = g.arena_size;
+  h->created_ms = NowMs();
+  h->max_entries = p.max_entries;
+  h->cull_frequency = p.cull_frequency;
+  new (&h->seq) std::atomic<uint64_t>(0);
+  for (auto& s : h->stats) new (&s) StatSlot{};
+
+  pthread_mutexattr_t attr;
+  pthread_mutexattr_init(&attr);
+  pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
+  pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
+  int rc = pthread_mutex_init(&h->mutex, &attr);
+  pthread_mutexattr_destroy(&attr);
+  if (rc != 0)
+    return Status::IOError("region '" + p.region + "': cannot create the segment's lock: " +
+                           ErrnoText(rc));
+  ResetArena();
+  std::atomic_thread_fence(std::memory_order_release);
+  reinterpret_cast<std::atomic<uint64_t>*>(&h->magic)->store(kMagic, std::memory_order_release);
+  return Status::OK();
+}
+
+Status Segment::Validate(const SegmentParams& p) const {
+  const Header* h = header();
+  auto mismatch = [&](const std::string& what) {
+    return Status::InvalidArgument(
+        "region '" + p.region + "': shared-memory segment " + p.name + " " + what +
+        "; remove it (python -m regioncache drop-shm " + p.region + ", or rm /dev/shm" + p.name +
+        ") or set OPTIONS ON_MISMATCH='recreate'");
+  };
+  if (h->magic != kMagic) return mismatch("is not a regioncache segment (bad magic number)");
+  if (h->layout_version != kLayoutVersion)
+    return mismatch("has layout version " + std::to_string(h->layout_version) +
+                    ", this build uses " + std::to_string(kLayoutVersion));
+  if (h->segment_size != size_ || h->header_bytes != kHeaderBytes)
+    return mismatch("has a damaged header (size fields disagree with the segment)");
+  Geometry g;
+  if (!ComputeGeometry(h->segment_size, h->max_item_size, &g) || g.max_order != h->max_order ||
+      g.nbuckets != h->nbuckets || g.buckets_off != h->buckets_off ||
+      g.visited_off != h->visited_off || g.arena_off != h->arena_off ||
+      g.arena_size != h->arena_size || h->min_order != kMinOrder)
+    return mismatch("has a damaged header (geometry does not match its size)");
+  if (p.size_given && h->segment_size != p.size)
+    return mismatch("exists with SIZE " + HumanSize(h->segment_size) + ", not the configured " +
+                    HumanSize(p.size));
+  if (p.size_given && h->max_item_size != p.max_item_size)
+    return mismatch("exists with MAX_ITEM_SIZE " + HumanSize(h->max_item_size) +
+                    ", not the configured " + HumanSize(p.max_item_size));
+  return Status::OK();
+}
+
+Status Segment::Open(const SegmentParams& p) {
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    int fd = shm_open(p.name.c_str(), O_RDWR | (p.create ? O_CREAT : 0), 0600);
+    if (fd < 0) {
+      int e = errno;
+      if (e == ENOENT && !p.create)
+        return Status::NotFound("region '" + p.region + "': no shared-memory segment " + p.name);
+      return Status::IOError("region '" + p.region + "': cannot open shared-memory segment " +
+                             p.name + ": " + ErrnoText(e));
+    }
+    FileLock lock(fd);
+    if (int e = lock.Lock()) {
+      close(fd);
+      return Status::IOError("region '" + p.region + "': cannot lock " + p.name + ": " +
+                             ErrnoText(e));
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+      int e = errno;
+      close(fd);
+      return Status::IOError("region '" + p.region + "': cannot stat " + p.name + ": " +
+                             ErrnoText(e));
+    }
+    uint64_t existing = static_cast<uint64_t>(st.st_size);
+    Status s;
+    if (existing == 0) {
+      if (!p.create) {
+        close(fd);
+        return Status::NotFound("region '" + p.region + "': shared-memory segment " + p.name +
+                                " is empty (never initialised)");
+      }
+      s = Initialise(p, fd);
+      close(fd);
+      return s;
+    }
+    if (existing < kHeaderBytes) {
+      s = Status::InvalidArgument("region '" + p.region + "': shared-memory segment " + p.name +
+                                  " is too short to be a regioncache segment");
+    } else {
+      void* m = mmap(nullptr, existing, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+      if (m == MAP_FAILED) {
+        int e = errno;
+        close(fd);
+        return Status::IOError("region '" + p.region + "': cannot map " + p.name + ": " +
+                               ErrnoText(e));
+      }
+      base_ = static_cast<char*>(m);
+      size_ = existing;
+      if (header()->magic == 0 && p.create && (!p.size_given || existing == p.size)) {
+        // The creator died before finishing: initialise it again.
+        munmap(base_, size_);
+        base_ = nullptr;
+        s = Initialise(p, fd);
+        close(fd);
+        return s;
+      }
+      s = Validate(p);
+      if (s.ok()) {
+        close(fd);
+        return s;
+      }
+      munmap(base_, size_);
+      base_ = nullptr;
+      size_ = 0;
+    }
+    close(fd);
+    if (!p.recreate_on_mismatch || !p.create || attempt > 0) return s;
+    // Documented re-create: unlink the old segment (processes still mapping
+    // it keep their copy until they reopen) and create a fresh one.
+    shm_unlink(p.name.c_str());
+  }
+  return Status::IOError("region '" + p.region + "': could not re-create " + p.name);
+}
+
+}  // namespace regioncache::shm
+
+namespace regioncache {
+
+std::string ShmSegmentName(const std::string& region) {
+  return "/regioncache." + std::to_string(getuid()) + "." + region;
+}
+
+Status ListShmRegions(std::vector<std::string>* regions) {
+  regions->clear();
+  std::string prefix = "regioncache." + std::to_string(getuid()) + ".";
+  DIR* d = opendir("/dev/shm");
+  if (!d) {
+    int e = errno;
+    return Status::IOError("cannot list /dev/shm: " + ErrnoText(e));
+  }
+  while (dirent* ent = readdir(d)) {
+    std::string n = ent->d_name;
+    if (n.size() > prefix.size() && n.compare(0, prefix.size(), prefix) == 0)
+      regions->push_back(n.substr(prefix.size()));
+  }
+  closedir(d);
+  return Status::OK();
+}
+
+Status RemoveShmRegion(const std::string& region) {
+  Status s = shm::ValidateRegionName(region);
+  if (!s.ok()) return s;
+  std::string name = ShmSegmentName(region);
+  if (shm_unlink(name.c_str()) != 0) {
+    int e = errno;
+    if (e == ENOENT) return Status::NotFound("region '" + region + "': no segment " + name);
+    return Status::IOError("region '" + region + "': cannot remove " + name + ": " + ErrnoText(e));
+  }
+  return Status::OK();
+}
+
+}  // namespace regioncache

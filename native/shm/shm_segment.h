@@ -1,0 +1,58 @@
+// Opening, creating and validating a region's POSIX shared-memory segment.
+// Knows the header, not the entries: the store (shm_store.cc) owns those.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "regioncache/status.h"
+#include "shm/shm_layout.h"
+
+namespace regioncache::shm {
+
+struct SegmentParams {
+  std::string region;        // for messages
+  std::string name;          // "/regioncache.<uid>.<region>"
+  bool create = true;        // false: attach to an existing segment only
+  bool size_given = true;    // false (attach only): take the size from the segment
+  uint64_t size = 0;
+  uint64_t max_item_size = 0;
+  uint64_t max_entries = 0;
+  uint32_t cull_frequency = 3;
+  bool recreate_on_mismatch = false;
+};
+
+class Segment {
+ public:
+  Segment() = default;
+  ~Segment();
+  Segment(const Segment&) = delete;
+  Segment& operator=(const Segment&) = delete;
+
+  // Maps the segment, creating and initialising it if absent. Serialised
+  // against other openers with flock() on the segment, which the kernel
+  // drops if the holder dies, so a creator killed mid-initialisation leaves
+  // a segment without magic that the next opener initialises again.
+  Status Open(const SegmentParams& p);
+
+  char* base() const { return base_; }
+  uint64_t size() const { return size_; }
+  Header* header() const { return reinterpret_cast<Header*>(base_); }
+
+  // Resets the arena, index and lists to empty (used at creation, by Clear
+  // and when recovery finds the arena unusable). Caller holds the mutex or
+  // is the only one with the segment.
+  void ResetArena();
+
+ private:
+  Status Initialise(const SegmentParams& p, int fd);
+  Status Validate(const SegmentParams& p) const;
+
+  char* base_ = nullptr;
+  uint64_t size_ = 0;
+};
+
+// The region name must be usable as a file name in /dev/shm.
+Status ValidateRegionName(const std::string& region);
+
+}  // namespace regioncache::shm
