@@ -30,10 +30,15 @@ std::string HumanSize(uint64_t n) {
   return std::to_string(n) + " " + units[u];
 }
 
-// Holds an flock for the duration of a scope.
+// Owns the segment's descriptor and holds an flock on it for the duration
+// of a scope. The unlock must be explicit: a mapping keeps the open file
+// description alive, so closing the descriptor alone would leave the lock
+// held for as long as the segment stays mapped.
 class FileLock {
  public:
   explicit FileLock(int fd) : fd_(fd) {}
+  FileLock(const FileLock&) = delete;
+  FileLock& operator=(const FileLock&) = delete;
   int Lock() {
     while (flock(fd_, LOCK_EX) != 0) {
       if (errno != EINTR) return errno;
@@ -43,6 +48,7 @@ class FileLock {
   }
   ~FileLock() {
     if (locked_) flock(fd_, LOCK_UN);
+    close(fd_);
   }
 
  private:
@@ -229,14 +235,12 @@ Status Segment::Open(const SegmentParams& p) {
     }
     FileLock lock(fd);
     if (int e = lock.Lock()) {
-      close(fd);
       return Status::IOError("region '" + p.region + "': cannot lock " + p.name + ": " +
                              ErrnoText(e));
     }
     struct stat st;
     if (fstat(fd, &st) != 0) {
       int e = errno;
-      close(fd);
       return Status::IOError("region '" + p.region + "': cannot stat " + p.name + ": " +
                              ErrnoText(e));
     }
@@ -244,12 +248,10 @@ Status Segment::Open(const SegmentParams& p) {
     Status s;
     if (existing == 0) {
       if (!p.create) {
-        close(fd);
-        return Status::NotFound("region '" + p.region + "': shared-memory segment " + p.name +
+          return Status::NotFound("region '" + p.region + "': shared-memory segment " + p.name +
                                 " is empty (never initialised)");
       }
       s = Initialise(p, fd);
-      close(fd);
       return s;
     }
     if (existing < kHeaderBytes) {
@@ -259,8 +261,7 @@ Status Segment::Open(const SegmentParams& p) {
       void* m = mmap(nullptr, existing, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
       if (m == MAP_FAILED) {
         int e = errno;
-        close(fd);
-        return Status::IOError("region '" + p.region + "': cannot map " + p.name + ": " +
+          return Status::IOError("region '" + p.region + "': cannot map " + p.name + ": " +
                                ErrnoText(e));
       }
       base_ = static_cast<char*>(m);
@@ -270,19 +271,16 @@ Status Segment::Open(const SegmentParams& p) {
         munmap(base_, size_);
         base_ = nullptr;
         s = Initialise(p, fd);
-        close(fd);
-        return s;
+          return s;
       }
       s = Validate(p);
       if (s.ok()) {
-        close(fd);
-        return s;
+          return s;
       }
       munmap(base_, size_);
       base_ = nullptr;
       size_ = 0;
     }
-    close(fd);
     if (!p.recreate_on_mismatch || !p.create || attempt > 0) return s;
     // Documented re-create: unlink the old segment (processes still mapping
     // it keep their copy until they reopen) and create a fresh one.
