@@ -240,6 +240,7 @@ ShmStore::Probe ShmStore::ProbeOptimistic(std::string_view key, uint64_t hash, V
         } else {
           out->data.assign(p + klen, vlen);
           out->flags = Ld(&it->flags);
+          out->expires_ms = exp;
           result = Probe::kHit;
         }
         *off_out = off;
@@ -297,6 +298,7 @@ Status ShmStore::ReadLocked(std::string_view key, uint64_t hash, Value* out, boo
     } else {
       out->data.assign(reinterpret_cast<const char*>(it) + kItemHeader + it->key_len, it->val_len);
       out->flags = it->flags;
+      out->expires_ms = it->expires_ms;
       if (!peek) {
         __atomic_store_n(VisitedByte(off), uint8_t(1), __ATOMIC_RELAXED);
         Slot().hits.fetch_add(1, std::memory_order_relaxed);

@@ -31,6 +31,7 @@ inline constexpr int64_t kNever = 0;
 struct Value {
   std::string data;
   uint32_t flags = 0;
+  int64_t expires_ms = kNever;  // filled by Get/Peek; kNever if never or unknown
 };
 
 // One entry to write in a batch.

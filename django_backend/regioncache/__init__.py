@@ -1,0 +1,38 @@
+"""regioncache: cache regions for Django on native stores.
+
+Each CACHES alias is a region on a native C++ store (shared memory today;
+a directory of files and memcached next), behind Django's own cache API::
+
+    CACHES = {
+        "functions": {
+            "BACKEND": "regioncache.SharedMemoryCache",
+            "LOCATION": "functions",
+            "OPTIONS": {"SIZE": "64MB"},
+        },
+    }
+"""
+
+from regioncache._native import ConfigError, RegionError, ValueTooLargeError
+from regioncache._native import remove_shm_region, shm_regions, shm_segment_name
+
+__all__ = [
+    "ConfigError",
+    "RegionError",
+    "SharedMemoryCache",
+    "ValueTooLargeError",
+    "remove_shm_region",
+    "shm_regions",
+    "shm_segment_name",
+]
+
+__version__ = "0.1.0"
+
+
+def __getattr__(name):
+    # The backends import Django; keep `import regioncache` light (the
+    # desktop app's helper and tools that only list regions need no Django).
+    if name == "SharedMemoryCache":
+        from regioncache.backends import SharedMemoryCache
+
+        return SharedMemoryCache
+    raise AttributeError(f"module 'regioncache' has no attribute {name!r}")

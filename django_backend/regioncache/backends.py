@@ -1,0 +1,121 @@
+"""Django cache backends on regioncache's native stores."""
+
+from django.core.cache.backends.base import (
+    DEFAULT_TIMEOUT,
+    BaseCache,
+    CacheKeyWarning,
+    default_key_func,
+)
+from django.core.exceptions import ImproperlyConfigured
+
+from regioncache import _native
+
+_native._configure(
+    default_timeout=DEFAULT_TIMEOUT,
+    default_key_func=default_key_func,
+    key_warning=CacheKeyWarning,
+)
+
+
+def _option_text(alias, name, value):
+    # Options reach the native store as text; it parses and validates them.
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float, str)):
+        return str(value)
+    raise ImproperlyConfigured(
+        f"CACHES[{alias!r}]: OPTIONS[{name!r}] must be a number, a string or a bool, "
+        f"not {type(value).__name__}"
+    )
+
+
+def _find_alias(backend_cls, location, params):
+    """The CACHES alias these params came from, for messages (else LOCATION)."""
+    try:
+        from django.conf import settings
+
+        caches = settings.CACHES
+    except Exception:  # settings not configured: a direct construction
+        return location
+    names = {f"{backend_cls.__module__}.{backend_cls.__qualname__}"}
+    names.update(f"regioncache.{base.__name__}" for base in backend_cls.__mro__)
+    found = [
+        alias
+        for alias, conf in caches.items()
+        if conf.get("BACKEND") in names
+        and conf.get("LOCATION", "") == location
+        and conf.get("OPTIONS", {}) == params.get("OPTIONS", {})
+    ]
+    return found[0] if len(found) == 1 else location
+
+
+class _RegionCache(_native.Cache, BaseCache):
+    """Common base: Django's BaseCache contract, done by the native type.
+
+    get/set/add/touch/delete/get_many/set_many/delete_many/has_key/incr/decr
+    /clear/close are the native methods; get_or_set, incr_version and
+    decr_version are Django's own (they call the native ones).
+    """
+
+    store_kind = None
+
+    def __init__(self, location, params):
+        BaseCache.__init__(self, params)
+        alias = _find_alias(type(self), location, params)
+        self.alias = alias
+        options = params.get("OPTIONS") or {}
+        if not isinstance(options, dict):
+            raise ImproperlyConfigured(f"CACHES[{alias!r}]: OPTIONS must be a dict")
+        text = {str(k): _option_text(alias, k, v) for k, v in options.items()}
+        try:
+            self._open(self.store_kind, str(location), str(alias), text)
+        except _native.ConfigError as e:
+            raise ImproperlyConfigured(f"CACHES[{alias!r}]: {e}") from None
+
+    def __repr__(self):
+        return f"<{type(self).__name__} {self.alias!r} at {self.store_location!r}>"
+
+    # The async API answers in the calling coroutine: the store works in RAM
+    # (no thread hop, unlike BaseCache's sync_to_async defaults).
+    async def aget(self, key, default=None, version=None):
+        return self.get(key, default, version)
+
+    async def aset(self, key, value, timeout=DEFAULT_TIMEOUT, version=None):
+        return self.set(key, value, timeout, version)
+
+    async def aadd(self, key, value, timeout=DEFAULT_TIMEOUT, version=None):
+        return self.add(key, value, timeout, version)
+
+    async def atouch(self, key, timeout=DEFAULT_TIMEOUT, version=None):
+        return self.touch(key, timeout, version)
+
+    async def adelete(self, key, version=None):
+        return self.delete(key, version)
+
+    async def aget_many(self, keys, version=None):
+        return self.get_many(keys, version)
+
+    async def aset_many(self, data, timeout=DEFAULT_TIMEOUT, version=None):
+        return self.set_many(data, timeout, version)
+
+    async def adelete_many(self, keys, version=None):
+        return self.delete_many(keys, version)
+
+    async def ahas_key(self, key, version=None):
+        return self.has_key(key, version)
+
+    async def aincr(self, key, delta=1, version=None):
+        return self.incr(key, delta, version)
+
+    async def adecr(self, key, delta=1, version=None):
+        return self.decr(key, delta, version)
+
+    async def aclear(self):
+        return self.clear()
+
+
+class SharedMemoryCache(_RegionCache):
+    """A region in one POSIX shared-memory segment, shared by every process
+    of the user on this host. LOCATION is the region name."""
+
+    store_kind = "shm"

@@ -1,0 +1,979 @@
+// regioncache._native.Cache: Django's BaseCache contract implemented on a
+// regioncache Store.
+//
+// The backends of the Python package derive from this type and from Django's
+// BaseCache (in that order), so get/set/... resolve to the C methods below
+// while get_or_set, incr_version and the rest of BaseCache stay Django's own.
+// key_prefix, version, key_func and default_timeout are data descriptors:
+// BaseCache.__init__ (and anyone later, as Django's tests do) sets them
+// through us, so the native key maker always sees the current values.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "python/glue.h"
+#include "regioncache/clock.h"
+#include "regioncache/codec.h"
+#include "regioncache/store.h"
+
+namespace regioncache::py {
+namespace {
+
+constexpr Py_ssize_t kMemcachedMaxKeyLength = 250;  // Django's MEMCACHE_MAX_KEY_LENGTH
+
+struct CacheState {
+  std::unique_ptr<Store> store;
+  bool may_block = false;
+  // "<key_prefix>:<version>:" in UTF-8 and its length in characters, for the
+  // default key function with the default version.
+  std::string prefix;
+  Py_ssize_t prefix_chars = 0;
+};
+
+struct CacheObject {
+  PyObject_HEAD
+  CacheState* st;
+  PyObject* key_prefix;       // as set (normally str)
+  PyObject* version;          // as set (normally int)
+  PyObject* key_func;         // as set
+  PyObject* default_timeout;  // as set: None or a number
+  bool native_key_func;       // key_func is Django's default_key_func
+};
+
+// ---- GIL handling ----------------------------------------------------------
+
+// Runs fn without the GIL for stores that block on I/O; stores that only
+// block on a contended lock keep the GIL and release it through the blocking
+// hooks (module.cc) only while they wait.
+template <typename Fn>
+Status Call(CacheObject* self, Fn&& fn) {
+  if (!self->st->may_block) return fn(self->st->store.get());
+  Status s;
+  Store* store = self->st->store.get();
+  Py_BEGIN_ALLOW_THREADS
+  s = fn(store);
+  Py_END_ALLOW_THREADS
+  return s;
+}
+
+// Long inspection work always runs without the GIL.
+template <typename Fn>
+Status CallReleased(CacheObject* self, Fn&& fn) {
+  Status s;
+  Store* store = self->st->store.get();
+  Py_BEGIN_ALLOW_THREADS
+  s = fn(store);
+  Py_END_ALLOW_THREADS
+  return s;
+}
+
+bool Ready(CacheObject* self) {
+  if (self->st->store) return true;
+  PyErr_SetString(g.RegionError, "regioncache: this cache object has no store open");
+  return false;
+}
+
+const std::string& RegionName(CacheObject* self) {
+  static const std::string none = "?";
+  return self->st->store ? self->st->store->region() : none;
+}
+
+// ---- keys ------------------------------------------------------------------
+
+// A made key: "<prefix>:<version>:<key>" as UTF-8, with its length in
+// characters (Django's length rule counts characters).
+struct MadeKey {
+  std::string bytes;
+  Py_ssize_t chars = 0;
+  std::string_view view() const { return bytes; }
+};
+
+bool AppendStr(PyObject* obj, std::string* out, Py_ssize_t* chars) {
+  PyObject* s;
+  if (PyUnicode_CheckExact(obj)) {
+    s = obj;
+    Py_INCREF(s);
+  } else {
+    s = PyObject_Str(obj);
+    if (!s) return false;
+  }
+  Py_ssize_t n;
+  const char* p = PyUnicode_AsUTF8AndSize(s, &n);
+  if (!p) {
+    Py_DECREF(s);
+    return false;
+  }
+  out->append(p, static_cast<size_t>(n));
+  *chars += PyUnicode_GET_LENGTH(s);
+  Py_DECREF(s);
+  return true;
+}
+
+bool RebuildPrefix(CacheObject* self) {
+  std::string p;
+  Py_ssize_t chars = 0;
+  if (!AppendStr(self->key_prefix ? self->key_prefix : Py_None, &p, &chars)) return false;
+  p.push_back(':');
+  if (!AppendStr(self->version ? self->version : Py_None, &p, &chars)) return false;
+  p.push_back(':');
+  self->st->prefix = std::move(p);
+  self->st->prefix_chars = chars + 2;
+  return true;
+}
+
+// Django's memcache_key_warnings, with the same messages.
+bool WarnAboutKey(const MadeKey& k) {
+  bool too_long = k.chars > kMemcachedMaxKeyLength;
+  bool bad_chars = false;
+  for (unsigned char c : k.bytes) {
+    if (c <= 0x20 || c == 0x7f) {
+      bad_chars = true;
+      break;
+    }
+  }
+  if (!too_long && !bad_chars) return true;
+  if (!g.key_warning) return true;
+  PyObject* key = PyUnicode_DecodeUTF8(k.bytes.data(), static_cast<Py_ssize_t>(k.bytes.size()),
+                                       "replace");
+  if (!key) return false;
+  bool ok = true;
+  if (too_long) {
+    PyObject* msg = PyUnicode_FromFormat(
+        "Cache key will cause errors if used with memcached: %R (longer than %zd)", key,
+        kMemcachedMaxKeyLength);
+    ok = msg && PyErr_WarnEx(g.key_warning, PyUnicode_AsUTF8(msg), 1) == 0;
+    Py_XDECREF(msg);
+  }
+  if (ok && bad_chars) {
+    PyObject* msg = PyUnicode_FromFormat(
+        "Cache key contains characters that will cause errors if used with memcached: %R", key);
+    ok = msg && PyErr_WarnEx(g.key_warning, PyUnicode_AsUTF8(msg), 1) == 0;
+    Py_XDECREF(msg);
+  }
+  Py_DECREF(key);
+  return ok;
+}
+
+// make_and_validate_key(key, version): the default key function natively,
+// a custom KEY_FUNCTION called as Django calls it.
+bool MakeKey(CacheObject* self, PyObject* key, PyObject* version, MadeKey* out) {
+  out->bytes.clear();
+  out->chars = 0;
+  if (version == Py_None) version = nullptr;
+  if (self->native_key_func) {
+    if (!version) {
+      out->bytes.reserve(self->st->prefix.size() + 32);
+      out->bytes = self->st->prefix;
+      out->chars = self->st->prefix_chars;
+    } else {
+      if (!AppendStr(self->key_prefix, &out->bytes, &out->chars)) return false;
+      out->bytes.push_back(':');
+      if (!AppendStr(version, &out->bytes, &out->chars)) return false;
+      out->bytes.push_back(':');
+      out->chars += 2;
+    }
+    if (!AppendStr(key, &out->bytes, &out->chars)) return false;
+  } else {
+    PyObject* argv[3] = {key, self->key_prefix ? self->key_prefix : Py_None,
+                         version ? version : (self->version ? self->version : Py_None)};
+    PyObject* made = PyObject_Vectorcall(self->key_func, argv, 3, nullptr);
+    if (!made) return false;
+    bool ok = AppendStr(made, &out->bytes, &out->chars);
+    Py_DECREF(made);
+    if (!ok) return false;
+  }
+  return WarnAboutKey(*out);
+}
+
+PyObject* MadeKeyStr(const MadeKey& k) {
+  return PyUnicode_DecodeUTF8(k.bytes.data(), static_cast<Py_ssize_t>(k.bytes.size()), "replace");
+}
+
+// ---- timeouts --------------------------------------------------------------
+
+enum class Expiry { kAt, kNow, kError };
+
+// Django's get_backend_timeout: DEFAULT_TIMEOUT -> the cache's default, None
+// -> never, 0 or negative -> already expired.
+Expiry ComputeExpiry(CacheObject* self, PyObject* timeout, int64_t* expires_ms) {
+  if (!timeout || timeout == g.default_timeout) timeout = self->default_timeout;
+  if (!timeout || timeout == Py_None) {
+    *expires_ms = kNever;
+    return Expiry::kAt;
+  }
+  double seconds;
+  if (PyLong_Check(timeout)) {
+    int overflow = 0;
+    long long v = PyLong_AsLongLongAndOverflow(timeout, &overflow);
+    if (v == -1 && PyErr_Occurred()) return Expiry::kError;
+    if (overflow < 0) return Expiry::kNow;
+    seconds = overflow > 0 ? 1e18 : static_cast<double>(v);
+  } else {
+    seconds = PyFloat_AsDouble(timeout);
+    if (seconds == -1.0 && PyErr_Occurred()) return Expiry::kError;
+    if (std::isnan(seconds)) {
+      PyErr_SetString(PyExc_ValueError, "cache timeout is NaN");
+      return Expiry::kError;
+    }
+  }
+  if (seconds <= 0) return Expiry::kNow;
+  // Far futures are clamped to about 290,000 years from now: still "not never".
+  constexpr double kMaxMs = 9.0e15;
+  double ms = seconds * 1000.0;
+  int64_t now = NowMs();
+  *expires_ms = ms >= kMaxMs ? now + static_cast<int64_t>(kMaxMs) : now + std::max<int64_t>(1, std::llround(ms));
+  return Expiry::kAt;
+}
+
+// ---- type slots --------------------------------------------------------------
+
+PyObject* Cache_new(PyTypeObject* type, PyObject*, PyObject*) {
+  CacheObject* self = reinterpret_cast<CacheObject*>(type->tp_alloc(type, 0));
+  if (!self) return nullptr;
+  self->st = new (std::nothrow) CacheState();
+  if (!self->st) {
+    Py_DECREF(self);
+    return PyErr_NoMemory();
+  }
+  self->key_prefix = PyUnicode_FromString("");
+  self->version = PyLong_FromLong(1);
+  self->default_timeout = PyLong_FromLong(300);
+  self->key_func = nullptr;
+  self->native_key_func = true;
+  if (!self->key_prefix || !self->version || !self->default_timeout || !RebuildPrefix(self)) {
+    Py_DECREF(self);
+    return nullptr;
+  }
+  return reinterpret_cast<PyObject*>(self);
+}
+
+int Cache_traverse(CacheObject* self, visitproc visit, void* arg) {
+  Py_VISIT(Py_TYPE(self));
+  Py_VISIT(self->key_prefix);
+  Py_VISIT(self->version);
+  Py_VISIT(self->key_func);
+  Py_VISIT(self->default_timeout);
+  return 0;
+}
+
+int Cache_clear(CacheObject* self) {
+  Py_CLEAR(self->key_prefix);
+  Py_CLEAR(self->version);
+  Py_CLEAR(self->key_func);
+  Py_CLEAR(self->default_timeout);
+  return 0;
+}
+
+void Cache_dealloc(CacheObject* self) {
+  PyTypeObject* tp = Py_TYPE(self);
+  PyObject_GC_UnTrack(self);
+  Cache_clear(self);
+  delete self->st;
+  self->st = nullptr;
+  tp->tp_free(self);
+  Py_DECREF(tp);
+}
+
+// ---- descriptors -------------------------------------------------------------
+
+PyObject* Get_key_prefix(CacheObject* self, void*) {
+  return Py_NewRef(self->key_prefix ? self->key_prefix : Py_None);
+}
+int Set_key_prefix(CacheObject* self, PyObject* v, void*) {
+  if (!v) {
+    PyErr_SetString(PyExc_AttributeError, "key_prefix cannot be deleted");
+    return -1;
+  }
+  Py_XSETREF(self->key_prefix, Py_NewRef(v));
+  return RebuildPrefix(self) ? 0 : -1;
+}
+PyObject* Get_version(CacheObject* self, void*) {
+  return Py_NewRef(self->version ? self->version : Py_None);
+}
+int Set_version(CacheObject* self, PyObject* v, void*) {
+  if (!v) {
+    PyErr_SetString(PyExc_AttributeError, "version cannot be deleted");
+    return -1;
+  }
+  Py_XSETREF(self->version, Py_NewRef(v));
+  return RebuildPrefix(self) ? 0 : -1;
+}
+PyObject* Get_key_func(CacheObject* self, void*) {
+  if (self->key_func) return Py_NewRef(self->key_func);
+  return Py_NewRef(g.default_key_func ? g.default_key_func : Py_None);
+}
+int Set_key_func(CacheObject* self, PyObject* v, void*) {
+  if (!v || v == Py_None) {
+    Py_CLEAR(self->key_func);
+    self->native_key_func = true;
+    return 0;
+  }
+  if (!PyCallable_Check(v)) {
+    PyErr_SetString(PyExc_TypeError, "key_func must be callable");
+    return -1;
+  }
+  Py_XSETREF(self->key_func, Py_NewRef(v));
+  self->native_key_func = (v == g.default_key_func);
+  return 0;
+}
+PyObject* Get_default_timeout(CacheObject* self, void*) {
+  return Py_NewRef(self->default_timeout ? self->default_timeout : Py_None);
+}
+int Set_default_timeout(CacheObject* self, PyObject* v, void*) {
+  if (!v) v = Py_None;
+  if (v != Py_None && !PyNumber_Check(v)) {
+    PyErr_SetString(PyExc_TypeError, "default_timeout must be a number or None");
+    return -1;
+  }
+  Py_XSETREF(self->default_timeout, Py_NewRef(v));
+  return 0;
+}
+PyObject* Get_store_kind(CacheObject* self, void*) {
+  if (!self->st->store) Py_RETURN_NONE;
+  std::string_view k = self->st->store->kind();
+  return PyUnicode_FromStringAndSize(k.data(), static_cast<Py_ssize_t>(k.size()));
+}
+PyObject* Get_store_location(CacheObject* self, void*) {
+  if (!self->st->store) Py_RETURN_NONE;
+  return PyUnicode_FromString(self->st->store->location().c_str());
+}
+PyObject* Get_region(CacheObject* self, void*) {
+  if (!self->st->store) Py_RETURN_NONE;
+  return PyUnicode_FromString(self->st->store->region().c_str());
+}
+PyObject* Get_max_item_size(CacheObject* self, void*) {
+  if (!self->st->store) Py_RETURN_NONE;
+  return PyLong_FromUnsignedLongLong(self->st->store->MaxItemSize());
+}
+
+// ---- opening ---------------------------------------------------------------
+
+// _open(kind, location, region, options: dict[str, str])
+PyObject* Cache_open(CacheObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+  static const char* const names[] = {"kind", "location", "region", "options"};
+  PyObject* a[4];
+  if (!ParseArgs("_open", args, nargs, kwnames, names, 4, 4, a)) return nullptr;
+  StoreSpec spec;
+  const char* s;
+  if (!(s = PyUnicode_AsUTF8(a[0]))) return nullptr;
+  spec.kind = s;
+  if (!(s = PyUnicode_AsUTF8(a[1]))) return nullptr;
+  spec.location = s;
+  if (!(s = PyUnicode_AsUTF8(a[2]))) return nullptr;
+  spec.region = s;
+  if (!PyDict_Check(a[3])) {
+    PyErr_SetString(PyExc_TypeError, "_open: options must be a dict of str to str");
+    return nullptr;
+  }
+  PyObject *k, *v;
+  Py_ssize_t pos = 0;
+  while (PyDict_Next(a[3], &pos, &k, &v)) {
+    const char* ks = PyUnicode_AsUTF8(k);
+    if (!ks) return nullptr;
+    const char* vs = PyUnicode_AsUTF8(v);
+    if (!vs) return nullptr;
+    spec.options[ks] = vs;
+  }
+  std::unique_ptr<Store> store;
+  Status st;
+  Py_BEGIN_ALLOW_THREADS
+  st = OpenStore(spec, &store);
+  Py_END_ALLOW_THREADS
+  if (!st.ok()) return RaiseStatus(st);
+  self->st->may_block = store->MayBlock();
+  self->st->store = std::move(store);
+  Py_RETURN_NONE;
+}
+
+// ---- the cache contract ------------------------------------------------------
+
+// Reads into a per-thread buffer that keeps its capacity between calls, so a
+// hit costs no allocation; a nested call (from a pickle's __setstate__, say)
+// falls back to a fresh buffer.
+struct ReadBuffer {
+  Value value;
+  bool busy = false;
+};
+thread_local ReadBuffer tl_read;
+
+class BorrowedValue {
+ public:
+  BorrowedValue() {
+    if (!tl_read.busy) {
+      tl_read.busy = true;
+      v_ = &tl_read.value;
+    } else {
+      own_ = std::make_unique<Value>();
+      v_ = own_.get();
+    }
+  }
+  ~BorrowedValue() {
+    if (!own_) tl_read.busy = false;
+  }
+  Value* get() { return v_; }
+
+ private:
+  Value* v_;
+  std::unique_ptr<Value> own_;
+};
+
+PyObject* Cache_get(CacheObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+  static const char* const names[] = {"key", "default", "version"};
+  PyObject* a[3];
+  if (!ParseArgs("get", args, nargs, kwnames, names, 3, 1, a)) return nullptr;
+  if (!Ready(self)) return nullptr;
+  MadeKey k;
+  if (!MakeKey(self, a[0], a[2], &k)) return nullptr;
+  BorrowedValue v;
+  Status s = Call(self, [&](Store* st) { return st->Get(k.view(), v.get()); });
+  if (s.IsNotFound()) return Py_NewRef(a[1] ? a[1] : Py_None);
+  if (!s.ok()) return RaiseStatus(s);
+  return Decode(v.get()->data, v.get()->flags, RegionName(self));
+}
+
+PyObject* Cache_set(CacheObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+  static const char* const names[] = {"key", "value", "timeout", "version"};
+  PyObject* a[4];
+  if (!ParseArgs("set", args, nargs, kwnames, names, 4, 2, a)) return nullptr;
+  if (!Ready(self)) return nullptr;
+  MadeKey k;
+  if (!MakeKey(self, a[0], a[3], &k)) return nullptr;
+  Encoded e;
+  if (!e.Encode(a[1])) return nullptr;
+  int64_t exp;
+  Expiry x = ComputeExpiry(self, a[2], &exp);
+  if (x == Expiry::kError) return nullptr;
+  Status s;
+  if (x == Expiry::kNow) {
+    s = Call(self, [&](Store* st) { return st->Delete(k.view()); });
+    if (s.IsNotFound()) s = Status::OK();
+  } else {
+    s = Call(self, [&](Store* st) { return st->Set(k.view(), e.data(), e.flags(), exp); });
+  }
+  if (!s.ok()) return RaiseStatus(s);
+  Py_RETURN_NONE;
+}
+
+PyObject* Cache_add(CacheObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+  static const char* const names[] = {"key", "value", "timeout", "version"};
+  PyObject* a[4];
+  if (!ParseArgs("add", args, nargs, kwnames, names, 4, 2, a)) return nullptr;
+  if (!Ready(self)) return nullptr;
+  MadeKey k;
+  if (!MakeKey(self, a[0], a[3], &k)) return nullptr;
+  Encoded e;
+  if (!e.Encode(a[1])) return nullptr;
+  int64_t exp;
+  Expiry x = ComputeExpiry(self, a[2], &exp);
+  if (x == Expiry::kError) return nullptr;
+  Status s;
+  if (x == Expiry::kNow) {
+    // Django adds an already-expired entry when none is live: the add
+    // succeeds and nothing can be read back.
+    BorrowedValue v;
+    s = Call(self, [&](Store* st) { return st->Peek(k.view(), v.get()); });
+    if (s.ok()) Py_RETURN_FALSE;
+    if (s.IsNotFound()) Py_RETURN_TRUE;
+    return RaiseStatus(s);
+  }
+  s = Call(self, [&](Store* st) { return st->Add(k.view(), e.data(), e.flags(), exp); });
+  if (s.ok()) Py_RETURN_TRUE;
+  if (s.IsNotStored()) Py_RETURN_FALSE;
+  return RaiseStatus(s);
+}
+
+PyObject* Cache_touch(CacheObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+  static const char* const names[] = {"key", "timeout", "version"};
+  PyObject* a[3];
+  if (!ParseArgs("touch", args, nargs, kwnames, names, 3, 1, a)) return nullptr;
+  if (!Ready(self)) return nullptr;
+  MadeKey k;
+  if (!MakeKey(self, a[0], a[2], &k)) return nullptr;
+  int64_t exp;
+  Expiry x = ComputeExpiry(self, a[1], &exp);
+  if (x == Expiry::kError) return nullptr;
+  Status s = x == Expiry::kNow ? Call(self, [&](Store* st) { return st->Delete(k.view()); })
+                               : Call(self, [&](Store* st) { return st->Touch(k.view(), exp); });
+  if (s.ok()) Py_RETURN_TRUE;
+  if (s.IsNotFound()) Py_RETURN_FALSE;
+  return RaiseStatus(s);
+}
+
+PyObject* Cache_delete(CacheObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+  static const char* const names[] = {"key", "version"};
+  PyObject* a[2];
+  if (!ParseArgs("delete", args, nargs, kwnames, names, 2, 1, a)) return nullptr;
+  if (!Ready(self)) return nullptr;
+  MadeKey k;
+  if (!MakeKey(self, a[0], a[1], &k)) return nullptr;
+  Status s = Call(self, [&](Store* st) { return st->Delete(k.view()); });
+  if (s.ok()) Py_RETURN_TRUE;
+  if (s.IsNotFound()) Py_RETURN_FALSE;
+  return RaiseStatus(s);
+}
+
+PyObject* Cache_has_key(CacheObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+  static const char* const names[] = {"key", "version"};
+  PyObject* a[2];
+  if (!ParseArgs("has_key", args, nargs, kwnames, names, 2, 1, a)) return nullptr;
+  if (!Ready(self)) return nullptr;
+  MadeKey k;
+  if (!MakeKey(self, a[0], a[1], &k)) return nullptr;
+  BorrowedValue v;
+  Status s = Call(self, [&](Store* st) { return st->Peek(k.view(), v.get()); });
+  if (s.ok()) Py_RETURN_TRUE;
+  if (s.IsNotFound()) Py_RETURN_FALSE;
+  return RaiseStatus(s);
+}
+
+PyObject* NotFoundError(const MadeKey& k) {
+  PyObject* key = MadeKeyStr(k);
+  if (!key) return nullptr;
+  PyErr_Format(PyExc_ValueError, "Key '%U' not found", key);
+  Py_DECREF(key);
+  return nullptr;
+}
+
+// The value is not a stored int64 (a float, a pickled big int, a str...) or
+// the sum leaves int64: add in Python as Django's backends do, and write the
+// result back keeping the entry's expiry.
+PyObject* IncrInPython(CacheObject* self, const MadeKey& k, PyObject* delta) {
+  BorrowedValue v;
+  Status s = Call(self, [&](Store* st) { return st->Peek(k.view(), v.get()); });
+  if (s.IsNotFound()) return NotFoundError(k);
+  if (!s.ok()) return RaiseStatus(s);
+  int64_t exp = v.get()->expires_ms;
+  PyObject* old = Decode(v.get()->data, v.get()->flags, RegionName(self));
+  if (!old) return nullptr;
+  PyObject* sum = PyNumber_Add(old, delta);
+  Py_DECREF(old);
+  if (!sum) return nullptr;
+  Encoded e;
+  if (!e.Encode(sum)) {
+    Py_DECREF(sum);
+    return nullptr;
+  }
+  s = Call(self, [&](Store* st) { return st->Replace(k.view(), e.data(), e.flags(), exp); });
+  if (s.IsNotStored()) {
+    Py_DECREF(sum);
+    return NotFoundError(k);
+  }
+  if (!s.ok()) {
+    Py_DECREF(sum);
+    return RaiseStatus(s);
+  }
+  return sum;
+}
+
+PyObject* DoIncr(CacheObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames,
+                 const char* fname, bool negate) {
+  static const char* const names[] = {"key", "delta", "version"};
+  PyObject* a[3];
+  if (!ParseArgs(fname, args, nargs, kwnames, names, 3, 1, a)) return nullptr;
+  if (!Ready(self)) return nullptr;
+  MadeKey k;
+  if (!MakeKey(self, a[0], a[2], &k)) return nullptr;
+  PyObject* delta = a[1] ? Py_NewRef(a[1]) : PyLong_FromLong(1);
+  if (!delta) return nullptr;
+  if (negate) {
+    PyObject* n = PyNumber_Negative(delta);
+    Py_DECREF(delta);
+    if (!n) return nullptr;
+    delta = n;
+  }
+  PyObject* result = nullptr;
+  bool native = false;
+  long long d = 0;
+  if (PyLong_CheckExact(delta)) {
+    int overflow = 0;
+    d = PyLong_AsLongLongAndOverflow(delta, &overflow);
+    native = !overflow && !(d == -1 && PyErr_Occurred());
+    PyErr_Clear();
+  }
+  if (native) {
+    int64_t out = 0;
+    Status s = Call(self, [&](Store* st) { return st->Incr(k.view(), d, &out); });
+    if (s.ok()) {
+      result = PyLong_FromLongLong(out);
+    } else if (s.IsNotFound()) {
+      NotFoundError(k);
+    } else if (s.code() == Status::Code::kNotANumber || s.code() == Status::Code::kOutOfRange) {
+      result = IncrInPython(self, k, delta);
+    } else {
+      RaiseStatus(s);
+    }
+  } else {
+    result = IncrInPython(self, k, delta);
+  }
+  Py_DECREF(delta);
+  return result;
+}
+
+PyObject* Cache_incr(CacheObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+  return DoIncr(self, args, nargs, kwnames, "incr", false);
+}
+PyObject* Cache_decr(CacheObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+  return DoIncr(self, args, nargs, kwnames, "decr", true);
+}
+
+// Collects (original key, made key) pairs from any iterable of keys.
+bool MakeKeys(CacheObject* self, PyObject* keys, PyObject* version, std::vector<PyObject*>* orig,
+              std::vector<MadeKey>* made) {
+  PyObject* it = PyObject_GetIter(keys);
+  if (!it) return false;
+  PyObject* key;
+  while ((key = PyIter_Next(it))) {
+    made->emplace_back();
+    orig->push_back(key);  // owns the reference
+    if (!MakeKey(self, key, version, &made->back())) {
+      Py_DECREF(it);
+      return false;
+    }
+  }
+  Py_DECREF(it);
+  return !PyErr_Occurred();
+}
+
+void DecRefAll(std::vector<PyObject*>* objs) {
+  for (PyObject* o : *objs) Py_DECREF(o);
+  objs->clear();
+}
+
+PyObject* Cache_get_many(CacheObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+  static const char* const names[] = {"keys", "version"};
+  PyObject* a[2];
+  if (!ParseArgs("get_many", args, nargs, kwnames, names, 2, 1, a)) return nullptr;
+  if (!Ready(self)) return nullptr;
+  std::vector<PyObject*> orig;
+  std::vector<MadeKey> made;
+  PyObject* result = nullptr;
+  std::vector<std::string_view> views;
+  std::vector<Value> values;
+  std::vector<bool> found;
+  Status s;
+  if (!MakeKeys(self, a[0], a[1], &orig, &made)) goto done;
+  for (const auto& m : made) views.push_back(m.view());
+  s = Call(self, [&](Store* st) { return st->GetMany(views, &values, &found); });
+  if (!s.ok()) {
+    RaiseStatus(s);
+    goto done;
+  }
+  result = PyDict_New();
+  if (!result) goto done;
+  for (size_t i = 0; i < orig.size(); ++i) {
+    if (!found[i]) continue;
+    PyObject* v = Decode(values[i].data, values[i].flags, RegionName(self));
+    if (!v || PyDict_SetItem(result, orig[i], v) < 0) {
+      Py_XDECREF(v);
+      Py_CLEAR(result);
+      goto done;
+    }
+    Py_DECREF(v);
+  }
+done:
+  DecRefAll(&orig);
+  return result;
+}
+
+PyObject* Cache_set_many(CacheObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+  static const char* const names[] = {"data", "timeout", "version"};
+  PyObject* a[3];
+  if (!ParseArgs("set_many", args, nargs, kwnames, names, 3, 1, a)) return nullptr;
+  if (!Ready(self)) return nullptr;
+  std::vector<PyObject*> orig;
+  std::vector<MadeKey> made;
+  std::vector<Encoded> enc;
+  std::vector<WriteItem> items;
+  std::vector<size_t> failed;
+  PyObject* result = nullptr;
+  PyObject* items_list = nullptr;
+  int64_t exp = 0;
+  Expiry x;
+  Status s;
+  // Encode everything before writing anything: an unpicklable value raises
+  // and leaves the region as it was.
+  items_list = PyMapping_Items(a[0]);
+  if (!items_list) goto done;
+  x = ComputeExpiry(self, a[1], &exp);
+  if (x == Expiry::kError) goto done;
+  {
+    Py_ssize_t n = PyList_GET_SIZE(items_list);
+    made.resize(static_cast<size_t>(n));
+    enc.resize(static_cast<size_t>(n));
+    for (Py_ssize_t i = 0; i < n; ++i) {
+      PyObject* pair = PyList_GET_ITEM(items_list, i);
+      PyObject* key = PyTuple_GET_ITEM(pair, 0);
+      orig.push_back(Py_NewRef(key));
+      if (!MakeKey(self, key, a[2], &made[static_cast<size_t>(i)])) goto done;
+      if (!enc[static_cast<size_t>(i)].Encode(PyTuple_GET_ITEM(pair, 1))) goto done;
+    }
+  }
+  if (x == Expiry::kNow) {
+    std::vector<std::string_view> views;
+    for (const auto& m : made) views.push_back(m.view());
+    uint64_t deleted = 0;
+    s = Call(self, [&](Store* st) { return st->DeleteMany(views, &deleted); });
+  } else {
+    for (size_t i = 0; i < made.size(); ++i)
+      items.push_back(WriteItem{made[i].view(), enc[i].data(), enc[i].flags(), exp});
+    s = Call(self, [&](Store* st) { return st->SetMany(items, &failed); });
+  }
+  if (!s.ok()) {
+    RaiseStatus(s);
+    goto done;
+  }
+  result = PyList_New(0);
+  if (!result) goto done;
+  for (size_t i : failed) {
+    if (PyList_Append(result, orig[i]) < 0) {
+      Py_CLEAR(result);
+      goto done;
+    }
+  }
+done:
+  Py_XDECREF(items_list);
+  DecRefAll(&orig);
+  return result;
+}
+
+PyObject* Cache_delete_many(CacheObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+  static const char* const names[] = {"keys", "version"};
+  PyObject* a[2];
+  if (!ParseArgs("delete_many", args, nargs, kwnames, names, 2, 1, a)) return nullptr;
+  if (!Ready(self)) return nullptr;
+  std::vector<PyObject*> orig;
+  std::vector<MadeKey> made;
+  bool ok = MakeKeys(self, a[0], a[1], &orig, &made);
+  DecRefAll(&orig);
+  if (!ok) return nullptr;
+  std::vector<std::string_view> views;
+  for (const auto& m : made) views.push_back(m.view());
+  uint64_t deleted = 0;
+  Status s = Call(self, [&](Store* st) { return st->DeleteMany(views, &deleted); });
+  if (!s.ok()) return RaiseStatus(s);
+  Py_RETURN_NONE;
+}
+
+PyObject* Cache_clear_all(CacheObject* self, PyObject*) {
+  if (!Ready(self)) return nullptr;
+  Status s = CallReleased(self, [&](Store* st) { return st->Clear(); });
+  if (!s.ok()) return RaiseStatus(s);
+  Py_RETURN_NONE;
+}
+
+// Django calls close() at the end of every request; the store stays open
+// (it is shared by the whole process).
+PyObject* Cache_close(CacheObject*, PyObject*, PyObject*) { Py_RETURN_NONE; }
+
+// ---- inspection ----------------------------------------------------------------
+
+PyObject* MsToSeconds(int64_t ms) {
+  if (ms == 0) Py_RETURN_NONE;
+  return PyFloat_FromDouble(static_cast<double>(ms) / 1000.0);
+}
+
+PyObject* Cache_stats(CacheObject* self, PyObject*) {
+  if (!Ready(self)) return nullptr;
+  Stats st;
+  Status s = CallReleased(self, [&](Store* store) { return store->GetStats(&st); });
+  if (!s.ok()) return RaiseStatus(s);
+  std::string_view kind = self->st->store->kind();
+  PyObject* d = Py_BuildValue(
+      "{s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:s#,s:s,s:s}", "entries",
+      (unsigned long long)st.entries, "bytes_used", (unsigned long long)st.bytes_used, "capacity",
+      (unsigned long long)st.capacity, "hits", (unsigned long long)st.hits, "misses",
+      (unsigned long long)st.misses, "sets", (unsigned long long)st.sets, "evictions",
+      (unsigned long long)st.evictions, "expirations", (unsigned long long)st.expirations, "kind",
+      kind.data(), (Py_ssize_t)kind.size(), "location", self->st->store->location().c_str(),
+      "region", self->st->store->region().c_str());
+  if (!d) return nullptr;
+  for (const auto& [k, v] : st.extra) {
+    PyObject* pv = PyUnicode_DecodeUTF8(v.data(), static_cast<Py_ssize_t>(v.size()), "replace");
+    if (!pv || PyDict_SetItemString(d, k.c_str(), pv) < 0) {
+      Py_XDECREF(pv);
+      Py_DECREF(d);
+      return nullptr;
+    }
+    Py_DECREF(pv);
+  }
+  return d;
+}
+
+// list_entries(cursor="", glob="", limit=1000, include_expired=False)
+//   -> (list of dicts, next_cursor)
+PyObject* Cache_list_entries(CacheObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+  static const char* const names[] = {"cursor", "glob", "limit", "include_expired"};
+  PyObject* a[4];
+  if (!ParseArgs("list_entries", args, nargs, kwnames, names, 4, 0, a)) return nullptr;
+  if (!Ready(self)) return nullptr;
+  ListOptions lo;
+  if (a[0] && a[0] != Py_None) {
+    const char* c = PyUnicode_AsUTF8(a[0]);
+    if (!c) return nullptr;
+    lo.cursor = c;
+  }
+  if (a[1] && a[1] != Py_None) {
+    const char* c = PyUnicode_AsUTF8(a[1]);
+    if (!c) return nullptr;
+    lo.glob = c;
+  }
+  if (a[2] && a[2] != Py_None) {
+    long long n = PyLong_AsLongLong(a[2]);
+    if (n == -1 && PyErr_Occurred()) return nullptr;
+    if (n <= 0) {
+      PyErr_SetString(PyExc_ValueError, "list_entries: limit must be positive");
+      return nullptr;
+    }
+    lo.limit = static_cast<size_t>(n);
+  }
+  if (a[3]) {
+    int t = PyObject_IsTrue(a[3]);
+    if (t < 0) return nullptr;
+    lo.include_expired = t != 0;
+  }
+  ListPage page;
+  Status s = CallReleased(self, [&](Store* st) { return st->List(lo, &page); });
+  if (!s.ok()) return RaiseStatus(s);
+  PyObject* list = PyList_New(static_cast<Py_ssize_t>(page.entries.size()));
+  if (!list) return nullptr;
+  for (size_t i = 0; i < page.entries.size(); ++i) {
+    const EntryInfo& e = page.entries[i];
+    PyObject* key = PyUnicode_DecodeUTF8(e.key.data(), static_cast<Py_ssize_t>(e.key.size()), "replace");
+    PyObject* exp = MsToSeconds(e.expires_ms);
+    PyObject* stored = MsToSeconds(e.stored_ms);
+    PyObject* accessed = MsToSeconds(e.accessed_ms);
+    PyObject* d = nullptr;
+    if (key && exp && stored && accessed)
+      d = Py_BuildValue("{s:O,s:K,s:O,s:O,s:O,s:s,s:I}", "key", key, "size",
+                        (unsigned long long)e.value_size, "expires", exp, "stored", stored,
+                        "accessed", accessed, "encoding", EncodingName(e.flags), "flags",
+                        (unsigned int)e.flags);
+    Py_XDECREF(key);
+    Py_XDECREF(exp);
+    Py_XDECREF(stored);
+    Py_XDECREF(accessed);
+    if (!d) {
+      Py_DECREF(list);
+      return nullptr;
+    }
+    PyList_SET_ITEM(list, static_cast<Py_ssize_t>(i), d);
+  }
+  return Py_BuildValue("(Ns)", list, page.next_cursor.c_str());
+}
+
+PyObject* Cache_purge_expired(CacheObject* self, PyObject*) {
+  if (!Ready(self)) return nullptr;
+  uint64_t removed = 0;
+  Status s = CallReleased(self, [&](Store* st) { return st->PurgeExpired(&removed); });
+  if (!s.ok()) return RaiseStatus(s);
+  return PyLong_FromUnsignedLongLong(removed);
+}
+
+PyObject* Cache_purge(CacheObject* self, PyObject* arg) {
+  if (!Ready(self)) return nullptr;
+  const char* glob = PyUnicode_AsUTF8(arg);
+  if (!glob) return nullptr;
+  std::string g2 = glob;
+  uint64_t removed = 0;
+  Status s = CallReleased(self, [&](Store* st) { return st->PurgeMatching(g2, &removed); });
+  if (!s.ok()) return RaiseStatus(s);
+  return PyLong_FromUnsignedLongLong(removed);
+}
+
+// delete_raw(full_keys) -> number deleted; keys exactly as list_entries shows them.
+PyObject* Cache_delete_raw(CacheObject* self, PyObject* arg) {
+  if (!Ready(self)) return nullptr;
+  std::vector<std::string> keys;
+  PyObject* it = PyObject_GetIter(arg);
+  if (!it) return nullptr;
+  PyObject* k;
+  while ((k = PyIter_Next(it))) {
+    const char* s = PyUnicode_AsUTF8(k);
+    if (s) keys.emplace_back(s);
+    Py_DECREF(k);
+    if (!s) break;
+  }
+  Py_DECREF(it);
+  if (PyErr_Occurred()) return nullptr;
+  std::vector<std::string_view> views(keys.begin(), keys.end());
+  uint64_t deleted = 0;
+  Status s = CallReleased(self, [&](Store* st) { return st->DeleteMany(views, &deleted); });
+  if (!s.ok()) return RaiseStatus(s);
+  return PyLong_FromUnsignedLongLong(deleted);
+}
+
+// ---- the type ------------------------------------------------------------------
+
+#define FASTKW(name, fn, doc) \
+  {name, reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(fn)), METH_FASTCALL | METH_KEYWORDS, doc}
+
+PyMethodDef kMethods[] = {
+    FASTKW("get", Cache_get, "get(key, default=None, version=None)"),
+    FASTKW("set", Cache_set, "set(key, value, timeout=DEFAULT_TIMEOUT, version=None)"),
+    FASTKW("add", Cache_add, "add(key, value, timeout=DEFAULT_TIMEOUT, version=None) -> bool"),
+    FASTKW("touch", Cache_touch, "touch(key, timeout=DEFAULT_TIMEOUT, version=None) -> bool"),
+    FASTKW("delete", Cache_delete, "delete(key, version=None) -> bool"),
+    FASTKW("has_key", Cache_has_key, "has_key(key, version=None) -> bool"),
+    FASTKW("incr", Cache_incr, "incr(key, delta=1, version=None) -> new value"),
+    FASTKW("decr", Cache_decr, "decr(key, delta=1, version=None) -> new value"),
+    FASTKW("get_many", Cache_get_many, "get_many(keys, version=None) -> dict"),
+    FASTKW("set_many", Cache_set_many, "set_many(data, timeout=DEFAULT_TIMEOUT, version=None) -> failed keys"),
+    FASTKW("delete_many", Cache_delete_many, "delete_many(keys, version=None)"),
+    {"clear", reinterpret_cast<PyCFunction>(Cache_clear_all), METH_NOARGS, "Remove every entry of the region."},
+    {"close", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(Cache_close)), METH_VARARGS | METH_KEYWORDS,
+     "Django's per-request close: the store stays open."},
+    FASTKW("_open", Cache_open, "_open(kind, location, region, options)"),
+    {"stats", reinterpret_cast<PyCFunction>(Cache_stats), METH_NOARGS, "Region statistics as a dict."},
+    FASTKW("list_entries", Cache_list_entries,
+           "list_entries(cursor='', glob='', limit=1000, include_expired=False) -> (entries, next_cursor)"),
+    {"purge_expired", reinterpret_cast<PyCFunction>(Cache_purge_expired), METH_NOARGS, "Remove expired entries; returns the count."},
+    {"purge", reinterpret_cast<PyCFunction>(Cache_purge), METH_O, "purge(glob) -> entries removed (glob over full keys)"},
+    {"delete_raw", reinterpret_cast<PyCFunction>(Cache_delete_raw), METH_O, "delete_raw(full_keys) -> entries deleted"},
+    {nullptr, nullptr, 0, nullptr},
+};
+
+#define GETSET(name, get, set, doc) \
+  {name, reinterpret_cast<getter>(get), reinterpret_cast<setter>(set), doc, nullptr}
+#define GETTER(name, get, doc) {name, reinterpret_cast<getter>(get), nullptr, doc, nullptr}
+
+PyGetSetDef kGetSet[] = {
+    GETSET("key_prefix", Get_key_prefix, Set_key_prefix, "KEY_PREFIX"),
+    GETSET("version", Get_version, Set_version, "VERSION"),
+    GETSET("key_func", Get_key_func, Set_key_func, "KEY_FUNCTION"),
+    GETSET("default_timeout", Get_default_timeout, Set_default_timeout, "TIMEOUT"),
+    GETTER("store_kind", Get_store_kind, "shm, file or memcached"),
+    GETTER("store_location", Get_store_location, "where the store lives"),
+    GETTER("region", Get_region, "the name used in messages (the CACHES alias)"),
+    GETTER("max_item_size", Get_max_item_size, "largest key + value accepted"),
+    {nullptr, nullptr, nullptr, nullptr, nullptr},
+};
+
+PyType_Slot kSlots[] = {
+    {Py_tp_new, reinterpret_cast<void*>(Cache_new)},
+    {Py_tp_dealloc, reinterpret_cast<void*>(Cache_dealloc)},
+    {Py_tp_traverse, reinterpret_cast<void*>(Cache_traverse)},
+    {Py_tp_clear, reinterpret_cast<void*>(Cache_clear)},
+    {Py_tp_methods, kMethods},
+    {Py_tp_getset, kGetSet},
+    {Py_tp_doc, const_cast<char*>("A cache region on a native regioncache store (Django's BaseCache contract).")},
+    {0, nullptr},
+};
+
+PyType_Spec kSpec = {
+    "regioncache._native.Cache",
+    sizeof(CacheObject),
+    0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    kSlots,
+};
+
+}  // namespace
+
+PyObject* MakeCacheType(PyObject* module) {
+  return PyType_FromModuleAndSpec(module, &kSpec, nullptr);
+}
+
+}  // namespace regioncache::py

@@ -1,0 +1,75 @@
+// Shared pieces of the CPython module regioncache._native: the objects the
+// module keeps for its lifetime, argument parsing, value codec and key making.
+//
+// The module supports one interpreter (the main one): Django runs there, and
+// the objects below (pickle functions, Django's sentinels) are set once at
+// import and at regioncache's import, so they live in plain globals.
+#pragma once
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "regioncache/status.h"
+#include "regioncache/store.h"
+
+namespace regioncache::py {
+
+struct Globals {
+  PyObject* pickle_dumps = nullptr;
+  PyObject* pickle_loads = nullptr;
+  PyObject* pickle_protocol = nullptr;   // int: pickle.HIGHEST_PROTOCOL
+  PyObject* default_timeout = nullptr;   // django...base.DEFAULT_TIMEOUT (set by _configure)
+  PyObject* default_key_func = nullptr;  // django...base.default_key_func (set by _configure)
+  PyObject* key_warning = nullptr;       // django...base.CacheKeyWarning (set by _configure)
+  PyObject* RegionError = nullptr;
+  PyObject* ConfigError = nullptr;
+  PyObject* ValueTooLargeError = nullptr;
+};
+extern Globals g;
+
+// Raises the Python exception that matches a failed Status; returns nullptr.
+PyObject* RaiseStatus(const Status& s);
+
+// Parses fastcall arguments by name into out[0..nnames). Entries not given
+// stay nullptr. Returns false with TypeError set on a bad call.
+bool ParseArgs(const char* fname, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames,
+               const char* const* names, int nnames, int nrequired, PyObject** out);
+
+// ---- values ----------------------------------------------------------------
+
+// A Python value as bytes + flags (codec.h). Exact int (in int64), str and
+// bytes are stored as they are; everything else is pickled. Holds a reference
+// to whatever owns the bytes.
+class Encoded {
+ public:
+  Encoded() = default;
+  ~Encoded() { Py_XDECREF(owner_); }
+  Encoded(const Encoded&) = delete;
+  Encoded& operator=(const Encoded&) = delete;
+  Encoded(Encoded&& o) noexcept
+      : view_(o.view_), flags_(o.flags_), owner_(o.owner_), small_(o.small_) {
+    o.owner_ = nullptr;
+    if (o.view_.data() == o.small_.data()) view_ = std::string_view(small_);
+  }
+
+  // False with a Python exception set (e.g. a pickling error).
+  bool Encode(PyObject* value);
+  std::string_view data() const { return view_; }
+  uint32_t flags() const { return flags_; }
+
+ private:
+  std::string_view view_;
+  uint32_t flags_ = 0;
+  PyObject* owner_ = nullptr;
+  std::string small_;
+};
+
+// Builds the Python value stored as data + flags. New reference or nullptr
+// with an exception set. region names the store in error messages.
+PyObject* Decode(std::string_view data, uint32_t flags, const std::string& region);
+
+}  // namespace regioncache::py
