@@ -131,10 +131,14 @@ PyObject* Decode(std::string_view data, uint32_t flags, const std::string& regio
       return nullptr;
     }
     case kEncPickle: {
-      // pickle.loads takes any bytes-like object: lend it the bytes without
+      // pickle.loads takes any bytes-like object. Small pickles go in a
+      // bytes object (its fast path); large ones are lent as a view, without
       // a copy. The view dies before data does.
-      PyObject* mv = PyMemoryView_FromMemory(const_cast<char*>(data.data()),
-                                             static_cast<Py_ssize_t>(data.size()), PyBUF_READ);
+      PyObject* mv =
+          data.size() <= 65536
+              ? PyBytes_FromStringAndSize(data.data(), static_cast<Py_ssize_t>(data.size()))
+              : PyMemoryView_FromMemory(const_cast<char*>(data.data()),
+                                        static_cast<Py_ssize_t>(data.size()), PyBUF_READ);
       if (!mv) return nullptr;
       PyObject* r = PyObject_CallOneArg(g.pickle_loads, mv);
       Py_DECREF(mv);
