@@ -2,9 +2,14 @@
 
     python -m regioncache shm-regions          list this user's shared-memory regions
     python -m regioncache drop-shm NAME...     remove shared-memory regions
+    python -m regioncache describe --settings MODULE [--pythonpath DIR]
+                                               print a project's CACHES regions as JSON
+                                               (what the desktop app reads)
 """
 
 import argparse
+import json
+import os
 import sys
 
 from regioncache import _native
@@ -16,7 +21,12 @@ def main(argv=None):
     sub.add_parser("shm-regions", help="list this user's shared-memory regions")
     drop = sub.add_parser("drop-shm", help="remove shared-memory regions")
     drop.add_argument("names", nargs="+")
+    desc = sub.add_parser("describe", help="print a Django project's cache regions as JSON")
+    desc.add_argument("--settings", required=True, help="settings module, e.g. mysite.settings")
+    desc.add_argument("--pythonpath", action="append", default=[], help="add to sys.path")
     args = parser.parse_args(argv)
+    if args.command == "describe":
+        return describe(args.settings, args.pythonpath)
     if args.command == "shm-regions":
         for name in _native.shm_regions():
             print(name)
@@ -30,6 +40,57 @@ def main(argv=None):
             print(f"python -m regioncache: {e}", file=sys.stderr)
             status = 1
     return status
+
+
+def describe(settings_module, pythonpath):
+    """Prints {"regions": [{alias, kind, backend, location, options}, ...]}.
+
+    kind is "shm", "file" or "memcached" for regioncache's backends and
+    "django" for any other backend (listed, but not something the desktop app
+    can open)."""
+    for p in reversed(pythonpath):
+        sys.path.insert(0, os.path.abspath(p))
+    os.environ["DJANGO_SETTINGS_MODULE"] = settings_module
+    try:
+        import django
+        from django.conf import settings
+        from django.utils.module_loading import import_string
+
+        django.setup()
+        caches = settings.CACHES
+    except Exception as e:  # an import error in the project's settings, say
+        print(f"python -m regioncache describe: cannot load {settings_module}: {e}", file=sys.stderr)
+        return 2
+    regions = []
+    for alias, conf in caches.items():
+        backend = conf.get("BACKEND", "")
+        kind = "django"
+        try:
+            kind = getattr(import_string(backend), "store_kind", None) or "django"
+        except ImportError:
+            pass
+        location = conf.get("LOCATION", "")
+        if isinstance(location, (list, tuple)):
+            location = ";".join(location)
+        options = {}
+        for name, value in (conf.get("OPTIONS") or {}).items():
+            if isinstance(value, bool):
+                value = "true" if value else "false"
+            options[str(name)] = str(value)
+        regions.append(
+            {
+                "alias": alias,
+                "kind": kind,
+                "backend": backend,
+                "location": str(location),
+                "options": options,
+                "key_prefix": str(conf.get("KEY_PREFIX", "")),
+                "version": conf.get("VERSION", 1),
+            }
+        )
+    json.dump({"regions": regions}, sys.stdout, indent=2)
+    print()
+    return 0
 
 
 if __name__ == "__main__":
