@@ -429,7 +429,8 @@ PyObject* Cache_get(CacheObject* self, PyObject* const* args, Py_ssize_t nargs, 
   if (!MakeKey(self, a[0], a[2], &k)) return nullptr;
   BorrowedValue v;
   Status s = Call(self, [&](Store* st) { return st->Get(k.view(), v.get()); });
-  if (s.IsNotFound()) return Py_NewRef(a[1] ? a[1] : Py_None);
+  // A server that is down or slow is a miss, as in Django's memcached backends.
+  if (s.IsNotFound() || s.IsUnavailable()) return Py_NewRef(a[1] ? a[1] : Py_None);
   if (!s.ok()) return RaiseStatus(s);
   return Decode(v.get()->data, v.get()->flags, RegionName(self));
 }
@@ -453,7 +454,7 @@ PyObject* Cache_set(CacheObject* self, PyObject* const* args, Py_ssize_t nargs, 
   } else {
     s = Call(self, [&](Store* st) { return st->Set(k.view(), e.data(), e.flags(), exp); });
   }
-  if (!s.ok()) return RaiseStatus(s);
+  if (!s.ok() && !s.IsUnavailable()) return RaiseStatus(s);
   Py_RETURN_NONE;
 }
 
@@ -481,7 +482,7 @@ PyObject* Cache_add(CacheObject* self, PyObject* const* args, Py_ssize_t nargs, 
   }
   s = Call(self, [&](Store* st) { return st->Add(k.view(), e.data(), e.flags(), exp); });
   if (s.ok()) Py_RETURN_TRUE;
-  if (s.IsNotStored()) Py_RETURN_FALSE;
+  if (s.IsNotStored() || s.IsUnavailable()) Py_RETURN_FALSE;
   return RaiseStatus(s);
 }
 
@@ -498,7 +499,7 @@ PyObject* Cache_touch(CacheObject* self, PyObject* const* args, Py_ssize_t nargs
   Status s = x == Expiry::kNow ? Call(self, [&](Store* st) { return st->Delete(k.view()); })
                                : Call(self, [&](Store* st) { return st->Touch(k.view(), exp); });
   if (s.ok()) Py_RETURN_TRUE;
-  if (s.IsNotFound()) Py_RETURN_FALSE;
+  if (s.IsNotFound() || s.IsUnavailable()) Py_RETURN_FALSE;
   return RaiseStatus(s);
 }
 
@@ -511,7 +512,7 @@ PyObject* Cache_delete(CacheObject* self, PyObject* const* args, Py_ssize_t narg
   if (!MakeKey(self, a[0], a[1], &k)) return nullptr;
   Status s = Call(self, [&](Store* st) { return st->Delete(k.view()); });
   if (s.ok()) Py_RETURN_TRUE;
-  if (s.IsNotFound()) Py_RETURN_FALSE;
+  if (s.IsNotFound() || s.IsUnavailable()) Py_RETURN_FALSE;
   return RaiseStatus(s);
 }
 
@@ -525,7 +526,7 @@ PyObject* Cache_has_key(CacheObject* self, PyObject* const* args, Py_ssize_t nar
   BorrowedValue v;
   Status s = Call(self, [&](Store* st) { return st->Peek(k.view(), v.get()); });
   if (s.ok()) Py_RETURN_TRUE;
-  if (s.IsNotFound()) Py_RETURN_FALSE;
+  if (s.IsNotFound() || s.IsUnavailable()) Py_RETURN_FALSE;
   return RaiseStatus(s);
 }
 
@@ -657,6 +658,11 @@ PyObject* Cache_get_many(CacheObject* self, PyObject* const* args, Py_ssize_t na
   if (!MakeKeys(self, a[0], a[1], &orig, &made)) goto done;
   for (const auto& m : made) views.push_back(m.view());
   s = Call(self, [&](Store* st) { return st->GetMany(views, &values, &found); });
+  if (s.IsUnavailable()) {
+    s = Status::OK();  // every server down: all misses
+    found.assign(views.size(), false);
+    values.resize(views.size());
+  }
   if (!s.ok()) {
     RaiseStatus(s);
     goto done;
@@ -720,7 +726,15 @@ PyObject* Cache_set_many(CacheObject* self, PyObject* const* args, Py_ssize_t na
     for (size_t i = 0; i < made.size(); ++i)
       items.push_back(WriteItem{made[i].view(), enc[i].data(), enc[i].flags(), exp});
     s = Call(self, [&](Store* st) { return st->SetMany(items, &failed); });
+    if (s.IsUnavailable()) {
+      s = Status::OK();  // nothing could be stored: every key failed
+      failed.clear();
+      for (size_t i = 0; i < items.size(); ++i) failed.push_back(i);
+    }
   }
+  // Values too large for the region are reported in the failed list, as
+  // Django's set_many reports keys it could not store.
+  if (s.IsUnavailable() || s.code() == Status::Code::kTooLarge) s = Status::OK();
   if (!s.ok()) {
     RaiseStatus(s);
     goto done;
@@ -753,7 +767,7 @@ PyObject* Cache_delete_many(CacheObject* self, PyObject* const* args, Py_ssize_t
   for (const auto& m : made) views.push_back(m.view());
   uint64_t deleted = 0;
   Status s = Call(self, [&](Store* st) { return st->DeleteMany(views, &deleted); });
-  if (!s.ok()) return RaiseStatus(s);
+  if (!s.ok() && !s.IsUnavailable()) return RaiseStatus(s);
   Py_RETURN_NONE;
 }
 

@@ -41,6 +41,7 @@ class Status {
   bool ok() const { return code_ == Code::kOk; }
   bool IsNotFound() const { return code_ == Code::kNotFound; }
   bool IsNotStored() const { return code_ == Code::kNotStored; }
+  bool IsUnavailable() const { return code_ == Code::kUnavailable; }
   Code code() const { return code_; }
   const std::string& message() const { return msg_; }
   // "TooLarge: region 'files': value of 2000000 bytes exceeds ..."
