@@ -1,0 +1,167 @@
+"""manage.py cacheregions: see and purge what the cache regions hold.
+
+    manage.py cacheregions                              every region: store, location, stats
+    manage.py cacheregions keys ALIAS [--pattern P] [--limit N]
+    manage.py cacheregions purge ALIAS (--pattern P | --expired | --all) [--yes]
+    ... --json                                          machine-readable output
+"""
+
+import json
+import sys
+import time
+
+from django.conf import settings
+from django.core.cache import caches
+from django.core.management.base import BaseCommand, CommandError
+
+from regioncache import _native
+
+
+def _region(alias):
+    if alias not in settings.CACHES:
+        known = ", ".join(sorted(settings.CACHES))
+        raise CommandError(f"no cache alias {alias!r} in CACHES (known: {known})")
+    try:
+        cache = caches[alias]
+    except Exception as e:  # ImproperlyConfigured and friends, with their message
+        raise CommandError(f"CACHES[{alias!r}]: {e}") from None
+    if not isinstance(cache, _native.Cache):
+        raise CommandError(
+            f"CACHES[{alias!r}] uses {settings.CACHES[alias].get('BACKEND')}, "
+            "not a regioncache backend: it cannot be inspected"
+        )
+    return cache
+
+
+def _when(t):
+    if t is None:
+        return "never"
+    left = t - time.time()
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
+    return f"{stamp} ({left:+.0f} s)"
+
+
+class Command(BaseCommand):
+    help = "List cache regions with their stats, list a region's keys, or purge them."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--json", action="store_true", help="print JSON for scripts")
+        sub = parser.add_subparsers(dest="action")
+        keys = sub.add_parser("keys", help="list a region's keys with size and expiry")
+        keys.add_argument("alias")
+        keys.add_argument("--pattern", default="", help="glob over full keys, e.g. ':1:user:*'")
+        keys.add_argument("--limit", type=int, default=100)
+        keys.add_argument("--json", action="store_true", dest="json_sub")
+        purge = sub.add_parser("purge", help="delete a region's keys")
+        purge.add_argument("alias")
+        what = purge.add_mutually_exclusive_group(required=True)
+        what.add_argument("--pattern", help="delete keys matching this glob")
+        what.add_argument("--expired", action="store_true", help="delete expired entries")
+        what.add_argument("--all", action="store_true", help="delete every entry")
+        purge.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+        purge.add_argument("--json", action="store_true", dest="json_sub")
+
+    def handle(self, *args, **opts):
+        as_json = opts["json"] or opts.get("json_sub", False)
+        action = opts.get("action")
+        if action == "keys":
+            return self.keys(opts["alias"], opts["pattern"], opts["limit"], as_json)
+        if action == "purge":
+            return self.purge(opts, as_json)
+        return self.overview(as_json)
+
+    def overview(self, as_json):
+        rows = []
+        for alias, conf in settings.CACHES.items():
+            row = {"alias": alias, "backend": conf.get("BACKEND", ""), "location": conf.get("LOCATION", "")}
+            try:
+                cache = caches[alias]
+                if isinstance(cache, _native.Cache):
+                    row["kind"] = cache.store_kind
+                    row["stats"] = cache.stats()
+                else:
+                    row["kind"] = "django"
+            except Exception as e:
+                row["error"] = str(e)
+            rows.append(row)
+        if as_json:
+            self.stdout.write(json.dumps(rows, indent=2, default=str))
+            return
+        self.stdout.write(
+            f"{'alias':<14} {'store':<9} {'location':<24} {'entries':>9} {'used':>12} "
+            f"{'capacity':>12} {'hit ratio':>9}"
+        )
+        for r in rows:
+            if "error" in r:
+                self.stdout.write(f"{r['alias']:<14} error: {r['error']}")
+                continue
+            s = r.get("stats")
+            if not s:
+                self.stdout.write(f"{r['alias']:<14} {r['kind']:<9} {str(r['location']):<24} (not a regioncache region)")
+                continue
+            looked = s["hits"] + s["misses"]
+            ratio = f"{100 * s['hits'] / looked:.1f}%" if looked else "-"
+            self.stdout.write(
+                f"{r['alias']:<14} {r['kind']:<9} {str(r['location']):<24} {s['entries']:>9} "
+                f"{s['bytes_used']:>12} {s['capacity']:>12} {ratio:>9}"
+            )
+
+    def keys(self, alias, pattern, limit, as_json):
+        if limit <= 0:
+            raise CommandError("--limit must be positive")
+        cache = _region(alias)
+        entries, cursor = [], ""
+        while len(entries) < limit:
+            page, cursor = cache.list_entries(cursor=cursor, glob=pattern, limit=min(1000, limit - len(entries)))
+            entries.extend(page)
+            if not cursor:
+                break
+        if as_json:
+            self.stdout.write(json.dumps({"alias": alias, "entries": entries, "more": bool(cursor)}, indent=2))
+            return
+        for e in entries:
+            self.stdout.write(f"{e['key']}\t{e['size']} B\t{e['encoding']}\texpires {_when(e['expires'])}")
+        self.stdout.write(f"{len(entries)} entries" + (" (more not shown: raise --limit)" if cursor else ""))
+
+    def purge(self, opts, as_json):
+        alias = opts["alias"]
+        cache = _region(alias)
+        if opts["expired"]:
+            n = cache.purge_expired()
+            return self._done(alias, n, "expired entries", as_json)
+        if opts["all"]:
+            what, pattern = "every entry", ""
+        else:
+            what, pattern = f"entries matching {opts['pattern']!r}", opts["pattern"]
+        if not opts["yes"]:
+            if not sys.stdin.isatty():
+                raise CommandError("refusing to purge without confirmation: add --yes")
+            answer = input(f"Delete {what} of region {alias!r}? [y/N] ")
+            if answer.strip().lower() not in ("y", "yes"):
+                raise CommandError("purge cancelled")
+        if opts["all"]:
+            cache.clear()
+            return self._done(alias, None, what, as_json)
+        # Page through matching keys and delete them in batches, showing
+        # progress: a region can hold millions of keys.
+        removed, cursor, show = 0, "", not as_json and sys.stderr.isatty()
+        while True:
+            page, cursor = cache.list_entries(cursor=cursor, glob=pattern, limit=1000, include_expired=True)
+            if page:
+                removed += cache.delete_raw([e["key"] for e in page])
+            if show:
+                sys.stderr.write(f"\rdeleted {removed}")
+                sys.stderr.flush()
+            if not cursor:
+                break
+        if show:
+            sys.stderr.write("\n")
+        return self._done(alias, removed, what, as_json)
+
+    def _done(self, alias, n, what, as_json):
+        if as_json:
+            self.stdout.write(json.dumps({"alias": alias, "removed": n}))
+        elif n is None:
+            self.stdout.write(f"{alias}: cleared")
+        else:
+            self.stdout.write(f"{alias}: removed {n} {what}")
