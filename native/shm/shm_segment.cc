@@ -139,18 +139,28 @@ void Segment::ResetArena() {
   }
 }
 
+static Status TooSmall(const SegmentParams& p) {
+  return Status::InvalidArgument(
+      "region '" + p.region + "': SIZE " + HumanSize(p.size) + " is too small for MAX_ITEM_SIZE " +
+      HumanSize(p.max_item_size) +
+      " (the segment must hold the index and at least two of the largest entries)");
+}
+
 Status Segment::Initialise(const SegmentParams& p, int fd) {
   Geometry g;
-  if (!ComputeGeometry(p.size, p.max_item_size, &g)) {
-    return Status::InvalidArgument(
-        "region '" + p.region + "': SIZE " + HumanSize(p.size) +
-        " is too small for MAX_ITEM_SIZE " + HumanSize(p.max_item_size) +
-        " (the segment must hold the index and at least two of the largest entries)");
-  }
+  if (!ComputeGeometry(p.size, p.max_item_size, &g)) return TooSmall(p);
   if (ftruncate(fd, static_cast<off_t>(p.size)) != 0) {
     int e = errno;
     return Status::IOError("region '" + p.region + "': cannot size shared-memory segment " +
                            p.name + " to " + HumanSize(p.size) + ": " + ErrnoText(e));
+  }
+  // Reserve the pages now: on a full /dev/shm a sparse segment would raise
+  // SIGBUS at the first write to a missing page, long after this open.
+  if (int rc = posix_fallocate(fd, 0, static_cast<off_t>(p.size));
+      rc != 0 && rc != EOPNOTSUPP && rc != EINVAL) {
+    return Status::IOError("region '" + p.region + "': cannot reserve " + HumanSize(p.size) +
+                           " for shared-memory segment " + p.name + ": " + ErrnoText(rc) +
+                           (rc == ENOSPC ? " (/dev/shm is full; lower SIZE or free space)" : ""));
   }
   void* m = mmap(nullptr, p.size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (m == MAP_FAILED) {
@@ -199,7 +209,7 @@ Status Segment::Validate(const SegmentParams& p) const {
   auto mismatch = [&](const std::string& what) {
     return Status::InvalidArgument(
         "region '" + p.region + "': shared-memory segment " + p.name + " " + what +
-        "; remove it (python -m regioncache drop-shm " + p.region + ", or rm /dev/shm" + p.name +
+        "; remove it (python -m regioncache drop-shm " + p.location + ", or rm /dev/shm" + p.name +
         ") or set OPTIONS ON_MISMATCH='recreate'");
   };
   if (h->magic != kMagic) return mismatch("is not a regioncache segment (bad magic number)");
@@ -224,6 +234,11 @@ Status Segment::Validate(const SegmentParams& p) const {
 }
 
 Status Segment::Open(const SegmentParams& p) {
+  if (p.create) {
+    // Refuse impossible geometry before anything exists in /dev/shm.
+    Geometry g;
+    if (!ComputeGeometry(p.size, p.max_item_size, &g)) return TooSmall(p);
+  }
   for (int attempt = 0; attempt < 2; ++attempt) {
     int fd = shm_open(p.name.c_str(), O_RDWR | (p.create ? O_CREAT : 0), 0600);
     if (fd < 0) {
@@ -252,6 +267,9 @@ Status Segment::Open(const SegmentParams& p) {
                                 " is empty (never initialised)");
       }
       s = Initialise(p, fd);
+      // Leave nothing behind when a new segment could not be built (a full
+      // /dev/shm, say): the next open starts clean.
+      if (!s.ok()) shm_unlink(p.name.c_str());
       return s;
     }
     if (existing < kHeaderBytes) {

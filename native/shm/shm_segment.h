@@ -12,7 +12,8 @@ namespace regioncache::shm {
 
 struct SegmentParams {
   std::string region;        // for messages
-  std::string name;          // "/regioncache.<uid>.<region>"
+  std::string location;      // the LOCATION the segment is named after
+  std::string name;          // "/regioncache.<uid>.<location>"
   bool create = true;        // false: attach to an existing segment only
   bool size_given = true;    // false (attach only): take the size from the segment
   uint64_t size = 0;

@@ -891,6 +891,7 @@ Status OpenShmStore(const StoreSpec& spec, std::unique_ptr<Store>* out) {
   OptionReader r(region, spec.options);
   shm::SegmentParams p;
   p.region = region;
+  p.location = spec.location;
   p.name = ShmSegmentName(spec.location);
   uint64_t max_entries = 0, cull = 3;
   std::string mismatch;

@@ -1,0 +1,9 @@
+from django.urls import path
+
+from djangoproject import views
+
+urlpatterns = [
+    path("cached/", views.cached_view),
+    path("cached/<str:name>/", views.cached_view),
+    path("plain/", views.plain_view),
+]
