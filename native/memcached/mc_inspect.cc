@@ -98,12 +98,21 @@ Status MemcachedStore::Dump(int s, std::vector<Dumped>* out) {
   Status st = tc.Connect(servers_[s]);
   if (!st.ok()) return st;
   std::string line;
-  // One crawl at a time per server: BUSY means another client's dump runs.
+  // "metadump hash" walks the hash table: it sees every item. "metadump all"
+  // (servers before 1.6) walks the LRUs and silently skips a class the
+  // background crawler is walking at the time, so it is only the fallback.
+  // One crawl at a time per server: BUSY means another crawl runs; wait.
+  const char* command = "lru_crawler metadump hash\r\n";
   for (int attempt = 0;; ++attempt) {
-    if (!(st = tc.Send("lru_crawler metadump all\r\n")).ok()) return st;
+    if (!(st = tc.Send(command)).ok()) return st;
     if (!(st = tc.ReadLine(&line)).ok()) return st;
-    if (line.rfind("BUSY", 0) == 0 && attempt < 100) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    if (line.rfind("BUSY", 0) == 0 && attempt < 200) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      continue;
+    }
+    if ((line.rfind("CLIENT_ERROR", 0) == 0 || line == "ERROR") &&
+        std::string_view(command).find("hash") != std::string_view::npos) {
+      command = "lru_crawler metadump all\r\n";
       continue;
     }
     break;
