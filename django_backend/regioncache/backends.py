@@ -1,5 +1,7 @@
 """Django cache backends on regioncache's native stores."""
 
+import re
+
 from django.core.cache.backends.base import (
     DEFAULT_TIMEOUT,
     BaseCache,
@@ -155,12 +157,15 @@ class MemcachedCache(_RegionCache):
         alias = _find_alias(type(self), server, params)
         self.alias = alias
         if isinstance(server, (list, tuple)):
-            server = ";".join(str(s).strip() for s in server)
-        elif not isinstance(server, str):
+            self._servers = [str(s).strip() for s in server]
+        elif isinstance(server, str):
+            self._servers = [s.strip() for s in re.split("[;,]", server) if s.strip()]
+        else:
             raise ImproperlyConfigured(
                 f"CACHES[{alias!r}]: LOCATION must be 'host:port', several joined by ';', "
                 f"or a list of them, not {type(server).__name__}"
             )
+        server = ";".join(self._servers)
         options = params.get("OPTIONS") or {}
         if not isinstance(options, dict):
             raise ImproperlyConfigured(f"CACHES[{alias!r}]: OPTIONS must be a dict")
