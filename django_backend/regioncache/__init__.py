@@ -21,6 +21,7 @@ __all__ = [
     "RegionError",
     "SharedMemoryCache",
     "ValueTooLargeError",
+    "region",
     "remove_shm_region",
     "shm_regions",
     "shm_segment_name",
@@ -40,4 +41,8 @@ def __getattr__(name):
         from regioncache.backends import MemcachedCache
 
         return MemcachedCache
+    if name == "region":
+        from regioncache.decorators import region
+
+        return region
     raise AttributeError(f"module 'regioncache' has no attribute {name!r}")
