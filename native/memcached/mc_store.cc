@@ -560,16 +560,20 @@ Status MemcachedStore::SetMany(std::span<const WriteItem> items, std::vector<siz
     auto& idx = by_server[s];
     if (idx.empty()) continue;
     memcached_st* h = c->h[s];
+    // All but the last go out with noreply; the last waits for its reply.
+    // The server answers a connection's requests in order, so that reply
+    // means every earlier set of the batch has been applied: a get on any
+    // other connection afterwards sees them (read-your-writes).
     memcached_behavior_set(h, MEMCACHED_BEHAVIOR_NOREPLY, 1);
     size_t done = 0;
     memcached_return_t rc = MEMCACHED_SUCCESS;
     for (; done < idx.size(); ++done) {
       const Packed& q = p[idx[done]];
+      if (done + 1 == idx.size()) memcached_behavior_set(h, MEMCACHED_BEHAVIOR_NOREPLY, 0);
       rc = memcached_set(h, q.wire.data(), q.wire.size(), q.payload.data(), q.payload.size(),
                          ToExptime(items[idx[done]].expires_ms, now), q.flags);
       if (rc != MEMCACHED_BUFFERED && rc != MEMCACHED_SUCCESS && rc != MEMCACHED_STORED) break;
     }
-    if (done == idx.size()) rc = memcached_flush_buffers(h);
     memcached_behavior_set(h, MEMCACHED_BEHAVIOR_NOREPLY, 0);
     if (memcached_failed(rc)) {
       Status st = Failed(static_cast<int>(s), h, rc);
@@ -604,17 +608,20 @@ Status MemcachedStore::DeleteWire(const std::vector<std::string>& wire, uint64_t
     auto& idx = by_server[s];
     if (idx.empty()) continue;
     memcached_st* h = c->h[s];
+    // As in SetMany: the last delete waits for its reply, so the batch is
+    // applied when this returns.
     memcached_behavior_set(h, MEMCACHED_BEHAVIOR_NOREPLY, 1);
     memcached_return_t rc = MEMCACHED_SUCCESS;
     size_t done = 0;
     for (; done < idx.size(); ++done) {
       const std::string& w = wire[idx[done]];
+      if (done + 1 == idx.size()) memcached_behavior_set(h, MEMCACHED_BEHAVIOR_NOREPLY, 0);
       rc = memcached_delete(h, w.data(), w.size(), 0);
       if (rc != MEMCACHED_BUFFERED && rc != MEMCACHED_SUCCESS && rc != MEMCACHED_DELETED &&
           rc != MEMCACHED_NOTFOUND)
         break;
     }
-    if (done == idx.size()) rc = memcached_flush_buffers(h);
+    if (rc == MEMCACHED_NOTFOUND) rc = MEMCACHED_SUCCESS;
     memcached_behavior_set(h, MEMCACHED_BEHAVIOR_NOREPLY, 0);
     if (memcached_failed(rc)) {
       Status st = Failed(static_cast<int>(s), h, rc);
