@@ -1,0 +1,839 @@
+// The file store. Design in brief (the format is in FORMAT.md):
+//  - one file per entry, named by the XXH3-128 of its key, in one of 256
+//    shard directories; a write goes to a temporary file in the same shard
+//    and is renamed over the entry, so readers see a whole old or a whole new
+//    file and a writer killed half-way leaves only a temporary file;
+//  - readers take no lock; every rename into and unlink from a shard happens
+//    under that shard's lock (file_ledger.h), which makes add/replace/incr
+//    atomic across processes and keeps the ledger's per-shard counts exact;
+//  - bounds are checked against the ledger's counts, and eviction scans one
+//    sampled shard at a time, taking its expired entries and then its oldest
+//    eighth: about eight headers read per entry evicted, however large the
+//    region;
+//  - a damaged, truncated or foreign file is a miss: it is logged once and
+//    removed, if it is still the same file, never reported to the caller.
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <cstdio>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "file/file_entry.h"
+#include "file/file_format.h"
+#include "file/file_io.h"
+#include "file/file_ledger.h"
+#include "regioncache/clock.h"
+#include "regioncache/codec.h"
+#include "regioncache/file_store.h"
+#include "regioncache/glob.h"
+#include "regioncache/options.h"
+
+namespace regioncache {
+namespace {
+
+using file::Head;
+using file::kHeaderSize;
+using file::kShards;
+using file::Ledger;
+using file::NewEntry;
+using file::OpenEntry;
+using file::ShardLock;
+
+constexpr uint64_t kDefaultMaxSize = 1ull << 30;
+constexpr uint64_t kDefaultMaxItem = 64ull << 20;
+constexpr int64_t kStaleTempMs = 10 * 60 * 1000;  // older temporary files are a dead writer's
+constexpr size_t kFirstRead = 16 * 1024;           // one pread holds most entries whole
+constexpr size_t kHeadRead = kHeaderSize + 256;     // header and a typical key
+constexpr uint64_t kRecountMin = 256;               // writes into a shard between recounts
+constexpr int64_t kEvictFraction = 8;               // an eviction scan takes 1/8 of a shard
+constexpr uint64_t kListScanCap = 10000;            // files examined per List page at most
+constexpr char kLedgerName[] = "regioncache.stats";
+
+struct Config {
+  uint64_t max_size = kDefaultMaxSize;
+  uint64_t max_item = kDefaultMaxItem;
+  uint64_t max_entries = 0;
+  uint32_t cull_frequency = 3;
+  uint64_t compress_min = 0;
+  int compress_level = 3;
+  bool fsync = false;
+};
+
+// What a shard scan should remove besides damaged files and stale
+// temporary files (which every scan removes).
+struct ScanPolicy {
+  bool all = false;            // every entry (Clear)
+  bool expired = true;         // expired entries
+  int64_t quota = 0;           // then at least this many of the oldest; -1: 1/kEvictFraction
+  uint64_t need_bytes = 0;     // and at least this many bytes
+};
+
+struct ScanResult {
+  uint64_t expired = 0, evicted = 0, bad = 0, removed_all = 0;
+};
+
+class FileStore final : public Store {
+ public:
+  FileStore(std::string region, std::string location, Config cfg, std::unique_ptr<Ledger> ledger)
+      : Store(std::move(region), std::move(location)), cfg_(cfg), ledger_(std::move(ledger)) {
+    dir_ = this->location();
+    while (dir_.size() > 1 && dir_.back() == '/') dir_.pop_back();
+  }
+
+  Status Get(std::string_view key, Value* out) override { return Read(key, out, false); }
+  Status Peek(std::string_view key, Value* out) override { return Read(key, out, true); }
+  Status Set(std::string_view key, std::string_view data, uint32_t flags, int64_t exp) override {
+    return Write(key, data, flags, exp, Mode::kSet);
+  }
+  Status Add(std::string_view key, std::string_view data, uint32_t flags, int64_t exp) override {
+    return Write(key, data, flags, exp, Mode::kAdd);
+  }
+  Status Replace(std::string_view key, std::string_view data, uint32_t flags,
+                 int64_t exp) override {
+    return Write(key, data, flags, exp, Mode::kReplace);
+  }
+  Status Touch(std::string_view key, int64_t expires_ms) override;
+  Status Delete(std::string_view key) override;
+  Status Incr(std::string_view key, int64_t delta, int64_t* result) override;
+  Status Clear() override;
+
+  Status List(const ListOptions& opts, ListPage* page) override;
+  Status GetStats(Stats* out) override;
+  Status PurgeExpired(uint64_t* removed) override;
+
+  std::string_view kind() const override { return "file"; }
+  bool MayBlock() const override { return true; }
+  uint64_t MaxItemSize() const override { return cfg_.max_item; }
+
+  // Counts every shard from its directory (a new ledger).
+  Status RecountAll();
+
+ private:
+  enum class Mode { kSet, kAdd, kReplace };
+  // How the entry a key names was found, with its lock held or not.
+  enum class Probe { kLive, kAbsent };
+
+  std::string ShardPath(int s) const { return dir_ + "/" + file::ShardDirName(s); }
+  std::string PathOf(int s, const std::string& name) const { return ShardPath(s) + "/" + name; }
+
+  Status Read(std::string_view key, Value* out, bool peek);
+  Status Write(std::string_view key, std::string_view data, uint32_t flags, int64_t exp, Mode m);
+  // Opens the entry for key and classifies it; bad, foreign and expired files
+  // are removed on the way (the shard lock must be held iff `locked`).
+  // kLive leaves the file open in *o.
+  Status ProbeEntry(int shard, const std::string& name, std::string_view key, bool locked,
+                    bool writable, size_t want, OpenEntry* o, Probe* p);
+  // Removes a file found damaged, expired or evicted, if it is still the
+  // same inode; adjusts counts. The lock must be held.
+  bool DropLocked(int shard, const std::string& name, ino_t ino, uint64_t size);
+  void DropBad(int shard, const std::string& name, ino_t ino, uint64_t size, bool locked,
+               const std::string& why);
+  void DropExpired(int shard, const std::string& name, ino_t ino, uint64_t size, bool locked);
+  void LogBadOnce(const std::string& path, ino_t ino, const std::string& why);
+  // Renames tmp over the entry of name, with the lock held; counts it.
+  Status CommitLocked(int shard, const std::string& name, const std::string& tmp, uint64_t size);
+  // Before a write of `bytes`: evict until the bounds allow it.
+  Status MakeRoom(uint64_t bytes);
+  Status Cull();
+  int PickVictimShard();
+  Status ScanShard(int shard, const ScanPolicy& pol, ScanResult* res);
+  Status ScanShardLocked(int shard, const ScanPolicy& pol, ScanResult* res);
+  // After a write into shard: every max(kRecountMin, entries) writes, a
+  // scan that recounts it and sweeps expired and stale files.
+  void NoteWrite(int shard);
+  Status TooLargeError(std::string_view key, uint64_t val_len) const;
+
+  Config cfg_;
+  std::unique_ptr<Ledger> ledger_;
+  std::string dir_;
+  std::mutex log_mu_;
+  std::set<std::pair<std::string, ino_t>> logged_;
+};
+
+// ---------------------------------------------------------------- helpers --
+
+void FileStore::LogBadOnce(const std::string& path, ino_t ino, const std::string& why) {
+  {
+    std::lock_guard<std::mutex> g(log_mu_);
+    if (logged_.size() > 4096) logged_.clear();  // bounded; a repeat line is harmless
+    if (!logged_.emplace(path, ino).second) return;
+  }
+  std::string line = "regioncache: " + Where() + "removed damaged entry file " + path + ": " + why +
+                     " (treated as a miss)\n";
+  fputs(line.c_str(), stderr);
+}
+
+bool FileStore::DropLocked(int shard, const std::string& name, ino_t ino, uint64_t size) {
+  std::string path = PathOf(shard, name);
+  struct stat st;
+  // Renames into the shard happen under its lock, which we hold: if the
+  // inode is still the one we judged, unlinking cannot hit a newer entry.
+  if (lstat(path.c_str(), &st) != 0 || st.st_ino != ino) return false;
+  if (unlink(path.c_str()) != 0) return false;
+  auto& slot = ledger_->slot(shard);
+  slot.entries.fetch_sub(1, std::memory_order_relaxed);
+  slot.bytes.fetch_sub(int64_t(size), std::memory_order_relaxed);
+  return true;
+}
+
+void FileStore::DropBad(int shard, const std::string& name, ino_t ino, uint64_t size, bool locked,
+                        const std::string& why) {
+  LogBadOnce(PathOf(shard, name), ino, why);
+  // A damaged file may not have the size the ledger counted (it was cut or
+  // rewritten behind our back), so the shard is recounted from its
+  // directory as well; damage is rare enough for that to cost nothing.
+  ScanPolicy recount;
+  recount.expired = false;
+  ScanResult res;
+  bool removed;
+  if (locked) {
+    removed = DropLocked(shard, name, ino, size);
+    ScanShardLocked(shard, recount, &res);
+  } else {
+    ShardLock lock(ledger_.get(), shard);
+    removed = lock.status().ok() && DropLocked(shard, name, ino, size);
+    if (lock.status().ok()) ScanShardLocked(shard, recount, &res);
+  }
+  if (removed) ledger_->counters().corrupt_removed.fetch_add(1, std::memory_order_relaxed);
+}
+
+void FileStore::DropExpired(int shard, const std::string& name, ino_t ino, uint64_t size,
+                            bool locked) {
+  bool removed;
+  if (locked) {
+    removed = DropLocked(shard, name, ino, size);
+  } else {
+    ShardLock lock(ledger_.get(), shard);
+    removed = lock.status().ok() && DropLocked(shard, name, ino, size);
+  }
+  if (removed) ledger_->counters().expirations.fetch_add(1, std::memory_order_relaxed);
+}
+
+Status FileStore::ProbeEntry(int shard, const std::string& name, std::string_view key, bool locked,
+                             bool writable, size_t want, OpenEntry* o, Probe* p) {
+  *p = Probe::kAbsent;
+  Head head;
+  std::string why;
+  Status s = file::ReadHead(PathOf(shard, name), writable, want, o, &head, &why);
+  if (!s.ok()) return Status::IOError(Where() + s.message());
+  if (head == Head::kAbsent) return Status::OK();
+  if (head == Head::kBad) {
+    if (o->ino != 0) DropBad(shard, name, o->ino, o->size, locked, why);
+    else LogBadOnce(PathOf(shard, name), 0, why);
+    return Status::OK();
+  }
+  if (o->key() != key) {
+    DropBad(shard, name, o->ino, o->size, locked,
+            "holds another key (a hash collision or a foreign file)");
+    return Status::OK();
+  }
+  if (IsExpired(o->h.expires_ms, NowMs())) {
+    DropExpired(shard, name, o->ino, o->size, locked);
+    return Status::OK();
+  }
+  *p = Probe::kLive;
+  return Status::OK();
+}
+
+Status FileStore::TooLargeError(std::string_view key, uint64_t val_len) const {
+  return Status::TooLarge(Where() + "value of " + std::to_string(val_len) + " bytes (key of " +
+                          std::to_string(key.size()) + " bytes) exceeds the maximum item size of " +
+                          std::to_string(cfg_.max_item) +
+                          " bytes (OPTIONS MAX_ITEM_SIZE); nothing was stored");
+}
+
+// ---------------------------------------------------------------- reading --
+
+Status FileStore::Read(std::string_view key, Value* out, bool peek) {
+  std::string name = file::EntryName(key);
+  int shard = file::ShardOfName(name);
+  auto& c = ledger_->counters();
+  OpenEntry o;
+  Probe p;
+  Status s = ProbeEntry(shard, name, key, false, false, kFirstRead, &o, &p);
+  if (!s.ok()) return s;
+  if (p == Probe::kLive) {
+    std::string why;
+    if (file::ReadValue(&o, out, &why)) {
+      if (!peek) c.hits.fetch_add(1, std::memory_order_relaxed);
+      return Status::OK();
+    }
+    out->data.clear();
+    DropBad(shard, name, o.ino, o.size, false, why);
+  }
+  if (!peek) c.misses.fetch_add(1, std::memory_order_relaxed);
+  return Status::NotFound();
+}
+
+// ---------------------------------------------------------------- writing --
+
+Status FileStore::CommitLocked(int shard, const std::string& name, const std::string& tmp,
+                               uint64_t size) {
+  std::string path = PathOf(shard, name);
+  struct stat old;
+  bool had = lstat(path.c_str(), &old) == 0;
+  if (rename(tmp.c_str(), path.c_str()) != 0) {
+    int err = errno;
+    unlink(tmp.c_str());
+    return Status::IOError(Where() + "cannot rename " + tmp + " to " + path + ": " + ErrnoText(err));
+  }
+  auto& slot = ledger_->slot(shard);
+  if (!had) slot.entries.fetch_add(1, std::memory_order_relaxed);
+  slot.bytes.fetch_add(int64_t(size) - (had ? int64_t(old.st_size) : 0), std::memory_order_relaxed);
+  return Status::OK();
+}
+
+Status FileStore::Write(std::string_view key, std::string_view data, uint32_t flags, int64_t exp,
+                        Mode mode) {
+  if (key.size() > cfg_.max_item || data.size() > cfg_.max_item - key.size())
+    return TooLargeError(key, data.size());
+  if (flags & kFlagZstd)
+    return Status::InvalidArgument(Where() + "flags include kFlagZstd, which the file store "
+                                   "reserves for its own compression");
+  std::string name = file::EntryName(key);
+  int shard = file::ShardOfName(name);
+  NewEntry e;
+  file::BuildEntry(key, data, flags, exp, NowMs(), cfg_.compress_min, cfg_.compress_level, &e);
+  Status s = MakeRoom(e.FileSize());
+  if (!s.ok()) return s;
+  // The file is written before the lock is taken: the lock covers only the
+  // check and the rename, however large the value.
+  std::string tmp;
+  s = file::WriteTemp(ShardPath(shard), e, cfg_.fsync, Where(), &tmp);
+  if (!s.ok()) return s;
+  {
+    ShardLock lock(ledger_.get(), shard);
+    if (!lock.status().ok()) {
+      unlink(tmp.c_str());
+      return lock.status();
+    }
+    if (mode != Mode::kSet) {
+      OpenEntry o;
+      Probe p;
+      s = ProbeEntry(shard, name, key, true, false, kFirstRead, &o, &p);
+      if (!s.ok()) {
+        unlink(tmp.c_str());
+        return s;
+      }
+      bool live = p == Probe::kLive;
+      if (live) {
+        // A live header over a damaged body is no entry: check the body.
+        std::string why;
+        if (!file::VerifyBody(&o, &why)) {
+          DropBad(shard, name, o.ino, o.size, true, why);
+          live = false;
+        }
+      }
+      if (live == (mode == Mode::kAdd)) {
+        unlink(tmp.c_str());
+        return Status::NotStored();
+      }
+    }
+    s = CommitLocked(shard, name, tmp, e.FileSize());
+    if (!s.ok()) return s;
+  }
+  if (cfg_.fsync) {
+    int err = file::SyncDir(ShardPath(shard));
+    if (err != 0)
+      return Status::IOError(Where() + "cannot sync " + ShardPath(shard) + ": " + ErrnoText(err));
+  }
+  ledger_->counters().sets.fetch_add(1, std::memory_order_relaxed);
+  NoteWrite(shard);
+  return Status::OK();
+}
+
+Status FileStore::Touch(std::string_view key, int64_t expires_ms) {
+  std::string name = file::EntryName(key);
+  int shard = file::ShardOfName(name);
+  // Under the lock the file we rewrite is the current one: a rename cannot
+  // slip in between our check and our write.
+  ShardLock lock(ledger_.get(), shard);
+  if (!lock.status().ok()) return lock.status();
+  OpenEntry o;
+  Probe p;
+  Status s = ProbeEntry(shard, name, key, true, true, kHeadRead, &o, &p);
+  if (!s.ok()) return s;
+  if (p != Probe::kLive) return Status::NotFound();
+  int err = file::RewriteExpiry(&o, expires_ms, cfg_.fsync);
+  if (err != 0)
+    return Status::IOError(Where() + "cannot rewrite the expiry of " + PathOf(shard, name) + ": " +
+                           ErrnoText(err));
+  return Status::OK();
+}
+
+Status FileStore::Delete(std::string_view key) {
+  std::string name = file::EntryName(key);
+  int shard = file::ShardOfName(name);
+  ShardLock lock(ledger_.get(), shard);
+  if (!lock.status().ok()) return lock.status();
+  OpenEntry o;
+  Probe p;
+  Status s = ProbeEntry(shard, name, key, true, false, kHeadRead, &o, &p);
+  if (!s.ok()) return s;
+  if (p != Probe::kLive) return Status::NotFound();
+  if (!DropLocked(shard, name, o.ino, o.size)) return Status::NotFound();
+  return Status::OK();
+}
+
+Status FileStore::Incr(std::string_view key, int64_t delta, int64_t* result) {
+  std::string name = file::EntryName(key);
+  int shard = file::ShardOfName(name);
+  // The whole read-modify-write holds the shard lock, and every rename into
+  // the shard takes it too: no write can land between our read and ours.
+  ShardLock lock(ledger_.get(), shard);
+  if (!lock.status().ok()) return lock.status();
+  OpenEntry o;
+  Probe p;
+  Status s = ProbeEntry(shard, name, key, true, false, kFirstRead, &o, &p);
+  if (!s.ok()) return s;
+  if (p != Probe::kLive) return Status::NotFound();
+  if (Encoding(o.h.flags) != kEncInt) return Status::NotANumber();
+  Value v;
+  std::string why;
+  if (!file::ReadValue(&o, &v, &why)) {
+    DropBad(shard, name, o.ino, o.size, true, why);
+    return Status::NotFound();
+  }
+  int64_t cur = 0;
+  if (!ParseInt64(v.data, &cur)) {
+    // Decimal but beyond int64 is out of range; anything else is not a number.
+    bool digits = !v.data.empty();
+    for (size_t i = 0; i < v.data.size(); ++i)
+      if (!(std::isdigit(static_cast<unsigned char>(v.data[i])) || (i == 0 && v.data[i] == '-')))
+        digits = false;
+    return digits ? Status::OutOfRange() : Status::NotANumber();
+  }
+  int64_t next = 0;
+  if (__builtin_add_overflow(cur, delta, &next)) return Status::OutOfRange();
+  char buf[24];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, next);
+  (void)ec;
+  NewEntry e;
+  file::BuildEntry(key, std::string_view(buf, size_t(end - buf)), v.flags, o.h.expires_ms, NowMs(),
+                   0, 0, &e);
+  std::string tmp;
+  s = file::WriteTemp(ShardPath(shard), e, cfg_.fsync, Where(), &tmp);
+  if (!s.ok()) return s;
+  s = CommitLocked(shard, name, tmp, e.FileSize());
+  if (!s.ok()) return s;
+  *result = next;
+  return Status::OK();
+}
+
+// --------------------------------------------------------------- eviction --
+
+int FileStore::PickVictimShard() {
+  // Two random shards, the fuller one; keys hash evenly, so this stays close
+  // to the fullest without reading all 256 counts. Empty ones are skipped.
+  thread_local std::mt19937 rng(std::random_device{}());
+  int a = int(rng() % kShards), b = int(rng() % kShards);
+  int64_t ba = ledger_->slot(a).bytes.load(std::memory_order_relaxed);
+  int64_t bb = ledger_->slot(b).bytes.load(std::memory_order_relaxed);
+  int pick = bb > ba ? b : a;
+  if (std::max(ba, bb) > 0) return pick;
+  for (int i = 1; i < kShards; ++i) {
+    int s = (pick + i) % kShards;
+    if (ledger_->slot(s).bytes.load(std::memory_order_relaxed) > 0) return s;
+  }
+  return -1;
+}
+
+Status FileStore::MakeRoom(uint64_t bytes) {
+  // Each pass is one shard scan; a shard that cannot help is recounted by
+  // its scan, so the counts that sent us here get corrected as we go.
+  for (int pass = 0; pass < 2 * kShards; ++pass) {
+    if (cfg_.max_entries != 0 && ledger_->TotalEntries() >= cfg_.max_entries) {
+      Status s = Cull();
+      if (!s.ok()) return s;
+      continue;
+    }
+    uint64_t used = ledger_->TotalBytes();
+    if (used + bytes <= cfg_.max_size) return Status::OK();
+    int shard = PickVictimShard();
+    if (shard < 0) return Status::OK();  // nothing counted anywhere: nothing to evict
+    ScanPolicy pol;
+    pol.quota = -1;
+    pol.need_bytes = used + bytes - cfg_.max_size;
+    ScanResult res;
+    Status s = ScanShard(shard, pol, &res);
+    if (!s.ok()) return s;
+    ledger_->counters().evict_scans.fetch_add(1, std::memory_order_relaxed);
+  }
+  return Status::OK();  // best effort: other writers keep filling it
+}
+
+Status FileStore::Cull() {
+  // Django's meaning: at MAX_ENTRIES, remove 1/CULL_FREQUENCY of the entries
+  // (all of them for 0). Expired ones go first, then the oldest of each
+  // shard, each shard giving its share of the total.
+  if (cfg_.cull_frequency == 0) {
+    uint64_t n = ledger_->TotalEntries();
+    Status s = Clear();
+    if (s.ok()) ledger_->counters().evictions.fetch_add(n, std::memory_order_relaxed);
+    return s;
+  }
+  uint64_t total = ledger_->TotalEntries();
+  uint64_t target = std::max<uint64_t>(1, total / cfg_.cull_frequency);
+  double share = total ? double(target) / double(total) : 1.0;
+  double acc = 0;
+  uint64_t taken = 0;
+  for (int s = 0; s < kShards; ++s) {
+    int64_t n = ledger_->slot(s).entries.load(std::memory_order_relaxed);
+    if (n <= 0) continue;
+    acc += double(n) * share;
+    ScanPolicy pol;
+    pol.quota = int64_t(acc + 0.5) - int64_t(taken);
+    if (pol.quota <= 0) continue;
+    ScanResult res;
+    Status st = ScanShard(s, pol, &res);
+    if (!st.ok()) return st;
+    taken += res.evicted + res.expired;
+  }
+  return Status::OK();
+}
+
+Status FileStore::ScanShard(int shard, const ScanPolicy& pol, ScanResult* res) {
+  ShardLock lock(ledger_.get(), shard);
+  if (!lock.status().ok()) return lock.status();
+  return ScanShardLocked(shard, pol, res);
+}
+
+Status FileStore::ScanShardLocked(int shard, const ScanPolicy& pol, ScanResult* res) {
+  struct Cand {
+    std::string name;
+    ino_t ino;
+    uint64_t size;
+    int64_t stored_ms;
+  };
+  std::string dirpath = ShardPath(shard);
+  auto& slot = ledger_->slot(shard);
+  DIR* d = opendir(dirpath.c_str());
+  if (!d) {
+    if (errno == ENOENT) {
+      slot.entries.store(0, std::memory_order_relaxed);
+      slot.bytes.store(0, std::memory_order_relaxed);
+      slot.writes.store(0, std::memory_order_relaxed);
+      return Status::OK();
+    }
+    return Status::IOError(Where() + "cannot list " + dirpath + ": " + ErrnoText(errno));
+  }
+  std::unique_ptr<DIR, int (*)(DIR*)> closer(d, closedir);
+  int dfd = dirfd(d);
+  int64_t now = NowMs();
+  std::vector<Cand> keep;
+  uint64_t keep_bytes = 0, examined = 0;
+  uint64_t freed = 0;  // bytes removed: expired and damaged files count too
+  auto& c = ledger_->counters();
+  while (dirent* de = readdir(d)) {
+    std::string_view nm(de->d_name);
+    if (file::IsTempName(nm)) {
+      struct stat st;
+      if (fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+          now - (int64_t(st.st_mtim.tv_sec) * 1000 + st.st_mtim.tv_nsec / 1000000) > kStaleTempMs)
+        unlinkat(dfd, de->d_name, 0);
+      continue;
+    }
+    if (file::ShardOfName(nm) != shard) continue;  // not ours: left alone
+    ++examined;
+    std::string name(nm);
+    if (pol.all) {
+      if (unlinkat(dfd, de->d_name, 0) == 0) ++res->removed_all;
+      continue;
+    }
+    OpenEntry o;
+    Head head;
+    std::string why;
+    Status s = file::ReadHead(dirpath + "/" + name, false, kHeaderSize, &o, &head, &why);
+    if (!s.ok()) return Status::IOError(Where() + s.message());
+    if (head == Head::kAbsent) continue;
+    if (head == Head::kBad) {
+      LogBadOnce(dirpath + "/" + name, o.ino, why);
+      if (unlinkat(dfd, de->d_name, 0) == 0) {
+        ++res->bad;
+        freed += o.size;
+        c.corrupt_removed.fetch_add(1, std::memory_order_relaxed);
+      }
+      continue;
+    }
+    if (pol.expired && IsExpired(o.h.expires_ms, now)) {
+      if (unlinkat(dfd, de->d_name, 0) == 0) {
+        ++res->expired;
+        freed += o.size;
+        c.expirations.fetch_add(1, std::memory_order_relaxed);
+      }
+      continue;
+    }
+    keep.push_back({std::move(name), o.ino, o.size, o.h.stored_ms});
+    keep_bytes += o.size;
+  }
+  c.files_scanned.fetch_add(examined, std::memory_order_relaxed);
+  int64_t quota = pol.quota < 0 ? std::max<int64_t>(1, int64_t(keep.size()) / kEvictFraction)
+                                : pol.quota;
+  // Expired entries already went and count toward the quota.
+  quota -= int64_t(res->expired);
+  if ((quota > 0 || pol.need_bytes > 0) && !keep.empty()) {
+    std::sort(keep.begin(), keep.end(),
+              [](const Cand& a, const Cand& b) { return a.stored_ms < b.stored_ms; });
+    size_t i = 0;
+    for (; i < keep.size() && (int64_t(res->evicted) < quota || freed < pol.need_bytes); ++i) {
+      if (unlinkat(dfd, keep[i].name.c_str(), 0) == 0) {
+        ++res->evicted;
+        freed += keep[i].size;
+        keep_bytes -= keep[i].size;
+      }
+    }
+    keep.erase(keep.begin(), keep.begin() + ptrdiff_t(i));
+    c.evictions.fetch_add(res->evicted, std::memory_order_relaxed);
+  }
+  if (pol.all) {
+    keep.clear();
+    keep_bytes = 0;
+  }
+  // We hold the lock and have just seen every file: the counts are exact.
+  slot.entries.store(int64_t(keep.size()), std::memory_order_relaxed);
+  slot.bytes.store(int64_t(keep_bytes), std::memory_order_relaxed);
+  slot.writes.store(0, std::memory_order_relaxed);
+  return Status::OK();
+}
+
+void FileStore::NoteWrite(int shard) {
+  auto& slot = ledger_->slot(shard);
+  uint64_t w = slot.writes.fetch_add(1, std::memory_order_relaxed) + 1;
+  int64_t n = slot.entries.load(std::memory_order_relaxed);
+  uint64_t every = std::max<uint64_t>(kRecountMin, n > 0 ? uint64_t(n) : 0);
+  // One writer wins the exchange and does the scan; it costs about one
+  // header read per write since the last one.
+  if (w >= every && slot.writes.compare_exchange_strong(w, 0, std::memory_order_relaxed)) {
+    ScanPolicy pol;  // expired and damaged files only
+    ScanResult res;
+    ScanShard(shard, pol, &res);
+  }
+}
+
+Status FileStore::RecountAll() {
+  for (int s = 0; s < kShards; ++s) {
+    ScanPolicy pol;
+    pol.expired = false;
+    ScanResult res;
+    Status st = ScanShard(s, pol, &res);
+    if (!st.ok()) return st;
+  }
+  return Status::OK();
+}
+
+// ------------------------------------------------------------- inspection --
+
+Status FileStore::Clear() {
+  for (int s = 0; s < kShards; ++s) {
+    ScanPolicy pol;
+    pol.all = true;
+    ScanResult res;
+    Status st = ScanShard(s, pol, &res);
+    if (!st.ok()) return st;
+  }
+  return Status::OK();
+}
+
+Status FileStore::PurgeExpired(uint64_t* removed) {
+  *removed = 0;
+  for (int s = 0; s < kShards; ++s) {
+    ScanPolicy pol;
+    ScanResult res;
+    Status st = ScanShard(s, pol, &res);
+    if (!st.ok()) return st;
+    *removed += res.expired;
+  }
+  return Status::OK();
+}
+
+// The cursor is "<shard>/<name>": the listing resumes after that file name
+// in that shard ("" = from the shard's start). Names within a shard are
+// visited in sorted order, so a page boundary is a stable position even when
+// files come and go.
+Status FileStore::List(const ListOptions& opts, ListPage* page) {
+  page->entries.clear();
+  page->next_cursor.clear();
+  page->scanned = 0;
+  int shard = 0;
+  std::string after;
+  if (!opts.cursor.empty()) {
+    const std::string& c = opts.cursor;
+    size_t slash = c.find('/');
+    int v = -1;
+    if (slash == 2) {
+      auto [p, ec] = std::from_chars(c.data(), c.data() + 2, v, 16);
+      if (ec != std::errc() || p != c.data() + 2) v = -1;
+    }
+    after = slash == std::string::npos ? "" : c.substr(slash + 1);
+    if (v < 0 || v >= kShards || (!after.empty() && file::ShardOfName(after) != v))
+      return Status::InvalidArgument(Where() + "bad listing cursor '" + c + "'");
+    shard = v;
+  }
+  size_t limit = opts.limit ? opts.limit : 1000;
+  int64_t now = NowMs();
+  for (; shard < kShards; ++shard, after.clear()) {
+    std::string dirpath = ShardPath(shard);
+    std::vector<std::string> names;
+    {
+      DIR* d = opendir(dirpath.c_str());
+      if (!d) {
+        if (errno == ENOENT) continue;
+        return Status::IOError(Where() + "cannot list " + dirpath + ": " + ErrnoText(errno));
+      }
+      while (dirent* de = readdir(d)) {
+        std::string_view nm(de->d_name);
+        if (file::ShardOfName(nm) == shard && (after.empty() || nm > after)) names.emplace_back(nm);
+      }
+      closedir(d);
+    }
+    std::sort(names.begin(), names.end());
+    for (size_t i = 0; i < names.size(); ++i) {
+      if (page->entries.size() >= limit || page->scanned >= kListScanCap + limit) {
+        page->next_cursor = file::ShardDirName(shard) + "/" + (i ? names[i - 1] : after);
+        return Status::OK();
+      }
+      page->scanned++;
+      OpenEntry o;
+      Head head;
+      std::string why;
+      Status s = file::ReadHead(dirpath + "/" + names[i], false, kHeadRead, &o, &head, &why);
+      if (!s.ok()) return Status::IOError(Where() + s.message());
+      if (head == Head::kAbsent) continue;
+      if (head == Head::kBad) {
+        if (o.ino) DropBad(shard, names[i], o.ino, o.size, false, why);
+        continue;
+      }
+      if (file::EntryName(o.key()) != names[i]) {
+        DropBad(shard, names[i], o.ino, o.size, false,
+                "holds a key that does not hash to its name (a foreign or misplaced file)");
+        continue;
+      }
+      if (!opts.include_expired && IsExpired(o.h.expires_ms, now)) continue;
+      if (!opts.glob.empty() && !GlobMatch(opts.glob, o.key())) continue;
+      EntryInfo e;
+      e.key.assign(o.key());
+      e.value_size = o.h.raw_len;
+      e.expires_ms = o.h.expires_ms;
+      e.stored_ms = o.h.stored_ms;
+      e.flags = o.h.flags & ~uint32_t(kFlagZstd);
+      page->entries.push_back(std::move(e));
+    }
+  }
+  return Status::OK();
+}
+
+Status FileStore::GetStats(Stats* out) {
+  *out = Stats{};
+  auto& c = ledger_->counters();
+  out->entries = ledger_->TotalEntries();
+  out->bytes_used = ledger_->TotalBytes();
+  out->capacity = cfg_.max_size;
+  out->hits = c.hits.load(std::memory_order_relaxed);
+  out->misses = c.misses.load(std::memory_order_relaxed);
+  out->sets = c.sets.load(std::memory_order_relaxed);
+  out->evictions = c.evictions.load(std::memory_order_relaxed);
+  out->expirations = c.expirations.load(std::memory_order_relaxed);
+  out->extra = {
+      {"directory", dir_},
+      {"format_version", std::to_string(file::kVersion)},
+      {"shards", std::to_string(kShards)},
+      {"max_item_size", std::to_string(cfg_.max_item)},
+      {"max_entries", std::to_string(cfg_.max_entries)},
+      {"cull_frequency", std::to_string(cfg_.cull_frequency)},
+      {"compress_min_size", std::to_string(cfg_.compress_min)},
+      {"fsync", cfg_.fsync ? "true" : "false"},
+      {"eviction", "expired first, then oldest stored, in sampled shards"},
+      {"corrupt_removed", std::to_string(c.corrupt_removed.load(std::memory_order_relaxed))},
+      {"files_scanned", std::to_string(c.files_scanned.load(std::memory_order_relaxed))},
+      {"evict_scans", std::to_string(c.evict_scans.load(std::memory_order_relaxed))},
+      {"created_ms", std::to_string(ledger_->created_ms())},
+  };
+  return Status::OK();
+}
+
+}  // namespace
+
+Status OpenFileStore(const StoreSpec& spec, std::unique_ptr<Store>* out) {
+  std::string region = spec.region.empty() ? spec.location : spec.region;
+  std::string where = "region '" + region + "': ";
+  if (spec.location.empty())
+    return Status::InvalidArgument(where + "LOCATION is empty: give the cache directory");
+  OptionReader r(region, spec.options);
+  Config cfg;
+  uint64_t cull = 3, level = 3;
+  Status s;
+  bool item_given = spec.options.count("MAX_ITEM_SIZE") != 0;
+  if (!(s = r.Size("MAX_SIZE", kDefaultMaxSize, &cfg.max_size)).ok()) return s;
+  if (!(s = r.Size("MAX_ITEM_SIZE", kDefaultMaxItem, &cfg.max_item)).ok()) return s;
+  if (!(s = r.UInt("MAX_ENTRIES", 0, &cfg.max_entries)).ok()) return s;
+  if (!(s = r.UInt("CULL_FREQUENCY", 3, &cull)).ok()) return s;
+  if (!(s = r.Size("COMPRESS_MIN_SIZE", 0, &cfg.compress_min)).ok()) return s;
+  if (!(s = r.UInt("COMPRESS_LEVEL", 3, &level)).ok()) return s;
+  if (!(s = r.Bool("FSYNC", false, &cfg.fsync)).ok()) return s;
+  if (!(s = r.CheckAllUsed()).ok()) return s;
+  if (cfg.max_size < 4096)
+    return Status::InvalidArgument(where + "option MAX_SIZE=" + std::to_string(cfg.max_size) +
+                                   " is below the smallest useful size of 4096 bytes");
+  if (cfg.max_item == 0)
+    return Status::InvalidArgument(where + "option MAX_ITEM_SIZE must be above 0");
+  // An entry file is the item plus a header; the largest must fit the bound.
+  uint64_t fits = cfg.max_size - kHeaderSize;
+  if (cfg.max_item > fits) {
+    if (item_given)
+      return Status::InvalidArgument(where + "option MAX_ITEM_SIZE=" + std::to_string(cfg.max_item) +
+                                     " does not fit in MAX_SIZE=" + std::to_string(cfg.max_size) +
+                                     " (with its " + std::to_string(kHeaderSize) +
+                                     "-byte header)");
+    cfg.max_item = fits;
+  }
+  if (cull > 1000000)
+    return Status::InvalidArgument(where + "option CULL_FREQUENCY=" + std::to_string(cull) +
+                                   " is not a sensible fraction");
+  if (level < 1 || level > 19)
+    return Status::InvalidArgument(where + "option COMPRESS_LEVEL=" + std::to_string(level) +
+                                   " is not a zstd level from 1 to 19");
+  cfg.cull_frequency = uint32_t(cull);
+  cfg.compress_level = int(level);
+
+  std::string dir = spec.location;
+  while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+  if (!(s = file::MakeDirs(dir, where)).ok()) return s;
+  // Writability is checked now, with a real file: access(2) says yes to root
+  // on a read-only mount, and an error at the first set is too late.
+  {
+    std::string probe = dir + "/" + file::TempName();
+    int fd = open(probe.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0)
+      return Status::IOError(where + "the cache directory " + dir + " is not writable: " +
+                             ErrnoText(errno));
+    close(fd);
+    unlink(probe.c_str());
+  }
+  auto ledger = std::make_unique<Ledger>();
+  Ledger* lp = ledger.get();
+  bool fresh = false;
+  if (!(s = ledger->Open(dir + "/" + kLedgerName, where, &fresh)).ok()) return s;
+  auto store = std::make_unique<FileStore>(region, spec.location, cfg, std::move(ledger));
+  if (fresh) {
+    // A new ledger over a directory that may already hold entries (a
+    // deleted ledger, another version's): count what is there. On failure
+    // the store's destruction closes the ledger, which drops the init lock.
+    if (!(s = store->RecountAll()).ok()) return s;
+    lp->FinishInit();
+  }
+  *out = std::move(store);
+  return Status::OK();
+}
+
+}  // namespace regioncache
