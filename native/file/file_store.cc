@@ -77,6 +77,7 @@ struct ScanPolicy {
   bool expired = true;         // expired entries
   int64_t quota = 0;           // then at least this many of the oldest; -1: 1/kEvictFraction
   uint64_t need_bytes = 0;     // and at least this many bytes
+  std::string protect;         // an entry name never evicted (the one just written)
 };
 
 struct ScanResult {
@@ -144,7 +145,11 @@ class FileStore final : public Store {
   // Renames tmp over the entry of name, with the lock held; counts it.
   Status CommitLocked(int shard, const std::string& name, const std::string& tmp, uint64_t size);
   // Before a write of `bytes`: evict until the bounds allow it.
-  Status MakeRoom(uint64_t bytes);
+  // Evicts until the bounds leave room for a new file of `bytes` (0: until
+  // they hold again). The entry `protect` (just written) is never taken.
+  Status MakeRoom(uint64_t bytes, const std::string& protect);
+  // Whether key has a live, intact entry, looked at without the lock.
+  Status LiveUnlocked(int shard, const std::string& name, std::string_view key, bool* live);
   Status Cull();
   int PickVictimShard();
   Status ScanShard(int shard, const ScanPolicy& pol, ScanResult* res);
@@ -282,15 +287,25 @@ Status FileStore::CommitLocked(int shard, const std::string& name, const std::st
                                uint64_t size) {
   std::string path = PathOf(shard, name);
   struct stat old;
-  bool had = lstat(path.c_str(), &old) == 0;
+  // The old file is unlinked before the rename rather than replaced by it:
+  // ext4 (auto_da_alloc) starts writeback of the new file's data on a
+  // rename over an existing file, which made an overwrite about three times
+  // as slow as a fresh write here. A reader in between sees a miss, never a
+  // partial value; add, replace, incr and touch hold this shard's lock and
+  // never see the gap.
+  if (lstat(path.c_str(), &old) == 0 && unlink(path.c_str()) == 0) {
+    auto& slot = ledger_->slot(shard);
+    slot.entries.fetch_sub(1, std::memory_order_relaxed);
+    slot.bytes.fetch_sub(int64_t(old.st_size), std::memory_order_relaxed);
+  }
   if (rename(tmp.c_str(), path.c_str()) != 0) {
     int err = errno;
     unlink(tmp.c_str());
     return Status::IOError(Where() + "cannot rename " + tmp + " to " + path + ": " + ErrnoText(err));
   }
   auto& slot = ledger_->slot(shard);
-  if (!had) slot.entries.fetch_add(1, std::memory_order_relaxed);
-  slot.bytes.fetch_add(int64_t(size) - (had ? int64_t(old.st_size) : 0), std::memory_order_relaxed);
+  slot.entries.fetch_add(1, std::memory_order_relaxed);
+  slot.bytes.fetch_add(int64_t(size), std::memory_order_relaxed);
   return Status::OK();
 }
 
@@ -305,8 +320,18 @@ Status FileStore::Write(std::string_view key, std::string_view data, uint32_t fl
   int shard = file::ShardOfName(name);
   NewEntry e;
   file::BuildEntry(key, data, flags, exp, NowMs(), cfg_.compress_min, cfg_.compress_level, &e);
-  Status s = MakeRoom(e.FileSize());
-  if (!s.ok()) return s;
+  Status s;
+  if (mode != Mode::kSet) {
+    // A first look without the lock: an add of a key that is there (Django's
+    // add as a lock) or a replace of one that is not is answered without
+    // writing anything. The answer is what the store held at this moment,
+    // so it is as correct as the one under the lock; a write still checks
+    // again under the lock below.
+    bool live = false;
+    if (!(s = LiveUnlocked(shard, name, key, &live)).ok()) return s;
+    if (live == (mode == Mode::kAdd)) return Status::NotStored();
+  }
+  if (!(s = MakeRoom(e.FileSize(), name)).ok()) return s;
   // The file is written before the lock is taken: the lock covers only the
   // check and the rename, however large the value.
   std::string tmp;
@@ -350,6 +375,26 @@ Status FileStore::Write(std::string_view key, std::string_view data, uint32_t fl
   }
   ledger_->counters().sets.fetch_add(1, std::memory_order_relaxed);
   NoteWrite(shard);
+  // The room made before the write may have been taken by other writers
+  // meanwhile, or the counts may have been short (a writer killed between
+  // its rename and its count): the bound is checked again now.
+  return MakeRoom(0, name);
+}
+
+Status FileStore::LiveUnlocked(int shard, const std::string& name, std::string_view key,
+                               bool* live) {
+  *live = false;
+  OpenEntry o;
+  Probe p;
+  Status s = ProbeEntry(shard, name, key, false, false, kFirstRead, &o, &p);
+  if (!s.ok() || p != Probe::kLive) return s;
+  // A live header over a damaged body is no entry: check the body.
+  std::string why;
+  if (!file::VerifyBody(&o, &why)) {
+    DropBad(shard, name, o.ino, o.size, false, why);
+    return Status::OK();
+  }
+  *live = true;
   return Status::OK();
 }
 
@@ -427,6 +472,7 @@ Status FileStore::Incr(std::string_view key, int64_t delta, int64_t* result) {
   if (!s.ok()) return s;
   s = CommitLocked(shard, name, tmp, e.FileSize());
   if (!s.ok()) return s;
+  // The shard lock is held: the bounds are enforced by the next write.
   *result = next;
   return Status::OK();
 }
@@ -449,11 +495,15 @@ int FileStore::PickVictimShard() {
   return -1;
 }
 
-Status FileStore::MakeRoom(uint64_t bytes) {
+Status FileStore::MakeRoom(uint64_t bytes, const std::string& protect) {
   // Each pass is one shard scan; a shard that cannot help is recounted by
   // its scan, so the counts that sent us here get corrected as we go.
+  // Before a write (bytes > 0) the entry bound is Django's: cull once the
+  // count has reached MAX_ENTRIES. After it, only a count above the bound
+  // (left by concurrent writers) culls.
+  uint64_t entry_limit = bytes > 0 ? cfg_.max_entries : cfg_.max_entries + 1;
   for (int pass = 0; pass < 2 * kShards; ++pass) {
-    if (cfg_.max_entries != 0 && ledger_->TotalEntries() >= cfg_.max_entries) {
+    if (cfg_.max_entries != 0 && ledger_->TotalEntries() >= entry_limit) {
       Status s = Cull();
       if (!s.ok()) return s;
       continue;
@@ -465,6 +515,7 @@ Status FileStore::MakeRoom(uint64_t bytes) {
     ScanPolicy pol;
     pol.quota = -1;
     pol.need_bytes = used + bytes - cfg_.max_size;
+    pol.protect = protect;
     ScanResult res;
     Status s = ScanShard(shard, pol, &res);
     if (!s.ok()) return s;
@@ -585,15 +636,21 @@ Status FileStore::ScanShardLocked(int shard, const ScanPolicy& pol, ScanResult* 
   if ((quota > 0 || pol.need_bytes > 0) && !keep.empty()) {
     std::sort(keep.begin(), keep.end(),
               [](const Cand& a, const Cand& b) { return a.stored_ms < b.stored_ms; });
-    size_t i = 0;
-    for (; i < keep.size() && (int64_t(res->evicted) < quota || freed < pol.need_bytes); ++i) {
-      if (unlinkat(dfd, keep[i].name.c_str(), 0) == 0) {
+    // Oldest first; the survivors are compacted to the front of keep.
+    size_t out = 0;
+    for (size_t i = 0; i < keep.size(); ++i) {
+      bool want = int64_t(res->evicted) < quota || freed < pol.need_bytes;
+      if (want && keep[i].name != pol.protect &&
+          unlinkat(dfd, keep[i].name.c_str(), 0) == 0) {
         ++res->evicted;
         freed += keep[i].size;
         keep_bytes -= keep[i].size;
+        continue;
       }
+      if (out != i) keep[out] = std::move(keep[i]);
+      ++out;
     }
-    keep.erase(keep.begin(), keep.begin() + ptrdiff_t(i));
+    keep.resize(out);
     c.evictions.fetch_add(res->evicted, std::memory_order_relaxed);
   }
   if (pol.all) {
@@ -654,7 +711,9 @@ Status FileStore::PurgeExpired(uint64_t* removed) {
     if (!st.ok()) return st;
     *removed += res.expired;
   }
-  return Status::OK();
+  // Every shard was just recounted: if the truth is above the bounds (counts
+  // left short by writers killed mid-write), evict down to them now.
+  return MakeRoom(0, std::string());
 }
 
 // The cursor is "<shard>/<name>": the listing resumes after that file name
