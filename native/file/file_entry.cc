@@ -40,6 +40,16 @@ OpenEntry::~OpenEntry() {
   if (fd >= 0) close(fd);
 }
 
+void OpenEntry::Reset() {
+  if (fd >= 0) close(fd);
+  fd = -1;
+  ino = 0;
+  mtime_ns = 0;
+  size = 0;
+  h = EntryHeader{};
+  head.clear();
+}
+
 Status ReadHead(const std::string& path, bool writable, size_t want, OpenEntry* o, Head* result,
                 std::string* why) {
   *result = Head::kBad;
@@ -59,6 +69,7 @@ Status ReadHead(const std::string& path, bool writable, size_t want, OpenEntry* 
   struct stat st;
   if (fstat(o->fd, &st) != 0) return Status::IOError("cannot stat " + path + ": " + ErrnoText(errno));
   o->ino = st.st_ino;
+  o->mtime_ns = int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
   o->size = uint64_t(st.st_size);
   if (!S_ISREG(st.st_mode)) {
     *why = "not a regular file";
@@ -228,18 +239,25 @@ Status WriteTemp(const std::string& dir, const NewEntry& e, bool sync, const std
     return Status::IOError(where + "cannot create " + *tmp + ": " + ErrnoText(err));
   }
   if (fd < 0) return Status::IOError(where + "cannot create a temporary file in " + dir);
-  struct iovec iov[3];
-  iov[0] = {const_cast<EntryHeader*>(&e.h), kHeaderSize};
-  iov[1] = {const_cast<char*>(e.key.data()), e.key.size()};
-  iov[2] = {const_cast<char*>(e.stored.data()), e.stored.size()};
-  int err = WriteAllV(fd, iov, 3);
-  if (err == 0 && sync && fdatasync(fd) != 0) err = errno;
-  if (close(fd) != 0 && err == 0) err = errno;
+  int err = FillAndClose(fd, e, 0, sync);
   if (err != 0) {
     unlink(tmp->c_str());
     return Status::IOError(where + "cannot write " + *tmp + ": " + ErrnoText(err));
   }
   return Status::OK();
+}
+
+int FillAndClose(int fd, const NewEntry& e, uint64_t had, bool sync) {
+  struct iovec iov[3];
+  iov[0] = {const_cast<EntryHeader*>(&e.h), kHeaderSize};
+  iov[1] = {const_cast<char*>(e.key.data()), e.key.size()};
+  iov[2] = {const_cast<char*>(e.stored.data()), e.stored.size()};
+  int err = WriteAllV(fd, iov, 3);
+  // Cut to the new size (never to 0, which on ext4 would flush on close).
+  if (err == 0 && had > e.FileSize() && ftruncate(fd, off_t(e.FileSize())) != 0) err = errno;
+  if (err == 0 && sync && fdatasync(fd) != 0) err = errno;
+  if (close(fd) != 0 && err == 0) err = errno;
+  return err;
 }
 
 int RewriteExpiry(OpenEntry* o, int64_t expires_ms, bool sync) {

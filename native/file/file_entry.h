@@ -19,6 +19,7 @@ namespace regioncache::file {
 struct OpenEntry {
   int fd = -1;
   ino_t ino = 0;
+  int64_t mtime_ns = 0;  // with ino and size: which version of the file this was
   uint64_t size = 0;
   EntryHeader h{};
   std::string head;  // the file's first bytes: header, key, maybe value
@@ -27,6 +28,7 @@ struct OpenEntry {
   OpenEntry(const OpenEntry&) = delete;
   OpenEntry& operator=(const OpenEntry&) = delete;
   ~OpenEntry();
+  void Reset();  // closes the file, forgets what was read
   std::string_view key() const { return std::string_view(head).substr(kHeaderSize, h.key_len); }
 };
 
@@ -67,6 +69,11 @@ void BuildEntry(std::string_view key, std::string_view data, uint32_t flags, int
 // before this returns. On failure no temporary file is left behind.
 Status WriteTemp(const std::string& dir, const NewEntry& e, bool sync, const std::string& where,
                  std::string* tmp);
+
+// Writes e into fd, a file open for writing at offset 0 that was `had`
+// bytes long (a reused spare file, or 0 for a new one), cuts it to the
+// entry's size and closes it. Returns 0 or an errno; fd is closed either way.
+int FillAndClose(int fd, const NewEntry& e, uint64_t had, bool sync);
 
 // Rewrites expires_ms (and its checksum) in place: a 16-byte pwrite.
 int RewriteExpiry(OpenEntry* o, int64_t expires_ms, bool sync);

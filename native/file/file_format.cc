@@ -113,4 +113,24 @@ std::string TempName() {
 
 bool IsTempName(std::string_view name) { return name.starts_with(".tmp."); }
 
+int TempOwner(std::string_view name) {
+  if (!IsTempName(name)) return 0;
+  name.remove_prefix(5);
+  int pid = 0;
+  for (char c : name) {
+    if (c == '.') return pid;
+    if (c < '0' || c > '9' || pid > 100000000) return 0;
+    pid = pid * 10 + (c - '0');
+  }
+  return 0;
+}
+
+std::string SpareName(int slot) { return ".spare." + std::to_string(slot); }
+
+int SpareSlotOfName(std::string_view name) {
+  if (!name.starts_with(".spare.") || name.size() != 8) return -1;
+  int v = name[7] - '0';
+  return v >= 0 && v < kSpareSlots ? v : -1;
+}
+
 }  // namespace regioncache::file

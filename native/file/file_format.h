@@ -78,5 +78,13 @@ std::string ShardDirName(int shard);     // "00".."ff"
 // store directory for the writability probe). Never an entry name.
 std::string TempName();
 bool IsTempName(std::string_view name);
+// The writer's pid in a temporary file's name (0 if it has none).
+int TempOwner(std::string_view name);
+
+// Spare files: ".spare.0" .. ".spare.<kSpareSlots-1>" in a shard directory,
+// retired entry files kept for reuse (see file_store.cc, "Inode reuse").
+inline constexpr int kSpareSlots = 8;
+std::string SpareName(int slot);
+int SpareSlotOfName(std::string_view name);  // -1 unless a spare name
 
 }  // namespace regioncache::file

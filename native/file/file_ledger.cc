@@ -126,6 +126,15 @@ uint64_t Ledger::TotalBytes() const {
   return uint64_t(n);
 }
 
+uint64_t Ledger::TotalSpareBytes() const {
+  int64_t n = 0;
+  for (const auto& s : mem_->slots) {
+    int64_t v = s.spare_bytes.load(std::memory_order_relaxed);
+    if (v > 0) n += v;
+  }
+  return uint64_t(n);
+}
+
 Status Ledger::LockShard(int shard) {
   Status s = EnsureOwnFd();
   if (!s.ok()) return s;

@@ -36,6 +36,11 @@ struct alignas(64) ShardSlot {
   std::atomic<int64_t> entries;  // signed: a crash can leave it briefly off by one
   std::atomic<int64_t> bytes;
   std::atomic<uint64_t> writes;  // writes since the last recount
+  // Spare files of this shard: bit i set = ".spare.<i>" is there to be
+  // claimed; spare_bytes their sizes. Advisory (a claim that finds no file
+  // creates one); exact again after every scan of the shard.
+  std::atomic<uint32_t> spares;
+  std::atomic<int64_t> spare_bytes;
 };
 
 class Ledger {
@@ -55,6 +60,7 @@ class Ledger {
   // Sums over all shards (clamped at 0).
   uint64_t TotalEntries() const;
   uint64_t TotalBytes() const;
+  uint64_t TotalSpareBytes() const;
 
   // Shard locks: a mutex for the threads of this process, then the OFD lock
   // for other processes. Lock returns an IOError only if fcntl fails.
@@ -87,7 +93,7 @@ class Ledger {
 
  public:
   static constexpr uint64_t kLedgerMagic = 0x314744454c434752ull;  // the bytes "RGCLEDG1"
-  static constexpr uint32_t kLedgerVersion = 1;
+  static constexpr uint32_t kLedgerVersion = 2;
   static constexpr size_t kSize = sizeof(Mem);
 };
 

@@ -11,9 +11,35 @@
 //    eighth: about eight headers read per entry evicted, however large the
 //    region;
 //  - a damaged, truncated or foreign file is a miss: it is logged once and
-//    removed, if it is still the same file, never reported to the caller.
+//    removed, if it is still the same file, never reported to the caller;
+//  - entry files that leave their name (overwritten, deleted, evicted) are
+//    kept as a few spare files per shard and rewritten by later writes
+//    rather than unlinked and created anew ("Inode reuse" below).
+//
+// Inode reuse. ext4 does not hand out an inode freed in the last seconds:
+// find_inode_bit() steps over every recently deleted one, reading its dtime
+// (recently_deleted()), so a store that deletes a file for each file it
+// creates makes each create slower the faster it writes -- about 1 ms per
+// create here at a few thousand sets a second. So an entry file that leaves
+// its name goes to a spare slot (".spare.<i>", kSpareSlots per shard) when it
+// is small (<= kSpareMax) and the spares stay under a sixteenth of MAX_SIZE;
+// a writer claims a spare by renaming it to its temporary name and
+// overwrites it. Invariants:
+//  - files are retired into spare slots only under the shard lock, only
+//    into a slot whose bit is clear, and the bit is set after the rename;
+//    a claimer clears the bit (fetch_and) before its rename, so one writer
+//    owns each spare. The bits are advisory: a claim that finds no file
+//    falls back to creating one, and every shard scan makes them exact;
+//  - a file is rewritten only after it left its entry name, so a lock-free
+//    reader that opened it before may see it change under it: such a read
+//    fails its checks and is retried from the open; a file is judged
+//    damaged only when reads from three opens all fail (Read);
+//  - spares are not entries: not in entries or bytes_used (stats show
+//    spare_files and spare_bytes); disk use is at most MAX_SIZE * 17/16
+//    plus the temporary files of writes in progress.
 #include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -59,6 +85,9 @@ constexpr uint64_t kRecountMin = 256;               // writes into a shard betwe
 constexpr int64_t kEvictFraction = 8;               // an eviction scan takes 1/8 of a shard
 constexpr uint64_t kListScanCap = 10000;            // files examined per List page at most
 constexpr char kLedgerName[] = "regioncache.stats";
+constexpr uint64_t kSpareMax = 64 * 1024;          // larger files are unlinked, not kept
+constexpr int kReadAttempts = 3;                    // opens before a file is judged damaged
+constexpr int64_t kOrphanTempMs = 24 * 3600 * 1000; // a live writer's temp older than this is lost
 
 struct Config {
   uint64_t max_size = kDefaultMaxSize;
@@ -87,7 +116,10 @@ struct ScanResult {
 class FileStore final : public Store {
  public:
   FileStore(std::string region, std::string location, Config cfg, std::unique_ptr<Ledger> ledger)
-      : Store(std::move(region), std::move(location)), cfg_(cfg), ledger_(std::move(ledger)) {
+      : Store(std::move(region), std::move(location)),
+        cfg_(cfg),
+        spare_budget_(cfg.max_size / 16),
+        ledger_(std::move(ledger)) {
     dir_ = this->location();
     while (dir_.size() > 1 && dir_.back() == '/') dir_.pop_back();
   }
@@ -123,7 +155,9 @@ class FileStore final : public Store {
  private:
   enum class Mode { kSet, kAdd, kReplace };
   // How the entry a key names was found, with its lock held or not.
-  enum class Probe { kLive, kAbsent };
+  // kSuspect: the file failed a check, but a lock-free reader may have seen
+  // it being rewritten; the caller reads again before judging it.
+  enum class Probe { kLive, kAbsent, kSuspect };
 
   std::string ShardPath(int s) const { return dir_ + "/" + file::ShardDirName(s); }
   std::string PathOf(int s, const std::string& name) const { return ShardPath(s) + "/" + name; }
@@ -134,13 +168,18 @@ class FileStore final : public Store {
   // are removed on the way (the shard lock must be held iff `locked`).
   // kLive leaves the file open in *o.
   Status ProbeEntry(int shard, const std::string& name, std::string_view key, bool locked,
-                    bool writable, size_t want, OpenEntry* o, Probe* p);
+                    bool writable, size_t want, OpenEntry* o, Probe* p, bool judge = true);
   // Removes a file found damaged, expired or evicted, if it is still the
   // same inode; adjusts counts. The lock must be held.
-  bool DropLocked(int shard, const std::string& name, ino_t ino, uint64_t size);
-  void DropBad(int shard, const std::string& name, ino_t ino, uint64_t size, bool locked,
+  bool DropLocked(int shard, const std::string& name, const OpenEntry& o, bool reuse);
+  // Takes a file away from its entry name (lock held): into a free spare
+  // slot if it qualifies, else unlinked. Adjusts the spare counts only.
+  bool Retire(int shard, const std::string& path, uint64_t size, bool reuse);
+  // Writes e to a temporary file of the shard (a claimed spare or a new file).
+  Status WriteEntryFile(int shard, const NewEntry& e, std::string* tmp);
+  void DropBad(int shard, const std::string& name, const OpenEntry& o, bool locked,
                const std::string& why);
-  void DropExpired(int shard, const std::string& name, ino_t ino, uint64_t size, bool locked);
+  void DropExpired(int shard, const std::string& name, const OpenEntry& o, bool locked);
   void LogBadOnce(const std::string& path, ino_t ino, const std::string& why);
   // Renames tmp over the entry of name, with the lock held; counts it.
   Status CommitLocked(int shard, const std::string& name, const std::string& tmp, uint64_t size);
@@ -160,6 +199,7 @@ class FileStore final : public Store {
   Status TooLargeError(std::string_view key, uint64_t val_len) const;
 
   Config cfg_;
+  uint64_t spare_budget_ = 0;  // bytes all spares may hold (MAX_SIZE / 16)
   std::unique_ptr<Ledger> ledger_;
   std::string dir_;
   std::mutex log_mu_;
@@ -179,22 +219,43 @@ void FileStore::LogBadOnce(const std::string& path, ino_t ino, const std::string
   fputs(line.c_str(), stderr);
 }
 
-bool FileStore::DropLocked(int shard, const std::string& name, ino_t ino, uint64_t size) {
+bool FileStore::Retire(int shard, const std::string& path, uint64_t size, bool reuse) {
+  auto& slot = ledger_->slot(shard);
+  if (reuse && size <= kSpareMax) {
+    uint32_t bits = slot.spares.load(std::memory_order_acquire);
+    uint32_t full = (1u << file::kSpareSlots) - 1;
+    if ((bits & full) != full && ledger_->TotalSpareBytes() + size <= spare_budget_) {
+      int i = __builtin_ctz(~bits);
+      if (rename(path.c_str(), (ShardPath(shard) + "/" + file::SpareName(i)).c_str()) == 0) {
+        slot.spare_bytes.fetch_add(int64_t(size), std::memory_order_relaxed);
+        slot.spares.fetch_or(1u << i, std::memory_order_release);
+        return true;
+      }
+    }
+  }
+  return unlink(path.c_str()) == 0;
+}
+
+bool FileStore::DropLocked(int shard, const std::string& name, const OpenEntry& o, bool reuse) {
   std::string path = PathOf(shard, name);
   struct stat st;
   // Renames into the shard happen under its lock, which we hold: if the
-  // inode is still the one we judged, unlinking cannot hit a newer entry.
-  if (lstat(path.c_str(), &st) != 0 || st.st_ino != ino) return false;
-  if (unlink(path.c_str()) != 0) return false;
+  // file is still the one we judged (same inode, size and mtime; an inode
+  // can come back under its old name after a reuse), removing it cannot
+  // hit a newer entry.
+  if (lstat(path.c_str(), &st) != 0 || st.st_ino != o.ino || uint64_t(st.st_size) != o.size ||
+      int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec != o.mtime_ns)
+    return false;
+  if (!Retire(shard, path, o.size, reuse)) return false;
   auto& slot = ledger_->slot(shard);
   slot.entries.fetch_sub(1, std::memory_order_relaxed);
-  slot.bytes.fetch_sub(int64_t(size), std::memory_order_relaxed);
+  slot.bytes.fetch_sub(int64_t(o.size), std::memory_order_relaxed);
   return true;
 }
 
-void FileStore::DropBad(int shard, const std::string& name, ino_t ino, uint64_t size, bool locked,
+void FileStore::DropBad(int shard, const std::string& name, const OpenEntry& o, bool locked,
                         const std::string& why) {
-  LogBadOnce(PathOf(shard, name), ino, why);
+  LogBadOnce(PathOf(shard, name), o.ino, why);
   // A damaged file may not have the size the ledger counted (it was cut or
   // rewritten behind our back), so the shard is recounted from its
   // directory as well; damage is rare enough for that to cost nothing.
@@ -203,48 +264,47 @@ void FileStore::DropBad(int shard, const std::string& name, ino_t ino, uint64_t 
   ScanResult res;
   bool removed;
   if (locked) {
-    removed = DropLocked(shard, name, ino, size);
+    removed = DropLocked(shard, name, o, false);
     ScanShardLocked(shard, recount, &res);
   } else {
     ShardLock lock(ledger_.get(), shard);
-    removed = lock.status().ok() && DropLocked(shard, name, ino, size);
+    removed = lock.status().ok() && DropLocked(shard, name, o, false);
     if (lock.status().ok()) ScanShardLocked(shard, recount, &res);
   }
   if (removed) ledger_->counters().corrupt_removed.fetch_add(1, std::memory_order_relaxed);
 }
 
-void FileStore::DropExpired(int shard, const std::string& name, ino_t ino, uint64_t size,
-                            bool locked) {
+void FileStore::DropExpired(int shard, const std::string& name, const OpenEntry& o, bool locked) {
   bool removed;
   if (locked) {
-    removed = DropLocked(shard, name, ino, size);
+    removed = DropLocked(shard, name, o, true);
   } else {
     ShardLock lock(ledger_.get(), shard);
-    removed = lock.status().ok() && DropLocked(shard, name, ino, size);
+    removed = lock.status().ok() && DropLocked(shard, name, o, true);
   }
   if (removed) ledger_->counters().expirations.fetch_add(1, std::memory_order_relaxed);
 }
 
 Status FileStore::ProbeEntry(int shard, const std::string& name, std::string_view key, bool locked,
-                             bool writable, size_t want, OpenEntry* o, Probe* p) {
+                             bool writable, size_t want, OpenEntry* o, Probe* p, bool judge) {
   *p = Probe::kAbsent;
   Head head;
   std::string why;
   Status s = file::ReadHead(PathOf(shard, name), writable, want, o, &head, &why);
   if (!s.ok()) return Status::IOError(Where() + s.message());
   if (head == Head::kAbsent) return Status::OK();
-  if (head == Head::kBad) {
-    if (o->ino != 0) DropBad(shard, name, o->ino, o->size, locked, why);
+  if (head == Head::kBad || o->key() != key) {
+    if (!judge) {
+      *p = Probe::kSuspect;
+      return Status::OK();
+    }
+    if (head == Head::kOk) why = "holds another key (a hash collision or a foreign file)";
+    if (o->ino != 0) DropBad(shard, name, *o, locked, why);
     else LogBadOnce(PathOf(shard, name), 0, why);
     return Status::OK();
   }
-  if (o->key() != key) {
-    DropBad(shard, name, o->ino, o->size, locked,
-            "holds another key (a hash collision or a foreign file)");
-    return Status::OK();
-  }
   if (IsExpired(o->h.expires_ms, NowMs())) {
-    DropExpired(shard, name, o->ino, o->size, locked);
+    DropExpired(shard, name, *o, locked);
     return Status::OK();
   }
   *p = Probe::kLive;
@@ -264,18 +324,26 @@ Status FileStore::Read(std::string_view key, Value* out, bool peek) {
   std::string name = file::EntryName(key);
   int shard = file::ShardOfName(name);
   auto& c = ledger_->counters();
-  OpenEntry o;
-  Probe p;
-  Status s = ProbeEntry(shard, name, key, false, false, kFirstRead, &o, &p);
-  if (!s.ok()) return s;
-  if (p == Probe::kLive) {
-    std::string why;
-    if (file::ReadValue(&o, out, &why)) {
-      if (!peek) c.hits.fetch_add(1, std::memory_order_relaxed);
-      return Status::OK();
+  for (int attempt = 1; attempt <= kReadAttempts; ++attempt) {
+    // Only the last attempt may judge a file damaged: an earlier failure may
+    // be a reused file being rewritten under a reader that opened it before.
+    bool judge = attempt == kReadAttempts;
+    OpenEntry o;
+    Probe p;
+    Status s = ProbeEntry(shard, name, key, false, false, kFirstRead, &o, &p, judge);
+    if (!s.ok()) return s;
+    if (p == Probe::kSuspect) continue;
+    if (p == Probe::kLive) {
+      std::string why;
+      if (file::ReadValue(&o, out, &why)) {
+        if (!peek) c.hits.fetch_add(1, std::memory_order_relaxed);
+        return Status::OK();
+      }
+      out->data.clear();
+      if (!judge) continue;
+      DropBad(shard, name, o, false, why);
     }
-    out->data.clear();
-    DropBad(shard, name, o.ino, o.size, false, why);
+    break;
   }
   if (!peek) c.misses.fetch_add(1, std::memory_order_relaxed);
   return Status::NotFound();
@@ -287,13 +355,13 @@ Status FileStore::CommitLocked(int shard, const std::string& name, const std::st
                                uint64_t size) {
   std::string path = PathOf(shard, name);
   struct stat old;
-  // The old file is unlinked before the rename rather than replaced by it:
-  // ext4 (auto_da_alloc) starts writeback of the new file's data on a
-  // rename over an existing file, which made an overwrite about three times
-  // as slow as a fresh write here. A reader in between sees a miss, never a
-  // partial value; add, replace, incr and touch hold this shard's lock and
-  // never see the gap.
-  if (lstat(path.c_str(), &old) == 0 && unlink(path.c_str()) == 0) {
+  // The old file leaves its name before the rename rather than being
+  // replaced by it: it can then be reused (Inode reuse, above), and ext4
+  // (auto_da_alloc) starts writeback of the new file's data on a rename over
+  // an existing file, which made an overwrite about three times as slow. A
+  // lock-free reader in between sees a miss, never a partial value; add,
+  // replace, incr and touch hold this shard's lock and never see the gap.
+  if (lstat(path.c_str(), &old) == 0 && Retire(shard, path, uint64_t(old.st_size), true)) {
     auto& slot = ledger_->slot(shard);
     slot.entries.fetch_sub(1, std::memory_order_relaxed);
     slot.bytes.fetch_sub(int64_t(old.st_size), std::memory_order_relaxed);
@@ -307,6 +375,34 @@ Status FileStore::CommitLocked(int shard, const std::string& name, const std::st
   slot.entries.fetch_add(1, std::memory_order_relaxed);
   slot.bytes.fetch_add(int64_t(size), std::memory_order_relaxed);
   return Status::OK();
+}
+
+Status FileStore::WriteEntryFile(int shard, const NewEntry& e, std::string* tmp) {
+  auto& slot = ledger_->slot(shard);
+  for (uint32_t bits; (bits = slot.spares.load(std::memory_order_acquire) &
+                              ((1u << file::kSpareSlots) - 1)) != 0;) {
+    int i = __builtin_ctz(bits);
+    uint32_t m = 1u << i;
+    if (!(slot.spares.fetch_and(~m, std::memory_order_acq_rel) & m)) continue;  // taken
+    *tmp = ShardPath(shard) + "/" + file::TempName();
+    if (rename((ShardPath(shard) + "/" + file::SpareName(i)).c_str(), tmp->c_str()) != 0)
+      continue;  // the bit was stale (a crash, a scan): try another
+    int fd = open(tmp->c_str(), O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+      if (fd >= 0) close(fd);
+      unlink(tmp->c_str());
+      break;
+    }
+    slot.spare_bytes.fetch_sub(int64_t(st.st_size), std::memory_order_relaxed);
+    int err = file::FillAndClose(fd, e, uint64_t(st.st_size), cfg_.fsync);
+    if (err != 0) {
+      unlink(tmp->c_str());
+      return Status::IOError(Where() + "cannot write " + *tmp + ": " + ErrnoText(err));
+    }
+    return Status::OK();
+  }
+  return file::WriteTemp(ShardPath(shard), e, cfg_.fsync, Where(), tmp);
 }
 
 Status FileStore::Write(std::string_view key, std::string_view data, uint32_t flags, int64_t exp,
@@ -332,16 +428,24 @@ Status FileStore::Write(std::string_view key, std::string_view data, uint32_t fl
     if (live == (mode == Mode::kAdd)) return Status::NotStored();
   }
   if (!(s = MakeRoom(e.FileSize(), name)).ok()) return s;
-  // The file is written before the lock is taken: the lock covers only the
-  // check and the rename, however large the value.
-  std::string tmp;
-  s = file::WriteTemp(ShardPath(shard), e, cfg_.fsync, Where(), &tmp);
-  if (!s.ok()) return s;
-  {
+  for (int attempt = 0;; ++attempt) {
+    // The file is written before the lock is taken: the lock covers only
+    // the check and the rename, however large the value.
+    std::string tmp;
+    if (!(s = WriteEntryFile(shard, e, &tmp)).ok()) return s;
     ShardLock lock(ledger_.get(), shard);
     if (!lock.status().ok()) {
       unlink(tmp.c_str());
       return lock.status();
+    }
+    // Temporary files are swept only under this lock: if ours is there now,
+    // it stays. A reused spare keeps its old mtime for the moment between
+    // its claim and its first write, when a sweep could take it for a dead
+    // writer's; then it is written again.
+    struct stat st;
+    if (lstat(tmp.c_str(), &st) != 0) {
+      if (attempt == 0) continue;
+      return Status::IOError(Where() + "temporary file " + tmp + " vanished before its rename");
     }
     if (mode != Mode::kSet) {
       OpenEntry o;
@@ -356,7 +460,7 @@ Status FileStore::Write(std::string_view key, std::string_view data, uint32_t fl
         // A live header over a damaged body is no entry: check the body.
         std::string why;
         if (!file::VerifyBody(&o, &why)) {
-          DropBad(shard, name, o.ino, o.size, true, why);
+          DropBad(shard, name, o, true, why);
           live = false;
         }
       }
@@ -367,6 +471,7 @@ Status FileStore::Write(std::string_view key, std::string_view data, uint32_t fl
     }
     s = CommitLocked(shard, name, tmp, e.FileSize());
     if (!s.ok()) return s;
+    break;
   }
   if (cfg_.fsync) {
     int err = file::SyncDir(ShardPath(shard));
@@ -384,17 +489,22 @@ Status FileStore::Write(std::string_view key, std::string_view data, uint32_t fl
 Status FileStore::LiveUnlocked(int shard, const std::string& name, std::string_view key,
                                bool* live) {
   *live = false;
-  OpenEntry o;
-  Probe p;
-  Status s = ProbeEntry(shard, name, key, false, false, kFirstRead, &o, &p);
-  if (!s.ok() || p != Probe::kLive) return s;
-  // A live header over a damaged body is no entry: check the body.
-  std::string why;
-  if (!file::VerifyBody(&o, &why)) {
-    DropBad(shard, name, o.ino, o.size, false, why);
-    return Status::OK();
+  for (int attempt = 1; attempt <= kReadAttempts; ++attempt) {
+    bool judge = attempt == kReadAttempts;
+    OpenEntry o;
+    Probe p;
+    Status s = ProbeEntry(shard, name, key, false, false, kFirstRead, &o, &p, judge);
+    if (!s.ok()) return s;
+    if (p == Probe::kSuspect) continue;
+    if (p != Probe::kLive) return Status::OK();
+    // A live header over a damaged body is no entry: check the body.
+    std::string why;
+    if (file::VerifyBody(&o, &why)) {
+      *live = true;
+      return Status::OK();
+    }
+    if (judge) DropBad(shard, name, o, false, why);
   }
-  *live = true;
   return Status::OK();
 }
 
@@ -427,7 +537,7 @@ Status FileStore::Delete(std::string_view key) {
   Status s = ProbeEntry(shard, name, key, true, false, kHeadRead, &o, &p);
   if (!s.ok()) return s;
   if (p != Probe::kLive) return Status::NotFound();
-  if (!DropLocked(shard, name, o.ino, o.size)) return Status::NotFound();
+  if (!DropLocked(shard, name, o, true)) return Status::NotFound();
   return Status::OK();
 }
 
@@ -447,7 +557,7 @@ Status FileStore::Incr(std::string_view key, int64_t delta, int64_t* result) {
   Value v;
   std::string why;
   if (!file::ReadValue(&o, &v, &why)) {
-    DropBad(shard, name, o.ino, o.size, true, why);
+    DropBad(shard, name, o, true, why);
     return Status::NotFound();
   }
   int64_t cur = 0;
@@ -468,7 +578,7 @@ Status FileStore::Incr(std::string_view key, int64_t delta, int64_t* result) {
   file::BuildEntry(key, std::string_view(buf, size_t(end - buf)), v.flags, o.h.expires_ms, NowMs(),
                    0, 0, &e);
   std::string tmp;
-  s = file::WriteTemp(ShardPath(shard), e, cfg_.fsync, Where(), &tmp);
+  s = WriteEntryFile(shard, e, &tmp);
   if (!s.ok()) return s;
   s = CommitLocked(shard, name, tmp, e.FileSize());
   if (!s.ok()) return s;
@@ -563,54 +673,66 @@ Status FileStore::ScanShard(int shard, const ScanPolicy& pol, ScanResult* res) {
 Status FileStore::ScanShardLocked(int shard, const ScanPolicy& pol, ScanResult* res) {
   struct Cand {
     std::string name;
-    ino_t ino;
     uint64_t size;
     int64_t stored_ms;
   };
   std::string dirpath = ShardPath(shard);
   auto& slot = ledger_->slot(shard);
-  DIR* d = opendir(dirpath.c_str());
-  if (!d) {
-    if (errno == ENOENT) {
-      slot.entries.store(0, std::memory_order_relaxed);
-      slot.bytes.store(0, std::memory_order_relaxed);
-      slot.writes.store(0, std::memory_order_relaxed);
-      return Status::OK();
+  // Names first, then work: files renamed or removed while readdir walks
+  // the directory may or may not be returned again.
+  std::vector<std::string> entries, temps;
+  {
+    DIR* d = opendir(dirpath.c_str());
+    if (!d) {
+      if (errno == ENOENT) {
+        slot.entries.store(0, std::memory_order_relaxed);
+        slot.bytes.store(0, std::memory_order_relaxed);
+        slot.writes.store(0, std::memory_order_relaxed);
+        slot.spares.store(0, std::memory_order_relaxed);
+        slot.spare_bytes.store(0, std::memory_order_relaxed);
+        return Status::OK();
+      }
+      return Status::IOError(Where() + "cannot list " + dirpath + ": " + ErrnoText(errno));
     }
-    return Status::IOError(Where() + "cannot list " + dirpath + ": " + ErrnoText(errno));
+    while (dirent* de = readdir(d)) {
+      std::string_view nm(de->d_name);
+      if (file::IsTempName(nm)) temps.emplace_back(nm);
+      else if (file::ShardOfName(nm) == shard) entries.emplace_back(nm);  // others: not ours
+    }
+    closedir(d);
   }
-  std::unique_ptr<DIR, int (*)(DIR*)> closer(d, closedir);
-  int dfd = dirfd(d);
   int64_t now = NowMs();
-  std::vector<Cand> keep;
-  uint64_t keep_bytes = 0, examined = 0;
-  uint64_t freed = 0;  // bytes removed: expired and damaged files count too
   auto& c = ledger_->counters();
-  while (dirent* de = readdir(d)) {
-    std::string_view nm(de->d_name);
-    if (file::IsTempName(nm)) {
-      struct stat st;
-      if (fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-          now - (int64_t(st.st_mtim.tv_sec) * 1000 + st.st_mtim.tv_nsec / 1000000) > kStaleTempMs)
-        unlinkat(dfd, de->d_name, 0);
-      continue;
-    }
-    if (file::ShardOfName(nm) != shard) continue;  // not ours: left alone
-    ++examined;
-    std::string name(nm);
+  // Temporary files of dead writers. The lock is held, and writers check
+  // that their temporary file still exists under it before the rename.
+  for (const auto& t : temps) {
+    struct stat st;
+    std::string path = dirpath + "/" + t;
+    if (lstat(path.c_str(), &st) != 0) continue;
+    int64_t age = now - (int64_t(st.st_mtim.tv_sec) * 1000 + st.st_mtim.tv_nsec / 1000000);
+    int owner = file::TempOwner(t);
+    bool owner_gone = owner <= 0 || (kill(owner, 0) != 0 && errno == ESRCH);
+    if ((age > kStaleTempMs && owner_gone) || age > kOrphanTempMs) unlink(path.c_str());
+  }
+  std::vector<Cand> keep;
+  uint64_t keep_bytes = 0;
+  uint64_t freed = 0;  // bytes removed: expired and damaged files count too
+  for (auto& name : entries) {
+    std::string path = dirpath + "/" + name;
     if (pol.all) {
-      if (unlinkat(dfd, de->d_name, 0) == 0) ++res->removed_all;
+      if (unlink(path.c_str()) == 0) ++res->removed_all;
       continue;
     }
     OpenEntry o;
     Head head;
     std::string why;
-    Status s = file::ReadHead(dirpath + "/" + name, false, kHeaderSize, &o, &head, &why);
+    Status s = file::ReadHead(path, false, kHeaderSize, &o, &head, &why);
     if (!s.ok()) return Status::IOError(Where() + s.message());
     if (head == Head::kAbsent) continue;
     if (head == Head::kBad) {
-      LogBadOnce(dirpath + "/" + name, o.ino, why);
-      if (unlinkat(dfd, de->d_name, 0) == 0) {
+      // Under the lock an entry file cannot change: this is real damage.
+      LogBadOnce(path, o.ino, why);
+      if (unlink(path.c_str()) == 0) {
         ++res->bad;
         freed += o.size;
         c.corrupt_removed.fetch_add(1, std::memory_order_relaxed);
@@ -618,17 +740,17 @@ Status FileStore::ScanShardLocked(int shard, const ScanPolicy& pol, ScanResult* 
       continue;
     }
     if (pol.expired && IsExpired(o.h.expires_ms, now)) {
-      if (unlinkat(dfd, de->d_name, 0) == 0) {
+      if (Retire(shard, path, o.size, true)) {
         ++res->expired;
         freed += o.size;
         c.expirations.fetch_add(1, std::memory_order_relaxed);
       }
       continue;
     }
-    keep.push_back({std::move(name), o.ino, o.size, o.h.stored_ms});
+    keep.push_back({std::move(name), o.size, o.h.stored_ms});
     keep_bytes += o.size;
   }
-  c.files_scanned.fetch_add(examined, std::memory_order_relaxed);
+  c.files_scanned.fetch_add(entries.size(), std::memory_order_relaxed);
   int64_t quota = pol.quota < 0 ? std::max<int64_t>(1, int64_t(keep.size()) / kEvictFraction)
                                 : pol.quota;
   // Expired entries already went and count toward the quota.
@@ -641,7 +763,7 @@ Status FileStore::ScanShardLocked(int shard, const ScanPolicy& pol, ScanResult* 
     for (size_t i = 0; i < keep.size(); ++i) {
       bool want = int64_t(res->evicted) < quota || freed < pol.need_bytes;
       if (want && keep[i].name != pol.protect &&
-          unlinkat(dfd, keep[i].name.c_str(), 0) == 0) {
+          Retire(shard, dirpath + "/" + keep[i].name, keep[i].size, true)) {
         ++res->evicted;
         freed += keep[i].size;
         keep_bytes -= keep[i].size;
@@ -657,10 +779,26 @@ Status FileStore::ScanShardLocked(int shard, const ScanPolicy& pol, ScanResult* 
     keep.clear();
     keep_bytes = 0;
   }
+  // The spare slots as they are now (a clear drops the spares too).
+  uint32_t spares = 0;
+  int64_t spare_bytes = 0;
+  for (int i = 0; i < file::kSpareSlots; ++i) {
+    std::string path = dirpath + "/" + file::SpareName(i);
+    struct stat st;
+    if (lstat(path.c_str(), &st) != 0) continue;
+    if (pol.all || !S_ISREG(st.st_mode)) {
+      unlink(path.c_str());
+      continue;
+    }
+    spares |= 1u << i;
+    spare_bytes += int64_t(st.st_size);
+  }
   // We hold the lock and have just seen every file: the counts are exact.
   slot.entries.store(int64_t(keep.size()), std::memory_order_relaxed);
   slot.bytes.store(int64_t(keep_bytes), std::memory_order_relaxed);
   slot.writes.store(0, std::memory_order_relaxed);
+  slot.spare_bytes.store(spare_bytes, std::memory_order_relaxed);
+  slot.spares.store(spares, std::memory_order_release);
   return Status::OK();
 }
 
@@ -766,16 +904,24 @@ Status FileStore::List(const ListOptions& opts, ListPage* page) {
       OpenEntry o;
       Head head;
       std::string why;
-      Status s = file::ReadHead(dirpath + "/" + names[i], false, kHeadRead, &o, &head, &why);
-      if (!s.ok()) return Status::IOError(Where() + s.message());
-      if (head == Head::kAbsent) continue;
-      if (head == Head::kBad) {
-        if (o.ino) DropBad(shard, names[i], o.ino, o.size, false, why);
-        continue;
+      // A file that fails its checks is read again from a fresh open before
+      // it is judged: without the lock, it may be a reused file being
+      // rewritten under us (Inode reuse).
+      bool bad = false;
+      for (int attempt = 1; attempt <= kReadAttempts; ++attempt) {
+        o.Reset();
+        Status s = file::ReadHead(dirpath + "/" + names[i], false, kHeadRead, &o, &head, &why);
+        if (!s.ok()) return Status::IOError(Where() + s.message());
+        bad = head == Head::kBad;
+        if (head == Head::kOk && file::EntryName(o.key()) != names[i]) {
+          bad = true;
+          why = "holds a key that does not hash to its name (a foreign or misplaced file)";
+        }
+        if (!bad) break;
       }
-      if (file::EntryName(o.key()) != names[i]) {
-        DropBad(shard, names[i], o.ino, o.size, false,
-                "holds a key that does not hash to its name (a foreign or misplaced file)");
+      if (head == Head::kAbsent) continue;
+      if (bad) {
+        if (o.ino) DropBad(shard, names[i], o, false, why);
         continue;
       }
       if (!opts.include_expired && IsExpired(o.h.expires_ms, now)) continue;
@@ -814,6 +960,7 @@ Status FileStore::GetStats(Stats* out) {
       {"fsync", cfg_.fsync ? "true" : "false"},
       {"eviction", "expired first, then oldest stored, in sampled shards"},
       {"corrupt_removed", std::to_string(c.corrupt_removed.load(std::memory_order_relaxed))},
+      {"spare_bytes", std::to_string(ledger_->TotalSpareBytes())},
       {"files_scanned", std::to_string(c.files_scanned.load(std::memory_order_relaxed))},
       {"evict_scans", std::to_string(c.evict_scans.load(std::memory_order_relaxed))},
       {"created_ms", std::to_string(ledger_->created_ms())},
