@@ -40,11 +40,21 @@ OpenEntry::~OpenEntry() {
   if (fd >= 0) close(fd);
 }
 
+bool IsFileAt(const OpenEntry& o, const std::string& path) {
+  if (o.fd < 0) return false;
+  struct stat at, mine;
+  if (lstat(path.c_str(), &at) != 0 || fstat(o.fd, &mine) != 0) return false;
+  if (at.st_ino != mine.st_ino || at.st_dev != mine.st_dev || uint64_t(mine.st_size) != o.size)
+    return false;
+  size_t n = std::min<size_t>(o.head.size(), kHeaderSize);
+  char buf[kHeaderSize];
+  return PReadFull(o.fd, buf, n, 0) == ssize_t(n) && std::memcmp(buf, o.head.data(), n) == 0;
+}
+
 void OpenEntry::Reset() {
   if (fd >= 0) close(fd);
   fd = -1;
   ino = 0;
-  mtime_ns = 0;
   size = 0;
   h = EntryHeader{};
   head.clear();
@@ -53,7 +63,8 @@ void OpenEntry::Reset() {
 Status ReadHead(const std::string& path, bool writable, size_t want, OpenEntry* o, Head* result,
                 std::string* why) {
   *result = Head::kBad;
-  o->fd = open(path.c_str(), (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NOFOLLOW);
+  // O_NONBLOCK: a FIFO planted under an entry name must not hang the open.
+  o->fd = open(path.c_str(), (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
   if (o->fd < 0) {
     int err = errno;
     if (err == ENOENT) {
@@ -66,25 +77,37 @@ Status ReadHead(const std::string& path, bool writable, size_t want, OpenEntry* 
     }
     return Status::IOError("cannot open " + path + ": " + ErrnoText(err));
   }
-  struct stat st;
-  if (fstat(o->fd, &st) != 0) return Status::IOError("cannot stat " + path + ": " + ErrnoText(errno));
-  o->ino = st.st_ino;
-  o->mtime_ns = int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
-  o->size = uint64_t(st.st_size);
-  if (!S_ISREG(st.st_mode)) {
+  // One read of `want` bytes; a short one reached the end of the file and
+  // so gives its size without an fstat (most entries are read whole here).
+  size_t n = std::max<size_t>(want, kHeaderSize);
+  o->head.resize(n);
+  ssize_t r = PReadFull(o->fd, o->head.data(), n, 0);
+  if (r < 0) {
+    int err = errno;
+    if (err != EISDIR && err != ESPIPE && err != EINVAL && err != EAGAIN)
+      return Status::IOError("cannot read " + path + ": " + ErrnoText(err));
+    struct stat st;
+    if (fstat(o->fd, &st) == 0) o->ino = st.st_ino;
+    o->head.clear();
     *why = "not a regular file";
     return Status::OK();
   }
+  if (size_t(r) < n) {
+    o->head.resize(size_t(r));
+    o->size = uint64_t(r);
+  } else {
+    struct stat st;
+    if (fstat(o->fd, &st) != 0)
+      return Status::IOError("cannot stat " + path + ": " + ErrnoText(errno));
+    o->ino = st.st_ino;
+    o->size = uint64_t(st.st_size);
+    if (o->size < n) {
+      *why = "shrank while being read";
+      return Status::OK();
+    }
+  }
   if (o->size < kHeaderSize) {
     *why = "truncated: " + std::to_string(o->size) + " bytes, shorter than a header";
-    return Status::OK();
-  }
-  size_t n = size_t(std::min<uint64_t>(o->size, std::max<size_t>(want, kHeaderSize)));
-  o->head.resize(n);
-  ssize_t r = PReadFull(o->fd, o->head.data(), n, 0);
-  if (r < 0) return Status::IOError("cannot read " + path + ": " + ErrnoText(errno));
-  if (size_t(r) < n) {
-    *why = "shrank while being read";
     return Status::OK();
   }
   std::memcpy(&o->h, o->head.data(), kHeaderSize);

@@ -18,8 +18,7 @@ namespace regioncache::file {
 // entries the whole value). Closes the descriptor when destroyed.
 struct OpenEntry {
   int fd = -1;
-  ino_t ino = 0;
-  int64_t mtime_ns = 0;  // with ino and size: which version of the file this was
+  ino_t ino = 0;       // 0 unless the read needed an fstat (see IsFileAt)
   uint64_t size = 0;
   EntryHeader h{};
   std::string head;  // the file's first bytes: header, key, maybe value
@@ -33,6 +32,11 @@ struct OpenEntry {
 };
 
 enum class Head { kOk, kAbsent, kBad };
+
+// Whether the file at path is still the one o read, as it was: same inode,
+// same size, same first bytes. With the shard lock held this makes removing
+// it safe even though a reused inode can come back under its old name.
+bool IsFileAt(const OpenEntry& o, const std::string& path);
 
 // Opens path (read-only, or read-write for touch) and reads at least the
 // header and key, up to `want` bytes. kBad: *why says what is wrong

@@ -41,6 +41,10 @@ struct alignas(64) ShardSlot {
   // creates one); exact again after every scan of the shard.
   std::atomic<uint32_t> spares;
   std::atomic<int64_t> spare_bytes;
+  // Store time of the shard's oldest entry as of its last scan (0: not
+  // known yet, which makes it the first choice). It only errs old: later
+  // writes are newer, and removals make the true oldest newer still.
+  std::atomic<int64_t> oldest_ms;
 };
 
 class Ledger {

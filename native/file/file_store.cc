@@ -238,14 +238,11 @@ bool FileStore::Retire(int shard, const std::string& path, uint64_t size, bool r
 
 bool FileStore::DropLocked(int shard, const std::string& name, const OpenEntry& o, bool reuse) {
   std::string path = PathOf(shard, name);
-  struct stat st;
   // Renames into the shard happen under its lock, which we hold: if the
-  // file is still the one we judged (same inode, size and mtime; an inode
-  // can come back under its old name after a reuse), removing it cannot
-  // hit a newer entry.
-  if (lstat(path.c_str(), &st) != 0 || st.st_ino != o.ino || uint64_t(st.st_size) != o.size ||
-      int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec != o.mtime_ns)
-    return false;
+  // file is still the one we judged (an inode can come back under its old
+  // name after a reuse, hence the content check), removing it cannot hit a
+  // newer entry.
+  if (!file::IsFileAt(o, path)) return false;
   if (!Retire(shard, path, o.size, reuse)) return false;
   auto& slot = ledger_->slot(shard);
   slot.entries.fetch_sub(1, std::memory_order_relaxed);
@@ -255,7 +252,8 @@ bool FileStore::DropLocked(int shard, const std::string& name, const OpenEntry& 
 
 void FileStore::DropBad(int shard, const std::string& name, const OpenEntry& o, bool locked,
                         const std::string& why) {
-  LogBadOnce(PathOf(shard, name), o.ino, why);
+  struct stat st;
+  LogBadOnce(PathOf(shard, name), o.fd >= 0 && fstat(o.fd, &st) == 0 ? st.st_ino : 0, why);
   // A damaged file may not have the size the ledger counted (it was cut or
   // rewritten behind our back), so the shard is recounted from its
   // directory as well; damage is rare enough for that to cost nothing.
@@ -299,7 +297,7 @@ Status FileStore::ProbeEntry(int shard, const std::string& name, std::string_vie
       return Status::OK();
     }
     if (head == Head::kOk) why = "holds another key (a hash collision or a foreign file)";
-    if (o->ino != 0) DropBad(shard, name, *o, locked, why);
+    if (o->fd >= 0) DropBad(shard, name, *o, locked, why);
     else LogBadOnce(PathOf(shard, name), 0, why);
     return Status::OK();
   }
@@ -372,7 +370,8 @@ Status FileStore::CommitLocked(int shard, const std::string& name, const std::st
     return Status::IOError(Where() + "cannot rename " + tmp + " to " + path + ": " + ErrnoText(err));
   }
   auto& slot = ledger_->slot(shard);
-  slot.entries.fetch_add(1, std::memory_order_relaxed);
+  if (slot.entries.fetch_add(1, std::memory_order_relaxed) <= 0)
+    slot.oldest_ms.store(NowMs(), std::memory_order_relaxed);  // the first entry is the oldest
   slot.bytes.fetch_add(int64_t(size), std::memory_order_relaxed);
   return Status::OK();
 }
@@ -590,15 +589,23 @@ Status FileStore::Incr(std::string_view key, int64_t delta, int64_t* result) {
 // --------------------------------------------------------------- eviction --
 
 int FileStore::PickVictimShard() {
-  // Two random shards, the fuller one; keys hash evenly, so this stays close
-  // to the fullest without reading all 256 counts. Empty ones are skipped.
+  // Sampled LRU (by store time): of kVictimSamples random shards, the one
+  // whose oldest entry is oldest. Keys hash evenly, so the shards' oldest
+  // entries are a fair sample of the region's. Empty shards are skipped.
+  constexpr int kVictimSamples = 8;
   thread_local std::mt19937 rng(std::random_device{}());
-  int a = int(rng() % kShards), b = int(rng() % kShards);
-  int64_t ba = ledger_->slot(a).bytes.load(std::memory_order_relaxed);
-  int64_t bb = ledger_->slot(b).bytes.load(std::memory_order_relaxed);
-  int pick = bb > ba ? b : a;
-  if (std::max(ba, bb) > 0) return pick;
-  for (int i = 1; i < kShards; ++i) {
+  int pick = -1;
+  int64_t best = 0;
+  for (int i = 0; i < kVictimSamples; ++i) {
+    int s = int(rng() % kShards);
+    const auto& slot = ledger_->slot(s);
+    if (slot.bytes.load(std::memory_order_relaxed) <= 0) continue;
+    int64_t oldest = slot.oldest_ms.load(std::memory_order_relaxed);
+    if (pick < 0 || oldest < best) pick = s, best = oldest;
+  }
+  if (pick >= 0) return pick;
+  pick = int(rng() % kShards);
+  for (int i = 0; i < kShards; ++i) {
     int s = (pick + i) % kShards;
     if (ledger_->slot(s).bytes.load(std::memory_order_relaxed) > 0) return s;
   }
@@ -731,7 +738,8 @@ Status FileStore::ScanShardLocked(int shard, const ScanPolicy& pol, ScanResult* 
     if (head == Head::kAbsent) continue;
     if (head == Head::kBad) {
       // Under the lock an entry file cannot change: this is real damage.
-      LogBadOnce(path, o.ino, why);
+      struct stat st;
+      LogBadOnce(path, o.fd >= 0 && fstat(o.fd, &st) == 0 ? st.st_ino : 0, why);
       if (unlink(path.c_str()) == 0) {
         ++res->bad;
         freed += o.size;
@@ -794,6 +802,9 @@ Status FileStore::ScanShardLocked(int shard, const ScanPolicy& pol, ScanResult* 
     spare_bytes += int64_t(st.st_size);
   }
   // We hold the lock and have just seen every file: the counts are exact.
+  int64_t oldest = NowMs();
+  for (const auto& k : keep) oldest = std::min(oldest, k.stored_ms);
+  slot.oldest_ms.store(oldest, std::memory_order_relaxed);
   slot.entries.store(int64_t(keep.size()), std::memory_order_relaxed);
   slot.bytes.store(int64_t(keep_bytes), std::memory_order_relaxed);
   slot.writes.store(0, std::memory_order_relaxed);
@@ -921,7 +932,7 @@ Status FileStore::List(const ListOptions& opts, ListPage* page) {
       }
       if (head == Head::kAbsent) continue;
       if (bad) {
-        if (o.ino) DropBad(shard, names[i], o, false, why);
+        if (o.fd >= 0) DropBad(shard, names[i], o, false, why);
         continue;
       }
       if (!opts.include_expired && IsExpired(o.h.expires_ms, now)) continue;
