@@ -18,6 +18,7 @@ from regioncache._native import remove_shm_region, shm_regions, shm_segment_name
 __all__ = [
     "ConfigError",
     "FileCache",
+    "MemcachedCache",
     "RegionError",
     "SharedMemoryCache",
     "ValueTooLargeError",
@@ -41,6 +42,10 @@ def __getattr__(name):
         from regioncache.backends import FileCache
 
         return FileCache
+    if name == "MemcachedCache":
+        from regioncache.backends import MemcachedCache
+
+        return MemcachedCache
     if name == "region":
         from regioncache.decorators import region
 
