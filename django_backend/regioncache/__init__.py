@@ -17,6 +17,7 @@ from regioncache._native import remove_shm_region, shm_regions, shm_segment_name
 
 __all__ = [
     "ConfigError",
+    "FileCache",
     "MemcachedCache",
     "RegionError",
     "SharedMemoryCache",
@@ -37,6 +38,10 @@ def __getattr__(name):
         from regioncache.backends import SharedMemoryCache
 
         return SharedMemoryCache
+    if name == "FileCache":
+        from regioncache.backends import FileCache
+
+        return FileCache
     if name == "MemcachedCache":
         from regioncache.backends import MemcachedCache
 

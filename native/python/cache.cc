@@ -411,7 +411,11 @@ class BorrowedValue {
     }
   }
   ~BorrowedValue() {
-    if (!own_) tl_read.busy = false;
+    if (own_) return;
+    // A large value's buffer is not kept: it would pin that much memory in
+    // every thread that ever read one (a file region holds values of GBs).
+    if (tl_read.value.data.capacity() > (16u << 20)) std::string().swap(tl_read.value.data);
+    tl_read.busy = false;
   }
   Value* get() { return v_; }
 

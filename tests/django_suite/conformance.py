@@ -16,6 +16,7 @@ import uuid
 from cache.tests import (  # Django's suite
     BaseCacheTests,
     BaseMemcachedTests,
+    FileBasedCacheTests,
     caches_setting_for_tests,
 )
 from django.test import TestCase, override_settings
@@ -77,6 +78,33 @@ class SharedMemoryCacheTests(BaseCacheTests, TestCase):
             regioncache.remove_shm_region(SHM_LOCATION)
         except regioncache.RegionError:
             pass
+
+
+# --- a directory of files -------------------------------------------------------
+
+@conformance(
+    "file",
+    excluded={
+        "test_get_ignores_enoent": "uses FileBasedCache._key_to_file (md5 file names); "
+        "FileCache names files by XXH3-128 in shards, and a vanished file is a miss "
+        "(tests/test_file_backend.py removes files behind its back)",
+        "test_get_does_not_ignore_non_filenotfound_exceptions": "mocks builtins.open; "
+        "FileCache reads in C++, where I/O errors other than a missing file raise RegionError",
+        "test_empty_cache_file_considered_expired": "uses FileBasedCache._key_to_file and "
+        "_is_expired; an empty or truncated FileCache file is a miss and is removed "
+        "(tests/test_file_backend.py, tests/cpp/file_store_test.cc)",
+        "test_has_key_race_handling": "mocks builtins.open to fake a file vanishing between "
+        "Python calls; FileCache opens each file once, in C++",
+    },
+)
+@override_settings(CACHES=setting_for("regioncache.FileCache", "unset"))
+class FileCacheTests(FileBasedCacheTests):
+    """Django's FileBasedCacheTests (BaseCacheTests plus the file-specific
+    tests), every alias on one directory made per test, as for FileBasedCache."""
+
+    # FileBasedCacheTests.test_touch patches the filebased module's clock;
+    # FileCache keeps time in C++, so BaseCacheTests' real-time version runs.
+    test_touch = BaseCacheTests.test_touch
 
 
 # --- memcached ----------------------------------------------------------------

@@ -45,5 +45,11 @@ CACHES = {
         "TIMEOUT": 60,
         "OPTIONS": {"SIZE": "8MB", "MAX_ITEM_SIZE": "512K"},
     },
+    "file-pages": {
+        "BACKEND": "regioncache.FileCache",
+        "LOCATION": os.path.join(TMP_DIR, "file-pages"),
+        "TIMEOUT": 60,
+        "OPTIONS": {"MAX_SIZE": "16MB"},
+    },
 }
 CACHES.update(json.loads(os.environ.get("REGIONCACHE_TEST_CACHES") or "{}"))

@@ -16,6 +16,13 @@ def cached_view(request, name="index"):
     return HttpResponse(f"page {name} rendered {CALLS['cached']} times", content_type="text/plain")
 
 
+@cache_page(60, cache="file-pages")
+def file_cached_view(request, name):
+    CALLS["file"] += 1
+    return HttpResponse(f"file page {name} rendered {CALLS['file']} times",
+                        content_type="text/plain")
+
+
 def plain_view(request):
     CALLS["plain"] += 1
     return HttpResponse(f"plain {CALLS['plain']}", content_type="text/plain")

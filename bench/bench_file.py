@@ -1,0 +1,223 @@
+#!/usr/bin/env python3
+"""FileCache against Django's FileBasedCache and diskcache's DjangoCache, in one
+run, on the same file system:
+
+  - get and set of 100 B, 10 KB and 1 MB values (200 keys, overwritten);
+  - set of new keys into a region that is full at 1,000 and at 100,000
+    entries (FileCache bounded by MAX_SIZE, FileBasedCache by MAX_ENTRIES,
+    its only bound), time per set and the ratio of the two;
+  - get of a 10 MB value from the page cache, in MB/s.
+
+Prints a markdown table with the ratios and PASS/MISS against the targets of
+the file-region issue. Run from the repository (PYTHONPATH=django_backend) or
+with regioncache installed:
+
+    python bench/bench_file.py            # about 2-3 minutes
+    python bench/bench_file.py --quick    # fewer iterations, under a minute
+"""
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+import django
+from django.conf import settings
+
+SIZES = [("100 B", 100), ("10 KB", 10 * 1024), ("1 MB", 1024 * 1024)]
+NKEYS = 200
+
+
+def configure(root):
+    settings.configure(
+        CACHES={
+            "file": {
+                "BACKEND": "regioncache.FileCache",
+                "LOCATION": os.path.join(root, "filecache"),
+                "TIMEOUT": None,
+                "OPTIONS": {"MAX_SIZE": "2GB", "MAX_ITEM_SIZE": "64MB"},
+            },
+            "django": {
+                "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+                "LOCATION": os.path.join(root, "django"),
+                "TIMEOUT": None,
+            },
+            "diskcache": {
+                "BACKEND": "diskcache.DjangoCache",
+                "LOCATION": os.path.join(root, "diskcache"),
+                "TIMEOUT": None,
+            },
+        },
+    )
+    django.setup()
+
+
+def per_op(fn, n):
+    t0 = time.perf_counter()
+    fn(n)
+    return (time.perf_counter() - t0) / n
+
+
+def bench_get_set(cache, size, n):
+    value = os.urandom(size)
+    keys = [f"k{i}" for i in range(NKEYS)]
+    for k in keys:
+        cache.set(k, value)
+
+    def sets(n):
+        for i in range(n):
+            cache.set(keys[i % NKEYS], value)
+
+    def gets(n):
+        for i in range(n):
+            cache.get(keys[i % NKEYS])
+
+    set_s = per_op(sets, n)
+    assert cache.get(keys[0]) == value
+    get_s = per_op(gets, n * 4)
+    return set_s, get_s
+
+
+def bench_big_get(cache, reps):
+    value = os.urandom(10 * 1024 * 1024)
+    cache.set("big", value)
+    assert cache.get("big") == value  # warm the page cache
+    t = per_op(lambda n: [cache.get("big") for _ in range(n)], reps)
+    return len(value) / t / 1e6
+
+
+def full_filecache(root, entries, sets):
+    """FileCache whose MAX_SIZE holds `entries` entry files of 100 B values,
+    filled past the bound, then `sets` sets of new keys."""
+    from regioncache.backends import FileCache
+
+    value = os.urandom(100)
+    probe = FileCache(os.path.join(root, f"probe-{entries}"), {})
+    probe.set("k0000000", value)
+    per_file = probe.stats()["bytes_used"]
+    probe.clear()
+    c = FileCache(os.path.join(root, f"full-{entries}"),
+                  {"OPTIONS": {"MAX_SIZE": per_file * entries}})
+    i = 0
+    for i in range(entries + entries // 20):
+        c.set(f"k{i:07d}", value)
+    assert c.stats()["evictions"] > 0
+    start = i + 1
+
+    def run(n):
+        for j in range(start, start + n):
+            c.set(f"k{j:07d}", value)
+
+    t = per_op(run, sets)
+    st = c.stats()
+    assert st["bytes_used"] <= st["capacity"]
+    return t, st["entries"]
+
+
+def full_django(root, entries, sets):
+    """FileBasedCache with MAX_ENTRIES=entries and that many entry files.
+    The files are made by copying one real entry file under the names the
+    backend gives each key (its own set would take O(n^2) to fill: each set
+    lists the whole directory)."""
+    from django.core.cache.backends.filebased import FileBasedCache
+
+    c = FileBasedCache(os.path.join(root, f"django-full-{entries}"),
+                       {"OPTIONS": {"MAX_ENTRIES": entries}, "TIMEOUT": None})
+    value = os.urandom(100)
+    c.set("template", value)
+    data = open(c._key_to_file("template"), "rb").read()
+    os.remove(c._key_to_file("template"))
+    for i in range(entries):
+        with open(c._key_to_file(f"k{i:07d}"), "wb") as f:
+            f.write(data)
+    assert c.get("k0000000") == value
+
+    def run(n):
+        for j in range(n):
+            c.set(f"n{j:07d}", value)
+
+    return per_op(run, sets), len(c._list_cache_files())
+
+
+def fmt_us(s):
+    return f"{s * 1e6:,.1f} µs" if s < 0.01 else f"{s * 1e3:,.1f} ms"
+
+
+def verdict(ok):
+    return "PASS" if ok else "MISS"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="fewer iterations (under a minute)")
+    ap.add_argument("--dir", default=None, help="where to make the caches (default: a temp dir)")
+    args = ap.parse_args()
+    q = args.quick
+    root = tempfile.mkdtemp(prefix="regioncache-bench-file-", dir=args.dir)
+    configure(root)
+    from django.core.cache import caches
+
+    names = ["file", "django", "diskcache"]
+    results = {}
+    try:
+        print(f"# FileCache vs FileBasedCache vs diskcache ({'quick' if q else 'full'} run, "
+              f"{root})\n", file=sys.stderr)
+        for label, size in SIZES:
+            n = (300 if q else 2000) if size < 1 << 20 else (30 if q else 150)
+            for name in names:
+                c = caches[name]
+                c.clear()
+                results[(name, label)] = bench_get_set(c, size, n)
+                c.clear()
+                print(f"  {name:9} {label:6} set {fmt_us(results[(name, label)][0])}  "
+                      f"get {fmt_us(results[(name, label)][1])}", file=sys.stderr)
+        big = {}
+        for name in names:
+            c = caches[name]
+            big[name] = bench_big_get(c, 10 if q else 40)
+            c.clear()
+            print(f"  {name:9} 10 MB get {big[name]:,.0f} MB/s", file=sys.stderr)
+        full = {}
+        for entries in (1000, 100000):
+            sets = 1000 if q else 4000
+            full[("file", entries)] = full_filecache(root, entries, sets)
+            dj_sets = max(5, (200 if entries == 1000 else 10) // (4 if q else 1))
+            full[("django", entries)] = full_django(root, entries, dj_sets)
+            print(f"  full at {entries:,}: FileCache {fmt_us(full[('file', entries)][0])}, "
+                  f"FileBasedCache {fmt_us(full[('django', entries)][0])}", file=sys.stderr)
+            for d in (f"full-{entries}", f"django-full-{entries}", f"probe-{entries}"):
+                shutil.rmtree(os.path.join(root, d), ignore_errors=True)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+    rows = ["| operation | FileCache | FileBasedCache | diskcache | vs FileBasedCache "
+            "| vs diskcache | target |",
+            "|---|---:|---:|---:|---:|---:|---|"]
+    for label, size in SIZES:
+        small = size < 1 << 20
+        (fs, fg), (ds, dg), (cs, cg) = (results[(n, label)] for n in names)
+        tgt = (f"≥3× / ≥2×: {verdict(dg / fg >= 3 and cg / fg >= 2)}" if small else "—")
+        rows.append(f"| get {label} | {fmt_us(fg)} | {fmt_us(dg)} | {fmt_us(cg)} | "
+                    f"{dg / fg:.1f}× | {cg / fg:.1f}× | {tgt} |")
+        tgt = f"≥20× / ≥2×: {verdict(ds / fs >= 20 and cs / fs >= 2)}"
+        rows.append(f"| set {label} | {fmt_us(fs)} | {fmt_us(ds)} | {fmt_us(cs)} | "
+                    f"{ds / fs:.1f}× | {cs / fs:.1f}× | {tgt} |")
+    rows.append(f"| get 10 MB (MB/s) | {big['file']:,.0f} | {big['django']:,.0f} | "
+                f"{big['diskcache']:,.0f} | {big['file'] / big['django']:.1f}× | "
+                f"{big['file'] / big['diskcache']:.1f}× | ≥1 GB/s: "
+                f"{verdict(big['file'] >= 1000)} |")
+    for entries in (1000, 100000):
+        (ft, fe), (dt, de) = full[("file", entries)], full[("django", entries)]
+        rows.append(f"| set into a full region of {entries:,} | {fmt_us(ft)} ({fe:,} entries) | "
+                    f"{fmt_us(dt)} ({de:,} entries) | — | {dt / ft:.0f}× | — | |")
+    f1, f100 = full[("file", 1000)][0], full[("file", 100000)][0]
+    d1, d100 = full[("django", 1000)][0], full[("django", 100000)][0]
+    rows.append(f"| time per set, 100,000 / 1,000 | {f100 / f1:.2f} | {d100 / d1:.1f} | — | | | "
+                f"≤2: {verdict(f100 / f1 <= 2)} |")
+    print("\n".join(rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,295 @@
+#include "file/file_entry.h"
+
+#include <fcntl.h>
+#include <sched.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zstd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+#include "file/file_io.h"
+#include "regioncache/codec.h"
+
+namespace regioncache::file {
+namespace {
+
+constexpr int kExpiryRetries = 4;
+constexpr size_t kStreamChunk = 1 << 20;
+
+// The first read may have caught a touch half-way through its 16-byte
+// pwrite; only a mismatch that persists is damage.
+bool SettleExpiry(OpenEntry* o) {
+  for (int i = 0; i < kExpiryRetries; ++i) {
+    if (ExpiryIntact(o->h)) return true;
+    sched_yield();
+    char buf[kTouchBytes];
+    if (PReadFull(o->fd, buf, kTouchBytes, kTouchOffset) != ssize_t(kTouchBytes)) return false;
+    std::memcpy(reinterpret_cast<char*>(&o->h) + kTouchOffset, buf, kTouchBytes);
+    std::memcpy(o->head.data() + kTouchOffset, buf, kTouchBytes);
+  }
+  return ExpiryIntact(o->h);
+}
+
+}  // namespace
+
+OpenEntry::~OpenEntry() {
+  if (fd >= 0) close(fd);
+}
+
+bool IsFileAt(const OpenEntry& o, const std::string& path) {
+  if (o.fd < 0) return false;
+  struct stat at, mine;
+  if (lstat(path.c_str(), &at) != 0 || fstat(o.fd, &mine) != 0) return false;
+  if (at.st_ino != mine.st_ino || at.st_dev != mine.st_dev || uint64_t(mine.st_size) != o.size)
+    return false;
+  size_t n = std::min<size_t>(o.head.size(), kHeaderSize);
+  char buf[kHeaderSize];
+  return PReadFull(o.fd, buf, n, 0) == ssize_t(n) && std::memcmp(buf, o.head.data(), n) == 0;
+}
+
+void OpenEntry::Reset() {
+  if (fd >= 0) close(fd);
+  fd = -1;
+  ino = 0;
+  size = 0;
+  h = EntryHeader{};
+  head.clear();
+}
+
+Status ReadHead(const std::string& path, bool writable, size_t want, OpenEntry* o, Head* result,
+                std::string* why) {
+  *result = Head::kBad;
+  // O_NONBLOCK: a FIFO planted under an entry name must not hang the open.
+  o->fd = open(path.c_str(), (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+  if (o->fd < 0) {
+    int err = errno;
+    if (err == ENOENT) {
+      *result = Head::kAbsent;
+      return Status::OK();
+    }
+    if (err == ELOOP) {  // a symbolic link where an entry file belongs
+      *why = "a symbolic link, not an entry file";
+      return Status::OK();
+    }
+    return Status::IOError("cannot open " + path + ": " + ErrnoText(err));
+  }
+  // One read of `want` bytes; a short one reached the end of the file and
+  // so gives its size without an fstat (most entries are read whole here).
+  size_t n = std::max<size_t>(want, kHeaderSize);
+  o->head.resize(n);
+  ssize_t r = PReadFull(o->fd, o->head.data(), n, 0);
+  if (r < 0) {
+    int err = errno;
+    if (err != EISDIR && err != ESPIPE && err != EINVAL && err != EAGAIN)
+      return Status::IOError("cannot read " + path + ": " + ErrnoText(err));
+    struct stat st;
+    if (fstat(o->fd, &st) == 0) o->ino = st.st_ino;
+    o->head.clear();
+    *why = "not a regular file";
+    return Status::OK();
+  }
+  if (size_t(r) < n) {
+    o->head.resize(size_t(r));
+    o->size = uint64_t(r);
+  } else {
+    struct stat st;
+    if (fstat(o->fd, &st) != 0)
+      return Status::IOError("cannot stat " + path + ": " + ErrnoText(errno));
+    o->ino = st.st_ino;
+    o->size = uint64_t(st.st_size);
+    if (o->size < n) {
+      *why = "shrank while being read";
+      return Status::OK();
+    }
+  }
+  if (o->size < kHeaderSize) {
+    *why = "truncated: " + std::to_string(o->size) + " bytes, shorter than a header";
+    return Status::OK();
+  }
+  std::memcpy(&o->h, o->head.data(), kHeaderSize);
+  if (!HeaderPlausible(o->h, o->size, why)) return Status::OK();
+  size_t head_need = kHeaderSize + size_t(o->h.key_len);
+  if (o->head.size() < head_need) {
+    size_t have = o->head.size();
+    o->head.resize(head_need);
+    r = PReadFull(o->fd, o->head.data() + have, head_need - have, off_t(have));
+    if (r < 0) return Status::IOError("cannot read " + path + ": " + ErrnoText(errno));
+    if (size_t(r) < head_need - have) {
+      *why = "shrank while being read";
+      return Status::OK();
+    }
+  }
+  if (!SettleExpiry(o)) {
+    *why = "expiry field damaged (checksum mismatch)";
+    return Status::OK();
+  }
+  *result = Head::kOk;
+  return Status::OK();
+}
+
+bool ReadValue(OpenEntry* o, Value* out, std::string* why) {
+  const EntryHeader& h = o->h;
+  bool zstd = (h.flags & kFlagZstd) != 0;
+  uint64_t start = kHeaderSize + uint64_t(h.key_len);
+  // Bytes of the value already in head, then the rest read straight into
+  // the destination: one copy from the kernel for an uncompressed value.
+  std::string compressed;
+  std::string& dst = zstd ? compressed : out->data;
+  dst.resize(size_t(h.value_len));
+  uint64_t in_head = o->head.size() > start ? std::min<uint64_t>(o->head.size() - start, h.value_len) : 0;
+  if (in_head) std::memcpy(dst.data(), o->head.data() + start, size_t(in_head));
+  if (in_head < h.value_len) {
+    size_t rest = size_t(h.value_len - in_head);
+    ssize_t r = PReadFull(o->fd, dst.data() + in_head, rest, off_t(start + in_head));
+    if (r < 0) {
+      *why = "read failed: " + ErrnoText(errno);
+      return false;
+    }
+    if (size_t(r) < rest) {
+      *why = "shrank while being read";
+      return false;
+    }
+  }
+  BodySum sum;
+  sum.Begin(h);
+  sum.Update(o->head.data() + kHeaderSize, h.key_len);
+  sum.Update(dst.data(), dst.size());
+  if (sum.Digest() != h.body_sum) {
+    *why = "checksum mismatch";
+    return false;
+  }
+  if (zstd) {
+    out->data.resize(size_t(h.raw_len));
+    size_t got = ZSTD_decompress(out->data.data(), out->data.size(), compressed.data(),
+                                 compressed.size());
+    if (ZSTD_isError(got) || got != h.raw_len) {
+      *why = std::string("zstd frame does not decompress to the recorded size (") +
+             (ZSTD_isError(got) ? ZSTD_getErrorName(got) : "wrong size") + ")";
+      out->data.clear();
+      return false;
+    }
+  }
+  out->flags = h.flags & ~uint32_t(kFlagZstd);
+  out->expires_ms = h.expires_ms;
+  return true;
+}
+
+bool VerifyBody(OpenEntry* o, std::string* why) {
+  const EntryHeader& h = o->h;
+  BodySum sum;
+  sum.Begin(h);
+  sum.Update(o->head.data() + kHeaderSize, h.key_len);
+  uint64_t pos = kHeaderSize + uint64_t(h.key_len);
+  uint64_t end = o->size;
+  if (o->head.size() > pos) {
+    sum.Update(o->head.data() + pos, o->head.size() - pos);
+    pos = o->head.size();
+  }
+  std::vector<char> buf(size_t(std::min<uint64_t>(kStreamChunk, end - pos)));
+  while (pos < end) {
+    size_t n = size_t(std::min<uint64_t>(buf.size(), end - pos));
+    ssize_t r = PReadFull(o->fd, buf.data(), n, off_t(pos));
+    if (r < 0 || size_t(r) < n) {
+      *why = r < 0 ? "read failed: " + ErrnoText(errno) : "shrank while being read";
+      return false;
+    }
+    sum.Update(buf.data(), n);
+    pos += n;
+  }
+  if (sum.Digest() != h.body_sum) {
+    *why = "checksum mismatch";
+    return false;
+  }
+  return true;
+}
+
+void BuildEntry(std::string_view key, std::string_view data, uint32_t flags, int64_t expires_ms,
+                int64_t now_ms, uint64_t compress_min, int level, NewEntry* e) {
+  e->key = key;
+  e->stored = data;
+  uint32_t stored_flags = flags;
+  if (compress_min > 0 && data.size() >= compress_min) {
+    e->compressed.resize(ZSTD_compressBound(data.size()));
+    size_t n = ZSTD_compress(e->compressed.data(), e->compressed.size(), data.data(), data.size(),
+                             level);
+    // Kept only when it saves something; otherwise the plain value is stored.
+    if (!ZSTD_isError(n) && n < data.size()) {
+      e->compressed.resize(n);
+      e->stored = e->compressed;
+      stored_flags |= kFlagZstd;
+    } else {
+      e->compressed.clear();
+    }
+  }
+  EntryHeader& h = e->h;
+  std::memset(&h, 0, sizeof h);
+  h.magic = kMagic;
+  h.version = kVersion;
+  h.header_size = kHeaderSize;
+  h.flags = stored_flags;
+  h.key_len = uint32_t(key.size());
+  h.value_len = e->stored.size();
+  h.raw_len = data.size();
+  h.stored_ms = now_ms;
+  h.expires_ms = expires_ms;
+  BodySum sum;
+  sum.Begin(h);
+  sum.Update(key.data(), key.size());
+  sum.Update(e->stored.data(), e->stored.size());
+  h.body_sum = sum.Digest();
+  SealExpiry(&h);
+}
+
+Status WriteTemp(const std::string& dir, const NewEntry& e, bool sync, const std::string& where,
+                 std::string* tmp) {
+  int fd = -1;
+  for (int attempt = 0; attempt < 3 && fd < 0; ++attempt) {
+    *tmp = dir + "/" + TempName();
+    fd = open(tmp->c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd >= 0) break;
+    int err = errno;
+    if (err == ENOENT) {
+      // The shard directory is made on first use.
+      if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST)
+        return Status::IOError(where + "cannot create " + dir + ": " + ErrnoText(errno));
+      continue;
+    }
+    if (err == EEXIST) continue;
+    return Status::IOError(where + "cannot create " + *tmp + ": " + ErrnoText(err));
+  }
+  if (fd < 0) return Status::IOError(where + "cannot create a temporary file in " + dir);
+  int err = FillAndClose(fd, e, 0, sync);
+  if (err != 0) {
+    unlink(tmp->c_str());
+    return Status::IOError(where + "cannot write " + *tmp + ": " + ErrnoText(err));
+  }
+  return Status::OK();
+}
+
+int FillAndClose(int fd, const NewEntry& e, uint64_t had, bool sync) {
+  struct iovec iov[3];
+  iov[0] = {const_cast<EntryHeader*>(&e.h), kHeaderSize};
+  iov[1] = {const_cast<char*>(e.key.data()), e.key.size()};
+  iov[2] = {const_cast<char*>(e.stored.data()), e.stored.size()};
+  int err = WriteAllV(fd, iov, 3);
+  // Cut to the new size (never to 0, which on ext4 would flush on close).
+  if (err == 0 && had > e.FileSize() && ftruncate(fd, off_t(e.FileSize())) != 0) err = errno;
+  if (err == 0 && sync && fdatasync(fd) != 0) err = errno;
+  if (close(fd) != 0 && err == 0) err = errno;
+  return err;
+}
+
+int RewriteExpiry(OpenEntry* o, int64_t expires_ms, bool sync) {
+  o->h.expires_ms = expires_ms;
+  SealExpiry(&o->h);
+  int err = PWriteFull(o->fd, reinterpret_cast<const char*>(&o->h) + kTouchOffset, kTouchBytes,
+                       kTouchOffset);
+  if (err == 0 && sync && fdatasync(o->fd) != 0) err = errno;
+  return err;
+}
+
+}  // namespace regioncache::file

@@ -1,0 +1,85 @@
+// Reading and writing one entry file. Nothing here locks or counts: the
+// store decides what a bad or expired file means.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "file/file_format.h"
+#include "regioncache/status.h"
+#include "regioncache/store.h"
+
+namespace regioncache::file {
+
+// An entry file opened and its first bytes read (header, key, and for small
+// entries the whole value). Closes the descriptor when destroyed.
+struct OpenEntry {
+  int fd = -1;
+  ino_t ino = 0;       // 0 unless the read needed an fstat (see IsFileAt)
+  uint64_t size = 0;
+  EntryHeader h{};
+  std::string head;  // the file's first bytes: header, key, maybe value
+
+  OpenEntry() = default;
+  OpenEntry(const OpenEntry&) = delete;
+  OpenEntry& operator=(const OpenEntry&) = delete;
+  ~OpenEntry();
+  void Reset();  // closes the file, forgets what was read
+  std::string_view key() const { return std::string_view(head).substr(kHeaderSize, h.key_len); }
+};
+
+enum class Head { kOk, kAbsent, kBad };
+
+// Whether the file at path is still the one o read, as it was: same inode,
+// same size, same first bytes. With the shard lock held this makes removing
+// it safe even though a reused inode can come back under its old name.
+bool IsFileAt(const OpenEntry& o, const std::string& path);
+
+// Opens path (read-only, or read-write for touch) and reads at least the
+// header and key, up to `want` bytes. kBad: *why says what is wrong
+// (o->ino is set when the file could be opened). An IOError only for what is
+// not the file's fault (EACCES, EIO, EMFILE, ...).
+Status ReadHead(const std::string& path, bool writable, size_t want, OpenEntry* o, Head* result,
+                std::string* why);
+
+// Reads the value of an entry ReadHead accepted into out->data (directly
+// into the string for large values), checks the body checksum and
+// decompresses. False with *why on a damaged file; an I/O error also
+// returns false, with *why saying so.
+bool ReadValue(OpenEntry* o, Value* out, std::string* why);
+
+// Checks the body checksum without keeping the value (streams the file).
+bool VerifyBody(OpenEntry* o, std::string* why);
+
+// What to write: the header is filled (and sealed) by BuildEntry.
+struct NewEntry {
+  EntryHeader h{};
+  std::string_view key;
+  std::string_view stored;  // the value as stored (maybe compressed)
+  std::string compressed;   // owns the compressed bytes when used
+  uint64_t FileSize() const { return kHeaderSize + key.size() + stored.size(); }
+};
+
+// Fills e from the caller's entry, compressing with zstd at `level` when
+// compress_min > 0 and the value is at least that long and shrinks.
+void BuildEntry(std::string_view key, std::string_view data, uint32_t flags, int64_t expires_ms,
+                int64_t now_ms, uint64_t compress_min, int level, NewEntry* e);
+
+// Writes e to a new temporary file in dir (creating dir, mode 0700, if it is
+// missing) and returns its path in *tmp. With sync, the data reach the disk
+// before this returns. On failure no temporary file is left behind.
+Status WriteTemp(const std::string& dir, const NewEntry& e, bool sync, const std::string& where,
+                 std::string* tmp);
+
+// Writes e into fd, a file open for writing at offset 0 that was `had`
+// bytes long (a reused spare file, or 0 for a new one), cuts it to the
+// entry's size and closes it. Returns 0 or an errno; fd is closed either way.
+int FillAndClose(int fd, const NewEntry& e, uint64_t had, bool sync);
+
+// Rewrites expires_ms (and its checksum) in place: a 16-byte pwrite.
+int RewriteExpiry(OpenEntry* o, int64_t expires_ms, bool sync);
+
+}  // namespace regioncache::file

@@ -1,0 +1,31 @@
+// Small POSIX helpers for the file store: whole reads and writes that retry
+// on EINTR and short counts, and directory creation with parents.
+#pragma once
+
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include <cstddef>
+#include <string>
+
+#include "regioncache/status.h"
+
+namespace regioncache::file {
+
+// Reads exactly n bytes at off. Returns n, fewer at end of file, or -1 with errno set.
+ssize_t PReadFull(int fd, void* buf, size_t n, off_t off);
+
+// Writes all the buffers. Returns 0, or the errno of the failure.
+int WriteAllV(int fd, struct iovec* iov, int iovcnt);
+
+// Writes all bytes at off. Returns 0, or an errno.
+int PWriteFull(int fd, const void* buf, size_t n, off_t off);
+
+// mkdir -p with mode 0700 for what it creates. Errors name where and the
+// component that failed.
+Status MakeDirs(const std::string& path, const std::string& where);
+
+// fsync of a directory (after a rename into it). Returns 0 or an errno.
+int SyncDir(const std::string& path);
+
+}  // namespace regioncache::file

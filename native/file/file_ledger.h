@@ -1,0 +1,121 @@
+// The ledger: a small file in the store directory ("regioncache.stats"),
+// mapped shared by every process using the store. It holds
+//  - per-shard entry and byte counts, so bounds are checked without listing
+//    the directory (O(1) per write);
+//  - the region's counters (hits, misses, sets, evictions, ...), shared by
+//    every process and kept across restarts;
+// and its bytes double as the shard locks: shard i is locked by an
+// open-file-description lock (F_OFD_SETLKW) on byte i, which the kernel
+// drops when the holder dies, so a kill -9 never leaves a shard locked.
+//
+// Invariant: every rename into and unlink from a shard directory happens
+// with that shard locked, and the shard's counts change under the same lock.
+// The counts are therefore exact except after a process dies between the
+// two, and a shard's counts are recomputed from its directory (Recount, in
+// the store) every max(256, entries) writes into it, which repairs that.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+#include <string>
+
+#include "file/file_format.h"
+#include "regioncache/status.h"
+
+namespace regioncache::file {
+
+struct LedgerCounters {
+  std::atomic<uint64_t> hits, misses, sets, evictions, expirations;
+  std::atomic<uint64_t> corrupt_removed;  // damaged or foreign entry files removed
+  std::atomic<uint64_t> files_scanned;    // entry files examined by eviction and recounts
+  std::atomic<uint64_t> evict_scans;      // shard scans made by eviction
+};
+
+struct alignas(64) ShardSlot {
+  std::atomic<int64_t> entries;  // signed: a crash can leave it briefly off by one
+  std::atomic<int64_t> bytes;
+  std::atomic<uint64_t> writes;  // writes since the last recount
+  // Spare files of this shard: bit i set = ".spare.<i>" is there to be
+  // claimed; spare_bytes their sizes. Advisory (a claim that finds no file
+  // creates one); exact again after every scan of the shard.
+  std::atomic<uint32_t> spares;
+  std::atomic<int64_t> spare_bytes;
+  // Store time of the shard's oldest entry as of its last scan (0: not
+  // known yet, which makes it the first choice). It only errs old: later
+  // writes are newer, and removals make the true oldest newer still.
+  std::atomic<int64_t> oldest_ms;
+};
+
+class Ledger {
+ public:
+  ~Ledger();
+
+  // Opens or creates `path`. If the ledger is new (or was not a valid
+  // ledger), *fresh is set and the init lock stays held: the caller counts
+  // every shard, then calls FinishInit(). Otherwise returns unlocked.
+  Status Open(const std::string& path, const std::string& where, bool* fresh);
+  void FinishInit();
+
+  LedgerCounters& counters() { return mem_->counters; }
+  ShardSlot& slot(int shard) { return mem_->slots[shard]; }
+  int64_t created_ms() const { return mem_->created_ms; }
+
+  // Sums over all shards (clamped at 0).
+  uint64_t TotalEntries() const;
+  uint64_t TotalBytes() const;
+  uint64_t TotalSpareBytes() const;
+
+  // Shard locks: a mutex for the threads of this process, then the OFD lock
+  // for other processes. Lock returns an IOError only if fcntl fails.
+  Status LockShard(int shard);
+  void UnlockShard(int shard);
+
+ private:
+  struct Mem {
+    uint64_t magic;
+    uint32_t version;
+    uint32_t nshards;
+    int64_t created_ms;
+    uint64_t reserved[5];
+    alignas(64) LedgerCounters counters;
+    ShardSlot slots[kShards];
+  };
+
+  Status RangeLock(off_t start, bool lock);
+  // After fork() the child shares the parent's open file description, and
+  // with it the parent's locks: reopen to get locks of its own.
+  Status EnsureOwnFd();
+
+  std::string path_;
+  std::string where_;
+  int fd_ = -1;
+  pid_t pid_ = 0;
+  Mem* mem_ = nullptr;
+  std::mutex fd_mu_;
+  std::mutex shard_mu_[kShards];
+
+ public:
+  static constexpr uint64_t kLedgerMagic = 0x314744454c434752ull;  // the bytes "RGCLEDG1"
+  static constexpr uint32_t kLedgerVersion = 2;
+  static constexpr size_t kSize = sizeof(Mem);
+};
+
+// Holds one shard's lock for a scope.
+class ShardLock {
+ public:
+  ShardLock(Ledger* l, int shard) : l_(l), shard_(shard), status_(l->LockShard(shard)) {}
+  ~ShardLock() {
+    if (status_.ok()) l_->UnlockShard(shard_);
+  }
+  ShardLock(const ShardLock&) = delete;
+  ShardLock& operator=(const ShardLock&) = delete;
+  const Status& status() const { return status_; }
+
+ private:
+  Ledger* l_;
+  int shard_;
+  Status status_;
+};
+
+}  // namespace regioncache::file

@@ -1,0 +1,1056 @@
+// The file store. Design in brief (the format is in FORMAT.md):
+//  - one file per entry, named by the XXH3-128 of its key, in one of 256
+//    shard directories; a write goes to a temporary file in the same shard
+//    and is renamed over the entry, so readers see a whole old or a whole new
+//    file and a writer killed half-way leaves only a temporary file;
+//  - readers take no lock; every rename into and unlink from a shard happens
+//    under that shard's lock (file_ledger.h), which makes add/replace/incr
+//    atomic across processes and keeps the ledger's per-shard counts exact;
+//  - bounds are checked against the ledger's counts, and eviction scans one
+//    sampled shard at a time, taking its expired entries and then its oldest
+//    eighth: about eight headers read per entry evicted, however large the
+//    region;
+//  - a damaged, truncated or foreign file is a miss: it is logged once and
+//    removed, if it is still the same file, never reported to the caller;
+//  - entry files that leave their name (overwritten, deleted, evicted) are
+//    kept as a few spare files per shard and rewritten by later writes
+//    rather than unlinked and created anew ("Inode reuse" below).
+//
+// Inode reuse. ext4 does not hand out an inode freed in the last seconds:
+// find_inode_bit() steps over every recently deleted one, reading its dtime
+// (recently_deleted()), so a store that deletes a file for each file it
+// creates makes each create slower the faster it writes -- about 1 ms per
+// create here at a few thousand sets a second. So an entry file that leaves
+// its name goes to a spare slot (".spare.<i>", kSpareSlots per shard) when it
+// is small (<= kSpareMax) and the spares stay under a sixteenth of MAX_SIZE;
+// a writer claims a spare by renaming it to its temporary name and
+// overwrites it. Invariants:
+//  - files are retired into spare slots only under the shard lock, only
+//    into a slot whose bit is clear, and the bit is set after the rename;
+//    a claimer clears the bit (fetch_and) before its rename, so one writer
+//    owns each spare. The bits are advisory: a claim that finds no file
+//    falls back to creating one, and every shard scan makes them exact;
+//  - a file is rewritten only after it left its entry name, so a lock-free
+//    reader that opened it before may see it change under it: such a read
+//    fails its checks and is retried from the open; a file is judged
+//    damaged only when reads from three opens all fail (Read);
+//  - spares are not entries: not in entries or bytes_used (stats show
+//    spare_files and spare_bytes); disk use is at most MAX_SIZE * 17/16
+//    plus the temporary files of writes in progress.
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <cstdio>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "file/file_entry.h"
+#include "file/file_format.h"
+#include "file/file_io.h"
+#include "file/file_ledger.h"
+#include "regioncache/clock.h"
+#include "regioncache/codec.h"
+#include "regioncache/file_store.h"
+#include "regioncache/glob.h"
+#include "regioncache/options.h"
+
+namespace regioncache {
+namespace {
+
+using file::Head;
+using file::kHeaderSize;
+using file::kShards;
+using file::Ledger;
+using file::NewEntry;
+using file::OpenEntry;
+using file::ShardLock;
+
+constexpr uint64_t kDefaultMaxSize = 1ull << 30;
+constexpr uint64_t kDefaultMaxItem = 64ull << 20;
+constexpr int64_t kStaleTempMs = 10 * 60 * 1000;  // older temporary files are a dead writer's
+constexpr size_t kFirstRead = 16 * 1024;           // one pread holds most entries whole
+constexpr size_t kHeadRead = kHeaderSize + 256;     // header and a typical key
+constexpr uint64_t kRecountMin = 256;               // writes into a shard between recounts
+constexpr int64_t kEvictFraction = 8;               // an eviction scan takes 1/8 of a shard
+constexpr uint64_t kListScanCap = 10000;            // files examined per List page at most
+constexpr char kLedgerName[] = "regioncache.stats";
+constexpr uint64_t kSpareMax = 64 * 1024;          // larger files are unlinked, not kept
+constexpr int kReadAttempts = 3;                    // opens before a file is judged damaged
+constexpr int64_t kOrphanTempMs = 24 * 3600 * 1000; // a live writer's temp older than this is lost
+
+struct Config {
+  uint64_t max_size = kDefaultMaxSize;
+  uint64_t max_item = kDefaultMaxItem;
+  uint64_t max_entries = 0;
+  uint32_t cull_frequency = 3;
+  uint64_t compress_min = 0;
+  int compress_level = 3;
+  bool fsync = false;
+};
+
+// What a shard scan should remove besides damaged files and stale
+// temporary files (which every scan removes).
+struct ScanPolicy {
+  bool all = false;            // every entry (Clear)
+  bool expired = true;         // expired entries
+  int64_t quota = 0;           // then at least this many of the oldest; -1: 1/kEvictFraction
+  uint64_t need_bytes = 0;     // and at least this many bytes
+  std::string protect;         // an entry name never evicted (the one just written)
+};
+
+struct ScanResult {
+  uint64_t expired = 0, evicted = 0, bad = 0, removed_all = 0;
+};
+
+class FileStore final : public Store {
+ public:
+  FileStore(std::string region, std::string location, Config cfg, std::unique_ptr<Ledger> ledger)
+      : Store(std::move(region), std::move(location)),
+        cfg_(cfg),
+        spare_budget_(cfg.max_size / 16),
+        ledger_(std::move(ledger)) {
+    dir_ = this->location();
+    while (dir_.size() > 1 && dir_.back() == '/') dir_.pop_back();
+  }
+
+  Status Get(std::string_view key, Value* out) override { return Read(key, out, false); }
+  Status Peek(std::string_view key, Value* out) override { return Read(key, out, true); }
+  Status Set(std::string_view key, std::string_view data, uint32_t flags, int64_t exp) override {
+    return Write(key, data, flags, exp, Mode::kSet);
+  }
+  Status Add(std::string_view key, std::string_view data, uint32_t flags, int64_t exp) override {
+    return Write(key, data, flags, exp, Mode::kAdd);
+  }
+  Status Replace(std::string_view key, std::string_view data, uint32_t flags,
+                 int64_t exp) override {
+    return Write(key, data, flags, exp, Mode::kReplace);
+  }
+  Status Touch(std::string_view key, int64_t expires_ms) override;
+  Status Delete(std::string_view key) override;
+  Status Incr(std::string_view key, int64_t delta, int64_t* result) override;
+  Status Clear() override;
+
+  Status List(const ListOptions& opts, ListPage* page) override;
+  Status GetStats(Stats* out) override;
+  Status PurgeExpired(uint64_t* removed) override;
+
+  std::string_view kind() const override { return "file"; }
+  bool MayBlock() const override { return true; }
+  uint64_t MaxItemSize() const override { return cfg_.max_item; }
+
+  // Counts every shard from its directory (a new ledger).
+  Status RecountAll();
+
+ private:
+  enum class Mode { kSet, kAdd, kReplace };
+  // How the entry a key names was found, with its lock held or not.
+  // kSuspect: the file failed a check, but a lock-free reader may have seen
+  // it being rewritten; the caller reads again before judging it.
+  enum class Probe { kLive, kAbsent, kSuspect };
+
+  std::string ShardPath(int s) const { return dir_ + "/" + file::ShardDirName(s); }
+  std::string PathOf(int s, const std::string& name) const { return ShardPath(s) + "/" + name; }
+
+  Status Read(std::string_view key, Value* out, bool peek);
+  Status Write(std::string_view key, std::string_view data, uint32_t flags, int64_t exp, Mode m);
+  // Opens the entry for key and classifies it; bad, foreign and expired files
+  // are removed on the way (the shard lock must be held iff `locked`).
+  // kLive leaves the file open in *o.
+  Status ProbeEntry(int shard, const std::string& name, std::string_view key, bool locked,
+                    bool writable, size_t want, OpenEntry* o, Probe* p, bool judge = true);
+  // Removes a file found damaged, expired or evicted, if it is still the
+  // same inode; adjusts counts. The lock must be held.
+  bool DropLocked(int shard, const std::string& name, const OpenEntry& o, bool reuse);
+  // Takes a file away from its entry name (lock held): into a free spare
+  // slot if it qualifies, else unlinked. Adjusts the spare counts only.
+  bool Retire(int shard, const std::string& path, uint64_t size, bool reuse);
+  // Writes e to a temporary file of the shard (a claimed spare or a new file).
+  Status WriteEntryFile(int shard, const NewEntry& e, std::string* tmp);
+  void DropBad(int shard, const std::string& name, const OpenEntry& o, bool locked,
+               const std::string& why);
+  void DropExpired(int shard, const std::string& name, const OpenEntry& o, bool locked);
+  void LogBadOnce(const std::string& path, ino_t ino, const std::string& why);
+  // Renames tmp over the entry of name, with the lock held; counts it.
+  Status CommitLocked(int shard, const std::string& name, const std::string& tmp, uint64_t size);
+  // Before a write of `bytes`: evict until the bounds allow it.
+  // Evicts until the bounds leave room for a new file of `bytes` (0: until
+  // they hold again). The entry `protect` (just written) is never taken.
+  Status MakeRoom(uint64_t bytes, const std::string& protect);
+  // Whether key has a live, intact entry, looked at without the lock.
+  Status LiveUnlocked(int shard, const std::string& name, std::string_view key, bool* live);
+  Status Cull();
+  int PickVictimShard();
+  Status ScanShard(int shard, const ScanPolicy& pol, ScanResult* res);
+  Status ScanShardLocked(int shard, const ScanPolicy& pol, ScanResult* res);
+  // After a write into shard: every max(kRecountMin, entries) writes, a
+  // scan that recounts it and sweeps expired and stale files.
+  void NoteWrite(int shard);
+  Status TooLargeError(std::string_view key, uint64_t val_len) const;
+
+  Config cfg_;
+  uint64_t spare_budget_ = 0;  // bytes all spares may hold (MAX_SIZE / 16)
+  std::unique_ptr<Ledger> ledger_;
+  std::string dir_;
+  std::mutex log_mu_;
+  std::set<std::pair<std::string, ino_t>> logged_;
+};
+
+// ---------------------------------------------------------------- helpers --
+
+void FileStore::LogBadOnce(const std::string& path, ino_t ino, const std::string& why) {
+  {
+    std::lock_guard<std::mutex> g(log_mu_);
+    if (logged_.size() > 4096) logged_.clear();  // bounded; a repeat line is harmless
+    if (!logged_.emplace(path, ino).second) return;
+  }
+  std::string line = "regioncache: " + Where() + "removed damaged entry file " + path + ": " + why +
+                     " (treated as a miss)\n";
+  fputs(line.c_str(), stderr);
+}
+
+bool FileStore::Retire(int shard, const std::string& path, uint64_t size, bool reuse) {
+  auto& slot = ledger_->slot(shard);
+  if (reuse && size <= kSpareMax) {
+    uint32_t bits = slot.spares.load(std::memory_order_acquire);
+    uint32_t full = (1u << file::kSpareSlots) - 1;
+    if ((bits & full) != full && ledger_->TotalSpareBytes() + size <= spare_budget_) {
+      int i = __builtin_ctz(~bits);
+      if (rename(path.c_str(), (ShardPath(shard) + "/" + file::SpareName(i)).c_str()) == 0) {
+        slot.spare_bytes.fetch_add(int64_t(size), std::memory_order_relaxed);
+        slot.spares.fetch_or(1u << i, std::memory_order_release);
+        return true;
+      }
+    }
+  }
+  return unlink(path.c_str()) == 0;
+}
+
+bool FileStore::DropLocked(int shard, const std::string& name, const OpenEntry& o, bool reuse) {
+  std::string path = PathOf(shard, name);
+  // Renames into the shard happen under its lock, which we hold: if the
+  // file is still the one we judged (an inode can come back under its old
+  // name after a reuse, hence the content check), removing it cannot hit a
+  // newer entry.
+  if (!file::IsFileAt(o, path)) return false;
+  if (!Retire(shard, path, o.size, reuse)) return false;
+  auto& slot = ledger_->slot(shard);
+  slot.entries.fetch_sub(1, std::memory_order_relaxed);
+  slot.bytes.fetch_sub(int64_t(o.size), std::memory_order_relaxed);
+  return true;
+}
+
+void FileStore::DropBad(int shard, const std::string& name, const OpenEntry& o, bool locked,
+                        const std::string& why) {
+  struct stat st;
+  LogBadOnce(PathOf(shard, name), o.fd >= 0 && fstat(o.fd, &st) == 0 ? st.st_ino : 0, why);
+  // A damaged file may not have the size the ledger counted (it was cut or
+  // rewritten behind our back), so the shard is recounted from its
+  // directory as well; damage is rare enough for that to cost nothing.
+  ScanPolicy recount;
+  recount.expired = false;
+  ScanResult res;
+  bool removed;
+  if (locked) {
+    removed = DropLocked(shard, name, o, false);
+    ScanShardLocked(shard, recount, &res);
+  } else {
+    ShardLock lock(ledger_.get(), shard);
+    removed = lock.status().ok() && DropLocked(shard, name, o, false);
+    if (lock.status().ok()) ScanShardLocked(shard, recount, &res);
+  }
+  if (removed) ledger_->counters().corrupt_removed.fetch_add(1, std::memory_order_relaxed);
+}
+
+void FileStore::DropExpired(int shard, const std::string& name, const OpenEntry& o, bool locked) {
+  bool removed;
+  if (locked) {
+    removed = DropLocked(shard, name, o, true);
+  } else {
+    ShardLock lock(ledger_.get(), shard);
+    removed = lock.status().ok() && DropLocked(shard, name, o, true);
+  }
+  if (removed) ledger_->counters().expirations.fetch_add(1, std::memory_order_relaxed);
+}
+
+Status FileStore::ProbeEntry(int shard, const std::string& name, std::string_view key, bool locked,
+                             bool writable, size_t want, OpenEntry* o, Probe* p, bool judge) {
+  *p = Probe::kAbsent;
+  Head head;
+  std::string why;
+  Status s = file::ReadHead(PathOf(shard, name), writable, want, o, &head, &why);
+  if (!s.ok()) return Status::IOError(Where() + s.message());
+  if (head == Head::kAbsent) return Status::OK();
+  if (head == Head::kBad || o->key() != key) {
+    if (!judge) {
+      *p = Probe::kSuspect;
+      return Status::OK();
+    }
+    if (head == Head::kOk) why = "holds another key (a hash collision or a foreign file)";
+    if (o->fd >= 0) DropBad(shard, name, *o, locked, why);
+    else LogBadOnce(PathOf(shard, name), 0, why);
+    return Status::OK();
+  }
+  if (IsExpired(o->h.expires_ms, NowMs())) {
+    DropExpired(shard, name, *o, locked);
+    return Status::OK();
+  }
+  *p = Probe::kLive;
+  return Status::OK();
+}
+
+Status FileStore::TooLargeError(std::string_view key, uint64_t val_len) const {
+  return Status::TooLarge(Where() + "value of " + std::to_string(val_len) + " bytes (key of " +
+                          std::to_string(key.size()) + " bytes) exceeds the maximum item size of " +
+                          std::to_string(cfg_.max_item) +
+                          " bytes (OPTIONS MAX_ITEM_SIZE); nothing was stored");
+}
+
+// ---------------------------------------------------------------- reading --
+
+Status FileStore::Read(std::string_view key, Value* out, bool peek) {
+  std::string name = file::EntryName(key);
+  int shard = file::ShardOfName(name);
+  auto& c = ledger_->counters();
+  for (int attempt = 1; attempt <= kReadAttempts; ++attempt) {
+    // Only the last attempt may judge a file damaged: an earlier failure may
+    // be a reused file being rewritten under a reader that opened it before.
+    bool judge = attempt == kReadAttempts;
+    OpenEntry o;
+    Probe p;
+    Status s = ProbeEntry(shard, name, key, false, false, kFirstRead, &o, &p, judge);
+    if (!s.ok()) return s;
+    if (p == Probe::kSuspect) continue;
+    if (p == Probe::kLive) {
+      std::string why;
+      if (file::ReadValue(&o, out, &why)) {
+        if (!peek) c.hits.fetch_add(1, std::memory_order_relaxed);
+        return Status::OK();
+      }
+      out->data.clear();
+      if (!judge) continue;
+      DropBad(shard, name, o, false, why);
+    }
+    break;
+  }
+  if (!peek) c.misses.fetch_add(1, std::memory_order_relaxed);
+  return Status::NotFound();
+}
+
+// ---------------------------------------------------------------- writing --
+
+Status FileStore::CommitLocked(int shard, const std::string& name, const std::string& tmp,
+                               uint64_t size) {
+  std::string path = PathOf(shard, name);
+  struct stat old;
+  // The old file leaves its name before the rename rather than being
+  // replaced by it: it can then be reused (Inode reuse, above), and ext4
+  // (auto_da_alloc) starts writeback of the new file's data on a rename over
+  // an existing file, which made an overwrite about three times as slow. A
+  // lock-free reader in between sees a miss, never a partial value; add,
+  // replace, incr and touch hold this shard's lock and never see the gap.
+  if (lstat(path.c_str(), &old) == 0 && Retire(shard, path, uint64_t(old.st_size), true)) {
+    auto& slot = ledger_->slot(shard);
+    slot.entries.fetch_sub(1, std::memory_order_relaxed);
+    slot.bytes.fetch_sub(int64_t(old.st_size), std::memory_order_relaxed);
+  }
+  if (rename(tmp.c_str(), path.c_str()) != 0) {
+    int err = errno;
+    unlink(tmp.c_str());
+    return Status::IOError(Where() + "cannot rename " + tmp + " to " + path + ": " + ErrnoText(err));
+  }
+  auto& slot = ledger_->slot(shard);
+  if (slot.entries.fetch_add(1, std::memory_order_relaxed) <= 0)
+    slot.oldest_ms.store(NowMs(), std::memory_order_relaxed);  // the first entry is the oldest
+  slot.bytes.fetch_add(int64_t(size), std::memory_order_relaxed);
+  return Status::OK();
+}
+
+Status FileStore::WriteEntryFile(int shard, const NewEntry& e, std::string* tmp) {
+  auto& slot = ledger_->slot(shard);
+  for (uint32_t bits; (bits = slot.spares.load(std::memory_order_acquire) &
+                              ((1u << file::kSpareSlots) - 1)) != 0;) {
+    int i = __builtin_ctz(bits);
+    uint32_t m = 1u << i;
+    if (!(slot.spares.fetch_and(~m, std::memory_order_acq_rel) & m)) continue;  // taken
+    *tmp = ShardPath(shard) + "/" + file::TempName();
+    if (rename((ShardPath(shard) + "/" + file::SpareName(i)).c_str(), tmp->c_str()) != 0)
+      continue;  // the bit was stale (a crash, a scan): try another
+    int fd = open(tmp->c_str(), O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+      if (fd >= 0) close(fd);
+      unlink(tmp->c_str());
+      break;
+    }
+    slot.spare_bytes.fetch_sub(int64_t(st.st_size), std::memory_order_relaxed);
+    int err = file::FillAndClose(fd, e, uint64_t(st.st_size), cfg_.fsync);
+    if (err != 0) {
+      unlink(tmp->c_str());
+      return Status::IOError(Where() + "cannot write " + *tmp + ": " + ErrnoText(err));
+    }
+    return Status::OK();
+  }
+  return file::WriteTemp(ShardPath(shard), e, cfg_.fsync, Where(), tmp);
+}
+
+Status FileStore::Write(std::string_view key, std::string_view data, uint32_t flags, int64_t exp,
+                        Mode mode) {
+  if (key.size() > cfg_.max_item || data.size() > cfg_.max_item - key.size())
+    return TooLargeError(key, data.size());
+  if (flags & kFlagZstd)
+    return Status::InvalidArgument(Where() + "flags include kFlagZstd, which the file store "
+                                   "reserves for its own compression");
+  std::string name = file::EntryName(key);
+  int shard = file::ShardOfName(name);
+  NewEntry e;
+  file::BuildEntry(key, data, flags, exp, NowMs(), cfg_.compress_min, cfg_.compress_level, &e);
+  Status s;
+  if (mode != Mode::kSet) {
+    // A first look without the lock: an add of a key that is there (Django's
+    // add as a lock) or a replace of one that is not is answered without
+    // writing anything. The answer is what the store held at this moment,
+    // so it is as correct as the one under the lock; a write still checks
+    // again under the lock below.
+    bool live = false;
+    if (!(s = LiveUnlocked(shard, name, key, &live)).ok()) return s;
+    if (live == (mode == Mode::kAdd)) return Status::NotStored();
+  }
+  if (!(s = MakeRoom(e.FileSize(), name)).ok()) return s;
+  for (int attempt = 0;; ++attempt) {
+    // The file is written before the lock is taken: the lock covers only
+    // the check and the rename, however large the value.
+    std::string tmp;
+    if (!(s = WriteEntryFile(shard, e, &tmp)).ok()) return s;
+    ShardLock lock(ledger_.get(), shard);
+    if (!lock.status().ok()) {
+      unlink(tmp.c_str());
+      return lock.status();
+    }
+    // Temporary files are swept only under this lock: if ours is there now,
+    // it stays. A reused spare keeps its old mtime for the moment between
+    // its claim and its first write, when a sweep could take it for a dead
+    // writer's; then it is written again.
+    struct stat st;
+    if (lstat(tmp.c_str(), &st) != 0) {
+      if (attempt == 0) continue;
+      return Status::IOError(Where() + "temporary file " + tmp + " vanished before its rename");
+    }
+    if (mode != Mode::kSet) {
+      OpenEntry o;
+      Probe p;
+      s = ProbeEntry(shard, name, key, true, false, kFirstRead, &o, &p);
+      if (!s.ok()) {
+        unlink(tmp.c_str());
+        return s;
+      }
+      bool live = p == Probe::kLive;
+      if (live) {
+        // A live header over a damaged body is no entry: check the body.
+        std::string why;
+        if (!file::VerifyBody(&o, &why)) {
+          DropBad(shard, name, o, true, why);
+          live = false;
+        }
+      }
+      if (live == (mode == Mode::kAdd)) {
+        unlink(tmp.c_str());
+        return Status::NotStored();
+      }
+    }
+    s = CommitLocked(shard, name, tmp, e.FileSize());
+    if (!s.ok()) return s;
+    break;
+  }
+  if (cfg_.fsync) {
+    int err = file::SyncDir(ShardPath(shard));
+    if (err != 0)
+      return Status::IOError(Where() + "cannot sync " + ShardPath(shard) + ": " + ErrnoText(err));
+  }
+  ledger_->counters().sets.fetch_add(1, std::memory_order_relaxed);
+  NoteWrite(shard);
+  // The room made before the write may have been taken by other writers
+  // meanwhile, or the counts may have been short (a writer killed between
+  // its rename and its count): the bound is checked again now.
+  return MakeRoom(0, name);
+}
+
+Status FileStore::LiveUnlocked(int shard, const std::string& name, std::string_view key,
+                               bool* live) {
+  *live = false;
+  for (int attempt = 1; attempt <= kReadAttempts; ++attempt) {
+    bool judge = attempt == kReadAttempts;
+    OpenEntry o;
+    Probe p;
+    Status s = ProbeEntry(shard, name, key, false, false, kFirstRead, &o, &p, judge);
+    if (!s.ok()) return s;
+    if (p == Probe::kSuspect) continue;
+    if (p != Probe::kLive) return Status::OK();
+    // A live header over a damaged body is no entry: check the body.
+    std::string why;
+    if (file::VerifyBody(&o, &why)) {
+      *live = true;
+      return Status::OK();
+    }
+    if (judge) DropBad(shard, name, o, false, why);
+  }
+  return Status::OK();
+}
+
+Status FileStore::Touch(std::string_view key, int64_t expires_ms) {
+  std::string name = file::EntryName(key);
+  int shard = file::ShardOfName(name);
+  // Under the lock the file we rewrite is the current one: a rename cannot
+  // slip in between our check and our write.
+  ShardLock lock(ledger_.get(), shard);
+  if (!lock.status().ok()) return lock.status();
+  OpenEntry o;
+  Probe p;
+  Status s = ProbeEntry(shard, name, key, true, true, kHeadRead, &o, &p);
+  if (!s.ok()) return s;
+  if (p != Probe::kLive) return Status::NotFound();
+  int err = file::RewriteExpiry(&o, expires_ms, cfg_.fsync);
+  if (err != 0)
+    return Status::IOError(Where() + "cannot rewrite the expiry of " + PathOf(shard, name) + ": " +
+                           ErrnoText(err));
+  return Status::OK();
+}
+
+Status FileStore::Delete(std::string_view key) {
+  std::string name = file::EntryName(key);
+  int shard = file::ShardOfName(name);
+  ShardLock lock(ledger_.get(), shard);
+  if (!lock.status().ok()) return lock.status();
+  OpenEntry o;
+  Probe p;
+  Status s = ProbeEntry(shard, name, key, true, false, kHeadRead, &o, &p);
+  if (!s.ok()) return s;
+  if (p != Probe::kLive) return Status::NotFound();
+  if (!DropLocked(shard, name, o, true)) return Status::NotFound();
+  return Status::OK();
+}
+
+Status FileStore::Incr(std::string_view key, int64_t delta, int64_t* result) {
+  std::string name = file::EntryName(key);
+  int shard = file::ShardOfName(name);
+  // The whole read-modify-write holds the shard lock, and every rename into
+  // the shard takes it too: no write can land between our read and ours.
+  ShardLock lock(ledger_.get(), shard);
+  if (!lock.status().ok()) return lock.status();
+  OpenEntry o;
+  Probe p;
+  Status s = ProbeEntry(shard, name, key, true, false, kFirstRead, &o, &p);
+  if (!s.ok()) return s;
+  if (p != Probe::kLive) return Status::NotFound();
+  if (Encoding(o.h.flags) != kEncInt) return Status::NotANumber();
+  Value v;
+  std::string why;
+  if (!file::ReadValue(&o, &v, &why)) {
+    DropBad(shard, name, o, true, why);
+    return Status::NotFound();
+  }
+  int64_t cur = 0;
+  if (!ParseInt64(v.data, &cur)) {
+    // Decimal but beyond int64 is out of range; anything else is not a number.
+    bool digits = !v.data.empty();
+    for (size_t i = 0; i < v.data.size(); ++i)
+      if (!(std::isdigit(static_cast<unsigned char>(v.data[i])) || (i == 0 && v.data[i] == '-')))
+        digits = false;
+    return digits ? Status::OutOfRange() : Status::NotANumber();
+  }
+  int64_t next = 0;
+  if (__builtin_add_overflow(cur, delta, &next)) return Status::OutOfRange();
+  char buf[24];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, next);
+  (void)ec;
+  NewEntry e;
+  file::BuildEntry(key, std::string_view(buf, size_t(end - buf)), v.flags, o.h.expires_ms, NowMs(),
+                   0, 0, &e);
+  std::string tmp;
+  s = WriteEntryFile(shard, e, &tmp);
+  if (!s.ok()) return s;
+  s = CommitLocked(shard, name, tmp, e.FileSize());
+  if (!s.ok()) return s;
+  // The shard lock is held: the bounds are enforced by the next write.
+  *result = next;
+  return Status::OK();
+}
+
+// --------------------------------------------------------------- eviction --
+
+int FileStore::PickVictimShard() {
+  // Sampled LRU (by store time): of kVictimSamples random shards, the one
+  // whose oldest entry is oldest. Keys hash evenly, so the shards' oldest
+  // entries are a fair sample of the region's. Empty shards are skipped.
+  constexpr int kVictimSamples = 8;
+  thread_local std::mt19937 rng(std::random_device{}());
+  int pick = -1;
+  int64_t best = 0;
+  for (int i = 0; i < kVictimSamples; ++i) {
+    int s = int(rng() % kShards);
+    const auto& slot = ledger_->slot(s);
+    if (slot.bytes.load(std::memory_order_relaxed) <= 0) continue;
+    int64_t oldest = slot.oldest_ms.load(std::memory_order_relaxed);
+    if (pick < 0 || oldest < best) pick = s, best = oldest;
+  }
+  if (pick >= 0) return pick;
+  pick = int(rng() % kShards);
+  for (int i = 0; i < kShards; ++i) {
+    int s = (pick + i) % kShards;
+    if (ledger_->slot(s).bytes.load(std::memory_order_relaxed) > 0) return s;
+  }
+  return -1;
+}
+
+Status FileStore::MakeRoom(uint64_t bytes, const std::string& protect) {
+  // Each pass is one shard scan; a shard that cannot help is recounted by
+  // its scan, so the counts that sent us here get corrected as we go.
+  // Before a write (bytes > 0) the entry bound is Django's: cull once the
+  // count has reached MAX_ENTRIES. After it, only a count above the bound
+  // (left by concurrent writers) culls.
+  uint64_t entry_limit = bytes > 0 ? cfg_.max_entries : cfg_.max_entries + 1;
+  for (int pass = 0; pass < 2 * kShards; ++pass) {
+    if (cfg_.max_entries != 0 && ledger_->TotalEntries() >= entry_limit) {
+      Status s = Cull();
+      if (!s.ok()) return s;
+      continue;
+    }
+    uint64_t used = ledger_->TotalBytes();
+    if (used + bytes <= cfg_.max_size) return Status::OK();
+    int shard = PickVictimShard();
+    if (shard < 0) return Status::OK();  // nothing counted anywhere: nothing to evict
+    ScanPolicy pol;
+    pol.quota = -1;
+    pol.need_bytes = used + bytes - cfg_.max_size;
+    pol.protect = protect;
+    ScanResult res;
+    Status s = ScanShard(shard, pol, &res);
+    if (!s.ok()) return s;
+    ledger_->counters().evict_scans.fetch_add(1, std::memory_order_relaxed);
+  }
+  return Status::OK();  // best effort: other writers keep filling it
+}
+
+Status FileStore::Cull() {
+  // Django's meaning: at MAX_ENTRIES, remove 1/CULL_FREQUENCY of the entries
+  // (all of them for 0). Expired ones go first, then the oldest of each
+  // shard, each shard giving its share of the total.
+  if (cfg_.cull_frequency == 0) {
+    uint64_t n = ledger_->TotalEntries();
+    Status s = Clear();
+    if (s.ok()) ledger_->counters().evictions.fetch_add(n, std::memory_order_relaxed);
+    return s;
+  }
+  uint64_t total = ledger_->TotalEntries();
+  uint64_t target = std::max<uint64_t>(1, total / cfg_.cull_frequency);
+  double share = total ? double(target) / double(total) : 1.0;
+  double acc = 0;
+  uint64_t taken = 0;
+  for (int s = 0; s < kShards; ++s) {
+    int64_t n = ledger_->slot(s).entries.load(std::memory_order_relaxed);
+    if (n <= 0) continue;
+    acc += double(n) * share;
+    ScanPolicy pol;
+    pol.quota = int64_t(acc + 0.5) - int64_t(taken);
+    if (pol.quota <= 0) continue;
+    ScanResult res;
+    Status st = ScanShard(s, pol, &res);
+    if (!st.ok()) return st;
+    taken += res.evicted + res.expired;
+  }
+  return Status::OK();
+}
+
+Status FileStore::ScanShard(int shard, const ScanPolicy& pol, ScanResult* res) {
+  ShardLock lock(ledger_.get(), shard);
+  if (!lock.status().ok()) return lock.status();
+  return ScanShardLocked(shard, pol, res);
+}
+
+Status FileStore::ScanShardLocked(int shard, const ScanPolicy& pol, ScanResult* res) {
+  struct Cand {
+    std::string name;
+    uint64_t size;
+    int64_t stored_ms;
+  };
+  std::string dirpath = ShardPath(shard);
+  auto& slot = ledger_->slot(shard);
+  // Names first, then work: files renamed or removed while readdir walks
+  // the directory may or may not be returned again.
+  std::vector<std::string> entries, temps;
+  {
+    DIR* d = opendir(dirpath.c_str());
+    if (!d) {
+      if (errno == ENOENT) {
+        slot.entries.store(0, std::memory_order_relaxed);
+        slot.bytes.store(0, std::memory_order_relaxed);
+        slot.writes.store(0, std::memory_order_relaxed);
+        slot.spares.store(0, std::memory_order_relaxed);
+        slot.spare_bytes.store(0, std::memory_order_relaxed);
+        return Status::OK();
+      }
+      return Status::IOError(Where() + "cannot list " + dirpath + ": " + ErrnoText(errno));
+    }
+    while (dirent* de = readdir(d)) {
+      std::string_view nm(de->d_name);
+      if (file::IsTempName(nm)) temps.emplace_back(nm);
+      else if (file::ShardOfName(nm) == shard) entries.emplace_back(nm);  // others: not ours
+    }
+    closedir(d);
+  }
+  int64_t now = NowMs();
+  auto& c = ledger_->counters();
+  // Temporary files of dead writers. The lock is held, and writers check
+  // that their temporary file still exists under it before the rename.
+  for (const auto& t : temps) {
+    struct stat st;
+    std::string path = dirpath + "/" + t;
+    if (lstat(path.c_str(), &st) != 0) continue;
+    int64_t age = now - (int64_t(st.st_mtim.tv_sec) * 1000 + st.st_mtim.tv_nsec / 1000000);
+    int owner = file::TempOwner(t);
+    bool owner_gone = owner <= 0 || (kill(owner, 0) != 0 && errno == ESRCH);
+    if ((age > kStaleTempMs && owner_gone) || age > kOrphanTempMs) unlink(path.c_str());
+  }
+  std::vector<Cand> keep;
+  uint64_t keep_bytes = 0;
+  uint64_t freed = 0;  // bytes removed: expired and damaged files count too
+  for (auto& name : entries) {
+    std::string path = dirpath + "/" + name;
+    if (pol.all) {
+      if (unlink(path.c_str()) == 0) ++res->removed_all;
+      continue;
+    }
+    OpenEntry o;
+    Head head;
+    std::string why;
+    Status s = file::ReadHead(path, false, kHeaderSize, &o, &head, &why);
+    if (!s.ok()) return Status::IOError(Where() + s.message());
+    if (head == Head::kAbsent) continue;
+    if (head == Head::kBad) {
+      // Under the lock an entry file cannot change: this is real damage.
+      struct stat st;
+      LogBadOnce(path, o.fd >= 0 && fstat(o.fd, &st) == 0 ? st.st_ino : 0, why);
+      if (unlink(path.c_str()) == 0) {
+        ++res->bad;
+        freed += o.size;
+        c.corrupt_removed.fetch_add(1, std::memory_order_relaxed);
+      }
+      continue;
+    }
+    if (pol.expired && IsExpired(o.h.expires_ms, now)) {
+      if (Retire(shard, path, o.size, true)) {
+        ++res->expired;
+        freed += o.size;
+        c.expirations.fetch_add(1, std::memory_order_relaxed);
+      }
+      continue;
+    }
+    keep.push_back({std::move(name), o.size, o.h.stored_ms});
+    keep_bytes += o.size;
+  }
+  c.files_scanned.fetch_add(entries.size(), std::memory_order_relaxed);
+  int64_t quota = pol.quota < 0 ? std::max<int64_t>(1, int64_t(keep.size()) / kEvictFraction)
+                                : pol.quota;
+  // Expired entries already went and count toward the quota.
+  quota -= int64_t(res->expired);
+  if ((quota > 0 || pol.need_bytes > 0) && !keep.empty()) {
+    std::sort(keep.begin(), keep.end(),
+              [](const Cand& a, const Cand& b) { return a.stored_ms < b.stored_ms; });
+    // Oldest first; the survivors are compacted to the front of keep.
+    size_t out = 0;
+    for (size_t i = 0; i < keep.size(); ++i) {
+      bool want = int64_t(res->evicted) < quota || freed < pol.need_bytes;
+      if (want && keep[i].name != pol.protect &&
+          Retire(shard, dirpath + "/" + keep[i].name, keep[i].size, true)) {
+        ++res->evicted;
+        freed += keep[i].size;
+        keep_bytes -= keep[i].size;
+        continue;
+      }
+      if (out != i) keep[out] = std::move(keep[i]);
+      ++out;
+    }
+    keep.resize(out);
+    c.evictions.fetch_add(res->evicted, std::memory_order_relaxed);
+  }
+  if (pol.all) {
+    keep.clear();
+    keep_bytes = 0;
+  }
+  // The spare slots as they are now (a clear drops the spares too).
+  uint32_t spares = 0;
+  int64_t spare_bytes = 0;
+  for (int i = 0; i < file::kSpareSlots; ++i) {
+    std::string path = dirpath + "/" + file::SpareName(i);
+    struct stat st;
+    if (lstat(path.c_str(), &st) != 0) continue;
+    if (pol.all || !S_ISREG(st.st_mode)) {
+      unlink(path.c_str());
+      continue;
+    }
+    spares |= 1u << i;
+    spare_bytes += int64_t(st.st_size);
+  }
+  // We hold the lock and have just seen every file: the counts are exact.
+  int64_t oldest = NowMs();
+  for (const auto& k : keep) oldest = std::min(oldest, k.stored_ms);
+  slot.oldest_ms.store(oldest, std::memory_order_relaxed);
+  slot.entries.store(int64_t(keep.size()), std::memory_order_relaxed);
+  slot.bytes.store(int64_t(keep_bytes), std::memory_order_relaxed);
+  slot.writes.store(0, std::memory_order_relaxed);
+  slot.spare_bytes.store(spare_bytes, std::memory_order_relaxed);
+  slot.spares.store(spares, std::memory_order_release);
+  return Status::OK();
+}
+
+void FileStore::NoteWrite(int shard) {
+  auto& slot = ledger_->slot(shard);
+  uint64_t w = slot.writes.fetch_add(1, std::memory_order_relaxed) + 1;
+  int64_t n = slot.entries.load(std::memory_order_relaxed);
+  uint64_t every = std::max<uint64_t>(kRecountMin, n > 0 ? uint64_t(n) : 0);
+  // One writer wins the exchange and does the scan; it costs about one
+  // header read per write since the last one.
+  if (w >= every && slot.writes.compare_exchange_strong(w, 0, std::memory_order_relaxed)) {
+    ScanPolicy pol;  // expired and damaged files only
+    ScanResult res;
+    ScanShard(shard, pol, &res);
+  }
+}
+
+Status FileStore::RecountAll() {
+  for (int s = 0; s < kShards; ++s) {
+    ScanPolicy pol;
+    pol.expired = false;
+    ScanResult res;
+    Status st = ScanShard(s, pol, &res);
+    if (!st.ok()) return st;
+  }
+  return Status::OK();
+}
+
+// ------------------------------------------------------------- inspection --
+
+Status FileStore::Clear() {
+  for (int s = 0; s < kShards; ++s) {
+    ScanPolicy pol;
+    pol.all = true;
+    ScanResult res;
+    Status st = ScanShard(s, pol, &res);
+    if (!st.ok()) return st;
+  }
+  return Status::OK();
+}
+
+Status FileStore::PurgeExpired(uint64_t* removed) {
+  *removed = 0;
+  for (int s = 0; s < kShards; ++s) {
+    ScanPolicy pol;
+    ScanResult res;
+    Status st = ScanShard(s, pol, &res);
+    if (!st.ok()) return st;
+    *removed += res.expired;
+  }
+  // Every shard was just recounted: if the truth is above the bounds (counts
+  // left short by writers killed mid-write), evict down to them now.
+  return MakeRoom(0, std::string());
+}
+
+// The cursor is "<shard>/<name>": the listing resumes after that file name
+// in that shard ("" = from the shard's start). Names within a shard are
+// visited in sorted order, so a page boundary is a stable position even when
+// files come and go.
+Status FileStore::List(const ListOptions& opts, ListPage* page) {
+  page->entries.clear();
+  page->next_cursor.clear();
+  page->scanned = 0;
+  int shard = 0;
+  std::string after;
+  if (!opts.cursor.empty()) {
+    const std::string& c = opts.cursor;
+    size_t slash = c.find('/');
+    int v = -1;
+    if (slash == 2) {
+      auto [p, ec] = std::from_chars(c.data(), c.data() + 2, v, 16);
+      if (ec != std::errc() || p != c.data() + 2) v = -1;
+    }
+    after = slash == std::string::npos ? "" : c.substr(slash + 1);
+    if (v < 0 || v >= kShards || (!after.empty() && file::ShardOfName(after) != v))
+      return Status::InvalidArgument(Where() + "bad listing cursor '" + c + "'");
+    shard = v;
+  }
+  size_t limit = opts.limit ? opts.limit : 1000;
+  int64_t now = NowMs();
+  for (; shard < kShards; ++shard, after.clear()) {
+    std::string dirpath = ShardPath(shard);
+    std::vector<std::string> names;
+    {
+      DIR* d = opendir(dirpath.c_str());
+      if (!d) {
+        if (errno == ENOENT) continue;
+        return Status::IOError(Where() + "cannot list " + dirpath + ": " + ErrnoText(errno));
+      }
+      while (dirent* de = readdir(d)) {
+        std::string_view nm(de->d_name);
+        if (file::ShardOfName(nm) == shard && (after.empty() || nm > after)) names.emplace_back(nm);
+      }
+      closedir(d);
+    }
+    std::sort(names.begin(), names.end());
+    for (size_t i = 0; i < names.size(); ++i) {
+      if (page->entries.size() >= limit || page->scanned >= kListScanCap + limit) {
+        page->next_cursor = file::ShardDirName(shard) + "/" + (i ? names[i - 1] : after);
+        return Status::OK();
+      }
+      page->scanned++;
+      OpenEntry o;
+      Head head;
+      std::string why;
+      // A file that fails its checks is read again from a fresh open before
+      // it is judged: without the lock, it may be a reused file being
+      // rewritten under us (Inode reuse).
+      bool bad = false;
+      for (int attempt = 1; attempt <= kReadAttempts; ++attempt) {
+        o.Reset();
+        Status s = file::ReadHead(dirpath + "/" + names[i], false, kHeadRead, &o, &head, &why);
+        if (!s.ok()) return Status::IOError(Where() + s.message());
+        bad = head == Head::kBad;
+        if (head == Head::kOk && file::EntryName(o.key()) != names[i]) {
+          bad = true;
+          why = "holds a key that does not hash to its name (a foreign or misplaced file)";
+        }
+        if (!bad) break;
+      }
+      if (head == Head::kAbsent) continue;
+      if (bad) {
+        if (o.fd >= 0) DropBad(shard, names[i], o, false, why);
+        continue;
+      }
+      if (!opts.include_expired && IsExpired(o.h.expires_ms, now)) continue;
+      if (!opts.glob.empty() && !GlobMatch(opts.glob, o.key())) continue;
+      EntryInfo e;
+      e.key.assign(o.key());
+      e.value_size = o.h.raw_len;
+      e.expires_ms = o.h.expires_ms;
+      e.stored_ms = o.h.stored_ms;
+      e.flags = o.h.flags & ~uint32_t(kFlagZstd);
+      page->entries.push_back(std::move(e));
+    }
+  }
+  return Status::OK();
+}
+
+Status FileStore::GetStats(Stats* out) {
+  *out = Stats{};
+  auto& c = ledger_->counters();
+  out->entries = ledger_->TotalEntries();
+  out->bytes_used = ledger_->TotalBytes();
+  out->capacity = cfg_.max_size;
+  out->hits = c.hits.load(std::memory_order_relaxed);
+  out->misses = c.misses.load(std::memory_order_relaxed);
+  out->sets = c.sets.load(std::memory_order_relaxed);
+  out->evictions = c.evictions.load(std::memory_order_relaxed);
+  out->expirations = c.expirations.load(std::memory_order_relaxed);
+  out->extra = {
+      {"directory", dir_},
+      {"format_version", std::to_string(file::kVersion)},
+      {"shards", std::to_string(kShards)},
+      {"max_item_size", std::to_string(cfg_.max_item)},
+      {"max_entries", std::to_string(cfg_.max_entries)},
+      {"cull_frequency", std::to_string(cfg_.cull_frequency)},
+      {"compress_min_size", std::to_string(cfg_.compress_min)},
+      {"fsync", cfg_.fsync ? "true" : "false"},
+      {"eviction", "expired first, then oldest stored, in sampled shards"},
+      {"corrupt_removed", std::to_string(c.corrupt_removed.load(std::memory_order_relaxed))},
+      {"spare_bytes", std::to_string(ledger_->TotalSpareBytes())},
+      {"files_scanned", std::to_string(c.files_scanned.load(std::memory_order_relaxed))},
+      {"evict_scans", std::to_string(c.evict_scans.load(std::memory_order_relaxed))},
+      {"created_ms", std::to_string(ledger_->created_ms())},
+  };
+  return Status::OK();
+}
+
+}  // namespace
+
+Status OpenFileStore(const StoreSpec& spec, std::unique_ptr<Store>* out) {
+  std::string region = spec.region.empty() ? spec.location : spec.region;
+  std::string where = "region '" + region + "': ";
+  if (spec.location.empty())
+    return Status::InvalidArgument(where + "LOCATION is empty: give the cache directory");
+  OptionReader r(region, spec.options);
+  Config cfg;
+  uint64_t cull = 3, level = 3;
+  Status s;
+  bool item_given = spec.options.count("MAX_ITEM_SIZE") != 0;
+  if (!(s = r.Size("MAX_SIZE", kDefaultMaxSize, &cfg.max_size)).ok()) return s;
+  if (!(s = r.Size("MAX_ITEM_SIZE", kDefaultMaxItem, &cfg.max_item)).ok()) return s;
+  if (!(s = r.UInt("MAX_ENTRIES", 0, &cfg.max_entries)).ok()) return s;
+  if (!(s = r.UInt("CULL_FREQUENCY", 3, &cull)).ok()) return s;
+  if (!(s = r.Size("COMPRESS_MIN_SIZE", 0, &cfg.compress_min)).ok()) return s;
+  if (!(s = r.UInt("COMPRESS_LEVEL", 3, &level)).ok()) return s;
+  if (!(s = r.Bool("FSYNC", false, &cfg.fsync)).ok()) return s;
+  if (!(s = r.CheckAllUsed()).ok()) return s;
+  if (cfg.max_size < 4096)
+    return Status::InvalidArgument(where + "option MAX_SIZE=" + std::to_string(cfg.max_size) +
+                                   " is below the smallest useful size of 4096 bytes");
+  if (cfg.max_item == 0)
+    return Status::InvalidArgument(where + "option MAX_ITEM_SIZE must be above 0");
+  // An entry file is the item plus a header; the largest must fit the bound.
+  uint64_t fits = cfg.max_size - kHeaderSize;
+  if (cfg.max_item > fits) {
+    if (item_given)
+      return Status::InvalidArgument(where + "option MAX_ITEM_SIZE=" + std::to_string(cfg.max_item) +
+                                     " does not fit in MAX_SIZE=" + std::to_string(cfg.max_size) +
+                                     " (with its " + std::to_string(kHeaderSize) +
+                                     "-byte header)");
+    cfg.max_item = fits;
+  }
+  if (cull > 1000000)
+    return Status::InvalidArgument(where + "option CULL_FREQUENCY=" + std::to_string(cull) +
+                                   " is not a sensible fraction");
+  if (level < 1 || level > 19)
+    return Status::InvalidArgument(where + "option COMPRESS_LEVEL=" + std::to_string(level) +
+                                   " is not a zstd level from 1 to 19");
+  cfg.cull_frequency = uint32_t(cull);
+  cfg.compress_level = int(level);
+
+  std::string dir = spec.location;
+  while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+  if (!(s = file::MakeDirs(dir, where)).ok()) return s;
+  // Writability is checked now, with a real file: access(2) says yes to root
+  // on a read-only mount, and an error at the first set is too late.
+  {
+    std::string probe = dir + "/" + file::TempName();
+    int fd = open(probe.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0)
+      return Status::IOError(where + "the cache directory " + dir + " is not writable: " +
+                             ErrnoText(errno));
+    close(fd);
+    unlink(probe.c_str());
+  }
+  auto ledger = std::make_unique<Ledger>();
+  Ledger* lp = ledger.get();
+  bool fresh = false;
+  if (!(s = ledger->Open(dir + "/" + kLedgerName, where, &fresh)).ok()) return s;
+  auto store = std::make_unique<FileStore>(region, spec.location, cfg, std::move(ledger));
+  if (fresh) {
+    // A new ledger over a directory that may already hold entries (a
+    // deleted ledger, another version's): count what is there. On failure
+    // the store's destruction closes the ledger, which drops the init lock.
+    if (!(s = store->RecountAll()).ok()) return s;
+    lp->FinishInit();
+  }
+  *out = std::move(store);
+  return Status::OK();
+}
+
+}  // namespace regioncache
