@@ -170,7 +170,7 @@ def _child_env_with(cache):
     env = dict(os.environ)
     env["REGIONCACHE_TEST_CACHES"] = json.dumps({cache.alias: settings.CACHES[cache.alias]})
     tests_dir = str(Path(__file__).resolve().parent)
-    env["PYTHONPATH"] = os.pathsep.join([tests_dir] + [env["PYTHONPATH"]] * bool(env.get("PYTHONPATH")))
+    env["PYTHONPATH"] = os.pathsep.join([tests_dir] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     return env
 
 

@@ -322,9 +322,31 @@ print(value["computed_by"])
 """
 
 
+@pytest.fixture(params=["shm", "file", "memcached"])
+def any_region(request, regions, tmp_path):
+    """A fresh region of each store kind (the lock is each store's own add)."""
+    kind = request.param
+    if kind == "shm":
+        yield regions.new()
+        return
+    if kind == "file":
+        yield regions.new(location=str(tmp_path / "files"), BACKEND="regioncache.FileCache",
+                          OPTIONS={})
+        return
+    from memcached_servers import start_servers
+
+    servers = start_servers(1)
+    try:
+        yield regions.new(location=servers[0].location, BACKEND="regioncache.MemcachedCache",
+                          KEY_PREFIX=uuid.uuid4().hex[:8], OPTIONS={})
+    finally:
+        servers.stop()
+
+
 @pytest.mark.parametrize("mode", ["decorator", "get_or_set"])
-def test_twenty_processes_one_cold_key_compute_once(regions, child_preamble, tmp_path, mode):
-    c = regions.new()
+def test_twenty_processes_one_cold_key_compute_once(any_region, regions, child_preamble,
+                                                    tmp_path, mode):
+    c = any_region
     counter = tmp_path / "computed"
     start_at = time.time() + 3  # every child is up and waiting by then
     procs = [
