@@ -18,18 +18,27 @@ def main():
     for i in range(args.requests):
         # Skewed popularity: a few users get most of the traffic.
         user = min(int(rng.paretovariate(1.2)), args.users)
-        path = "/" if i % 10 == 0 else f"/users/{user}/"
+        if i % 10 == 0:
+            path = "/"
+        elif i % 3 == 0:
+            ext = "png" if i % 2 else "txt"
+            path = f"/files/import-{user % 40}.{ext}"
+        else:
+            path = f"/users/{user}/"
         with urllib.request.urlopen(args.base + path, timeout=10) as r:
             r.read()
     dt = time.perf_counter() - t0
     print(f"{args.requests} requests in {dt:.2f} s")
     with urllib.request.urlopen(args.base + "/stats/", timeout=10) as r:
         stats = json.load(r)
-    print(f"{'region':<10} {'segment':<28} {'entries':>8} {'used':>10} {'capacity':>10} {'hits':>6} {'misses':>7}")
+    print(f"{'region':<10} {'store':<10} {'location':<34} {'entries':>8} {'used':>10} {'capacity':>10} {'hits':>6} {'misses':>7}")
     for alias, s in stats.items():
+        if "error" in s:
+            print(f"{alias:<10} {s['kind']:<10} {str(s['location']):<34} error: {s['error']}")
+            continue
         print(
-            f"{alias:<10} {s['segment']:<28} {s['entries']:>8} {s['bytes_used']:>10} "
-            f"{s['capacity']:>10} {s['hits']:>6} {s['misses']:>7}"
+            f"{alias:<10} {s['kind']:<10} {str(s['location']):<34} {s['entries']:>8} "
+            f"{s['bytes_used']:>10} {s['capacity']:>10} {s['hits']:>6} {s['misses']:>7}"
         )
 
 

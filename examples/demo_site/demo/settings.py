@@ -1,6 +1,13 @@
-"""A small site with two cache regions, as in the seed article: function
-results shared by every worker ("functions") and rendered pages ("pages"),
-both in shared memory for now."""
+"""The seed article's site: one alias per cache region, each on the store
+that suits it.
+
+- "functions": function results keyed by user, shared by every worker of
+  the host: shared memory.
+- "files": imported text and image files, kept for days: a directory.
+- "pages": whole pages from @cache_page, shared across hosts: memcached
+  (examples/run-demo starts one and sets DEMO_MEMCACHED; without it the
+  region falls back to shared memory, and run-demo says so).
+"""
 
 import os
 
@@ -16,6 +23,8 @@ USE_TZ = True
 
 # Region names carry a prefix so the demo never touches a real site's regions.
 REGION_PREFIX = os.environ.get("DEMO_REGION_PREFIX", "demo")
+FILES_DIR = os.environ.get("DEMO_FILES_DIR", os.path.join("/tmp", f"regioncache-{REGION_PREFIX}-files"))
+MEMCACHED = os.environ.get("DEMO_MEMCACHED", "")
 
 CACHES = {
     "default": {
@@ -29,12 +38,26 @@ CACHES = {
         "TIMEOUT": 120,
         "OPTIONS": {"SIZE": "16MB", "MAX_ITEM_SIZE": "256KB"},
     },
-    "pages": {
+    "files": {
+        "BACKEND": "regioncache.FileCache",
+        "LOCATION": FILES_DIR,
+        "TIMEOUT": 3 * 24 * 3600,  # days
+        "OPTIONS": {"MAX_SIZE": "256MB"},
+    },
+}
+if MEMCACHED:
+    CACHES["pages"] = {
+        "BACKEND": "regioncache.MemcachedCache",
+        "LOCATION": MEMCACHED.split(";"),
+        "TIMEOUT": 60,
+        "KEY_PREFIX": f"{REGION_PREFIX}-pages",
+    }
+else:
+    CACHES["pages"] = {
         "BACKEND": "regioncache.SharedMemoryCache",
         "LOCATION": f"{REGION_PREFIX}-pages",
         "TIMEOUT": 60,
         "OPTIONS": {"SIZE": "32MB"},
-    },
-}
+    }
 
 LOGGING = {"version": 1, "disable_existing_loggers": False}

@@ -77,7 +77,10 @@ class Command(BaseCommand):
     def overview(self, as_json):
         rows = []
         for alias, conf in settings.CACHES.items():
-            row = {"alias": alias, "backend": conf.get("BACKEND", ""), "location": conf.get("LOCATION", "")}
+            location = conf.get("LOCATION", "")
+            if isinstance(location, (list, tuple)):
+                location = ";".join(str(x) for x in location)
+            row = {"alias": alias, "backend": conf.get("BACKEND", ""), "location": location}
             try:
                 cache = caches[alias]
                 if isinstance(cache, _native.Cache):
