@@ -1,0 +1,66 @@
+"""The demo site of examples/ (the README's first command) serves its pages
+and fills its three regions on their three stores: run in a process of its
+own with the demo's settings, a memcached the test starts, and a temporary
+files directory."""
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+from memcached_servers import start_servers
+
+DEMO = Path(__file__).resolve().parent.parent / "examples" / "demo_site"
+
+CLIENT = r"""
+import json, os, sys
+os.environ["DJANGO_SETTINGS_MODULE"] = "demo.settings"
+import django
+django.setup()
+from django.test import Client
+from django.core.cache import caches
+c = Client()
+out = {}
+for path in ["/", "/users/7/", "/users/7/", "/files/report-1.txt", "/files/logo-2.png",
+             "/files/logo-2.png", "/files/nope.exe"]:
+    r = c.get(path)
+    out.setdefault("status", []).append(r.status_code)
+    if path == "/files/logo-2.png":
+        out["png"] = r.content[:8].hex()
+out["stats"] = json.loads(c.get("/stats/").content)
+out["kinds"] = {a: caches[a].store_kind for a in ("functions", "files", "pages")}
+for a in ("functions", "files", "pages"):
+    caches[a].clear()
+print(json.dumps(out))
+"""
+
+
+def test_demo_site_fills_its_three_regions(tmp_path):
+    servers = start_servers(1)
+    prefix = f"demo-test-{uuid.uuid4().hex[:6]}"
+    try:
+        env = {**os.environ, "DEMO_REGION_PREFIX": prefix, "DEMO_FILES_DIR": str(tmp_path / "files"),
+               "DEMO_MEMCACHED": servers[0].location,
+               "PYTHONPATH": os.pathsep.join([str(DEMO), os.environ.get("PYTHONPATH", "")])}
+        env.pop("DJANGO_SETTINGS_MODULE", None)
+        proc = subprocess.run([sys.executable, "-c", CLIENT], cwd=DEMO, env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        out = json.loads(proc.stdout.strip().splitlines()[-1])
+    finally:
+        servers.stop()
+        import regioncache
+
+        for name in regioncache.shm_regions():
+            if name.startswith(prefix):
+                regioncache.remove_shm_region(name)
+    assert out["status"] == [200, 200, 200, 200, 200, 200, 404]
+    assert out["png"] == "89504e470d0a1a0a"
+    assert out["kinds"] == {"functions": "shm", "files": "file", "pages": "memcached"}
+    s = out["stats"]
+    assert s["functions"]["entries"] == 1  # user 7's profile, by @region
+    assert s["files"]["entries"] == 2      # the two imports
+    assert s["files"]["hits"] >= 1         # the second logo-2.png
+    assert s["pages"]["entries"] >= 2      # cache_page: pages and their header keys
