@@ -1,0 +1,58 @@
+// Loads a region's keys page by page on a worker thread and hands each page
+// to the UI thread as an immutable batch. The first page is small so that
+// rows show at once; later pages are larger, and the worker waits while the
+// UI has more than a few batches not yet taken, so a fast store cannot flood
+// the event loop.
+#pragma once
+
+#include <QFuture>
+#include <QObject>
+#include <QString>
+#include <atomic>
+#include <memory>
+#include <vector>
+
+#include "region.h"
+
+namespace rcgui {
+
+using EntryBatch = std::shared_ptr<const std::vector<regioncache::EntryInfo>>;
+
+class KeyLoader : public QObject {
+  Q_OBJECT
+
+ public:
+  explicit KeyLoader(QObject* parent = nullptr);
+  ~KeyLoader() override;  // cancels and waits for the worker
+
+  // Starts listing region's live keys matching glob ("" for all), cancelling
+  // any listing under way (its batches still queued are dropped).
+  void Start(RegionPtr region, const QString& glob);
+  void Cancel();
+  bool running() const { return running_; }
+
+  static constexpr size_t kFirstPage = 200;
+  static constexpr size_t kPage = 5000;
+
+ signals:
+  void started(quint64 estimate);  // entries in the region (a bound for the progress bar)
+  void batchReady(rcgui::EntryBatch batch);
+  void progress(quint64 rows, quint64 scanned, quint64 estimate);
+  void finished(bool ok, bool cancelled, const QString& error, quint64 rows);
+
+ private:
+  struct Job {
+    uint64_t generation = 0;
+    std::atomic<bool> cancel{false};
+    std::atomic<int> pending{0};  // batches posted, not yet delivered
+  };
+  void Run(std::shared_ptr<Job> job, RegionPtr region, std::string glob);
+
+  uint64_t generation_ = 0;  // UI thread only: batches of older jobs are dropped
+  std::shared_ptr<Job> job_;
+  QFuture<void> future_;
+  bool running_ = false;
+  quint64 rows_ = 0;
+};
+
+}  // namespace rcgui
