@@ -4,6 +4,7 @@
 #include <QElapsedTimer>
 #include <QEventLoop>
 #include <QPixmap>
+#include <QHeaderView>
 #include <QTableView>
 #include <QTimer>
 
@@ -49,12 +50,13 @@ QStringList TakeScreenshots(MainWindow* w, const QString& dir, QString* error) {
     *error = "no region to show (" + w->sourceError() + ")";
     return {};
   }
-  // A few refreshes so the chart has a line.
-  for (int i = 0; i < 4; ++i) {
+  // Samples a few seconds apart so the chart has lines.
+  for (int i = 0; i < 12; ++i) {
     w->regions()->Refresh();
     WaitFor([&] { return !w->regions()->refreshing(); }, 10000);
-    WaitFor([] { return false; }, 150);
+    WaitFor([] { return false; }, 250);
   }
+  for (int c = 0; c < w->regions()->columnCount(); ++c) w->regionView()->resizeColumnToContents(c);
   if (!WaitFor([&] { return !b->loader()->running() && !b->model()->sorting(); }, 30000)) {
     *error = "keys did not load within 30 s";
     return {};

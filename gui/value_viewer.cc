@@ -185,6 +185,7 @@ void ValueViewer::Show(const RenderedValue& v) {
   if (!v.image.isNull()) {
     image_->setPixmap(QPixmap::fromImage(v.image));
     image_->setToolTip(v.image_info);
+    summary_->setText(summary_->text() + " · " + v.image_info);
   } else {
     image_->setPixmap(QPixmap());
     image_->setText(v.image_info);
