@@ -314,16 +314,18 @@ void KeyBrowser::DeleteSelected() {
                  r.deleted_keys = keys;
                  return r;
                },
-               [this](const OpResult& r) {
+               [this, region](const OpResult& r) {
                  if (!r.status.ok()) {
-                   ShowError(StatusText(*region_, r.status));
+                   ShowError(StatusText(*region, r.status));
                    emit operationDone(false, last_error_);
                    return;
                  }
-                 model_->RemoveKeys(r.deleted_keys);
-                 viewer_->ShowNothing();
+                 if (region_ == region) {  // the user may have moved to another region meanwhile
+                   model_->RemoveKeys(r.deleted_keys);
+                   viewer_->ShowNothing();
+                 }
                  ShowMessage(QString("deleted %1 of %2 keys from %3")
-                                 .arg(r.count).arg(r.deleted_keys.size()).arg(region_->spec().name));
+                                 .arg(r.count).arg(r.deleted_keys.size()).arg(region->spec().name));
                  count_->setText(QString("%1 keys").arg(model_->rowCount()));
                  emit regionChanged();
                  emit operationDone(true, last_message_);

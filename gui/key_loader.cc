@@ -13,7 +13,7 @@ KeyLoader::~KeyLoader() {
   Cancel();
   // The worker posts to this object; once it has stopped nothing more is
   // posted, and Qt drops what is still queued for a deleted receiver.
-  future_.waitForFinished();
+  for (auto& f : futures_) f.waitForFinished();
 }
 
 void KeyLoader::Cancel() {
@@ -21,15 +21,15 @@ void KeyLoader::Cancel() {
 }
 
 void KeyLoader::Start(RegionPtr region, const QString& glob) {
-  Cancel();
-  future_.waitForFinished();  // a cancelled worker stops within one page
+  Cancel();  // its batches still queued are dropped by the generation check
+  std::erase_if(futures_, [](const QFuture<void>& f) { return f.isFinished(); });
   job_ = std::make_shared<Job>();
   job_->generation = ++generation_;
   running_ = true;
   rows_ = 0;
-  future_ = QtConcurrent::run([this, job = job_, region, g = glob.toStdString()] {
+  futures_.push_back(QtConcurrent::run([this, job = job_, region, g = glob.toStdString()] {
     Run(job, region, g);
-  });
+  }));
 }
 
 void KeyLoader::Run(std::shared_ptr<Job> job, RegionPtr region, std::string glob) {

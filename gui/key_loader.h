@@ -50,7 +50,10 @@ class KeyLoader : public QObject {
 
   uint64_t generation_ = 0;  // UI thread only: batches of older jobs are dropped
   std::shared_ptr<Job> job_;
-  QFuture<void> future_;
+  // Workers that may still post to this object: a cancelled one finishes its
+  // page in the background instead of blocking the UI; the destructor waits
+  // for all of them.
+  std::vector<QFuture<void>> futures_;
   bool running_ = false;
   quint64 rows_ = 0;
 };

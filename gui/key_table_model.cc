@@ -14,8 +14,13 @@ using regioncache::EntryInfo;
 
 KeyTableModel::KeyTableModel(QObject* parent) : QAbstractTableModel(parent) {
   connect(&sort_watcher_, &QFutureWatcher<std::vector<RowRef>>::finished, this, [this] {
+    if (sort_again_) {
+      sort_again_ = false;
+      StartSort();
+      return;
+    }
     ApplySort(sort_generation_, sort_watcher_.result());
-    emit sortingChanged(false);
+    if (!sorting()) emit sortingChanged(false);
   });
 }
 
@@ -160,7 +165,17 @@ void KeyTableModel::sort(int column, Qt::SortOrder order) {
   if (column < 0 || column >= kColumnCount) return;
   sort_column_ = column;
   sort_order_ = order;
-  if (sort_watcher_.isRunning()) sort_watcher_.waitForFinished();  // its result is then stale
+  if (sort_watcher_.isRunning()) {
+    sort_again_ = true;  // never wait on the UI thread: sort again when it is done
+    return;
+  }
+  StartSort();
+  emit sortingChanged(true);
+}
+
+void KeyTableModel::StartSort() {
+  const int column = sort_column_;
+  const Qt::SortOrder order = sort_order_;
   sort_generation_ = generation_;
   // The batches are immutable and shared; the index is copied.
   auto future = QtConcurrent::run([batches = batches_, rows = rows_, column, order]() mutable {
@@ -171,14 +186,13 @@ void KeyTableModel::sort(int column, Qt::SortOrder order) {
     });
     return rows;
   });
-  emit sortingChanged(true);
   sort_watcher_.setFuture(future);
 }
 
 void KeyTableModel::ApplySort(uint64_t generation, std::vector<RowRef> sorted) {
   if (generation != generation_) {
     // Rows were removed or cleared meanwhile: sort the current rows again.
-    if (!rows_.empty()) sort(sort_column_, sort_order_);
+    if (!rows_.empty()) StartSort();
     return;
   }
   // rows_ = sorted prefix + rows appended while sorting (Append only adds at the end).

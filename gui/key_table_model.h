@@ -40,7 +40,7 @@ class KeyTableModel : public QAbstractTableModel {
   void RemoveKeys(const std::vector<std::string>& keys);
 
   const regioncache::EntryInfo& entry(int row) const;
-  bool sorting() const { return sort_watcher_.isRunning(); }
+  bool sorting() const { return sort_watcher_.isRunning() || sort_again_; }
   int sortColumn() const { return sort_column_; }
 
  signals:
@@ -51,6 +51,7 @@ class KeyTableModel : public QAbstractTableModel {
     uint32_t batch;
     uint32_t offset;
   };
+  void StartSort();
   void ApplySort(uint64_t generation, std::vector<RowRef> sorted);
 
   std::vector<EntryBatch> batches_;
@@ -60,6 +61,7 @@ class KeyTableModel : public QAbstractTableModel {
   uint64_t generation_ = 0;   // bumped by Clear and removals: a sort of an older state is dropped
   QFutureWatcher<std::vector<RowRef>> sort_watcher_;
   uint64_t sort_generation_ = 0;
+  bool sort_again_ = false;  // sort() was called while a sort ran: its result is stale
 };
 
 }  // namespace rcgui

@@ -16,7 +16,10 @@ regioncache::StoreSpec RegionSpec::ToStoreSpec() const {
   s.location = location.toStdString();
   for (auto it = options.begin(); it != options.end(); ++it)
     s.options[it.key().toUpper().toStdString()] = it.value().toStdString();
-  if (kind == "shm") s.options["CREATE"] = "false";
+  if (kind == "shm") {
+    s.options["CREATE"] = "false";
+    s.options["ON_MISMATCH"] = "error";  // never recreate (wipe) a segment the site uses
+  }
   return s;
 }
 

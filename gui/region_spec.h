@@ -23,7 +23,8 @@ struct RegionSpec {
 
   // The spec the core library opens. The app browses, it never creates: for
   // shared memory it asks to attach only (CREATE=false), so a typo in a
-  // region name is an error instead of a new 64 MB segment.
+  // region name is an error instead of a new 64 MB segment, and a segment
+  // of another size or layout is reported, never recreated.
   regioncache::StoreSpec ToStoreSpec() const;
 
   // "shm:demo-pages" — identity of a region across sources (no duplicates).
