@@ -140,6 +140,18 @@ KeyBrowser::KeyBrowser(WriteGate* gate, QWidget* parent) : QWidget(parent), gate
     else count_->setText(QString("%1 keys").arg(model_->rowCount()));
   });
 
+  // Time left counts down in the rows on screen.
+  auto* clock = new QTimer(this);
+  clock->setInterval(1000);
+  connect(clock, &QTimer::timeout, this, [this] {
+    if (!table_->isVisible() || model_->rowCount() == 0) return;
+    const int first = table_->rowAt(0);
+    int last = table_->rowAt(table_->viewport()->height() - 1);
+    if (last < 0) last = model_->rowCount() - 1;
+    model_->TimePassed(first, last);
+  });
+  clock->start();
+
   op_timer_ = new QTimer(this);
   op_timer_->setInterval(100);
   connect(op_timer_, &QTimer::timeout, this, [this] {

@@ -88,6 +88,13 @@ QVariant KeyTableModel::headerData(int section, Qt::Orientation o, int role) con
   return {};
 }
 
+void KeyTableModel::TimePassed(int first, int last) {
+  first = std::max(first, 0);
+  last = std::min(last, rowCount() - 1);
+  if (first > last) return;
+  emit dataChanged(index(first, kTimeLeft), index(last, kTimeLeft), {Qt::DisplayRole});
+}
+
 void KeyTableModel::Clear() {
   beginResetModel();
   batches_.clear();

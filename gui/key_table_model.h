@@ -39,6 +39,10 @@ class KeyTableModel : public QAbstractTableModel {
   // Drops the rows of these keys (after a delete or purge in the app).
   void RemoveKeys(const std::vector<std::string>& keys);
 
+  // "Time left" changes with the clock: tells the views to repaint it for
+  // rows first..last (the visible ones; a million rows need no repaint).
+  void TimePassed(int first, int last);
+
   const regioncache::EntryInfo& entry(int row) const;
   bool sorting() const { return sort_watcher_.isRunning() || sort_again_; }
   int sortColumn() const { return sort_column_; }

@@ -263,6 +263,11 @@ void ModelsTest::keyTableUnderTester() {
       QVERIFY(model.data(model.index(row, KeyTableModel::kTimeLeft)).toString().contains(QRegularExpression("^\\d+[smhd]")));
     }
   }
+  // The countdown repaint of the visible rows, clamped to the rows there are.
+  QSignalSpy changed(&model, &QAbstractItemModel::dataChanged);
+  model.TimePassed(-3, 100);
+  QCOMPARE(changed.size(), 1);
+  QCOMPARE(changed[0][1].toModelIndex().row(), model.rowCount() - 1);
   // Sorting by size (on a worker), both ways.
   QSignalSpy sorting(&model, &KeyTableModel::sortingChanged);
   model.sort(KeyTableModel::kSize, Qt::AscendingOrder);
