@@ -635,10 +635,13 @@ def test_too_large_value(regions):
     assert str(len(big)) in msg
     assert str(64 * 1024) in msg
     assert not c.has_key("big")
-    # a too-large set of an existing key leaves its old value
+    # a too-large set of an existing key removes its old value: the caller
+    # wanted the new one, so the old one must not be served in its place
+    # (Django's cached_db sessions rely on it, as with memcached)
+    c.set("old", "stale")
     with pytest.raises(regioncache.ValueTooLargeError):
-        c.set("b", big)
-    assert c.get("b") == "bee"
+        c.set("old", big)
+    assert c.get("old") is None
     with pytest.raises(regioncache.ValueTooLargeError):
         c.add("big", big)
     with pytest.raises(regioncache.ValueTooLargeError):
@@ -646,9 +649,11 @@ def test_too_large_value(regions):
     with pytest.raises(regioncache.ValueTooLargeError):
         c.set("big", {"blob": big})  # pickled
     assert not c.has_key("big")
+    c.set("big2", "stale")
     assert c.set_many({"ok": 1, "big": big, "big2": big}) in (["big", "big2"], ["big2", "big"])
     assert c.get("ok") == 1
     assert not c.has_key("big")
+    assert not c.has_key("big2")
     after = {e["key"]: e["size"] for e in all_entries(c) if e["key"] != ":1:ok"}
     assert after == before
     assert c.get_many(["a", "b", "c"]) == {"a": b"a" * 1000, "b": "bee", "c": 3}

@@ -20,6 +20,7 @@ __all__ = [
     "RegionError",
     "SharedMemoryCache",
     "ValueTooLargeError",
+    "region",
     "remove_shm_region",
     "shm_regions",
     "shm_segment_name",
@@ -35,4 +36,8 @@ def __getattr__(name):
         from regioncache.backends import SharedMemoryCache
 
         return SharedMemoryCache
+    if name == "region":
+        from regioncache.decorators import region
+
+        return region
     raise AttributeError(f"module 'regioncache' has no attribute {name!r}")

@@ -1,5 +1,7 @@
 """Django cache backends on regioncache's native stores."""
 
+import inspect
+
 from django.core.cache.backends.base import (
     DEFAULT_TIMEOUT,
     BaseCache,
@@ -8,7 +10,9 @@ from django.core.cache.backends.base import (
 )
 from django.core.exceptions import ImproperlyConfigured
 
-from regioncache import _native
+from regioncache import _native, stampede
+
+_MISSING = object()
 
 _native._configure(
     default_timeout=DEFAULT_TIMEOUT,
@@ -74,6 +78,38 @@ class _RegionCache(_native.Cache, BaseCache):
 
     def __repr__(self):
         return f"<{type(self).__name__} {self.alias!r} at {self.store_location!r}>"
+
+    def get_or_set(self, key, default, timeout=DEFAULT_TIMEOUT, version=None):
+        """Django's get_or_set; a callable default is computed by one caller
+        at a time across every process of the region (regioncache.stampede),
+        the others wait for its value instead of computing it too."""
+        if not callable(default):
+            return BaseCache.get_or_set(self, key, default, timeout, version)
+        value = self.get(key, _MISSING, version)
+        if value is not _MISSING:
+            return value
+        return stampede.compute_once(
+            self, key, default, timeout, version,
+            lambda v: self.set(key, v, timeout, version),
+        )
+
+    async def aget_or_set(self, key, default, timeout=DEFAULT_TIMEOUT, version=None):
+        if not callable(default):
+            return await BaseCache.aget_or_set(self, key, default, timeout, version)
+        value = await self.aget(key, _MISSING, version)
+        if value is not _MISSING:
+            return value
+
+        async def compute():
+            result = default()
+            if inspect.isawaitable(result):
+                result = await result
+            return result
+
+        async def store(v):
+            await self.aset(key, v, timeout, version)
+
+        return await stampede.acompute_once(self, key, compute, timeout, version, store)
 
     # The async API answers in the calling coroutine: the store works in RAM
     # (no thread hop, unlike BaseCache's sync_to_async defaults).

@@ -453,6 +453,11 @@ PyObject* Cache_set(CacheObject* self, PyObject* const* args, Py_ssize_t nargs, 
     if (s.IsNotFound()) s = Status::OK();
   } else {
     s = Call(self, [&](Store* st) { return st->Set(k.view(), e.data(), e.flags(), exp); });
+    if (s.code() == Status::Code::kTooLarge) {
+      // The caller asked for the new value; the old one must not be served
+      // in its place (cached_db sessions rely on this, as with memcached).
+      Call(self, [&](Store* st) { return st->Delete(k.view()); });
+    }
   }
   if (!s.ok() && !s.IsUnavailable()) return RaiseStatus(s);
   Py_RETURN_NONE;
@@ -726,6 +731,13 @@ PyObject* Cache_set_many(CacheObject* self, PyObject* const* args, Py_ssize_t na
     for (size_t i = 0; i < made.size(); ++i)
       items.push_back(WriteItem{made[i].view(), enc[i].data(), enc[i].flags(), exp});
     s = Call(self, [&](Store* st) { return st->SetMany(items, &failed); });
+    if (!failed.empty() && !s.IsUnavailable()) {
+      // As in set(): a key whose new value was refused keeps no old value.
+      std::vector<std::string_view> gone;
+      for (size_t i : failed) gone.push_back(items[i].key);
+      uint64_t deleted = 0;
+      Call(self, [&](Store* st) { return st->DeleteMany(gone, &deleted); });
+    }
     if (s.IsUnavailable()) {
       s = Status::OK();  // nothing could be stored: every key failed
       failed.clear();

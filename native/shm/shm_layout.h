@@ -13,7 +13,7 @@
 namespace regioncache::shm {
 
 inline constexpr uint64_t kMagic = 0x3130304d48534352ull;  // "RCSHM001" little-endian
-inline constexpr uint32_t kLayoutVersion = 1;
+inline constexpr uint32_t kLayoutVersion = 2;
 
 inline constexpr uint32_t kMinOrder = 7;   // smallest block: 128 bytes
 inline constexpr uint32_t kMaxOrders = 40; // orders 0..39 addressable (blocks up to 512 GiB)
@@ -71,6 +71,8 @@ struct Header {
   uint64_t sieve_hand;                // next eviction candidate, 0 = start at tail
   uint64_t recoveries;                // times a dead lock holder was recovered from
   uint64_t resets;                    // times the arena was found broken and cleared
+  int64_t next_expiry_ms;             // <= the earliest expiry of any live entry; 0 = none
+  int64_t last_sweep_ms;              // when eviction last swept out expired entries
 
   StatSlot stats[kStatSlots];
 };

@@ -119,6 +119,8 @@ void Segment::ResetArena() {
   h->entries = 0;
   h->bytes_used = 0;
   h->sieve_head = h->sieve_tail = h->sieve_hand = 0;
+  h->next_expiry_ms = 0;
+  h->last_sweep_ms = 0;
   // Carve the arena into the largest aligned blocks that fit, each on its
   // own free list. Offsets are relative to arena_off for alignment.
   uint64_t pos = 0;

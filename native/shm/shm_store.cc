@@ -50,6 +50,7 @@ inline T Ld(const T* p) {
 constexpr int kOptimisticTries = 4;
 constexpr uint64_t kDefaultSize = 64ull << 20;
 constexpr uint64_t kDefaultMaxItem = 1ull << 20;
+constexpr int64_t kSweepIntervalMs = 1000;  // see SweepExpired
 constexpr uint64_t kWalkChunk = 4096;  // blocks examined per lock hold when listing
 
 class ShmStore final : public Store {
@@ -198,6 +199,17 @@ class ShmStore final : public Store {
   // Allocates, evicting with SIEVE until there is room.
   uint64_t Allocate(uint32_t order);
   bool EvictOne(int64_t now);
+  // Expired entries go before live ones: when room is needed and some entry
+  // may have expired (next_expiry_ms has passed), one pass over the SIEVE
+  // list removes every expired entry and recomputes next_expiry_ms. At most
+  // one such pass a second (kSweepIntervalMs), so a region whose entries
+  // expire continuously pays O(entries) at most once a second, not per set.
+  // Returns the number removed.
+  uint64_t SweepExpired(int64_t now);
+  void NoteExpiry(int64_t exp) {
+    if (exp != kNever && (h_->next_expiry_ms == 0 || exp < h_->next_expiry_ms))
+      h_->next_expiry_ms = exp;
+  }
   void Cull(int64_t now);
   uint64_t Insert(std::string_view key, uint64_t hash, std::string_view data, uint32_t flags,
                   int64_t exp, int64_t now);
@@ -367,6 +379,7 @@ uint64_t ShmStore::Insert(std::string_view key, uint64_t hash, std::string_view 
   it->val_len = data.size();
   it->hash = hash;
   it->expires_ms = exp;
+  NoteExpiry(exp);
   it->stored_ms = now;
   it->seqno = ++h_->item_seqno;
   char* p = reinterpret_cast<char*>(it) + kItemHeader;
@@ -397,6 +410,7 @@ Status ShmStore::Touch(std::string_view key, int64_t expires_ms) {
     return Status::NotFound();
   }
   it->expires_ms = expires_ms;
+  NoteExpiry(expires_ms);
   return Status::OK();
 }
 
@@ -636,7 +650,36 @@ bool ShmStore::EvictOne(int64_t now) {
   return false;
 }
 
+uint64_t ShmStore::SweepExpired(int64_t now) {
+  if (h_->next_expiry_ms == 0 || now < h_->next_expiry_ms ||
+      (h_->last_sweep_ms != 0 && now - h_->last_sweep_ms < kSweepIntervalMs && now >= h_->last_sweep_ms))
+    return 0;
+  h_->last_sweep_ms = now;
+  int64_t next = 0;
+  uint64_t removed = 0;
+  uint64_t cur = h_->sieve_tail;
+  for (uint64_t steps = 0; cur != 0 && steps <= h_->entries + removed + 1; ++steps) {
+    if (!ValidOff(cur)) break;  // a damaged list: eviction's own checks handle it
+    Item* it = At<Item>(cur);
+    uint64_t newer = it->sprev;
+    if (IsExpired(it->expires_ms, now)) {
+      Remove(cur, nullptr);
+      Slot().expirations.fetch_add(1, std::memory_order_relaxed);
+      ++removed;
+    } else if (it->expires_ms != kNever && (next == 0 || it->expires_ms < next)) {
+      next = it->expires_ms;
+    }
+    cur = newer;
+  }
+  h_->next_expiry_ms = next;
+  return removed;
+}
+
 void ShmStore::Cull(int64_t now) {
+  // Django's MAX_ENTRIES: expired entries leave first; cull only if the
+  // region is still at its bound without them.
+  SweepExpired(now);
+  if (h_->entries < max_entries_) return;
   if (cull_frequency_ == 0) {
     uint64_t n = h_->entries;
     seg_->ResetArena();
@@ -653,6 +696,7 @@ uint64_t ShmStore::Allocate(uint32_t order) {
   for (;;) {
     uint64_t off = AllocBlock(order);
     if (off) return off;
+    if (SweepExpired(now) != 0) continue;
     if (!EvictOne(now)) break;
   }
   // Nothing left to evict yet no block: the lists disagree with the blocks.
@@ -676,6 +720,7 @@ void ShmStore::Rebuild() {
   for (auto& f : h_->free_heads) f = 0;
   h_->sieve_head = h_->sieve_tail = h_->sieve_hand = 0;
   h_->entries = 0;
+  h_->next_expiry_ms = 1;  // not known: the next sweep recomputes it
   h_->bytes_used = 0;
 
   // Pass 1: walk the blocks; keep committed entries, set everything else

@@ -200,6 +200,65 @@ TEST_F(ShmTest, DjangoStyleCull) {
   EXPECT_EQ(st.entries, 19u);
 }
 
+TEST_F(ShmTest, ExpiredEntriesAreEvictedBeforeLiveOnes) {
+  auto s = Open({{"SIZE", "2MB"}, {"MAX_ITEM_SIZE", "64KB"}});
+  // Old entries that never expire, each read once (SIEVE keeps visited ones
+  // a round longer), then newer entries that expire almost at once.
+  int live = 0;
+  Stats st;
+  for (;; ++live) {
+    std::string k = "live" + std::to_string(live);
+    ASSERT_TRUE(s->Set(k, ValueFor(k, 1000), 0, kNever).ok());
+    ASSERT_TRUE(s->GetStats(&st).ok());
+    if (st.bytes_used > st.capacity / 2) break;
+  }
+  int64_t soon = NowMs() + 100;
+  int shortlived = 0;
+  for (;; ++shortlived) {
+    std::string k = "short" + std::to_string(shortlived);
+    ASSERT_TRUE(s->Set(k, ValueFor(k, 1000), 0, soon).ok());
+    ASSERT_TRUE(s->GetStats(&st).ok());
+    if (st.bytes_used > st.capacity * 9 / 10) break;
+  }
+  ASSERT_EQ(st.evictions, 0u);
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  // Room for as many new entries as expired: every one of the old, live
+  // entries stays, though SIEVE's hand starts at them (the oldest).
+  for (int i = 0; i < shortlived; ++i) {
+    std::string k = "new" + std::to_string(i);
+    ASSERT_TRUE(s->Set(k, ValueFor(k, 1000), 0, kNever).ok());
+  }
+  ASSERT_TRUE(s->GetStats(&st).ok());
+  EXPECT_EQ(st.evictions, 0u);
+  EXPECT_GE(st.expirations, static_cast<uint64_t>(shortlived));
+  Value v;
+  for (int i = 0; i <= live; ++i) {
+    std::string k = "live" + std::to_string(i);
+    ASSERT_TRUE(s->Get(k, &v).ok()) << k;
+    EXPECT_EQ(v.data, ValueFor(k, 1000));
+  }
+}
+
+TEST_F(ShmTest, CullTakesExpiredEntriesFirst) {
+  auto s = Open({{"MAX_ENTRIES", "30"}});
+  for (int i = 0; i < 10; ++i)
+    ASSERT_TRUE(s->Set("keep" + std::to_string(i), "v", 0, kNever).ok());
+  int64_t soon = NowMs() + 50;
+  for (int i = 0; i < 20; ++i)
+    ASSERT_TRUE(s->Set("short" + std::to_string(i), "v", 0, soon).ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(80));
+  // At the bound with 20 expired: they go, nothing live is culled.
+  for (int i = 0; i < 15; ++i)
+    ASSERT_TRUE(s->Set("new" + std::to_string(i), "v", 0, kNever).ok());
+  Value v;
+  for (int i = 0; i < 10; ++i) EXPECT_TRUE(s->Get("keep" + std::to_string(i), &v).ok());
+  for (int i = 0; i < 15; ++i) EXPECT_TRUE(s->Get("new" + std::to_string(i), &v).ok());
+  Stats st;
+  ASSERT_TRUE(s->GetStats(&st).ok());
+  EXPECT_EQ(st.entries, 25u);
+  EXPECT_EQ(st.evictions, 0u);
+}
+
 TEST_F(ShmTest, ListPagesWithCursorAndGlob) {
   auto s = Open();
   int64_t exp = NowMs() + 3600000;

@@ -20,7 +20,7 @@ DEBUG = False
 ALLOWED_HOSTS = ["testserver", "localhost", "127.0.0.1"]
 USE_TZ = True
 
-INSTALLED_APPS = []
+INSTALLED_APPS = ["regioncache"]
 MIDDLEWARE = []
 ROOT_URLCONF = "djangoproject.urls"
 

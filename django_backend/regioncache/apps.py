@@ -1,0 +1,12 @@
+from django.apps import AppConfig
+
+
+class RegionCacheConfig(AppConfig):
+    """Add "regioncache" to INSTALLED_APPS for the cacheregions command and
+    the system checks of the regions in CACHES."""
+
+    name = "regioncache"
+    verbose_name = "regioncache"
+
+    def ready(self):
+        from regioncache import checks  # noqa: F401  (registers the checks)

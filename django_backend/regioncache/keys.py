@@ -1,0 +1,106 @@
+"""Cache keys for function results: the function's qualified name and its
+arguments, spelled the same way in every process and after every restart.
+
+Only values whose text is stable may take part: None, bools, numbers, str,
+bytes, dates and times, Decimal, UUID, enums, tuples/lists/dicts/sets of
+those, saved Django model instances (by app label, model and primary key),
+and any object with a ``__cache_key__()`` method returning one of those.
+Anything else (an open file, a lambda, an object whose repr holds its
+address) would give a key that differs per process, so it raises TypeError
+naming the argument instead of caching under a key that never hits.
+"""
+
+import datetime
+import decimal
+import enum
+import hashlib
+import inspect
+import uuid
+
+# Keys longer than this, or with characters memcached refuses, are hashed.
+MAX_READABLE = 200
+
+
+class _Unkeyable(Exception):
+    def __init__(self, value, path):
+        self.value = value
+        self.path = path
+
+
+def _text(value, path):
+    if value is None or isinstance(value, (bool, int, float, str, bytes, complex)):
+        return repr(value)
+    if isinstance(value, enum.Enum):
+        return f"{type(value).__qualname__}.{value.name}"
+    if isinstance(value, (datetime.date, datetime.time, datetime.timedelta, decimal.Decimal)):
+        return repr(value)
+    if isinstance(value, uuid.UUID):
+        return f"UUID({value.hex})"
+    custom = getattr(type(value), "__cache_key__", None)
+    if custom is not None:
+        return f"{type(value).__qualname__}<{_text(custom(value), path)}>"
+    meta = getattr(value, "_meta", None)
+    if meta is not None and hasattr(meta, "label_lower") and hasattr(value, "pk"):
+        if value.pk is None:
+            raise _Unkeyable(value, path + " (an unsaved model instance has no primary key)")
+        return f"<{meta.label_lower}:{_text(value.pk, path)}>"
+    if isinstance(value, (tuple, list)):
+        inner = ",".join(_text(v, f"{path}[{i}]") for i, v in enumerate(value))
+        return f"({inner})" if isinstance(value, tuple) else f"[{inner}]"
+    if isinstance(value, dict):
+        items = sorted(
+            (_text(k, f"{path} key"), _text(v, f"{path}[{k!r}]")) for k, v in value.items()
+        )
+        return "{" + ",".join(f"{k}:{v}" for k, v in items) + "}"
+    if isinstance(value, (set, frozenset)):
+        return "{" + ",".join(sorted(_text(v, f"{path} item") for v in value)) + "}"
+    raise _Unkeyable(value, path)
+
+
+def _safe(text):
+    # What every store (memcached included) takes as is, without a warning.
+    return len(text) <= MAX_READABLE and all(33 <= ord(c) < 127 for c in text)
+
+
+def function_name(func):
+    return f"{func.__module__}.{func.__qualname__}"
+
+
+class KeyMaker:
+    """Builds the cache key of one decorated function's calls."""
+
+    def __init__(self, func, namespace=None):
+        self.func = func
+        self.name = namespace or function_name(func)
+        self.signature = inspect.signature(func)
+        params = list(self.signature.parameters)
+        # Methods: the instance or class is not part of the key unless it
+        # says how to be (a __cache_key__ method); see _text.
+        self.skip_first = bool(params) and params[0] in ("self", "cls")
+
+    def __call__(self, args, kwargs):
+        try:
+            bound = self.signature.bind(*args, **kwargs)
+        except TypeError as e:
+            raise TypeError(f"{self.name}: {e}") from None
+        bound.apply_defaults()
+        parts = []
+        for i, (name, value) in enumerate(bound.arguments.items()):
+            if i == 0 and self.skip_first and getattr(type(value), "__cache_key__", None) is None:
+                continue
+            try:
+                parts.append(f"{name}={_text(value, name)}")
+            except _Unkeyable as e:
+                raise TypeError(
+                    f"{self.name}: argument {e.path} cannot form a cache key: "
+                    f"{type(e.value).__module__}.{type(e.value).__qualname__} has no stable text "
+                    "form (use None, bool, numbers, str, bytes, dates, Decimal, UUID, enums, "
+                    "tuples, lists, dicts or sets of them, saved model instances, or give the "
+                    "type a __cache_key__() method)"
+                ) from None
+        text = f"{self.name}({','.join(parts)})"
+        if _safe(text):
+            return text
+        digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:40]
+        head = "".join(c for c in self.name if 33 <= ord(c) < 127)[:100]
+        return f"{head}#{digest}"

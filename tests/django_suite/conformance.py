@@ -1,0 +1,95 @@
+"""Django's cache tests, bound to regioncache's backends.
+
+Each backend gets a TestCase class that mixes Django's BaseCacheTests (and
+the backend-specific tests of Django's suite that apply) with the CACHES
+setting the suite expects: the aliases default, prefix, v2, custom_key,
+custom_key2, cull and zero_cull, all on one store, as Django's tests of
+locmem and memcached are set up.
+
+A test that cannot apply to a backend is listed in EXCLUDED with the
+reason; it is removed from the class (not skipped) and printed by run.py.
+"""
+
+import os
+import uuid
+
+from cache.tests import (  # Django's suite
+    BaseCacheTests,
+    BaseMemcachedTests,
+    caches_setting_for_tests,
+)
+from django.test import TestCase, override_settings
+
+import regioncache
+
+RUN = f"django-suite-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+# {class name: {test name: reason}}
+EXCLUDED = {}
+
+# {backend name: [TestCase classes]}
+BACKENDS = {}
+
+
+def setting_for(backend_path, location, **options):
+    """caches_setting_for_tests(), with OPTIONS merged into each alias's own
+    (the suite's helper would replace the cull aliases' MAX_ENTRIES)."""
+    setting = caches_setting_for_tests(BACKEND=backend_path, LOCATION=location)
+    for params in setting.values():
+        params["OPTIONS"] = {**options, **params.get("OPTIONS", {})}
+    return setting
+
+
+def conformance(backend, excluded=None):
+    """Registers a test class for a backend, removing the excluded tests."""
+
+    def register(cls):
+        for name, reason in (excluded or {}).items():
+            if not hasattr(cls, name):
+                raise AssertionError(f"{cls.__name__}: excluded test {name} is not in the suite")
+            setattr(cls, name, None)  # the loader only collects callables
+        EXCLUDED[cls.__name__] = dict(excluded or {})
+        BACKENDS.setdefault(backend, []).append(cls)
+        return cls
+
+    return register
+
+
+# --- shared memory ----------------------------------------------------------
+
+SHM_LOCATION = f"{RUN}-shm"
+
+
+@conformance("shm")
+@override_settings(
+    CACHES=setting_for("regioncache.SharedMemoryCache", SHM_LOCATION, SIZE="32MB")
+)
+class SharedMemoryCacheTests(BaseCacheTests, TestCase):
+    # Written for memcached, true of every regioncache store: a value too
+    # large for the region removes the key's old value (the default
+    # MAX_ITEM_SIZE is memcached's 1 MB).
+    test_deletes_key_on_failed_set = BaseMemcachedTests.test_memcached_deletes_key_on_failed_set
+
+    @classmethod
+    def tearDownClass(cls):
+        super().tearDownClass()
+        try:
+            regioncache.remove_shm_region(SHM_LOCATION)
+        except regioncache.RegionError:
+            pass
+
+
+def labels(backends):
+    names = backends or list(BACKENDS)
+    unknown = [b for b in names if b not in BACKENDS]
+    if unknown:
+        raise SystemExit(f"unknown backend(s) {unknown}; known: {sorted(BACKENDS)}")
+    return [f"{__name__}.{cls.__name__}" for b in names for cls in BACKENDS[b]]
+
+
+def print_excluded(selected=None):
+    for cls_name, tests in EXCLUDED.items():
+        if selected is not None and not any(label.endswith("." + cls_name) for label in selected):
+            continue
+        for test, reason in tests.items():
+            print(f"excluded: {cls_name}.{test}: {reason}")
