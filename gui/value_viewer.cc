@@ -123,10 +123,11 @@ ValueViewer::ValueViewer(QWidget* parent) : QWidget(parent) {
   connect(load_all_, &QPushButton::clicked, this, &ValueViewer::LoadAll);
   connect(&watcher_, &QFutureWatcher<RenderedValue>::finished, this, [this] {
     if (watched_generation_ == generation_) {
+      waiting_ = false;
       Show(watcher_.result());
       emit loaded();
     } else {
-      Start(false);  // a newer key was asked for while this one rendered
+      Start();  // a newer key (or Load all) was asked for while this one rendered
     }
   });
   ShowNothing();
@@ -136,6 +137,7 @@ ValueViewer::~ValueViewer() { watcher_.waitForFinished(); }
 
 void ValueViewer::ShowNothing() {
   ++generation_;
+  waiting_ = false;
   region_.reset();
   key_.clear();
   Show(RenderedValue{false, {}, "select a key to see its value", {}, {}, {}, {}, {}, {}, ValueView::kText, 0, false});
@@ -145,20 +147,24 @@ void ValueViewer::ShowKey(RegionPtr region, const std::string& key) {
   region_ = std::move(region);
   key_ = key;
   ++generation_;
+  waiting_ = true;
+  want_all_ = false;
   summary_->setText(QString::fromUtf8("reading %1 …").arg(QString::fromStdString(key)));
-  if (!watcher_.isRunning()) Start(false);
+  if (!watcher_.isRunning()) Start();
 }
 
 void ValueViewer::LoadAll() {
   if (!region_) return;
   ++generation_;
-  if (!watcher_.isRunning()) Start(true);
+  waiting_ = true;
+  want_all_ = true;
+  if (!watcher_.isRunning()) Start();
 }
 
-void ValueViewer::Start(bool all) {
+void ValueViewer::Start() {
   if (!region_) return;
   watched_generation_ = generation_;
-  watcher_.setFuture(QtConcurrent::run([region = region_, key = key_, all] {
+  watcher_.setFuture(QtConcurrent::run([region = region_, key = key_, all = want_all_] {
     return RenderValue(*region, key, all ? 0 : kCap);
   }));
 }

@@ -46,7 +46,9 @@ class ValueViewer : public QWidget {
   void ShowNothing();
   void LoadAll();  // renders the whole value of the entry shown
 
-  bool busy() const { return watcher_.isRunning(); }
+  // True from ShowKey/LoadAll until the value is on screen (the worker may
+  // be done while its result waits in the event queue).
+  bool busy() const { return waiting_; }
   const RenderedValue& rendered() const { return shown_; }
   ValueView currentView() const;
 
@@ -54,7 +56,7 @@ class ValueViewer : public QWidget {
   void loaded();  // the entry asked for last is shown (or its error)
 
  private:
-  void Start(bool all);
+  void Start();  // renders key_ of region_, whole if want_all_
   void Show(const RenderedValue& v);
 
   RegionPtr region_;
@@ -62,6 +64,8 @@ class ValueViewer : public QWidget {
   uint64_t generation_ = 0, watched_generation_ = 0;
   QFutureWatcher<RenderedValue> watcher_;
   RenderedValue shown_;
+  bool waiting_ = false;
+  bool want_all_ = false;
 
   QLabel* summary_;
   QTabWidget* tabs_;

@@ -237,6 +237,13 @@ void ValuesTest::hugeValueIsCappedUntilLoadAll() {
   QVERIFY(!viewer.rendered().capped);
   QCOMPARE(viewer.rendered().text.size(), 900000);
   QVERIFY(viewer.rendered().text.startsWith("abcdefghijklmnopqrstuvwxyzabc"));
+  // Asked for in quick succession, the last request wins: the whole value.
+  viewer.ShowKey(region_, key);
+  viewer.LoadAll();
+  QVERIFY(viewer.busy());
+  QVERIFY(WaitUntil([&] { return !viewer.busy(); }, 10000));
+  QVERIFY(!viewer.rendered().capped);
+  QCOMPARE(viewer.rendered().total, uint64_t(900000));
 }
 
 QTEST_MAIN(ValuesTest)
