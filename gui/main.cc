@@ -12,6 +12,17 @@
 #include "screenshot.h"
 
 int main(int argc, char** argv) {
+  // --help, --version and --screenshot need no screen: without a display,
+  // render offscreen instead of failing to find one.
+  bool headless_ok = false;
+  for (int i = 1; i < argc; ++i) {
+    const QByteArray a(argv[i]);
+    headless_ok = headless_ok || a == "-h" || a == "--help" || a == "--help-all" || a == "-v" ||
+                  a == "--version" || a.startsWith("--screenshot");
+  }
+  if (headless_ok && qEnvironmentVariableIsEmpty("QT_QPA_PLATFORM") &&
+      qEnvironmentVariableIsEmpty("DISPLAY") && qEnvironmentVariableIsEmpty("WAYLAND_DISPLAY"))
+    qputenv("QT_QPA_PLATFORM", "offscreen");
   QApplication app(argc, argv);
   QApplication::setOrganizationName("regioncache");
   QApplication::setApplicationName("regioncache-gui");

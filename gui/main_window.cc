@@ -76,6 +76,12 @@ MainWindow::MainWindow(bool read_only, QWidget* parent) : QMainWindow(parent), g
   connect(region_view_->selectionModel(), &QItemSelectionModel::selectionChanged, this,
           &MainWindow::OnRegionSelected);
   connect(regions_, &RegionListModel::refreshed, this, &MainWindow::UpdateChart);
+  connect(regions_, &RegionListModel::refreshed, this, [this] {
+    // Fit the columns when regions were added, not on every refresh (the user may have resized).
+    if (regions_->rowCount() == sized_rows_) return;
+    sized_rows_ = regions_->rowCount();
+    for (int c = 0; c < RegionListModel::kStatus; ++c) region_view_->resizeColumnToContents(c);
+  });
   connect(browser_, &KeyBrowser::regionChanged, regions_, &RegionListModel::Refresh);
   connect(browser_, &KeyBrowser::message, this, [this](const QString& t) { statusBar()->showMessage(t, 10000); });
   connect(describer_, &DjangoDescriber::done, this,

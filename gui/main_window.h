@@ -86,6 +86,7 @@ class MainWindow : public QMainWindow {
   QMenu* recent_menu_;
   DjangoDescriber* describer_;
   SourceRef pending_django_;
+  int sized_rows_ = 0;  // region rows the columns were last fitted to
 };
 
 }  // namespace rcgui

@@ -28,6 +28,9 @@ void Region::Reset() {
 
 QString StatusText(const Region& r, const regioncache::Status& s) {
   QString text = QString::fromStdString(s.ToString());
+  // A region that is not there yet is the site's to create, not ours.
+  if (s.IsNotFound() && r.spec().kind == "shm")
+    text += " (the app opens existing regions only; it appears once the site has used it)";
   if (!s.message().empty() && s.message().find(r.spec().name.toStdString()) != std::string::npos)
     return text;
   return QString("region '%1' (%2 %3): %4").arg(r.spec().name, r.spec().kind, r.spec().location, text);

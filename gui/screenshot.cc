@@ -4,7 +4,6 @@
 #include <QElapsedTimer>
 #include <QEventLoop>
 #include <QPixmap>
-#include <QHeaderView>
 #include <QTableView>
 #include <QTimer>
 
@@ -56,7 +55,7 @@ QStringList TakeScreenshots(MainWindow* w, const QString& dir, QString* error) {
     WaitFor([&] { return !w->regions()->refreshing(); }, 10000);
     WaitFor([] { return false; }, 250);
   }
-  for (int c = 0; c < w->regions()->columnCount(); ++c) w->regionView()->resizeColumnToContents(c);
+
   if (!WaitFor([&] { return !b->loader()->running() && !b->model()->sorting(); }, 30000)) {
     *error = "keys did not load within 30 s";
     return {};
