@@ -62,10 +62,11 @@ KeyBrowser::KeyBrowser(WriteGate* gate, QWidget* parent) : QWidget(parent), gate
   table_->horizontalHeader()->setSortIndicator(-1, Qt::AscendingOrder);
   table_->horizontalHeader()->setSectionResizeMode(QHeaderView::Interactive);
   table_->horizontalHeader()->setStretchLastSection(true);
-  table_->setColumnWidth(KeyTableModel::kKey, 280);
-  table_->setColumnWidth(KeyTableModel::kExpires, 150);
-  table_->setColumnWidth(KeyTableModel::kStored, 150);
-  table_->setColumnWidth(KeyTableModel::kAccessed, 150);
+  table_->setColumnWidth(KeyTableModel::kKey, 240);
+  table_->setColumnWidth(KeyTableModel::kExpires, 140);
+  table_->setColumnWidth(KeyTableModel::kStored, 140);
+  table_->setColumnWidth(KeyTableModel::kAccessed, 140);
+  table_->setColumnWidth(KeyTableModel::kTimeLeft, 80);
   table_->setSortingEnabled(true);
   viewer_ = new ValueViewer;
 

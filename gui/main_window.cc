@@ -61,6 +61,7 @@ MainWindow::MainWindow(bool read_only, QWidget* parent) : QMainWindow(parent), g
   split_->addWidget(browser_);
   split_->setStretchFactor(0, 2);
   split_->setStretchFactor(1, 3);
+  split_->setSizes({560, 840});  // until the saved layout is restored
   auto* central = new QWidget;
   auto* layout = new QVBoxLayout(central);
   layout->setContentsMargins(4, 4, 4, 4);
