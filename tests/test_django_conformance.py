@@ -12,7 +12,7 @@ import pytest
 RUNNER = Path(__file__).resolve().parent / "django_suite" / "run.py"
 
 
-@pytest.mark.parametrize("backend", ["shm"])
+@pytest.mark.parametrize("backend", ["shm", "memcached"])
 def test_djangos_cache_suite(backend):
     proc = subprocess.run(
         [sys.executable, str(RUNNER), backend, "-v", "2"],

@@ -17,6 +17,7 @@ from regioncache._native import remove_shm_region, shm_regions, shm_segment_name
 
 __all__ = [
     "ConfigError",
+    "MemcachedCache",
     "RegionError",
     "SharedMemoryCache",
     "ValueTooLargeError",
@@ -36,6 +37,10 @@ def __getattr__(name):
         from regioncache.backends import SharedMemoryCache
 
         return SharedMemoryCache
+    if name == "MemcachedCache":
+        from regioncache.backends import MemcachedCache
+
+        return MemcachedCache
     if name == "region":
         from regioncache.decorators import region
 

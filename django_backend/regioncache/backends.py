@@ -1,6 +1,7 @@
 """Django cache backends on regioncache's native stores."""
 
 import inspect
+import re
 
 from django.core.cache.backends.base import (
     DEFAULT_TIMEOUT,
@@ -155,3 +156,59 @@ class SharedMemoryCache(_RegionCache):
     of the user on this host. LOCATION is the region name."""
 
     store_kind = "shm"
+
+
+class MemcachedCache(_RegionCache):
+    """A region on memcached servers, through libmemcached in the native
+    module. LOCATION is "host:port", several joined by ";" or given as a
+    list, or unix socket paths. Keys memcached cannot take (over 250 bytes,
+    spaces, control characters) are mapped to safe ones, so every key Django
+    accepts works (with Django's CacheKeyWarning, as for any backend).
+
+    Timeouts follow Django's memcached backends: 0 means "do not cache",
+    None "forever", more than 30 days is sent as an absolute time.
+    """
+
+    store_kind = "memcached"
+
+    # Network I/O: the async API runs in a thread (BaseCache's own a*
+    # methods, through sync_to_async), not in the event loop.
+    aget = BaseCache.aget
+    aset = BaseCache.aset
+    aadd = BaseCache.aadd
+    atouch = BaseCache.atouch
+    adelete = BaseCache.adelete
+    aget_many = BaseCache.aget_many
+    aset_many = BaseCache.aset_many
+    adelete_many = BaseCache.adelete_many
+    ahas_key = BaseCache.ahas_key
+    aincr = BaseCache.aincr
+    adecr = BaseCache.adecr
+    aclear = BaseCache.aclear
+
+    def __init__(self, server, params):
+        BaseCache.__init__(self, params)
+        # The alias is looked up with LOCATION and OPTIONS as configured.
+        alias = _find_alias(type(self), server, params)
+        self.alias = alias
+        if isinstance(server, (list, tuple)):
+            self._servers = [str(s).strip() for s in server]
+        elif isinstance(server, str):
+            self._servers = [s.strip() for s in re.split("[;,]", server) if s.strip()]
+        else:
+            raise ImproperlyConfigured(
+                f"CACHES[{alias!r}]: LOCATION must be 'host:port', several joined by ';', "
+                f"or a list of them, not {type(server).__name__}"
+            )
+        server = ";".join(self._servers)
+        options = params.get("OPTIONS") or {}
+        if not isinstance(options, dict):
+            raise ImproperlyConfigured(f"CACHES[{alias!r}]: OPTIONS must be a dict")
+        text = {str(k): _option_text(alias, k, v) for k, v in options.items()}
+        if "REGION_PREFIX" not in text:
+            # Listing, purge and clear touch only the keys this alias makes.
+            text["REGION_PREFIX"] = f"{params.get('KEY_PREFIX', '') or ''}:"
+        try:
+            self._open(self.store_kind, server, str(alias), text)
+        except _native.ConfigError as e:
+            raise ImproperlyConfigured(f"CACHES[{alias!r}]: {e}") from None

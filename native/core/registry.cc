@@ -1,12 +1,14 @@
+#include "regioncache/memcached_store.h"
 #include "regioncache/shm_store.h"
 #include "regioncache/store.h"
 
 namespace regioncache {
 
-std::vector<std::string> StoreKinds() { return {"shm"}; }
+std::vector<std::string> StoreKinds() { return {"shm", "memcached"}; }
 
 Status OpenStore(const StoreSpec& spec, std::unique_ptr<Store>* out) {
   if (spec.kind == "shm") return OpenShmStore(spec, out);
+  if (spec.kind == "memcached") return OpenMemcachedStore(spec, out);
   std::string known;
   for (const auto& k : StoreKinds()) known += (known.empty() ? "" : ", ") + k;
   return Status::InvalidArgument("region '" + spec.region + "': unknown store kind '" + spec.kind +

@@ -79,6 +79,61 @@ class SharedMemoryCacheTests(BaseCacheTests, TestCase):
             pass
 
 
+# --- memcached ----------------------------------------------------------------
+
+def _start_memcached():
+    """One real memcached for the suite (a missing binary fails the run)."""
+    import atexit
+    import sys
+    from pathlib import Path
+
+    tests_dir = str(Path(__file__).resolve().parent.parent)
+    if tests_dir not in sys.path:
+        sys.path.insert(0, tests_dir)
+    from memcached_servers import start_servers
+
+    servers = start_servers(1)
+    atexit.register(servers.stop)
+    return servers[0].location
+
+
+MEMCACHED_LOCATION = _start_memcached()
+
+
+@conformance(
+    "memcached",
+    excluded={
+        "test_cull": "memcached evicts by LRU itself: no MAX_ENTRIES (as Django's memcached backends)",
+        "test_zero_cull": "memcached evicts by LRU itself: no CULL_FREQUENCY",
+        "test_cull_delete_when_store_empty": "memcached evicts by LRU itself: no _max_entries",
+        "test_close": "mocks the python-memcached client's disconnect_all; libmemcached "
+        "connections are pooled by the store and kept across requests",
+        "test_invalid_with_version_key_length": "expects the InvalidCacheKey of Django's "
+        "memcached backends; MemcachedCache maps keys over 250 bytes to safe ones and warns "
+        "(CacheKeyWarning), checked by BaseCacheTests.test_invalid_key_length",
+        "test_set_many_returns_failing_keys": "mocks the client's set_multi; failing keys are "
+        "tested against the real server in tests/test_memcached_backend.py",
+    },
+)
+@override_settings(
+    CACHES={
+        alias: params
+        for alias, params in setting_for(
+            "regioncache.MemcachedCache", MEMCACHED_LOCATION
+        ).items()
+        if alias not in ("cull", "zero_cull")
+    }
+)
+class MemcachedCacheTests(BaseMemcachedTests, TestCase):
+    base_params = {"BACKEND": "regioncache.MemcachedCache", "LOCATION": MEMCACHED_LOCATION}
+    # Keys memcached cannot take are mapped to safe ones (issue 4), so, like
+    # every backend but Django's memcached ones, MemcachedCache warns about
+    # them (CacheKeyWarning) and works: BaseCacheTests' version of the
+    # invalid-key check applies, not BaseMemcachedTests' InvalidCacheKey one.
+    _perform_invalid_key_test = BaseCacheTests._perform_invalid_key_test
+    should_disconnect_on_close = False
+
+
 def labels(backends):
     names = backends or list(BACKENDS)
     unknown = [b for b in names if b not in BACKENDS]

@@ -1,0 +1,391 @@
+// Inspection of a memcached region: listing through lru_crawler metadump,
+// per-server stats, purge and clear of this region's keys. All of it speaks
+// the text protocol on a TextConn of its own (one command at a time), never
+// on the pooled libmemcached connections.
+#include <algorithm>
+#include <charconv>
+#include <map>
+#include <thread>
+
+#include "memcached/mc_keys.h"
+#include "memcached/mc_store.h"
+#include "memcached/mc_text.h"
+#include "regioncache/clock.h"
+#include "regioncache/codec.h"
+#include "regioncache/glob.h"
+
+namespace regioncache::mc {
+namespace {
+
+// Inspection replies may take a while on a big server: wait at least this
+// long for each chunk.
+constexpr int64_t kMinInspectTimeoutMs = 5000;
+
+std::string Hex(std::string_view s) {
+  static const char kDigits[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : s) {
+    out.push_back(kDigits[c >> 4]);
+    out.push_back(kDigits[c & 0xf]);
+  }
+  return out;
+}
+
+bool Unhex(std::string_view s, std::string* out) {
+  if (s.size() % 2) return false;
+  out->clear();
+  for (size_t i = 0; i < s.size(); i += 2) {
+    unsigned v = 0;
+    auto [p, ec] = std::from_chars(s.data() + i, s.data() + i + 2, v, 16);
+    if (ec != std::errc() || p != s.data() + i + 2) return false;
+    out->push_back(static_cast<char>(v));
+  }
+  return true;
+}
+
+// "name=value" fields of a metadump line.
+std::string_view Field(std::string_view line, std::string_view name) {
+  size_t pos = 0;
+  while (pos < line.size()) {
+    size_t end = line.find(' ', pos);
+    if (end == std::string_view::npos) end = line.size();
+    std::string_view tok = line.substr(pos, end - pos);
+    if (tok.size() > name.size() && tok.substr(0, name.size()) == name && tok[name.size()] == '=')
+      return tok.substr(name.size() + 1);
+    pos = end + 1;
+  }
+  return {};
+}
+
+int64_t ToInt(std::string_view s, int64_t def = 0) {
+  int64_t v = def;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  return ec == std::errc() ? v : def;
+}
+
+uint64_t ToUInt(std::string_view s) {
+  uint64_t v = 0;
+  std::from_chars(s.data(), s.data() + s.size(), v);
+  return v;
+}
+
+// Reads "STAT name value" lines up to END.
+Status ReadStats(TextConn* tc, std::map<std::string, std::string>* out) {
+  std::string line;
+  for (;;) {
+    Status s = tc->ReadLine(&line);
+    if (!s.ok()) return s;
+    if (line == "END") return Status::OK();
+    if (line.rfind("STAT ", 0) != 0) return Status::Corruption("unexpected stats line: " + line);
+    size_t sp = line.find(' ', 5);
+    if (sp == std::string::npos) continue;
+    (*out)[line.substr(5, sp - 5)] = line.substr(sp + 1);
+  }
+}
+
+}  // namespace
+
+bool MemcachedStore::InRegion(std::string_view wire) const {
+  if (cfg_.region_prefix.empty()) return true;
+  if (wire.substr(0, cfg_.region_prefix.size()) == cfg_.region_prefix) return true;
+  return LooksMapped(wire) && wire.substr(0, sanitized_prefix_.size()) == sanitized_prefix_;
+}
+
+Status MemcachedStore::Dump(int s, std::vector<Dumped>* out) {
+  out->clear();
+  TextConn tc(region(), cfg_.connect_timeout_ms,
+              std::max(cfg_.poll_timeout_ms, kMinInspectTimeoutMs));
+  Status st = tc.Connect(servers_[s]);
+  if (!st.ok()) return st;
+  std::string line;
+  // "metadump hash" walks the hash table: it sees every item. "metadump all"
+  // (servers before 1.6) walks the LRUs and silently skips a class the
+  // background crawler is walking at the time, so it is only the fallback.
+  // One crawl at a time per server: BUSY means another crawl runs; wait.
+  const char* command = "lru_crawler metadump hash\r\n";
+  for (int attempt = 0;; ++attempt) {
+    if (!(st = tc.Send(command)).ok()) return st;
+    if (!(st = tc.ReadLine(&line)).ok()) return st;
+    if (line.rfind("BUSY", 0) == 0 && attempt < 200) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      continue;
+    }
+    if ((line.rfind("CLIENT_ERROR", 0) == 0 || line == "ERROR") &&
+        std::string_view(command).find("hash") != std::string_view::npos) {
+      command = "lru_crawler metadump all\r\n";
+      continue;
+    }
+    break;
+  }
+  for (;;) {
+    if (line == "END") return Status::OK();
+    if (line.rfind("key=", 0) != 0)
+      return Status::Unavailable(Where() + "memcached server " + servers_[s].name +
+                                 " cannot list keys (lru_crawler metadump answered '" + line +
+                                 "'; memcached 1.4.31 or later with the LRU crawler is needed)");
+    std::string wire = UrlDecode(Field(line, "key"));
+    if (InRegion(wire)) {
+      Dumped d;
+      d.wire = std::move(wire);
+      int64_t exp = ToInt(Field(line, "exp"), -1);
+      d.expires_ms = exp <= 0 ? kNever : exp * 1000;
+      d.accessed_ms = ToInt(Field(line, "la")) * 1000;
+      d.size = ToUInt(Field(line, "size"));
+      out->push_back(std::move(d));
+    }
+    if (!(st = tc.ReadLine(&line)).ok()) return st;
+  }
+}
+
+// The key a listing shows for a dumped entry, with its stored size and flags
+// (one "mg" round trip; mapped keys also fetch the value for its envelope).
+// gone: the entry vanished since the dump.
+Status MemcachedStore::DisplayKey(TextConn* tc, const Dumped& d, std::string* key, uint64_t* size,
+                                  uint32_t* flags, bool* gone) {
+  bool mapped = LooksMapped(d.wire);
+  Status st = tc->Send("mg " + d.wire + (mapped ? " s f v\r\n" : " s f\r\n"));
+  if (!st.ok()) return st;
+  std::string line, value;
+  if (!(st = tc->ReadLine(&line)).ok()) return st;
+  *gone = false;
+  if (line == "EN") {
+    *gone = true;
+    return Status::OK();
+  }
+  std::string_view rest;
+  if (line.rfind("VA ", 0) == 0) {
+    size_t sp = line.find(' ', 3);
+    uint64_t n = ToUInt(std::string_view(line).substr(3, sp == std::string::npos ? sp : sp - 3));
+    if (!(st = tc->ReadBlock(n, &value)).ok()) return st;
+  } else if (line.rfind("HD", 0) != 0) {
+    return Status::Corruption(Where() + "unexpected mg reply: " + line);
+  }
+  *size = 0;
+  *flags = 0;
+  std::string_view ls = line;
+  size_t pos = 0;
+  while ((pos = ls.find(' ', pos)) != std::string_view::npos) {
+    ++pos;
+    size_t end = ls.find(' ', pos);
+    std::string_view tok = ls.substr(pos, end == std::string_view::npos ? end : end - pos);
+    if (!tok.empty() && tok[0] == 's') *size = ToUInt(tok.substr(1));
+    if (!tok.empty() && tok[0] == 'f') *flags = static_cast<uint32_t>(ToUInt(tok.substr(1)));
+  }
+  *key = d.wire;
+  if (mapped && (*flags & kFlagKeyEnvelope)) {
+    std::string_view made, payload;
+    if (UnwrapEnvelope(value, &made, &payload)) *key = std::string(made);
+  }
+  *flags &= ~kFlagKeyEnvelope;
+  return Status::OK();
+}
+
+// Cursor: "<server index>:<hex of the last wire key listed>". Each server's
+// entries are listed in wire-key order, so a page starts after the cursor's
+// key whatever the LRU did meanwhile.
+Status MemcachedStore::List(const ListOptions& opts, ListPage* page) {
+  page->entries.clear();
+  page->next_cursor.clear();
+  page->scanned = 0;
+  size_t first = 0;
+  std::string after;
+  if (!opts.cursor.empty()) {
+    size_t colon = opts.cursor.find(':');
+    uint64_t idx = 0;
+    auto [p, ec] = std::from_chars(opts.cursor.data(), opts.cursor.data() + colon, idx);
+    if (colon == std::string::npos || ec != std::errc() || idx >= servers_.size() ||
+        !Unhex(std::string_view(opts.cursor).substr(colon + 1), &after))
+      return Status::InvalidArgument(Where() + "bad listing cursor '" + opts.cursor + "'");
+    first = idx;
+  }
+  int64_t now = NowMs();
+  for (size_t s = first; s < servers_.size(); ++s) {
+    std::vector<Dumped> dump;
+    Status st = Dump(static_cast<int>(s), &dump);
+    if (!st.ok()) return st;
+    std::sort(dump.begin(), dump.end(),
+              [](const Dumped& a, const Dumped& b) { return a.wire < b.wire; });
+    TextConn tc(region(), cfg_.connect_timeout_ms,
+                std::max(cfg_.poll_timeout_ms, kMinInspectTimeoutMs));
+    bool connected = false;
+    for (const Dumped& d : dump) {
+      if (s == first && !after.empty() && d.wire <= after) continue;
+      ++page->scanned;
+      if (!opts.include_expired && IsExpired(d.expires_ms, now)) continue;
+      if (!connected) {
+        if (!(st = tc.Connect(servers_[s])).ok()) return st;
+        connected = true;
+      }
+      EntryInfo e;
+      bool gone = false;
+      if (!(st = DisplayKey(&tc, d, &e.key, &e.value_size, &e.flags, &gone)).ok()) return st;
+      if (gone) continue;
+      if (!opts.glob.empty() && !GlobMatch(opts.glob, e.key)) continue;
+      e.expires_ms = d.expires_ms;
+      e.accessed_ms = d.accessed_ms;
+      page->entries.push_back(std::move(e));
+      if (page->entries.size() >= opts.limit) {
+        page->next_cursor = std::to_string(s) + ":" + Hex(d.wire);
+        return Status::OK();
+      }
+    }
+  }
+  return Status::OK();
+}
+
+Status MemcachedStore::PurgeMatching(std::string_view glob, uint64_t* removed,
+                                     const Progress& progress) {
+  *removed = 0;
+  bool all = glob.empty() || glob == "*";
+  for (size_t s = 0; s < servers_.size(); ++s) {
+    std::vector<Dumped> dump;
+    Status st = Dump(static_cast<int>(s), &dump);
+    if (!st.ok()) return st;
+    std::vector<std::string> doomed;
+    TextConn tc(region(), cfg_.connect_timeout_ms,
+                std::max(cfg_.poll_timeout_ms, kMinInspectTimeoutMs));
+    bool connected = false;
+    for (Dumped& d : dump) {
+      bool match = all;
+      if (!match) {
+        std::string key = d.wire;
+        if (LooksMapped(d.wire)) {
+          if (!connected) {
+            if (!(st = tc.Connect(servers_[s])).ok()) return st;
+            connected = true;
+          }
+          uint64_t size;
+          uint32_t flags;
+          bool gone = false;
+          if (!(st = DisplayKey(&tc, d, &key, &size, &flags, &gone)).ok()) return st;
+          if (gone) continue;
+        }
+        match = GlobMatch(glob, key);
+      }
+      if (match) doomed.push_back(std::move(d.wire));
+    }
+    uint64_t sent = 0;
+    if (!(st = DeleteWire(doomed, &sent)).ok()) return st;
+    *removed += sent;
+    if (progress && !progress(*removed)) return Status::Cancelled();
+  }
+  return Status::OK();
+}
+
+Status MemcachedStore::Clear() {
+  if (cfg_.flush_all_on_clear) {
+    Lease c(this);
+    if (!c.ok()) return Status::IOError(Where() + "out of memory for a connection");
+    Status first;
+    for (size_t s = 0; s < servers_.size(); ++s) {
+      memcached_return_t rc = memcached_flush(c->h[s], 0);
+      if (memcached_failed(rc)) {
+        Status st = Failed(static_cast<int>(s), c->h[s], rc);
+        if (first.ok()) first = st;
+      } else {
+        MarkOk(static_cast<int>(s));
+      }
+    }
+    return first;
+  }
+  uint64_t removed = 0;
+  return PurgeMatching("", &removed);
+}
+
+// memcached drops expired entries lazily; deleting them reclaims the memory
+// now (a delete of an expired key unlinks it).
+Status MemcachedStore::PurgeExpired(uint64_t* removed) {
+  *removed = 0;
+  int64_t now = NowMs();
+  for (size_t s = 0; s < servers_.size(); ++s) {
+    std::vector<Dumped> dump;
+    Status st = Dump(static_cast<int>(s), &dump);
+    if (!st.ok()) return st;
+    std::vector<std::string> doomed;
+    for (Dumped& d : dump)
+      if (IsExpired(d.expires_ms, now)) doomed.push_back(std::move(d.wire));
+    uint64_t sent = 0;
+    if (!(st = DeleteWire(doomed, &sent)).ok()) return st;
+    *removed += sent;
+  }
+  return Status::OK();
+}
+
+// Entries and bytes are this region's (from a dump); hits, misses, sets,
+// evictions and expirations are the servers' own counters, shared by every
+// region on them. Extras give each server's figures; a server that cannot be
+// reached is reported as such rather than failing the call.
+Status MemcachedStore::GetStats(Stats* out) {
+  *out = Stats{};
+  int64_t now = NowMs();
+  size_t up = 0;
+  out->extra.emplace_back("servers", std::to_string(servers_.size()));
+  out->extra.emplace_back("distribution", "consistent continuum, " +
+                                              std::to_string(Continuum::kPointsPerServer) +
+                                              " points per server");
+  out->extra.emplace_back("protocol", cfg_.binary ? "binary" : "text");
+  out->extra.emplace_back("region_prefix", cfg_.region_prefix);
+  std::vector<std::pair<std::string, std::string>> per_server;
+  for (size_t s = 0; s < servers_.size(); ++s) {
+    const std::string& name = servers_[s].name;
+    int64_t retry = health_[s].retry_at_ms.load(std::memory_order_relaxed);
+    TextConn tc(region(), cfg_.connect_timeout_ms,
+                std::max(cfg_.poll_timeout_ms, kMinInspectTimeoutMs));
+    std::map<std::string, std::string> st, items, slabs;
+    Status r = tc.Connect(servers_[s]);
+    if (r.ok()) r = tc.Send("stats\r\n");
+    if (r.ok()) r = ReadStats(&tc, &st);
+    if (r.ok()) r = tc.Send("stats items\r\n");
+    if (r.ok()) r = ReadStats(&tc, &items);
+    if (r.ok()) r = tc.Send("stats slabs\r\n");
+    if (r.ok()) r = ReadStats(&tc, &slabs);
+    std::vector<Dumped> dump;
+    if (r.ok()) r = Dump(static_cast<int>(s), &dump);
+    if (!r.ok()) {
+      per_server.emplace_back(name + " status", "down: " + r.message());
+      continue;
+    }
+    ++up;
+    for (const Dumped& d : dump) {
+      if (IsExpired(d.expires_ms, now)) continue;
+      ++out->entries;
+      out->bytes_used += d.size;
+    }
+    auto num = [&](const std::map<std::string, std::string>& m, const char* k) -> uint64_t {
+      auto it = m.find(k);
+      return it == m.end() ? 0 : ToUInt(it->second);
+    };
+    out->capacity += num(st, "limit_maxbytes");
+    out->hits += num(st, "get_hits");
+    out->misses += num(st, "get_misses");
+    out->sets += num(st, "cmd_set");
+    out->evictions += num(st, "evictions");
+    out->expirations += num(st, "reclaimed") + num(st, "expired_unfetched");
+    uint64_t items_total = 0, crawler_reclaimed = 0;
+    for (const auto& [k, v] : items) {
+      if (k.size() > 7 && k.compare(k.size() - 7, 7, ":number") == 0) items_total += ToUInt(v);
+      if (k.size() > 18 && k.compare(k.size() - 18, 18, ":crawler_reclaimed") == 0)
+        crawler_reclaimed += ToUInt(v);
+    }
+    out->expirations += crawler_reclaimed;
+    std::string status = "up";
+    if (retry != 0) status = now < retry ? "up (marked failed; retried soon)" : "up";
+    per_server.emplace_back(name + " status", status);
+    for (const char* k : {"version", "uptime", "curr_items", "bytes", "limit_maxbytes",
+                          "curr_connections", "get_hits", "get_misses", "cmd_set", "evictions"}) {
+      auto it = st.find(k);
+      if (it != st.end()) per_server.emplace_back(name + " " + k, it->second);
+    }
+    per_server.emplace_back(name + " items (stats items)", std::to_string(items_total));
+    per_server.emplace_back(name + " crawler_reclaimed", std::to_string(crawler_reclaimed));
+    for (const char* k : {"active_slabs", "total_malloced"}) {
+      auto it = slabs.find(k);
+      if (it != slabs.end()) per_server.emplace_back(name + " " + k, it->second);
+    }
+  }
+  out->extra.emplace_back("servers_up", std::to_string(up));
+  for (auto& kv : per_server) out->extra.push_back(std::move(kv));
+  return Status::OK();
+}
+
+}  // namespace regioncache::mc

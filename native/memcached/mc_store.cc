@@ -1,0 +1,660 @@
+#include "memcached/mc_store.h"
+
+#include <zstd.h>
+
+#include <algorithm>
+#include <climits>
+#include <map>
+#include <cstring>
+
+#include "memcached/mc_keys.h"
+#include "regioncache/clock.h"
+#include "regioncache/codec.h"
+#include "regioncache/memcached_store.h"
+#include "regioncache/options.h"
+
+namespace regioncache {
+
+namespace mc {
+
+Status ParseConfig(const StoreSpec& spec, Config* cfg) {
+  // REGION_PREFIX is free text (any key prefix); the reader has no type for
+  // it, so it is taken out before the reader checks the rest.
+  std::map<std::string, std::string> opts = spec.options;
+  auto it = opts.find("REGION_PREFIX");
+  if (it != opts.end()) {
+    cfg->region_prefix = it->second;
+    opts.erase(it);
+  }
+  OptionReader r(spec.region, opts);
+  Status s;
+  uint64_t level = 0;
+  if (!(s = r.Bool("TCP_NODELAY", true, &cfg->tcp_nodelay)).ok()) return s;
+  if (!(s = r.Millis("CONNECT_TIMEOUT", 1000, &cfg->connect_timeout_ms)).ok()) return s;
+  if (!(s = r.Millis("POLL_TIMEOUT", 1000, &cfg->poll_timeout_ms)).ok()) return s;
+  if (!(s = r.Millis("RETRY_TIMEOUT", 2000, &cfg->retry_timeout_ms)).ok()) return s;
+  if (!(s = r.UInt("SERVER_FAILURE_LIMIT", 2, &cfg->failure_limit)).ok()) return s;
+  if (!(s = r.Bool("REMOVE_FAILED_SERVERS", true, &cfg->remove_failed)).ok()) return s;
+  if (!(s = r.Bool("BINARY_PROTOCOL", false, &cfg->binary)).ok()) return s;
+  if (!(s = r.Size("MAX_ITEM_SIZE", 1 << 20, &cfg->max_item_size)).ok()) return s;
+  if (!(s = r.Size("COMPRESS_MIN_SIZE", 32 << 10, &cfg->compress_min)).ok()) return s;
+  if (!(s = r.UInt("COMPRESS_LEVEL", 1, &level)).ok()) return s;
+  if (!(s = r.Bool("FLUSH_ALL_ON_CLEAR", false, &cfg->flush_all_on_clear)).ok()) return s;
+  if (!(s = r.CheckAllUsed()).ok()) return s;
+  auto bad = [&](const char* name, const std::string& why) {
+    return Status::InvalidArgument("region '" + spec.region + "': option " + name + " " + why);
+  };
+  if (cfg->connect_timeout_ms <= 0) return bad("CONNECT_TIMEOUT", "must be more than 0 seconds");
+  if (cfg->poll_timeout_ms <= 0) return bad("POLL_TIMEOUT", "must be more than 0 seconds");
+  if (cfg->connect_timeout_ms > INT_MAX || cfg->poll_timeout_ms > INT_MAX)
+    return bad("CONNECT_TIMEOUT/POLL_TIMEOUT", "must be under 24 days");
+  if (cfg->failure_limit == 0 || cfg->failure_limit > 1000000)
+    return bad("SERVER_FAILURE_LIMIT", "must be between 1 and 1000000");
+  if (cfg->max_item_size < 1024 || cfg->max_item_size > (1ull << 30))
+    return bad("MAX_ITEM_SIZE", "must be between 1KB and 1GB (memcached's -I)");
+  if (level < 1 || level > static_cast<uint64_t>(ZSTD_maxCLevel()))
+    return bad("COMPRESS_LEVEL",
+               "must be between 1 and " + std::to_string(ZSTD_maxCLevel()) + " (zstd levels)");
+  cfg->compress_level = level;
+  return Status::OK();
+}
+
+Conn::~Conn() {
+  for (size_t i = 0; i < n; ++i) {
+    memcached_result_free(&result[i]);
+    memcached_free(h[i]);
+  }
+}
+
+// ---- pool ----------------------------------------------------------------------
+
+std::unique_ptr<Conn> MemcachedStore::Acquire() {
+  {
+    std::lock_guard<std::mutex> l(pool_mu_);
+    if (!idle_.empty()) {
+      std::unique_ptr<Conn> c = std::move(idle_.back());
+      idle_.pop_back();
+      return c;
+    }
+  }
+  auto c = std::make_unique<Conn>();
+  c->h.resize(templates_.size(), nullptr);
+  c->result = std::make_unique<memcached_result_st[]>(templates_.size());
+  for (size_t i = 0; i < templates_.size(); ++i) {
+    memcached_st* h = memcached_clone(nullptr, templates_[i]);
+    if (!h) return nullptr;
+    c->h[i] = h;
+    memcached_result_create(h, &c->result[i]);
+    c->n = i + 1;
+  }
+  return c;
+}
+
+void MemcachedStore::Release(std::unique_ptr<Conn> c) {
+  std::lock_guard<std::mutex> l(pool_mu_);
+  idle_.push_back(std::move(c));
+}
+
+// ---- construction ------------------------------------------------------------
+
+MemcachedStore::MemcachedStore(const StoreSpec& spec, Config cfg, std::vector<ServerAddr> servers)
+    : Store(spec.region, spec.location), cfg_(std::move(cfg)), servers_(std::move(servers)) {}
+
+MemcachedStore::~MemcachedStore() {
+  idle_.clear();
+  for (memcached_st* t : templates_) memcached_free(t);
+}
+
+Status MemcachedStore::Init() {
+  continuum_.Build(servers_);
+  health_ = std::make_unique<Health[]>(servers_.size());
+  for (char c : cfg_.region_prefix)
+    sanitized_prefix_.push_back(static_cast<unsigned char>(c) > 0x20 && c != 0x7f ? c : '_');
+  for (const ServerAddr& a : servers_) {
+    memcached_st* h = memcached_create(nullptr);
+    if (!h) return Status::IOError(Where() + "out of memory creating a memcached handle");
+    templates_.push_back(h);
+    memcached_return_t rc = a.unix_socket ? memcached_server_add_unix_socket(h, a.host.c_str())
+                                          : memcached_server_add(h, a.host.c_str(), a.port);
+    if (memcached_failed(rc))
+      return Status::InvalidArgument(Where() + "LOCATION server '" + a.name +
+                                     "': " + memcached_strerror(h, rc));
+    // Non-blocking sockets: the connect and poll timeouts only apply so.
+    memcached_behavior_set(h, MEMCACHED_BEHAVIOR_NO_BLOCK, 1);
+    memcached_behavior_set(h, MEMCACHED_BEHAVIOR_TCP_NODELAY, cfg_.tcp_nodelay ? 1 : 0);
+    memcached_behavior_set(h, MEMCACHED_BEHAVIOR_CONNECT_TIMEOUT,
+                           static_cast<uint64_t>(cfg_.connect_timeout_ms));
+    memcached_behavior_set(h, MEMCACHED_BEHAVIOR_POLL_TIMEOUT,
+                           static_cast<uint64_t>(cfg_.poll_timeout_ms));
+    memcached_behavior_set(h, MEMCACHED_BEHAVIOR_BINARY_PROTOCOL, cfg_.binary ? 1 : 0);
+    // Failure counting and retry timing are the store's (Health), shared by
+    // every Conn; each handle may always try to reconnect when asked.
+    memcached_behavior_set(h, MEMCACHED_BEHAVIOR_RETRY_TIMEOUT, 0);
+    memcached_behavior_set(h, MEMCACHED_BEHAVIOR_SERVER_FAILURE_LIMIT, 1u << 30);
+  }
+  return Status::OK();
+}
+
+// ---- routing and health -------------------------------------------------------
+
+bool MemcachedStore::Live(int s, int64_t* now) const {
+  int64_t r = health_[s].retry_at_ms.load(std::memory_order_relaxed);
+  if (r == 0) return true;
+  if (*now == 0) *now = NowMs();
+  return *now >= r;
+}
+
+Status MemcachedStore::Route(std::string_view wire, int* server) {
+  int64_t now = 0;
+  uint64_t h = KeyHash(wire);
+  int s = cfg_.remove_failed ? continuum_.Pick(h, [&](int i) { return Live(i, &now); })
+                             : continuum_.Pick(h, [](int) { return true; });
+  if (s < 0)
+    return Status::Unavailable(Where() + "every memcached server has failed; retrying after " +
+                               std::to_string(cfg_.retry_timeout_ms) + " ms");
+  if (!cfg_.remove_failed && !Live(s, &now))
+    return Status::Unavailable(Where() + "memcached server " + servers_[s].name +
+                               " has failed; retrying it after RETRY_TIMEOUT");
+  *server = s;
+  return Status::OK();
+}
+
+void MemcachedStore::MarkOk(int s) {
+  Health& h = health_[s];
+  if (h.failures.load(std::memory_order_relaxed) != 0) {
+    h.failures.store(0, std::memory_order_relaxed);
+    h.retry_at_ms.store(0, std::memory_order_relaxed);
+  }
+}
+
+bool MemcachedStore::IsDown(memcached_return_t rc) {
+  switch (rc) {
+    case MEMCACHED_FAILURE:
+    case MEMCACHED_HOST_LOOKUP_FAILURE:
+    case MEMCACHED_CONNECTION_FAILURE:
+    case MEMCACHED_CONNECTION_BIND_FAILURE:
+    case MEMCACHED_WRITE_FAILURE:
+    case MEMCACHED_READ_FAILURE:
+    case MEMCACHED_UNKNOWN_READ_FAILURE:
+    case MEMCACHED_PROTOCOL_ERROR:
+    case MEMCACHED_ERRNO:
+    case MEMCACHED_TIMEOUT:
+    case MEMCACHED_SERVER_MARKED_DEAD:
+    case MEMCACHED_SERVER_TEMPORARILY_DISABLED:
+    case MEMCACHED_NO_SERVERS:
+    case MEMCACHED_PARTIAL_READ:
+    case MEMCACHED_IN_PROGRESS:
+    case MEMCACHED_ERROR:
+      return true;
+    default:
+      return false;
+  }
+}
+
+Status MemcachedStore::Failed(int s, memcached_st* h, memcached_return_t rc) {
+  std::string msg = Where() + "memcached server " + servers_[s].name + ": ";
+  const char* detail = memcached_last_error_message(h);
+  msg += detail && *detail ? detail : memcached_strerror(h, rc);
+  if (rc == MEMCACHED_E2BIG || rc == MEMCACHED_KEY_TOO_BIG) return Status::TooLarge(msg);
+  if (IsDown(rc)) {
+    Health& hl = health_[s];
+    uint32_t f = hl.failures.fetch_add(1, std::memory_order_relaxed) + 1;
+    if (f >= cfg_.failure_limit)
+      hl.retry_at_ms.store(NowMs() + std::max<int64_t>(cfg_.retry_timeout_ms, 1),
+                           std::memory_order_relaxed);
+  }
+  return Status::Unavailable(msg);
+}
+
+// ---- values --------------------------------------------------------------------
+
+Status MemcachedStore::Pack(std::string_view made, bool mapped, std::string_view data,
+                            uint32_t flags, size_t wire_size, std::string* buf, std::string* zbuf,
+                            std::string_view* out, uint32_t* out_flags) const {
+  std::string_view payload = data;
+  uint32_t f = flags;
+  if (cfg_.compress_min && data.size() >= cfg_.compress_min && Encoding(flags) != kEncInt &&
+      !(flags & kFlagZstd)) {
+    zbuf->resize(ZSTD_compressBound(data.size()));
+    size_t n = ZSTD_compress(zbuf->data(), zbuf->size(), data.data(), data.size(),
+                             static_cast<int>(cfg_.compress_level));
+    // Worth it only if it saves an eighth: reading pays the decompression.
+    if (!ZSTD_isError(n) && n <= data.size() - data.size() / 8) {
+      zbuf->resize(n);
+      payload = *zbuf;
+      f |= kFlagZstd;
+    }
+  }
+  // Plain integers stay plain (the server's incr works on them); everything
+  // else under a mapped key carries the made key.
+  if (mapped && (Encoding(f) != kEncInt || (f & kFlagZstd))) {
+    WrapEnvelope(made, payload, buf);
+    payload = *buf;
+    f |= kFlagKeyEnvelope;
+  }
+  if (wire_size + payload.size() > cfg_.max_item_size)
+    return Status::TooLarge(Where() + "value of " + std::to_string(data.size()) + " bytes (" +
+                            std::to_string(payload.size()) + " as stored, key " +
+                            std::to_string(wire_size) + " bytes) exceeds MAX_ITEM_SIZE of " +
+                            std::to_string(cfg_.max_item_size) + " bytes");
+  *out = payload;
+  *out_flags = f;
+  return Status::OK();
+}
+
+Status MemcachedStore::Unpack(std::string_view made, bool mapped, const char* data, size_t len,
+                              uint32_t flags, Value* out) const {
+  std::string_view payload(data, len);
+  if (flags & kFlagKeyEnvelope) {
+    std::string_view owner;
+    if (!UnwrapEnvelope(payload, &owner, &payload) || owner != made) return Status::NotFound();
+    flags &= ~kFlagKeyEnvelope;
+  } else if (mapped && Encoding(flags) != kEncInt) {
+    // A key that only looks like our mapping of this made key.
+    return Status::NotFound();
+  }
+  if (flags & kFlagZstd) {
+    unsigned long long n = ZSTD_getFrameContentSize(payload.data(), payload.size());
+    if (n == ZSTD_CONTENTSIZE_ERROR || n == ZSTD_CONTENTSIZE_UNKNOWN || n > (1ull << 31))
+      return Status::Corruption(Where() + "compressed value has no valid zstd frame size");
+    out->data.resize(static_cast<size_t>(n));
+    size_t got = ZSTD_decompress(out->data.data(), out->data.size(), payload.data(), payload.size());
+    if (ZSTD_isError(got) || got != n)
+      return Status::Corruption(Where() + "compressed value does not decompress: " +
+                                (ZSTD_isError(got) ? ZSTD_getErrorName(got) : "short"));
+    flags &= ~kFlagZstd;
+  } else {
+    out->data.assign(payload.data(), payload.size());
+  }
+  if (Encoding(flags) == kEncInt) {
+    // memcached pads a number that shrank under decr with spaces.
+    while (!out->data.empty() && out->data.back() == ' ') out->data.pop_back();
+  }
+  out->flags = flags;
+  out->expires_ms = kNever;  // memcached does not say on a get
+  return Status::OK();
+}
+
+// ---- the cache contract --------------------------------------------------------
+
+Status MemcachedStore::Get(std::string_view key, Value* out) {
+  std::string wire;
+  bool mapped = MakeWireKey(key, &wire);
+  int s;
+  Status st = Route(wire, &s);
+  if (!st.ok()) return st;
+  Lease c(this);
+  if (!c.ok()) return Status::IOError(Where() + "out of memory for a connection");
+  memcached_st* h = c->h[s];
+  const char* keys[1] = {wire.data()};
+  size_t lens[1] = {wire.size()};
+  memcached_return_t rc = memcached_mget(h, keys, lens, 1);
+  if (memcached_failed(rc)) return Failed(s, h, rc);
+  Status result = Status::NotFound();
+  memcached_result_st* r;
+  while ((r = memcached_fetch_result(h, &c->result[s], &rc)) != nullptr) {
+    if (result.IsNotFound())
+      result = Unpack(key, mapped, memcached_result_value(r), memcached_result_length(r),
+                      memcached_result_flags(r), out);
+  }
+  if (rc != MEMCACHED_END && rc != MEMCACHED_NOTFOUND && rc != MEMCACHED_SUCCESS)
+    return Failed(s, h, rc);
+  MarkOk(s);
+  return result;
+}
+
+Status MemcachedStore::Write(Op op, std::string_view key, std::string_view data, uint32_t flags,
+                             int64_t expires_ms) {
+  std::string wire, buf, zbuf;
+  bool mapped = MakeWireKey(key, &wire);
+  std::string_view payload;
+  uint32_t f;
+  Status st = Pack(key, mapped, data, flags, wire.size(), &buf, &zbuf, &payload, &f);
+  if (!st.ok()) return st;
+  int s;
+  if (!(st = Route(wire, &s)).ok()) return st;
+  time_t exptime = ToExptime(expires_ms, NowMs());
+  Lease c(this);
+  if (!c.ok()) return Status::IOError(Where() + "out of memory for a connection");
+  memcached_st* h = c->h[s];
+  memcached_return_t rc;
+  switch (op) {
+    case Op::kSet:
+      rc = memcached_set(h, wire.data(), wire.size(), payload.data(), payload.size(), exptime, f);
+      break;
+    case Op::kAdd:
+      rc = memcached_add(h, wire.data(), wire.size(), payload.data(), payload.size(), exptime, f);
+      break;
+    default:
+      rc = memcached_replace(h, wire.data(), wire.size(), payload.data(), payload.size(), exptime,
+                             f);
+      break;
+  }
+  if (rc == MEMCACHED_SUCCESS || rc == MEMCACHED_STORED) {
+    MarkOk(s);
+    return Status::OK();
+  }
+  if (rc == MEMCACHED_NOTSTORED || rc == MEMCACHED_DATA_EXISTS) {
+    MarkOk(s);
+    return Status::NotStored();
+  }
+  return Failed(s, h, rc);
+}
+
+Status MemcachedStore::Set(std::string_view key, std::string_view data, uint32_t flags,
+                           int64_t expires_ms) {
+  return Write(Op::kSet, key, data, flags, expires_ms);
+}
+Status MemcachedStore::Add(std::string_view key, std::string_view data, uint32_t flags,
+                           int64_t expires_ms) {
+  return Write(Op::kAdd, key, data, flags, expires_ms);
+}
+Status MemcachedStore::Replace(std::string_view key, std::string_view data, uint32_t flags,
+                               int64_t expires_ms) {
+  return Write(Op::kReplace, key, data, flags, expires_ms);
+}
+
+Status MemcachedStore::Touch(std::string_view key, int64_t expires_ms) {
+  std::string wire;
+  MakeWireKey(key, &wire);
+  int s;
+  Status st = Route(wire, &s);
+  if (!st.ok()) return st;
+  Lease c(this);
+  if (!c.ok()) return Status::IOError(Where() + "out of memory for a connection");
+  memcached_st* h = c->h[s];
+  memcached_return_t rc =
+      memcached_touch(h, wire.data(), wire.size(), ToExptime(expires_ms, NowMs()));
+  if (rc == MEMCACHED_SUCCESS) {
+    MarkOk(s);
+    return Status::OK();
+  }
+  if (rc == MEMCACHED_NOTFOUND) {
+    MarkOk(s);
+    return Status::NotFound();
+  }
+  return Failed(s, h, rc);
+}
+
+Status MemcachedStore::Delete(std::string_view key) {
+  std::string wire;
+  MakeWireKey(key, &wire);
+  int s;
+  Status st = Route(wire, &s);
+  if (!st.ok()) return st;
+  Lease c(this);
+  if (!c.ok()) return Status::IOError(Where() + "out of memory for a connection");
+  memcached_st* h = c->h[s];
+  memcached_return_t rc = memcached_delete(h, wire.data(), wire.size(), 0);
+  if (rc == MEMCACHED_SUCCESS || rc == MEMCACHED_DELETED) {
+    MarkOk(s);
+    return Status::OK();
+  }
+  if (rc == MEMCACHED_NOTFOUND) {
+    MarkOk(s);
+    return Status::NotFound();
+  }
+  return Failed(s, h, rc);
+}
+
+// memcached counts in unsigned 64 bits, takes deltas of 32 bits, and stops a
+// decrement at 0 (as Django's memcached backends document). A stored negative
+// number is not a number to the server: NotANumber sends the caller to its
+// read-modify-write fallback, as does a delta beyond 32 bits.
+Status MemcachedStore::Incr(std::string_view key, int64_t delta, int64_t* result) {
+  uint64_t mag = delta < 0 ? uint64_t(0) - static_cast<uint64_t>(delta) : static_cast<uint64_t>(delta);
+  if (mag > UINT32_MAX) return Status::NotANumber();
+  std::string wire;
+  MakeWireKey(key, &wire);
+  int s;
+  Status st = Route(wire, &s);
+  if (!st.ok()) return st;
+  Lease c(this);
+  if (!c.ok()) return Status::IOError(Where() + "out of memory for a connection");
+  memcached_st* h = c->h[s];
+  uint64_t v = 0;
+  uint32_t off = static_cast<uint32_t>(mag);
+  memcached_return_t rc = delta < 0 ? memcached_decrement(h, wire.data(), wire.size(), off, &v)
+                                    : memcached_increment(h, wire.data(), wire.size(), off, &v);
+  if (rc == MEMCACHED_SUCCESS) {
+    MarkOk(s);
+    if (v > static_cast<uint64_t>(INT64_MAX)) {
+      // Undo (old + delta < 2^64, so this restores the old value exactly)
+      // and let the caller add in arbitrary precision.
+      uint64_t back = 0;
+      memcached_decrement(h, wire.data(), wire.size(), off, &back);
+      return Status::OutOfRange();
+    }
+    *result = static_cast<int64_t>(v);
+    return Status::OK();
+  }
+  if (rc == MEMCACHED_NOTFOUND) {
+    MarkOk(s);
+    return Status::NotFound();
+  }
+  if (IsDown(rc)) return Failed(s, h, rc);
+  MarkOk(s);
+  return Status::NotANumber();
+}
+
+Status MemcachedStore::GetMany(std::span<const std::string_view> keys, std::vector<Value>* values,
+                               std::vector<bool>* found) {
+  size_t n = keys.size();
+  values->assign(n, Value{});
+  found->assign(n, false);
+  if (n == 0) return Status::OK();
+  std::vector<std::string> wire(n);
+  std::vector<bool> mapped(n);
+  std::vector<std::vector<size_t>> by_server(servers_.size());
+  Status first_error;
+  size_t routed = 0;
+  for (size_t i = 0; i < n; ++i) {
+    mapped[i] = MakeWireKey(keys[i], &wire[i]);
+    int s;
+    Status st = Route(wire[i], &s);
+    if (!st.ok()) {
+      if (first_error.ok()) first_error = st;
+      continue;
+    }
+    by_server[s].push_back(i);
+    ++routed;
+  }
+  Lease c(this);
+  if (!c.ok()) return Status::IOError(Where() + "out of memory for a connection");
+  // Send every server its multi-get first, then read the replies: the
+  // servers work in parallel.
+  std::vector<bool> sent(servers_.size(), false);
+  size_t failed_keys = n - routed;
+  for (size_t s = 0; s < servers_.size(); ++s) {
+    auto& idx = by_server[s];
+    if (idx.empty()) continue;
+    std::vector<const char*> kp(idx.size());
+    std::vector<size_t> kl(idx.size());
+    for (size_t j = 0; j < idx.size(); ++j) {
+      kp[j] = wire[idx[j]].data();
+      kl[j] = wire[idx[j]].size();
+    }
+    memcached_return_t rc = memcached_mget(c->h[s], kp.data(), kl.data(), idx.size());
+    if (memcached_failed(rc)) {
+      Status st = Failed(static_cast<int>(s), c->h[s], rc);
+      if (first_error.ok()) first_error = st;
+      failed_keys += idx.size();
+      continue;
+    }
+    sent[s] = true;
+  }
+  Status corrupt;
+  for (size_t s = 0; s < servers_.size(); ++s) {
+    if (!sent[s]) continue;
+    auto& idx = by_server[s];
+    memcached_st* h = c->h[s];
+    size_t cursor = 0;
+    memcached_return_t rc;
+    memcached_result_st* r;
+    // Replies come in request order, hits only: match them by walking on.
+    while ((r = memcached_fetch_result(h, &c->result[s], &rc)) != nullptr) {
+      std::string_view k(memcached_result_key_value(r), memcached_result_key_length(r));
+      size_t j = cursor;
+      while (j < idx.size() && wire[idx[j]] != k) ++j;
+      if (j == idx.size()) {
+        for (j = 0; j < idx.size() && (wire[idx[j]] != k || (*found)[idx[j]]); ++j) {
+        }
+        if (j == idx.size()) continue;
+      } else {
+        cursor = j + 1;
+      }
+      size_t i = idx[j];
+      Status st = Unpack(keys[i], mapped[i], memcached_result_value(r), memcached_result_length(r),
+                         memcached_result_flags(r), &(*values)[i]);
+      if (st.ok()) (*found)[i] = true;
+      else if (!st.IsNotFound() && corrupt.ok()) corrupt = st;
+    }
+    if (rc != MEMCACHED_END && rc != MEMCACHED_NOTFOUND && rc != MEMCACHED_SUCCESS) {
+      Status st = Failed(static_cast<int>(s), h, rc);
+      if (first_error.ok()) first_error = st;
+      failed_keys += idx.size();
+    } else {
+      MarkOk(static_cast<int>(s));
+    }
+  }
+  if (!corrupt.ok()) return corrupt;
+  // Keys of failed servers are misses; only a call that reached nobody fails.
+  if (failed_keys == n && !first_error.ok()) return first_error;
+  return Status::OK();
+}
+
+Status MemcachedStore::SetMany(std::span<const WriteItem> items, std::vector<size_t>* failed) {
+  failed->clear();
+  size_t n = items.size();
+  if (n == 0) return Status::OK();
+  struct Packed {
+    std::string wire, buf, zbuf;
+    std::string_view payload;
+    uint32_t flags = 0;
+  };
+  std::vector<Packed> p(n);
+  std::vector<std::vector<size_t>> by_server(servers_.size());
+  Status first_error;
+  int64_t now = NowMs();
+  for (size_t i = 0; i < n; ++i) {
+    bool mapped = MakeWireKey(items[i].key, &p[i].wire);
+    Status st = Pack(items[i].key, mapped, items[i].data, items[i].flags, p[i].wire.size(),
+                     &p[i].buf, &p[i].zbuf, &p[i].payload, &p[i].flags);
+    int s = -1;
+    if (st.ok()) st = Route(p[i].wire, &s);
+    if (!st.ok()) {
+      failed->push_back(i);
+      if (first_error.ok()) first_error = st;
+      continue;
+    }
+    by_server[s].push_back(i);
+  }
+  Lease c(this);
+  if (!c.ok()) return Status::IOError(Where() + "out of memory for a connection");
+  // Pipelined with noreply: the requests go out back to back and nobody
+  // waits for a reply a key. (libmemcached's BUFFER_REQUESTS, which keeps
+  // the replies to drop them later, lost most of a 1000-key batch here.)
+  // What fails on the server (a value it refuses late) is lost for that
+  // item silently, as with any cache write; a server down fails its items.
+  for (size_t s = 0; s < servers_.size(); ++s) {
+    auto& idx = by_server[s];
+    if (idx.empty()) continue;
+    memcached_st* h = c->h[s];
+    // All but the last go out with noreply; the last waits for its reply.
+    // The server answers a connection's requests in order, so that reply
+    // means every earlier set of the batch has been applied: a get on any
+    // other connection afterwards sees them (read-your-writes).
+    memcached_behavior_set(h, MEMCACHED_BEHAVIOR_NOREPLY, 1);
+    size_t done = 0;
+    memcached_return_t rc = MEMCACHED_SUCCESS;
+    for (; done < idx.size(); ++done) {
+      const Packed& q = p[idx[done]];
+      if (done + 1 == idx.size()) memcached_behavior_set(h, MEMCACHED_BEHAVIOR_NOREPLY, 0);
+      rc = memcached_set(h, q.wire.data(), q.wire.size(), q.payload.data(), q.payload.size(),
+                         ToExptime(items[idx[done]].expires_ms, now), q.flags);
+      if (rc != MEMCACHED_BUFFERED && rc != MEMCACHED_SUCCESS && rc != MEMCACHED_STORED) break;
+    }
+    memcached_behavior_set(h, MEMCACHED_BEHAVIOR_NOREPLY, 0);
+    if (memcached_failed(rc)) {
+      Status st = Failed(static_cast<int>(s), h, rc);
+      if (first_error.ok()) first_error = st;
+      // Nothing says which buffered requests reached the server.
+      for (size_t j : idx) failed->push_back(j);
+    } else {
+      MarkOk(static_cast<int>(s));
+    }
+  }
+  std::sort(failed->begin(), failed->end());
+  if (failed->size() == n) return first_error;
+  return Status::OK();
+}
+
+Status MemcachedStore::DeleteWire(const std::vector<std::string>& wire, uint64_t* sent) {
+  *sent = 0;
+  std::vector<std::vector<size_t>> by_server(servers_.size());
+  Status first_error;
+  for (size_t i = 0; i < wire.size(); ++i) {
+    int s;
+    Status st = Route(wire[i], &s);
+    if (!st.ok()) {
+      if (first_error.ok()) first_error = st;
+      continue;
+    }
+    by_server[s].push_back(i);
+  }
+  Lease c(this);
+  if (!c.ok()) return Status::IOError(Where() + "out of memory for a connection");
+  for (size_t s = 0; s < servers_.size(); ++s) {
+    auto& idx = by_server[s];
+    if (idx.empty()) continue;
+    memcached_st* h = c->h[s];
+    // As in SetMany: the last delete waits for its reply, so the batch is
+    // applied when this returns.
+    memcached_behavior_set(h, MEMCACHED_BEHAVIOR_NOREPLY, 1);
+    memcached_return_t rc = MEMCACHED_SUCCESS;
+    size_t done = 0;
+    for (; done < idx.size(); ++done) {
+      const std::string& w = wire[idx[done]];
+      if (done + 1 == idx.size()) memcached_behavior_set(h, MEMCACHED_BEHAVIOR_NOREPLY, 0);
+      rc = memcached_delete(h, w.data(), w.size(), 0);
+      if (rc != MEMCACHED_BUFFERED && rc != MEMCACHED_SUCCESS && rc != MEMCACHED_DELETED &&
+          rc != MEMCACHED_NOTFOUND)
+        break;
+    }
+    if (rc == MEMCACHED_NOTFOUND) rc = MEMCACHED_SUCCESS;
+    memcached_behavior_set(h, MEMCACHED_BEHAVIOR_NOREPLY, 0);
+    if (memcached_failed(rc)) {
+      Status st = Failed(static_cast<int>(s), h, rc);
+      if (first_error.ok()) first_error = st;
+    } else {
+      MarkOk(static_cast<int>(s));
+      *sent += idx.size();
+    }
+  }
+  if (*sent == 0 && !wire.empty() && !first_error.ok()) return first_error;
+  return Status::OK();
+}
+
+// deleted counts the keys whose deletes were delivered (the replies, which
+// say whether each key existed, are not waited for).
+Status MemcachedStore::DeleteMany(std::span<const std::string_view> keys, uint64_t* deleted) {
+  std::vector<std::string> wire(keys.size());
+  for (size_t i = 0; i < keys.size(); ++i) MakeWireKey(keys[i], &wire[i]);
+  return DeleteWire(wire, deleted);
+}
+
+}  // namespace mc
+
+Status OpenMemcachedStore(const StoreSpec& spec, std::unique_ptr<Store>* out) {
+  mc::Config cfg;
+  Status s = mc::ParseConfig(spec, &cfg);
+  if (!s.ok()) return s;
+  std::vector<mc::ServerAddr> servers;
+  if (!(s = mc::ParseLocation(spec.region, spec.location, &servers)).ok()) return s;
+  auto store = std::make_unique<mc::MemcachedStore>(spec, std::move(cfg), std::move(servers));
+  if (!(s = store->Init()).ok()) return s;
+  *out = std::move(store);
+  return Status::OK();
+}
+
+}  // namespace regioncache

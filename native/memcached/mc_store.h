@@ -1,0 +1,148 @@
+// MemcachedStore: the Store of regioncache/memcached_store.h. The cache calls
+// live in mc_store.cc, inspection (listing, stats, purge) in mc_inspect.cc.
+//
+// Connections: every server gets a libmemcached handle of its own (so the
+// store's continuum, not libmemcached's, picks the server), and a thread
+// takes a Conn -- one handle per server -- from a pool for the length of one
+// call. Server health (consecutive failures, the time of the next retry) is
+// shared by every Conn, so all threads stop waiting on a dead server together.
+#pragma once
+
+#include <libmemcached/memcached.h>
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "memcached/mc_servers.h"
+#include "regioncache/store.h"
+
+namespace regioncache::mc {
+
+struct Config {
+  bool tcp_nodelay = true;
+  int64_t connect_timeout_ms = 1000;
+  int64_t poll_timeout_ms = 1000;
+  int64_t retry_timeout_ms = 2000;
+  uint64_t failure_limit = 2;
+  bool remove_failed = true;
+  bool binary = false;
+  uint64_t max_item_size = 1 << 20;
+  uint64_t compress_min = 32 << 10;
+  uint64_t compress_level = 1;
+  std::string region_prefix;
+  bool flush_all_on_clear = false;
+};
+
+Status ParseConfig(const StoreSpec& spec, Config* cfg);
+
+struct Conn {
+  std::vector<memcached_st*> h;                   // one per server
+  std::unique_ptr<memcached_result_st[]> result;  // one per server, reused
+  size_t n = 0;
+  ~Conn();
+};
+
+class MemcachedStore final : public Store {
+ public:
+  MemcachedStore(const StoreSpec& spec, Config cfg, std::vector<ServerAddr> servers);
+  ~MemcachedStore() override;
+  Status Init();
+
+  Status Get(std::string_view key, Value* out) override;
+  Status Set(std::string_view key, std::string_view data, uint32_t flags,
+             int64_t expires_ms) override;
+  Status Add(std::string_view key, std::string_view data, uint32_t flags,
+             int64_t expires_ms) override;
+  Status Replace(std::string_view key, std::string_view data, uint32_t flags,
+                 int64_t expires_ms) override;
+  Status Touch(std::string_view key, int64_t expires_ms) override;
+  Status Delete(std::string_view key) override;
+  Status Incr(std::string_view key, int64_t delta, int64_t* result) override;
+  Status Clear() override;
+  Status GetMany(std::span<const std::string_view> keys, std::vector<Value>* values,
+                 std::vector<bool>* found) override;
+  Status SetMany(std::span<const WriteItem> items, std::vector<size_t>* failed) override;
+  Status DeleteMany(std::span<const std::string_view> keys, uint64_t* deleted) override;
+
+  Status List(const ListOptions& opts, ListPage* page) override;
+  Status GetStats(Stats* out) override;
+  Status PurgeExpired(uint64_t* removed) override;
+  Status PurgeMatching(std::string_view glob, uint64_t* removed,
+                       const Progress& progress = {}) override;
+
+  std::string_view kind() const override { return "memcached"; }
+  bool MayBlock() const override { return true; }
+  uint64_t MaxItemSize() const override { return cfg_.max_item_size; }
+
+ private:
+  enum class Op { kSet, kAdd, kReplace };
+  struct Health {
+    std::atomic<uint32_t> failures{0};
+    std::atomic<int64_t> retry_at_ms{0};  // 0: healthy
+  };
+  // An entry as lru_crawler metadump shows it, already this region's.
+  struct Dumped {
+    std::string wire;
+    int64_t expires_ms = 0;
+    int64_t accessed_ms = 0;
+    uint64_t size = 0;
+  };
+
+  // Pool.
+  std::unique_ptr<Conn> Acquire();
+  void Release(std::unique_ptr<Conn> c);
+  class Lease;
+
+  // Routing and health.
+  bool Live(int s, int64_t* now) const;
+  Status Route(std::string_view wire, int* server);
+  void MarkOk(int s);
+  Status Failed(int s, memcached_st* h, memcached_return_t rc);
+  static bool IsDown(memcached_return_t rc);
+
+  // Values.
+  Status Pack(std::string_view made, bool mapped, std::string_view data, uint32_t flags,
+              size_t wire_size, std::string* buf, std::string* zbuf, std::string_view* out,
+              uint32_t* out_flags) const;
+  Status Unpack(std::string_view made, bool mapped, const char* data, size_t len, uint32_t flags,
+                Value* out) const;
+  Status Write(Op op, std::string_view key, std::string_view data, uint32_t flags,
+               int64_t expires_ms);
+  Status DeleteWire(const std::vector<std::string>& wire, uint64_t* sent);
+
+  // Inspection.
+  Status Dump(int s, std::vector<Dumped>* out);
+  bool InRegion(std::string_view wire) const;
+  Status DisplayKey(class TextConn* tc, const Dumped& d, std::string* key, uint64_t* size,
+                    uint32_t* flags, bool* gone);
+
+  Config cfg_;
+  std::vector<ServerAddr> servers_;
+  Continuum continuum_;
+  std::vector<memcached_st*> templates_;  // configured, never connected; cloned per Conn
+  std::unique_ptr<Health[]> health_;
+  std::string sanitized_prefix_;  // region_prefix as it appears in mapped keys
+
+  std::mutex pool_mu_;
+  std::vector<std::unique_ptr<Conn>> idle_;
+};
+
+// Borrows a Conn from the pool for one call.
+class MemcachedStore::Lease {
+ public:
+  explicit Lease(MemcachedStore* st) : st_(st), c_(st->Acquire()) {}
+  ~Lease() {
+    if (c_) st_->Release(std::move(c_));
+  }
+  Conn* operator->() { return c_.get(); }
+  bool ok() const { return c_ != nullptr; }
+
+ private:
+  MemcachedStore* st_;
+  std::unique_ptr<Conn> c_;
+};
+
+}  // namespace regioncache::mc

@@ -1,0 +1,171 @@
+#include "memcached/mc_text.h"
+
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace regioncache::mc {
+namespace {
+
+// Waits for events on fd; 0 on readiness, ETIMEDOUT or errno.
+int WaitFor(int fd, short events, int64_t timeout_ms) {
+  pollfd p{fd, events, 0};
+  for (;;) {
+    int r = poll(&p, 1, static_cast<int>(timeout_ms));
+    if (r > 0) return 0;
+    if (r == 0) return ETIMEDOUT;
+    if (errno != EINTR) return errno;
+  }
+}
+
+int ConnectFd(int fd, const sockaddr* addr, socklen_t len, int64_t timeout_ms) {
+  if (connect(fd, addr, len) == 0) return 0;
+  if (errno != EINPROGRESS && errno != EAGAIN) return errno;
+  int w = WaitFor(fd, POLLOUT, timeout_ms);
+  if (w) return w;
+  int err = 0;
+  socklen_t el = sizeof(err);
+  if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0) return errno;
+  return err;
+}
+
+}  // namespace
+
+TextConn::~TextConn() {
+  if (fd_ >= 0) close(fd_);
+}
+
+Status TextConn::Fail(const std::string& what, int err) {
+  if (fd_ >= 0) {
+    close(fd_);
+    fd_ = -1;
+  }
+  std::string msg = "region '" + region_ + "': memcached server " + server_ + ": " + what;
+  if (err) msg += ": " + ErrnoText(err);
+  return Status::Unavailable(msg);
+}
+
+Status TextConn::Connect(const ServerAddr& server) {
+  server_ = server.name;
+  buf_.clear();
+  pos_ = 0;
+  if (server.unix_socket) {
+    sockaddr_un sa{};
+    sa.sun_family = AF_UNIX;
+    if (server.host.size() >= sizeof(sa.sun_path))
+      return Status::InvalidArgument("region '" + region_ + "': socket path too long: " +
+                                     server.host);
+    std::memcpy(sa.sun_path, server.host.c_str(), server.host.size() + 1);
+    fd_ = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd_ < 0) return Fail("socket", errno);
+    int err = ConnectFd(fd_, reinterpret_cast<sockaddr*>(&sa), sizeof(sa), connect_timeout_ms_);
+    if (err) return Fail("connect", err);
+    return Status::OK();
+  }
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* res = nullptr;
+  std::string port = std::to_string(server.port);
+  int gai = getaddrinfo(server.host.c_str(), port.c_str(), &hints, &res);
+  if (gai != 0) return Fail(std::string("host lookup: ") + gai_strerror(gai), 0);
+  int err = ECONNREFUSED;
+  for (addrinfo* ai = res; ai; ai = ai->ai_next) {
+    fd_ = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
+    if (fd_ < 0) {
+      err = errno;
+      continue;
+    }
+    err = ConnectFd(fd_, ai->ai_addr, ai->ai_addrlen, connect_timeout_ms_);
+    if (err == 0) break;
+    close(fd_);
+    fd_ = -1;
+  }
+  freeaddrinfo(res);
+  if (fd_ < 0) return Fail("connect", err);
+  int one = 1;
+  setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  return Status::OK();
+}
+
+Status TextConn::Send(std::string_view command) {
+  if (fd_ < 0) return Fail("not connected", 0);
+  while (!command.empty()) {
+    ssize_t n = send(fd_, command.data(), command.size(), MSG_NOSIGNAL);
+    if (n > 0) {
+      command.remove_prefix(static_cast<size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      int w = WaitFor(fd_, POLLOUT, io_timeout_ms_);
+      if (w) return Fail("write", w);
+      continue;
+    }
+    return Fail("write", errno);
+  }
+  return Status::OK();
+}
+
+Status TextConn::Fill() {
+  if (pos_ > 0 && pos_ == buf_.size()) {
+    buf_.clear();
+    pos_ = 0;
+  } else if (pos_ > (1 << 20)) {
+    buf_.erase(0, pos_);
+    pos_ = 0;
+  }
+  char tmp[65536];
+  for (;;) {
+    ssize_t n = recv(fd_, tmp, sizeof(tmp), 0);
+    if (n > 0) {
+      buf_.append(tmp, static_cast<size_t>(n));
+      return Status::OK();
+    }
+    if (n == 0) return Fail("connection closed by the server", 0);
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      int w = WaitFor(fd_, POLLIN, io_timeout_ms_);
+      if (w) return Fail("read", w);
+      continue;
+    }
+    return Fail("read", errno);
+  }
+}
+
+Status TextConn::ReadLine(std::string* line) {
+  if (fd_ < 0) return Fail("not connected", 0);
+  for (;;) {
+    size_t nl = buf_.find('\n', pos_);
+    if (nl != std::string::npos) {
+      size_t end = nl;
+      if (end > pos_ && buf_[end - 1] == '\r') --end;
+      line->assign(buf_, pos_, end - pos_);
+      pos_ = nl + 1;
+      return Status::OK();
+    }
+    Status s = Fill();
+    if (!s.ok()) return s;
+  }
+}
+
+Status TextConn::ReadBlock(size_t n, std::string* out) {
+  if (fd_ < 0) return Fail("not connected", 0);
+  while (buf_.size() - pos_ < n + 2) {
+    Status s = Fill();
+    if (!s.ok()) return s;
+  }
+  out->assign(buf_, pos_, n);
+  pos_ += n + 2;
+  return Status::OK();
+}
+
+}  // namespace regioncache::mc

@@ -1,0 +1,229 @@
+// The memcached store against real memcached servers started on free
+// loopback ports (a missing memcached binary fails these tests).
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <thread>
+
+#include "memcached/mc_keys.h"
+#include "memcached/mc_servers.h"
+#include "regioncache/clock.h"
+#include "regioncache/codec.h"
+#include "regioncache/store.h"
+
+namespace regioncache {
+namespace {
+
+int FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+  socklen_t l = sizeof(a);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &l);
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+bool CanConnect(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bool ok = connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0;
+  close(fd);
+  return ok;
+}
+
+class Memcached {
+ public:
+  Memcached() : port_(FreePort()) {
+    pid_ = fork();
+    if (pid_ == 0) {
+      std::string p = std::to_string(port_);
+      execlp("memcached", "memcached", "-u", "root", "-l", "127.0.0.1", "-p", p.c_str(), "-U",
+             "0", "-m", "32", "-t", "1", static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    for (int i = 0; i < 500 && !CanConnect(port_); ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ~Memcached() {
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+  }
+  bool up() const { return CanConnect(port_); }
+  std::string location() const { return "127.0.0.1:" + std::to_string(port_); }
+
+ private:
+  int port_;
+  pid_t pid_;
+};
+
+std::unique_ptr<Store> Open(const std::string& location,
+                            std::map<std::string, std::string> options = {}) {
+  StoreSpec spec{"mc", "memcached", location, std::move(options)};
+  std::unique_ptr<Store> st;
+  Status s = OpenStore(spec, &st);
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  return st;
+}
+
+TEST(MemcachedKeys, SafeKeysStayMappedKeysAreDeterministic) {
+  std::string w;
+  EXPECT_FALSE(mc::MakeWireKey(":1:user", &w));
+  EXPECT_EQ(w, ":1:user");
+  std::string long_key(300, 'k');
+  EXPECT_TRUE(mc::MakeWireKey(long_key, &w));
+  EXPECT_LE(w.size(), mc::kMaxKeyBytes);
+  EXPECT_TRUE(mc::LooksMapped(w));
+  std::string again;
+  mc::MakeWireKey(long_key, &again);
+  EXPECT_EQ(w, again);
+  EXPECT_TRUE(mc::MakeWireKey(":1:a b", &w));
+  EXPECT_EQ(w.substr(0, 6), ":1:a_b");
+  EXPECT_TRUE(mc::IsSafeKey(w));
+  std::string env;
+  mc::WrapEnvelope("made", "payload", &env);
+  std::string_view made, payload;
+  ASSERT_TRUE(mc::UnwrapEnvelope(env, &made, &payload));
+  EXPECT_EQ(made, "made");
+  EXPECT_EQ(payload, "payload");
+  EXPECT_FALSE(mc::UnwrapEnvelope("\xff\xff\xff\x7f", &made, &payload));
+}
+
+TEST(MemcachedKeys, Exptime) {
+  int64_t now = 1'700'000'000'000;
+  EXPECT_EQ(mc::ToExptime(0, now), 0);
+  EXPECT_EQ(mc::ToExptime(now + 1500, now), 2);  // rounds up
+  EXPECT_EQ(mc::ToExptime(now - 5, now), -1);
+  int64_t far = now + 31LL * 86400 * 1000;
+  EXPECT_EQ(mc::ToExptime(far, now), far / 1000);  // absolute beyond 30 days
+}
+
+TEST(MemcachedOptions, BadOnesNameRegionAndOption) {
+  std::vector<mc::ServerAddr> servers;
+  EXPECT_FALSE(mc::ParseLocation("mc", "", &servers).ok());
+  EXPECT_FALSE(mc::ParseLocation("mc", "h:0", &servers).ok());
+  ASSERT_TRUE(mc::ParseLocation("mc", "a:1; b ;[::1]:3,/tmp/s", &servers).ok());
+  ASSERT_EQ(servers.size(), 4u);
+  EXPECT_EQ(servers[1].port, 11211);
+  EXPECT_TRUE(servers[3].unix_socket);
+  for (auto [name, value] : std::vector<std::pair<std::string, std::string>>{
+           {"POLL_TIMEOUT", "x"}, {"SERVER_FAILURE_LIMIT", "0"}, {"BOGUS", "1"},
+           {"BINARY_PROTOCOL", "maybe"}}) {
+    StoreSpec spec{"myregion", "memcached", "127.0.0.1:1", {{name, value}}};
+    std::unique_ptr<Store> st;
+    Status s = OpenStore(spec, &st);
+    EXPECT_EQ(s.code(), Status::Code::kInvalidArgument);
+    EXPECT_NE(s.message().find("myregion"), std::string::npos) << s.message();
+    EXPECT_NE(s.message().find(name), std::string::npos) << s.message();
+  }
+}
+
+TEST(MemcachedStore, ContractAgainstARealServer) {
+  Memcached m;
+  ASSERT_TRUE(m.up()) << "memcached did not start (is it installed?)";
+  auto st = Open(m.location(), {{"REGION_PREFIX", ":"}});
+  Value v;
+  EXPECT_TRUE(st->Get(":1:a", &v).IsNotFound());
+  ASSERT_TRUE(st->Set(":1:a", "42", kEncInt, kNever).ok());
+  ASSERT_TRUE(st->Get(":1:a", &v).ok());
+  EXPECT_EQ(v.data, "42");
+  int64_t r = 0;
+  ASSERT_TRUE(st->Incr(":1:a", 8, &r).ok());
+  EXPECT_EQ(r, 50);
+  ASSERT_TRUE(st->Incr(":1:a", -45, &r).ok());
+  EXPECT_EQ(r, 5);
+  ASSERT_TRUE(st->Get(":1:a", &v).ok());
+  EXPECT_EQ(v.data, "5");  // the server's space padding is gone
+  EXPECT_TRUE(st->Add(":1:a", "x", kEncStr, kNever).IsNotStored());
+  EXPECT_TRUE(st->Replace(":1:none", "x", kEncStr, kNever).IsNotStored());
+  std::string big(100000, 'z');  // compressed
+  ASSERT_TRUE(st->Set(":1:big", big, kEncStr, NowMs() + 60000).ok());
+  ASSERT_TRUE(st->Get(":1:big", &v).ok());
+  EXPECT_EQ(v.data, big);
+  EXPECT_EQ(v.flags, kEncStr);
+  std::string spaced = ":1:" + std::string(260, 's') + " x";
+  ASSERT_TRUE(st->Set(spaced, "sv", kEncStr, kNever).ok());
+  ASSERT_TRUE(st->Get(spaced, &v).ok());
+  EXPECT_EQ(v.data, "sv");
+
+  std::vector<std::string> keys;
+  for (int i = 0; i < 300; ++i) keys.push_back(":1:k" + std::to_string(i));
+  std::vector<WriteItem> items;
+  for (auto& k : keys) items.push_back(WriteItem{k, k, kEncStr, kNever});
+  std::vector<size_t> failed;
+  ASSERT_TRUE(st->SetMany(items, &failed).ok());
+  EXPECT_TRUE(failed.empty());
+  std::vector<std::string_view> views(keys.begin(), keys.end());
+  views.push_back(":1:missing");
+  std::vector<Value> vals;
+  std::vector<bool> found;
+  ASSERT_TRUE(st->GetMany(views, &vals, &found).ok());
+  for (size_t i = 0; i < keys.size(); ++i) {
+    ASSERT_TRUE(found[i]) << keys[i];
+    EXPECT_EQ(vals[i].data, keys[i]);
+  }
+  EXPECT_FALSE(found.back());
+
+  ListOptions lo;
+  lo.glob = ":1:k1*";
+  ListPage page;
+  ASSERT_TRUE(st->List(lo, &page).ok());
+  EXPECT_EQ(page.entries.size(), 111u);  // k1, k10-19, k100-199
+  lo.glob = "*";
+  lo.limit = 1000;
+  ASSERT_TRUE(st->List(lo, &page).ok());
+  bool saw_spaced = false;
+  for (auto& e : page.entries) saw_spaced |= e.key == spaced;
+  EXPECT_TRUE(saw_spaced);
+  uint64_t removed = 0;
+  ASSERT_TRUE(st->PurgeMatching(":1:k2*", &removed).ok());
+  EXPECT_EQ(removed, 111u);
+  EXPECT_TRUE(st->Get(":1:k250", &v).IsNotFound());
+  Stats stats;
+  ASSERT_TRUE(st->GetStats(&stats).ok());
+  EXPECT_EQ(stats.entries, 300u - 111u + 3u);
+  ASSERT_TRUE(st->Clear().ok());
+  EXPECT_TRUE(st->Get(":1:a", &v).IsNotFound());
+}
+
+TEST(MemcachedStore, DeadServerIsUnavailableQuickly) {
+  auto st = Open("127.0.0.1:" + std::to_string(FreePort()),
+                 {{"CONNECT_TIMEOUT", "0.2"}, {"POLL_TIMEOUT", "0.2"}});
+  Value v;
+  auto t0 = std::chrono::steady_clock::now();
+  EXPECT_TRUE(st->Get(":1:a", &v).IsUnavailable());
+  EXPECT_TRUE(st->Set(":1:a", "1", kEncInt, kNever).IsUnavailable());
+  int64_t r;
+  EXPECT_TRUE(st->Incr(":1:a", 1, &r).IsUnavailable());
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(3));
+}
+
+TEST(MemcachedStore, ThreadsShareTheStore) {
+  Memcached m;
+  ASSERT_TRUE(m.up());
+  auto st = Open(m.location());
+  ASSERT_TRUE(st->Set(":1:n", "0", kEncInt, kNever).ok());
+  std::vector<std::thread> ts;
+  for (int t = 0; t < 4; ++t)
+    ts.emplace_back([&] {
+      int64_t r;
+      for (int i = 0; i < 250; ++i) ASSERT_TRUE(st->Incr(":1:n", 1, &r).ok());
+    });
+  for (auto& t : ts) t.join();
+  Value v;
+  ASSERT_TRUE(st->Get(":1:n", &v).ok());
+  EXPECT_EQ(v.data, "1000");
+}
+
+}  // namespace
+}  // namespace regioncache

@@ -1,0 +1,114 @@
+"""Real memcached servers for the tests: started on free loopback ports (or
+unix sockets), stopped afterwards. A missing memcached binary is a failure,
+never a skip."""
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+
+
+def memcached_binary():
+    path = shutil.which("memcached")
+    if not path:
+        raise RuntimeError("memcached is not installed: the memcached tests need the real server")
+    return path
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """One memcached process; restartable on the same port or socket."""
+
+    def __init__(self, port=None, socket_path=None, memory_mb=64):
+        self.port = port if port is not None or socket_path else free_port()
+        self.socket_path = socket_path
+        self.memory_mb = memory_mb
+        self.proc = None
+
+    @property
+    def location(self):
+        return self.socket_path or f"127.0.0.1:{self.port}"
+
+    def start(self):
+        cmd = [memcached_binary(), "-m", str(self.memory_mb), "-U", "0", "-t", "1"]
+        if os.geteuid() == 0:
+            cmd += ["-u", "root"]
+        if self.socket_path:
+            cmd += ["-s", self.socket_path]
+        else:
+            cmd += ["-l", "127.0.0.1", "-p", str(self.port)]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"memcached exited with {self.proc.returncode}: {cmd}")
+            try:
+                if self.socket_path:
+                    with socket.socket(socket.AF_UNIX) as s:
+                        s.connect(self.socket_path)
+                else:
+                    socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return self
+            except OSError:
+                time.sleep(0.02)
+        raise RuntimeError(f"memcached did not start: {cmd}")
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def command(self, line):
+        """One text-protocol command; returns the reply up to END/the first line."""
+        if self.socket_path:
+            s = socket.socket(socket.AF_UNIX)
+            s.connect(self.socket_path)
+        else:
+            s = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+        with s:
+            s.sendall(line.encode() + b"\r\n")
+            data = b""
+            while not (data.endswith(b"END\r\n") or (data.endswith(b"\r\n") and not
+                       line.startswith(("get", "stats")))):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+            return data.decode("utf-8", "replace")
+
+    def has_key(self, wire_key):
+        return f"VALUE {wire_key} " in self.command(f"get {wire_key}")
+
+    def curr_items(self):
+        for line in self.command("stats").splitlines():
+            if line.startswith("STAT curr_items "):
+                return int(line.split()[2])
+        raise AssertionError("no curr_items in stats")
+
+
+class Servers(list):
+    def stop(self):
+        for s in self:
+            s.kill()
+
+
+def start_servers(n, tmpdir=None, unix=False):
+    out = Servers()
+    try:
+        for i in range(n):
+            if unix:
+                d = tmpdir or tempfile.mkdtemp(prefix="rc-mc-")
+                out.append(Server(socket_path=os.path.join(d, f"mc{i}.sock")).start())
+            else:
+                out.append(Server().start())
+    except Exception:
+        out.stop()
+        raise
+    return out
