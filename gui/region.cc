@@ -1,5 +1,7 @@
 #include "region.h"
 
+#include <QStringList>
+
 namespace rcgui {
 
 std::shared_ptr<regioncache::Store> Region::Acquire(regioncache::Status* error) {
@@ -34,6 +36,19 @@ QString StatusText(const Region& r, const regioncache::Status& s) {
   if (!s.message().empty() && s.message().find(r.spec().name.toStdString()) != std::string::npos)
     return text;
   return QString("region '%1' (%2 %3): %4").arg(r.spec().name, r.spec().kind, r.spec().location, text);
+}
+
+QString DownServersText(const Region& r, const regioncache::Stats& stats) {
+  QStringList down;
+  for (const auto& [key, value] : stats.extra) {
+    const QString k = QString::fromStdString(key), v = QString::fromStdString(value);
+    if (k.endsWith(" status") && v.startsWith("down")) down << k.chopped(7) + " " + v;
+  }
+  if (down.isEmpty()) return {};
+  return QString("region '%1' (%2 %3): %4 of its servers down: %5")
+      .arg(r.spec().name, r.spec().kind, r.spec().location)
+      .arg(down.size())
+      .arg(down.join("; "));
 }
 
 }  // namespace rcgui

@@ -42,4 +42,9 @@ using RegionPtr = std::shared_ptr<Region>;
 // the region; for the rare one that does not, prefix it.
 QString StatusText(const Region& r, const regioncache::Status& s);
 
+// Stores of several servers answer GetStats while some servers are down and
+// say so in their extra figures ("<server> status" = "down: ..."). Returns
+// the message naming the region and each server down, or "" when none is.
+QString DownServersText(const Region& r, const regioncache::Stats& stats);
+
 }  // namespace rcgui

@@ -122,6 +122,7 @@ void RegionListModel::Refresh() {
       auto store = region->Acquire(&s);
       if (store) s = store->GetStats(&res.stats);
       res.ok = s.ok();
+      if (s.ok()) res.error = DownServersText(*region, res.stats);  // figures of the servers up
       if (!s.ok()) {
         res.error = StatusText(*region, s);
         // The store may be stale (segment replaced, directory gone): reopen next time.

@@ -20,6 +20,10 @@ regioncache::StoreSpec RegionSpec::ToStoreSpec() const {
     s.options["CREATE"] = "false";
     s.options["ON_MISMATCH"] = "error";  // never recreate (wipe) a segment the site uses
   }
+  // Like the Django backend: a project's memcached region is the keys its
+  // alias makes, so listing, purge and clear leave other aliases' keys alone.
+  if (kind == "memcached" && !backend.isEmpty() && !s.options.count("REGION_PREFIX"))
+    s.options["REGION_PREFIX"] = keyPrefix.toStdString() + ":";
   return s;
 }
 

@@ -189,7 +189,7 @@ void ModelsTest::regionListUnderTester() {
   RegionListModel model;
   QAbstractItemModelTester tester(&model, QAbstractItemModelTester::FailureReportingMode::QtTest);
   RegionSpec good = SpecFromConf("good", f.kind.kind, f.conf);
-  RegionSpec missing = SpecFromConf("missing", f.kind.kind, f.kind.django_conf(UniqueName("absent")));
+  RegionSpec missing = SpecFromConf("missing", f.kind.kind, f.kind.absent_conf(UniqueName("absent")));
   RegionSpec foreign;
   foreign.name = "legacy";
   foreign.kind = "django";

@@ -9,6 +9,15 @@
 #include <QTimer>
 #include <atomic>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <QThread>
+#include <map>
+#include <memory>
+
 #include "regioncache/shm_store.h"
 
 namespace rcgui::testing {
@@ -59,6 +68,67 @@ QString UniqueName(const QString& tag) {
   return QString("guitest-%1-%2-%3").arg(QCoreApplication::applicationPid()).arg(tag).arg(n++);
 }
 
+namespace {
+
+int FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  int port = 0;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
+      getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0)
+    port = ntohs(a.sin_port);
+  close(fd);
+  return port;
+}
+
+bool Answers(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+  close(fd);
+  return ok;
+}
+
+// memcached servers started by the tests, by LOCATION; each region gets a
+// server of its own, so fixtures of different tests never share keys.
+std::map<QString, std::unique_ptr<QProcess>>& Servers() {
+  static std::map<QString, std::unique_ptr<QProcess>> servers;
+  return servers;
+}
+
+QString StartMemcached() {
+  const int port = FreePort();
+  auto proc = std::make_unique<QProcess>();
+  proc->setProcessChannelMode(QProcess::ForwardedErrorChannel);
+  QStringList args{"-l", "127.0.0.1", "-p", QString::number(port), "-U", "0", "-t", "1", "-m", "64"};
+  if (geteuid() == 0) args << "-u" << "root";  // memcached refuses root without it
+  proc->start("memcached", args);
+  if (!proc->waitForStarted(5000))
+    qFatal("cannot start memcached (the memcached tests need the real server): %s",
+           qPrintable(proc->errorString()));
+  for (int i = 0; i < 500 && !Answers(port) && proc->state() == QProcess::Running; ++i) QThread::msleep(10);
+  if (!Answers(port)) qFatal("memcached on 127.0.0.1:%d does not answer (exit %d)", port, proc->exitCode());
+  const QString location = QString("127.0.0.1:%1").arg(port);
+  Servers()[location] = std::move(proc);
+  return location;
+}
+
+void StopMemcached(const QString& location) {
+  auto it = Servers().find(location);
+  if (it == Servers().end()) return;
+  it->second->kill();
+  it->second->waitForFinished(5000);
+  Servers().erase(it);
+}
+
+}  // namespace
+
 QList<KindUnderTest> AllKinds() {
   QList<KindUnderTest> kinds;
   kinds.push_back({"shm",
@@ -67,12 +137,23 @@ QList<KindUnderTest> AllKinds() {
                                         {"LOCATION", name},
                                         {"OPTIONS", QJsonObject{{"SIZE", "8MB"}}}};
                    },
+                   [](const QString& name) { return QJsonObject{{"LOCATION", name}}; },
                    [](const QJsonObject& conf) {
                      regioncache::RemoveShmRegion(conf["LOCATION"].toString().toStdString());
                    }});
-  // When the file and memcached stores land, each adds an entry here: a
-  // temporary directory (removed by cleanup) or a memcached server started on
-  // a free 127.0.0.1 port, with its BACKEND and OPTIONS.
+  kinds.push_back({"memcached",
+                   [](const QString&) {
+                     return QJsonObject{{"BACKEND", "regioncache.MemcachedCache"},
+                                        {"LOCATION", StartMemcached()}};
+                   },
+                   [](const QString&) {
+                     return QJsonObject{{"BACKEND", "regioncache.MemcachedCache"},
+                                        {"LOCATION", QString("127.0.0.1:%1").arg(FreePort())},
+                                        {"OPTIONS", QJsonObject{{"CONNECT_TIMEOUT", 0.2}, {"POLL_TIMEOUT", 0.2}}}};
+                   },
+                   [](const QJsonObject& conf) { StopMemcached(conf["LOCATION"].toString()); }});
+  // The file store adds its entry here when it lands: a temporary directory,
+  // removed by cleanup.
   return kinds;
 }
 

@@ -36,6 +36,8 @@ struct KindUnderTest {
   QString kind;
   // The CACHES entry for a new region (BACKEND, LOCATION, OPTIONS).
   std::function<QJsonObject(const QString& unique_name)> django_conf;
+  // The CACHES entry of a region that cannot be reached (no segment, no server).
+  std::function<QJsonObject(const QString& unique_name)> absent_conf;
   // Removes what django_conf made (segment, directory); must not fail if gone.
   std::function<void(const QJsonObject& conf)> cleanup;
 };
