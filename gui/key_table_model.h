@@ -1,0 +1,71 @@
+// The key table: every entry listed so far, in display order. Rows arrive in
+// immutable batches (key_loader.h) and are addressed through a compact index
+// (batch, offset), so sorting a million rows runs on a worker over a snapshot
+// of the index while the UI keeps reading the batches, which never change.
+#pragma once
+
+#include <QAbstractTableModel>
+#include <QFutureWatcher>
+#include <QSet>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "key_loader.h"
+
+namespace rcgui {
+
+class KeyTableModel : public QAbstractTableModel {
+  Q_OBJECT
+
+ public:
+  enum Column { kKey, kSize, kExpires, kTimeLeft, kStored, kAccessed, kEncoding, kColumnCount };
+  static constexpr int kRawKeyRole = Qt::UserRole + 1;   // QByteArray of the key's bytes
+  static constexpr int kSortValueRole = Qt::UserRole + 2;
+
+  explicit KeyTableModel(QObject* parent = nullptr);
+  ~KeyTableModel() override;
+
+  int rowCount(const QModelIndex& parent = QModelIndex()) const override;
+  int columnCount(const QModelIndex& parent = QModelIndex()) const override;
+  QVariant data(const QModelIndex& index, int role = Qt::DisplayRole) const override;
+  QVariant headerData(int section, Qt::Orientation o, int role = Qt::DisplayRole) const override;
+  // Sorting runs on a worker; sortingChanged() brackets it. Rows appended
+  // while it runs stay after the sorted ones until the next sort.
+  void sort(int column, Qt::SortOrder order = Qt::AscendingOrder) override;
+
+  void Clear();
+  void Append(const EntryBatch& batch);
+  // Drops the rows of these keys (after a delete or purge in the app).
+  void RemoveKeys(const std::vector<std::string>& keys);
+
+  // "Time left" changes with the clock: tells the views to repaint it for
+  // rows first..last (the visible ones; a million rows need no repaint).
+  void TimePassed(int first, int last);
+
+  const regioncache::EntryInfo& entry(int row) const;
+  bool sorting() const { return sort_watcher_.isRunning() || sort_again_; }
+  int sortColumn() const { return sort_column_; }
+
+ signals:
+  void sortingChanged(bool busy);
+
+ private:
+  struct RowRef {
+    uint32_t batch;
+    uint32_t offset;
+  };
+  void StartSort();
+  void ApplySort(uint64_t generation, std::vector<RowRef> sorted);
+
+  std::vector<EntryBatch> batches_;
+  std::vector<RowRef> rows_;  // display order
+  int sort_column_ = -1;
+  Qt::SortOrder sort_order_ = Qt::AscendingOrder;
+  uint64_t generation_ = 0;   // bumped by Clear and removals: a sort of an older state is dropped
+  QFutureWatcher<std::vector<RowRef>> sort_watcher_;
+  uint64_t sort_generation_ = 0;
+  bool sort_again_ = false;  // sort() was called while a sort ran: its result is stale
+};
+
+}  // namespace rcgui

@@ -1,0 +1,81 @@
+// regioncache-gui: browse, inspect and purge regioncache regions.
+//
+//   regioncache-gui [--django-settings MODULE [--pythonpath DIR]... [--python EXE]]
+//                   [--regions-json FILE]... [--shm NAME]... [--no-shm-discovery]
+//                   [--read-only] [--screenshot DIR]
+#include <QApplication>
+#include <QCommandLineParser>
+#include <QTimer>
+#include <cstdio>
+
+#include "main_window.h"
+#include "screenshot.h"
+
+int main(int argc, char** argv) {
+  // --help, --version and --screenshot need no screen: without a display,
+  // render offscreen instead of failing to find one.
+  bool headless_ok = false;
+  for (int i = 1; i < argc; ++i) {
+    const QByteArray a(argv[i]);
+    headless_ok = headless_ok || a == "-h" || a == "--help" || a == "--help-all" || a == "-v" ||
+                  a == "--version" || a.startsWith("--screenshot");
+  }
+  if (headless_ok && qEnvironmentVariableIsEmpty("QT_QPA_PLATFORM") &&
+      qEnvironmentVariableIsEmpty("DISPLAY") && qEnvironmentVariableIsEmpty("WAYLAND_DISPLAY"))
+    qputenv("QT_QPA_PLATFORM", "offscreen");
+  QApplication app(argc, argv);
+  QApplication::setOrganizationName("regioncache");
+  QApplication::setApplicationName("regioncache-gui");
+  QApplication::setApplicationVersion("0.1.0");
+
+  QCommandLineParser cli;
+  cli.setApplicationDescription("Browse, inspect and purge regioncache cache regions.");
+  cli.addHelpOption();
+  cli.addVersionOption();
+  QCommandLineOption settings("django-settings", "Read the regions of this Django settings module.", "module");
+  QCommandLineOption pythonpath("pythonpath", "Directory added to the Python path (repeatable).", "dir");
+  QCommandLineOption python("python", "Python interpreter that runs the project (default: python3, "
+                                      "or $REGIONCACHE_PYTHON).", "exe");
+  QCommandLineOption json("regions-json", "Read regions from a JSON file (repeatable).", "file");
+  QCommandLineOption shm("shm", "Open this shared-memory region (repeatable).", "name");
+  QCommandLineOption no_discovery("no-shm-discovery", "Do not list this user's shared-memory regions at start.");
+  QCommandLineOption read_only("read-only", "Start in read-only mode: every write is refused.");
+  QCommandLineOption screenshot("screenshot", "Save screenshots of the main views into dir and exit.", "dir");
+  cli.addOptions({settings, pythonpath, python, json, shm, no_discovery, read_only, screenshot});
+  cli.process(app);
+
+  rcgui::MainWindow window(cli.isSet(read_only));
+  window.resize(1400, 820);
+  if (!cli.isSet(no_discovery)) window.DiscoverShm();
+  for (const QString& name : cli.values(shm)) {
+    rcgui::RegionSpec spec;
+    QString error;
+    if (rcgui::ManualRegion("shm", name, QString(), &spec, &error)) window.AddRegion(spec);
+  }
+  for (const QString& file : cli.values(json)) window.OpenJsonFile(file);
+  if (cli.isSet(settings)) {
+    rcgui::DjangoProject project;
+    project.python = cli.value(python);
+    if (project.python.isEmpty()) project.python = qEnvironmentVariable("REGIONCACHE_PYTHON", "python3");
+    project.settings = cli.value(settings);
+    project.pythonpath = cli.values(pythonpath);
+    window.OpenDjangoProject(project);
+  }
+  window.show();
+
+  if (cli.isSet(screenshot)) {
+    int status = 0;
+    QTimer::singleShot(0, &window, [&] {
+      QString error;
+      QStringList files = rcgui::TakeScreenshots(&window, cli.value(screenshot), &error);
+      if (files.isEmpty()) {
+        std::fprintf(stderr, "regioncache-gui: screenshots failed: %s\n", qPrintable(error));
+        status = 1;
+      }
+      for (const QString& f : files) std::printf("%s\n", qPrintable(f));
+      app.exit(status);
+    });
+    return app.exec();
+  }
+  return app.exec();
+}

@@ -1,0 +1,354 @@
+#include "main_window.h"
+
+#include <QAction>
+#include <QApplication>
+#include <QCloseEvent>
+#include <QFile>
+#include <QFileDialog>
+#include <QHeaderView>
+#include <QItemSelectionModel>
+#include <QLabel>
+#include <QMenu>
+#include <QMenuBar>
+#include <QMessageBox>
+#include <QSettings>
+#include <QSpinBox>
+#include <QSplitter>
+#include <QStatusBar>
+#include <QTableView>
+#include <QTimer>
+#include <QToolBar>
+#include <QVBoxLayout>
+
+#include "key_browser.h"
+#include "source_dialogs.h"
+#include "stats_chart.h"
+
+namespace rcgui {
+
+namespace {
+constexpr int kMaxRecent = 10;
+const char* kRecentKey = "recentSources";
+}  // namespace
+
+MainWindow::MainWindow(bool read_only, QWidget* parent) : QMainWindow(parent), gate_(read_only) {
+  setWindowTitle("regioncache");
+  regions_ = new RegionListModel(this);
+  region_view_ = new QTableView;
+  region_view_->setObjectName("regions");
+  region_view_->setModel(regions_);
+  region_view_->setSelectionBehavior(QAbstractItemView::SelectRows);
+  region_view_->setSelectionMode(QAbstractItemView::SingleSelection);
+  region_view_->verticalHeader()->hide();
+  region_view_->horizontalHeader()->setStretchLastSection(true);
+  region_view_->setWordWrap(false);
+  chart_ = new StatsChart;
+  browser_ = new KeyBrowser(&gate_);
+  source_error_ = new QLabel;
+  source_error_->setObjectName("sourceError");
+  source_error_->setStyleSheet("color: #b00020");
+  source_error_->setWordWrap(true);
+  source_error_->setTextInteractionFlags(Qt::TextSelectableByMouse);
+  source_error_->hide();
+
+  left_split_ = new QSplitter(Qt::Vertical);
+  left_split_->addWidget(region_view_);
+  left_split_->addWidget(chart_);
+  left_split_->setStretchFactor(0, 3);
+  left_split_->setStretchFactor(1, 1);
+  split_ = new QSplitter(Qt::Horizontal);
+  split_->addWidget(left_split_);
+  split_->addWidget(browser_);
+  split_->setStretchFactor(0, 2);
+  split_->setStretchFactor(1, 3);
+  split_->setSizes({560, 840});  // until the saved layout is restored
+  auto* central = new QWidget;
+  auto* layout = new QVBoxLayout(central);
+  layout->setContentsMargins(4, 4, 4, 4);
+  layout->addWidget(source_error_);
+  layout->addWidget(split_, 1);
+  setCentralWidget(central);
+
+  describer_ = new DjangoDescriber(this);
+  refresh_timer_ = new QTimer(this);
+  connect(refresh_timer_, &QTimer::timeout, regions_, &RegionListModel::Refresh);
+  BuildMenus();
+
+  connect(region_view_->selectionModel(), &QItemSelectionModel::selectionChanged, this,
+          &MainWindow::OnRegionSelected);
+  connect(regions_, &RegionListModel::refreshed, this, &MainWindow::UpdateChart);
+  connect(regions_, &RegionListModel::refreshed, this, [this] {
+    // Fit the columns when regions were added, not on every refresh (the user may have resized).
+    if (regions_->rowCount() == sized_rows_) return;
+    sized_rows_ = regions_->rowCount();
+    for (int c = 0; c < RegionListModel::kStatus; ++c) region_view_->resizeColumnToContents(c);
+  });
+  connect(browser_, &KeyBrowser::regionChanged, regions_, &RegionListModel::Refresh);
+  connect(browser_, &KeyBrowser::message, this, [this](const QString& t) { statusBar()->showMessage(t, 10000); });
+  connect(describer_, &DjangoDescriber::done, this,
+          [this](bool ok, const QList<RegionSpec>& specs, const QString& error) {
+            if (!ok) {
+              ShowSourceError(error);
+              emit sourceDone(false, error);
+              return;
+            }
+            Remember(pending_django_);
+            int added = regions_->AddRegions(specs);
+            QString text = QString("%1: %2 regions (%3 new)").arg(pending_django_.Label()).arg(specs.size()).arg(added);
+            statusBar()->showMessage(text, 10000);
+            regions_->Refresh();
+            if (region_view_->selectionModel()->selectedRows().isEmpty() && regions_->rowCount() > 0)
+              SelectRegion(regions_->RowOf(specs.isEmpty() ? QString() : specs.first().Identity()));
+            emit sourceDone(true, text);
+          });
+  RestoreSettings();
+  browser_->SetReadOnly(gate_.read_only());
+}
+
+MainWindow::~MainWindow() = default;
+
+void MainWindow::BuildMenus() {
+  QMenu* file = menuBar()->addMenu("&Sources");
+  file->addAction(QString::fromUtf8("Open &Django project…"), this, [this] {
+    DjangoProjectDialog dlg(pending_django_.django, this);
+    if (dlg.exec() == QDialog::Accepted) OpenDjangoProject(dlg.project());
+  });
+  file->addAction(QString::fromUtf8("Open regions &JSON file…"), this, [this] {
+    QString path = QFileDialog::getOpenFileName(this, "Regions JSON", QString(), "JSON (*.json);;All files (*)");
+    if (!path.isEmpty()) OpenJsonFile(path);
+  });
+  file->addAction(QString::fromUtf8("Add region by &hand…"), this, [this] {
+    ManualRegionDialog dlg(this);
+    if (dlg.exec() != QDialog::Accepted) return;
+    RegionSpec spec;
+    QString error;
+    if (!dlg.spec(&spec, &error)) return ShowSourceError(error);
+    AddRegion(spec);
+  });
+  file->addAction("Find my &shared-memory regions", this, &MainWindow::DiscoverShm);
+  recent_menu_ = file->addMenu("&Recent sources");
+  file->addSeparator();
+  file->addAction("Remove region from list", this, [this] {
+    QModelIndexList rows = region_view_->selectionModel()->selectedRows();
+    if (!rows.isEmpty()) regions_->RemoveRegion(rows.first().row());
+  });
+  file->addSeparator();
+  file->addAction("&Quit", QKeySequence::Quit, this, &QWidget::close);
+
+  QMenu* region = menuBar()->addMenu("&Region");
+  region->addAction(browser_->findAction());
+  region->addAction(browser_->copyKeyAction());
+  region->addSeparator();
+  region->addAction(browser_->deleteAction());
+  region->addAction(browser_->purgeFilterAction());
+  region->addAction(browser_->purgeExpiredAction());
+  region->addAction(browser_->clearAction());
+
+  QMenu* view = menuBar()->addMenu("&View");
+  refresh_ = new QAction("&Refresh", this);
+  refresh_->setShortcuts({QKeySequence(Qt::Key_F5), QKeySequence(Qt::CTRL | Qt::Key_R)});
+  connect(refresh_, &QAction::triggered, this, &MainWindow::RefreshAll);
+  view->addAction(refresh_);
+  auto_refresh_ = new QAction("&Auto-refresh", this);
+  auto_refresh_->setCheckable(true);
+  connect(auto_refresh_, &QAction::toggled, this, [this](bool on) { SetAutoRefresh(on, interval_->value()); });
+  view->addAction(auto_refresh_);
+  read_only_ = new QAction("Read-&only mode", this);
+  read_only_->setCheckable(true);
+  read_only_->setChecked(gate_.read_only());
+  connect(read_only_, &QAction::toggled, this, &MainWindow::SetReadOnly);
+  view->addAction(read_only_);
+
+  interval_ = new QSpinBox;
+  interval_->setRange(1, 3600);
+  interval_->setValue(5);
+  interval_->setSuffix(" s");
+  interval_->setToolTip("auto-refresh interval");
+  connect(interval_, &QSpinBox::valueChanged, this, [this](int s) {
+    if (auto_refresh_->isChecked()) SetAutoRefresh(true, s);
+  });
+  QToolBar* bar = addToolBar("Main");
+  bar->setObjectName("mainToolBar");
+  bar->addAction(refresh_);
+  bar->addAction(auto_refresh_);
+  bar->addWidget(interval_);
+  bar->addSeparator();
+  bar->addAction(read_only_);
+  bar->addSeparator();
+  bar->addAction(browser_->purgeExpiredAction());
+  bar->addAction(browser_->clearAction());
+  RebuildRecentMenu();
+}
+
+void MainWindow::SetReadOnly(bool on) {
+  browser_->SetReadOnly(on);
+  if (read_only_->isChecked() != on) read_only_->setChecked(on);
+  setWindowTitle(on ? "regioncache (read-only)" : "regioncache");
+}
+
+void MainWindow::SetAutoRefresh(bool on, int interval_s) {
+  if (interval_->value() != interval_s) interval_->setValue(interval_s);
+  if (auto_refresh_->isChecked() != on) auto_refresh_->setChecked(on);
+  if (on) {
+    refresh_timer_->start(interval_s * 1000);
+    regions_->Refresh();
+  } else {
+    refresh_timer_->stop();
+  }
+}
+
+void MainWindow::RefreshAll() {
+  regions_->Refresh();
+  browser_->Reload();
+}
+
+void MainWindow::SelectRegion(int row) {
+  if (row < 0 || row >= regions_->rowCount()) return;
+  region_view_->selectionModel()->select(regions_->index(row, 0),
+                                         QItemSelectionModel::ClearAndSelect | QItemSelectionModel::Rows);
+  region_view_->setCurrentIndex(regions_->index(row, 0));
+}
+
+void MainWindow::OnRegionSelected() {
+  QModelIndexList rows = region_view_->selectionModel()->selectedRows();
+  browser_->SetRegion(rows.isEmpty() ? nullptr : regions_->region(rows.first().row()));
+  UpdateChart();
+}
+
+void MainWindow::UpdateChart() {
+  QModelIndexList rows = region_view_->selectionModel()->selectedRows();
+  if (rows.isEmpty()) return chart_->SetSeries(QString(), {});
+  const RegionRow& r = regions_->row(rows.first().row());
+  chart_->SetSeries(QString("%1 — fill and hit ratio").arg(r.region->spec().name), r.history);
+}
+
+QString MainWindow::sourceError() const { return source_error_->isVisible() ? source_error_->text() : QString(); }
+
+void MainWindow::ShowSourceError(const QString& text) {
+  source_error_->setText(text);
+  source_error_->setVisible(!text.isEmpty());
+  if (!text.isEmpty()) statusBar()->showMessage(text, 15000);
+}
+
+void MainWindow::OpenDjangoProject(const DjangoProject& project) {
+  pending_django_.type = SourceRef::Type::kDjango;
+  pending_django_.django = project;
+  ShowSourceError(QString());
+  statusBar()->showMessage(QString::fromUtf8("asking %1 for its regions…").arg(project.settings));
+  describer_->Start(project);
+}
+
+void MainWindow::OpenJsonFile(const QString& path) {
+  QFile f(path);
+  if (!f.open(QIODevice::ReadOnly)) {
+    QString e = QString("cannot read %1: %2").arg(path, f.errorString());
+    ShowSourceError(e);
+    emit sourceDone(false, e);
+    return;
+  }
+  QList<RegionSpec> specs;
+  QString error;
+  if (!ParseRegionsJson(f.readAll(), path, &specs, &error)) {
+    ShowSourceError(error);
+    emit sourceDone(false, error);
+    return;
+  }
+  SourceRef ref;
+  ref.type = SourceRef::Type::kJsonFile;
+  ref.path = path;
+  Remember(ref);
+  ShowSourceError(QString());
+  int added = regions_->AddRegions(specs);
+  regions_->Refresh();
+  if (region_view_->selectionModel()->selectedRows().isEmpty() && !specs.isEmpty())
+    SelectRegion(regions_->RowOf(specs.first().Identity()));
+  QString text = QString("%1: %2 regions (%3 new)").arg(path).arg(specs.size()).arg(added);
+  statusBar()->showMessage(text, 10000);
+  emit sourceDone(true, text);
+}
+
+void MainWindow::AddRegion(const RegionSpec& spec) {
+  SourceRef ref;
+  ref.type = SourceRef::Type::kManual;
+  ref.manual = spec;
+  Remember(ref);
+  regions_->AddRegions({spec});
+  regions_->Refresh();
+  SelectRegion(regions_->RowOf(spec.Identity()));
+  emit sourceDone(true, spec.Identity());
+}
+
+void MainWindow::DiscoverShm() {
+  QList<RegionSpec> specs;
+  QString error;
+  if (!DiscoverShmRegions(&specs, &error)) {
+    ShowSourceError(error);
+    emit sourceDone(false, error);
+    return;
+  }
+  int added = regions_->AddRegions(specs);
+  regions_->Refresh();
+  QString text = QString("%1 shared-memory regions of this user (%2 new)").arg(specs.size()).arg(added);
+  statusBar()->showMessage(text, 10000);
+  emit sourceDone(true, text);
+}
+
+void MainWindow::OpenSource(const SourceRef& ref) {
+  switch (ref.type) {
+    case SourceRef::Type::kDjango: return OpenDjangoProject(ref.django);
+    case SourceRef::Type::kJsonFile: return OpenJsonFile(ref.path);
+    case SourceRef::Type::kManual: return AddRegion(ref.manual);
+  }
+}
+
+QStringList MainWindow::recentSources() const {
+  return QSettings().value(kRecentKey).toStringList();
+}
+
+void MainWindow::Remember(const SourceRef& ref) {
+  QSettings settings;
+  QStringList list = settings.value(kRecentKey).toStringList();
+  const QString code = ref.Encode();
+  list.removeAll(code);
+  list.prepend(code);
+  while (list.size() > kMaxRecent) list.removeLast();
+  settings.setValue(kRecentKey, list);
+  RebuildRecentMenu();
+}
+
+void MainWindow::RebuildRecentMenu() {
+  recent_menu_->clear();
+  for (const QString& code : recentSources()) {
+    SourceRef ref;
+    if (!SourceRef::Decode(code, &ref)) continue;
+    recent_menu_->addAction(ref.Label(), this, [this, ref] { OpenSource(ref); });
+  }
+  recent_menu_->setEnabled(!recent_menu_->isEmpty());
+}
+
+void MainWindow::SaveSettings() {
+  QSettings s;
+  s.setValue("window/geometry", saveGeometry());
+  s.setValue("window/state", saveState());
+  s.setValue("window/split", split_->saveState());
+  s.setValue("window/leftSplit", left_split_->saveState());
+  s.setValue("refresh/auto", auto_refresh_->isChecked());
+  s.setValue("refresh/interval", interval_->value());
+}
+
+void MainWindow::RestoreSettings() {
+  QSettings s;
+  restoreGeometry(s.value("window/geometry").toByteArray());
+  restoreState(s.value("window/state").toByteArray());
+  split_->restoreState(s.value("window/split").toByteArray());
+  left_split_->restoreState(s.value("window/leftSplit").toByteArray());
+  interval_->setValue(s.value("refresh/interval", 5).toInt());
+  if (s.value("refresh/auto", false).toBool()) SetAutoRefresh(true, interval_->value());
+}
+
+void MainWindow::closeEvent(QCloseEvent* event) {
+  SaveSettings();
+  event->accept();
+}
+
+}  // namespace rcgui

@@ -1,0 +1,54 @@
+#include "region.h"
+
+#include <QStringList>
+
+namespace rcgui {
+
+std::shared_ptr<regioncache::Store> Region::Acquire(regioncache::Status* error) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (store_) {
+    *error = regioncache::Status::OK();
+    return store_;
+  }
+  if (spec_.kind == "django") {
+    *error = regioncache::Status::InvalidArgument(
+        "region '" + spec_.name.toStdString() + "': backend " + spec_.backend.toStdString() +
+        " is not a regioncache store; the app cannot open it");
+    return nullptr;
+  }
+  std::unique_ptr<regioncache::Store> s;
+  *error = regioncache::OpenStore(spec_.ToStoreSpec(), &s);
+  if (!error->ok()) return nullptr;
+  store_ = std::move(s);
+  return store_;
+}
+
+void Region::Reset() {
+  std::lock_guard<std::mutex> lock(mu_);
+  store_.reset();
+}
+
+QString StatusText(const Region& r, const regioncache::Status& s) {
+  QString text = QString::fromStdString(s.ToString());
+  // A region that is not there yet is the site's to create, not ours.
+  if (s.IsNotFound() && r.spec().kind == "shm")
+    text += " (the app opens existing regions only; it appears once the site has used it)";
+  if (!s.message().empty() && s.message().find(r.spec().name.toStdString()) != std::string::npos)
+    return text;
+  return QString("region '%1' (%2 %3): %4").arg(r.spec().name, r.spec().kind, r.spec().location, text);
+}
+
+QString DownServersText(const Region& r, const regioncache::Stats& stats) {
+  QStringList down;
+  for (const auto& [key, value] : stats.extra) {
+    const QString k = QString::fromStdString(key), v = QString::fromStdString(value);
+    if (k.endsWith(" status") && v.startsWith("down")) down << k.chopped(7) + " " + v;
+  }
+  if (down.isEmpty()) return {};
+  return QString("region '%1' (%2 %3): %4 of its servers down: %5")
+      .arg(r.spec().name, r.spec().kind, r.spec().location)
+      .arg(down.size())
+      .arg(down.join("; "));
+}
+
+}  // namespace rcgui

@@ -1,0 +1,74 @@
+// The region list: one row per region with its latest figures, refreshed on
+// a worker (opening a store or asking a server may block), and a short
+// history of fill and hit ratio per region for the chart.
+#pragma once
+
+#include <QAbstractTableModel>
+#include <QFutureWatcher>
+#include <deque>
+#include <vector>
+
+#include "region.h"
+
+namespace rcgui {
+
+struct RegionSample {
+  qint64 t_ms = 0;
+  double fill = 0;        // bytes_used / capacity, 0..1 (0 when capacity is unknown)
+  double hit_ratio = -1;  // over the interval since the previous sample; -1: no lookups
+};
+
+struct RegionRow {
+  RegionPtr region;
+  bool have_stats = false;
+  regioncache::Stats stats;
+  QString error;  // the last refresh's failure, naming region and cause; "" when fine
+  std::deque<RegionSample> history;
+};
+
+class RegionListModel : public QAbstractTableModel {
+  Q_OBJECT
+
+ public:
+  enum Column { kName, kKind, kLocation, kEntries, kUsed, kHitRatio, kStatus, kColumnCount };
+  static constexpr size_t kHistory = 240;
+
+  explicit RegionListModel(QObject* parent = nullptr);
+  ~RegionListModel() override;
+
+  int rowCount(const QModelIndex& parent = QModelIndex()) const override;
+  int columnCount(const QModelIndex& parent = QModelIndex()) const override;
+  QVariant data(const QModelIndex& index, int role = Qt::DisplayRole) const override;
+  QVariant headerData(int section, Qt::Orientation o, int role = Qt::DisplayRole) const override;
+
+  // Adds the regions not shown yet (same kind and location = same region);
+  // returns how many were added.
+  int AddRegions(const QList<RegionSpec>& specs);
+  void RemoveRegion(int row);
+  const RegionRow& row(int r) const { return rows_[static_cast<size_t>(r)]; }
+  RegionPtr region(int r) const { return rows_[static_cast<size_t>(r)].region; }
+  int RowOf(const QString& identity) const;
+
+  // Reads every region's stats on a worker; refreshed() when the figures are
+  // in. A refresh asked for while one runs is folded into the next one.
+  void Refresh();
+  bool refreshing() const { return watcher_.isRunning(); }
+
+ signals:
+  void refreshed();
+
+ private:
+  struct Result {
+    RegionPtr region;
+    bool ok = false;
+    regioncache::Stats stats;
+    QString error;
+  };
+  void Apply(const std::vector<Result>& results);
+
+  std::vector<RegionRow> rows_;
+  QFutureWatcher<std::vector<Result>> watcher_;
+  bool again_ = false;
+};
+
+}  // namespace rcgui

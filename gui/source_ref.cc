@@ -1,0 +1,77 @@
+#include "source_ref.h"
+
+#include <QJsonArray>
+#include <QJsonDocument>
+#include <QJsonObject>
+
+namespace rcgui {
+
+QString SourceRef::Label() const {
+  switch (type) {
+    case Type::kDjango:
+      return QString("Django %1%2").arg(django.settings,
+                                        django.pythonpath.isEmpty() ? QString()
+                                                                    : " (" + django.pythonpath.join(", ") + ")");
+    case Type::kJsonFile: return "JSON " + path;
+    case Type::kManual: return QString("%1 %2").arg(manual.kind, manual.location);
+  }
+  return {};
+}
+
+QString SourceRef::Encode() const {
+  QJsonObject o;
+  switch (type) {
+    case Type::kDjango:
+      o["type"] = "django";
+      o["python"] = django.python;
+      o["settings"] = django.settings;
+      o["pythonpath"] = QJsonArray::fromStringList(django.pythonpath);
+      break;
+    case Type::kJsonFile:
+      o["type"] = "json";
+      o["path"] = path;
+      break;
+    case Type::kManual: {
+      o["type"] = "manual";
+      o["kind"] = manual.kind;
+      o["location"] = manual.location;
+      QJsonObject opts;
+      for (auto it = manual.options.begin(); it != manual.options.end(); ++it) opts[it.key()] = it.value();
+      o["options"] = opts;
+      break;
+    }
+  }
+  return QString::fromUtf8(QJsonDocument(o).toJson(QJsonDocument::Compact));
+}
+
+bool SourceRef::Decode(const QString& text, SourceRef* out) {
+  QJsonObject o = QJsonDocument::fromJson(text.toUtf8()).object();
+  const QString type = o.value("type").toString();
+  SourceRef r;
+  if (type == "django") {
+    r.type = Type::kDjango;
+    r.django.python = o.value("python").toString("python3");
+    r.django.settings = o.value("settings").toString();
+    for (const auto& v : o.value("pythonpath").toArray()) r.django.pythonpath << v.toString();
+    if (r.django.settings.isEmpty()) return false;
+  } else if (type == "json") {
+    r.type = Type::kJsonFile;
+    r.path = o.value("path").toString();
+    if (r.path.isEmpty()) return false;
+  } else if (type == "manual") {
+    r.type = Type::kManual;
+    r.manual.kind = o.value("kind").toString();
+    r.manual.location = o.value("location").toString();
+    r.manual.name = r.manual.location;
+    r.manual.origin = "added by hand";
+    QJsonObject opts = o.value("options").toObject();
+    for (auto it = opts.begin(); it != opts.end(); ++it) r.manual.options[it.key()] = it.value().toString();
+    if (r.manual.kind.isEmpty() || r.manual.location.isEmpty()) return false;
+  } else {
+    return false;
+  }
+  *out = r;
+  return true;
+}
+
+}  // namespace rcgui

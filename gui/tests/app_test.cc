@@ -1,0 +1,424 @@
+// The app as a user drives it: the main window on real regions filled by
+// Django; deletes and purges made in the app are then checked through Django;
+// read-only mode refuses every write; failures show what and where while the
+// other regions keep working.
+#include <QAction>
+#include <QApplication>
+#include <QClipboard>
+#include <QJsonArray>
+#include <QJsonDocument>
+#include <QLabel>
+#include <QLineEdit>
+#include <QSettings>
+#include <QStandardPaths>
+#include <QTableView>
+#include <QtTest>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "key_browser.h"
+#include "key_table_model.h"
+#include "main_window.h"
+#include "regioncache/shm_store.h"
+#include "test_support.h"
+
+using namespace rcgui;
+using namespace rcgui::testing;
+
+class AppTest : public QObject {
+  Q_OBJECT
+
+ private slots:
+  void initTestCase();
+  void init();
+  void cleanup();
+  void keysAreListedAsDjangoStoredThem_data() { kinds(); }
+  void keysAreListedAsDjangoStoredThem();
+  void deleteIsSeenByDjango_data() { kinds(); }
+  void deleteIsSeenByDjango();
+  void purgeByFilterIsSeenByDjango_data() { kinds(); }
+  void purgeByFilterIsSeenByDjango();
+  void purgeExpiredRemovesOnlyExpired_data() { kinds(); }
+  void purgeExpiredRemovesOnlyExpired();
+  void clearNamesTheRegionAndEmptiesIt_data() { kinds(); }
+  void clearNamesTheRegionAndEmptiesIt();
+  void readOnlyRefusesEveryWrite_data() { kinds(); }
+  void readOnlyRefusesEveryWrite();
+  void failuresNameWhatAndWhere();
+  void shortcutsCopyAndSettings();
+
+ private:
+  void kinds();
+  // Opens a window on a fresh region of the current row's kind, keys loaded.
+  void OpenFilled();
+  QJsonObject Has(const QStringList& names);
+  int SelectKeys(const QStringList& keys);
+  bool WaitOperation();
+
+  KindUnderTest kind_;
+  QJsonObject conf_;
+  QJsonArray stored_;
+  std::unique_ptr<MainWindow> window_;
+  QStringList confirmations_;
+  bool answer_ = true;
+  std::vector<std::function<void()>> cleanups_;
+};
+
+void AppTest::kinds() {
+  QTest::addColumn<int>("kind");
+  const auto all = AllKinds();
+  for (int i = 0; i < all.size(); ++i) QTest::newRow(qPrintable(all[i].kind)) << i;
+}
+
+void AppTest::initTestCase() {
+  QStandardPaths::setTestModeEnabled(true);  // QSettings in a test location
+  QApplication::setOrganizationName("regioncache-tests");
+  QApplication::setApplicationName("regioncache-gui-test");
+  QSettings().clear();
+}
+
+void AppTest::init() {
+  confirmations_.clear();
+  answer_ = true;
+}
+
+void AppTest::cleanup() {
+  window_.reset();
+  for (auto& c : cleanups_) c();
+  cleanups_.clear();
+}
+
+void AppTest::OpenFilled() {
+  QFETCH(int, kind);
+  kind_ = AllKinds()[kind];
+  conf_ = kind_.django_conf(UniqueName("app-" + kind_.kind));
+  cleanups_.push_back([k = kind_, c = conf_] { k.cleanup(c); });
+  QString error;
+  QByteArray out = DjangoRegion(conf_, {"fill"}, &error);
+  QVERIFY2(error.isEmpty(), qPrintable(error));
+  stored_ = QJsonDocument::fromJson(out).array();
+  window_ = std::make_unique<MainWindow>();
+  window_->resize(1200, 700);
+  window_->show();
+  window_->browser()->SetConfirmer([this](const QString&, const QString& text) {
+    confirmations_ << text;
+    return answer_;
+  });
+  window_->AddRegion(SpecFromConf("site", kind_.kind, conf_));
+  KeyBrowser* b = window_->browser();
+  QVERIFY(WaitUntil([&] { return b->region() && !b->loader()->running() && b->model()->rowCount() == 10; }));
+}
+
+QJsonObject AppTest::Has(const QStringList& names) {
+  QString error;
+  QByteArray out = DjangoRegion(conf_, QStringList{"has"} + names, &error);
+  if (!error.isEmpty()) qWarning("%s", qPrintable(error));
+  return QJsonDocument::fromJson(out).object();
+}
+
+int AppTest::SelectKeys(const QStringList& keys) {
+  KeyBrowser* b = window_->browser();
+  b->table()->clearSelection();
+  int n = 0;
+  for (int r = 0; r < b->model()->rowCount(); ++r) {
+    if (!keys.contains(QString::fromStdString(b->model()->entry(r).key))) continue;
+    b->table()->selectionModel()->select(b->model()->index(r, 0),
+                                         QItemSelectionModel::Select | QItemSelectionModel::Rows);
+    ++n;
+  }
+  return n;
+}
+
+bool AppTest::WaitOperation() {
+  KeyBrowser* b = window_->browser();
+  return WaitUntil([&] { return !b->busy() && !b->loader()->running(); });
+}
+
+void AppTest::keysAreListedAsDjangoStoredThem() {
+  OpenFilled();
+  KeyTableModel* m = window_->browser()->model();
+  QCOMPARE(m->rowCount(), stored_.size());
+  for (const auto& v : stored_) {
+    const QJsonObject s = v.toObject();
+    bool found = false;
+    for (int r = 0; r < m->rowCount(); ++r) {
+      const auto& e = m->entry(r);
+      if (QString::fromStdString(e.key) != s["key"].toString()) continue;
+      found = true;
+      QCOMPARE(qint64(e.value_size), s["size"].toInteger());
+      if (s["expires"].isNull()) QCOMPARE(e.expires_ms, int64_t(0));
+      else QVERIFY(std::abs(double(e.expires_ms) - s["expires"].toDouble() * 1000) < 2000);
+    }
+    QVERIFY2(found, qPrintable(s["key"].toString()));
+  }
+  // The region list shows the same region with its figures.
+  RegionListModel* regions = window_->regions();
+  QVERIFY(WaitUntil([&] { return regions->rowCount() == 1 && regions->row(0).have_stats; }));
+  QCOMPARE(regions->row(0).stats.entries, uint64_t(10));
+}
+
+void AppTest::deleteIsSeenByDjango() {
+  OpenFilled();
+  KeyBrowser* b = window_->browser();
+  QCOMPARE(SelectKeys({":1:user:1", ":1:counter"}), 2);
+  QVERIFY(b->deleteAction()->isEnabled());
+  QSignalSpy done(b, &KeyBrowser::operationDone);
+  // The Del key, as a user presses it in the table.
+  QApplication::setActiveWindow(window_.get());
+  QVERIFY(QTest::qWaitForWindowActive(window_.get()));
+  b->table()->setFocus();
+  QTest::keyClick(b->table(), Qt::Key_Delete);
+  QVERIFY(done.wait(10000));
+  QVERIFY2(done[0][0].toBool(), qPrintable(done[0][1].toString()));
+  QCOMPARE(b->model()->rowCount(), 8);
+  const QJsonObject has = Has({"user:1", "counter", "user:2", "image"});
+  QCOMPARE(has["user:1"].toBool(), false);
+  QCOMPARE(has["counter"].toBool(), false);
+  QCOMPARE(has["user:2"].toBool(), true);
+  QCOMPARE(has["image"].toBool(), true);
+}
+
+void AppTest::purgeByFilterIsSeenByDjango() {
+  OpenFilled();
+  KeyBrowser* b = window_->browser();
+  b->SetFilter("session:", false);
+  QVERIFY(WaitOperation());
+  QCOMPARE(b->model()->rowCount(), 2);
+  QVERIFY(b->purgeFilterAction()->isEnabled());
+  // Refused at the question: nothing goes.
+  answer_ = false;
+  QSignalSpy done(b, &KeyBrowser::operationDone);
+  b->purgeFilterAction()->trigger();
+  QVERIFY(done.wait(10000));
+  QCOMPARE(done[0][0].toBool(), false);
+  QCOMPARE(Has({"session:abc"})["session:abc"].toBool(), true);
+  // Accepted: the preview count and the region are named, then the keys go.
+  answer_ = true;
+  b->purgeFilterAction()->trigger();
+  QVERIFY(done.wait(10000));
+  QVERIFY2(done[1][0].toBool(), qPrintable(done[1][1].toString()));
+  QCOMPARE(confirmations_.size(), 2);
+  const QString q = confirmations_.last();
+  QVERIFY2(q.contains("2 keys") && q.contains("*session:*") && q.contains("'site'") &&
+               q.contains(conf_["LOCATION"].toString()),
+           qPrintable(q));
+  QVERIFY(WaitOperation());
+  QCOMPARE(b->model()->rowCount(), 0);
+  const QJsonObject has = Has({"session:abc", "session:def", "user:1", "json"});
+  QCOMPARE(has["session:abc"].toBool(), false);
+  QCOMPARE(has["session:def"].toBool(), false);
+  QCOMPARE(has["user:1"].toBool(), true);
+  QCOMPARE(has["json"].toBool(), true);
+  QVERIFY2(b->lastMessage().contains("purged 2 keys"), qPrintable(b->lastMessage()));
+  // A glob filter.
+  b->SetFilter(":1:user:[12]", true);
+  QVERIFY(WaitOperation());
+  QCOMPARE(b->model()->rowCount(), 2);
+  b->PurgeByFilter();
+  QVERIFY(done.wait(10000));
+  QVERIFY(done.last()[0].toBool());
+  QCOMPARE(Has({"user:2"})["user:2"].toBool(), false);
+}
+
+void AppTest::purgeExpiredRemovesOnlyExpired() {
+  OpenFilled();
+  QString error;
+  DjangoRegion(conf_, {"set-many", "5", "short-", "0.5"}, &error);
+  QVERIFY2(error.isEmpty(), qPrintable(error));
+  QTest::qWait(900);
+  KeyBrowser* b = window_->browser();
+  QSignalSpy done(b, &KeyBrowser::operationDone);
+  b->purgeExpiredAction()->trigger();
+  QVERIFY(done.wait(10000));
+  QVERIFY2(done[0][0].toBool(), qPrintable(done[0][1].toString()));
+  QVERIFY2(b->lastMessage().contains("purged 5 expired"), qPrintable(b->lastMessage()));
+  // Gone even from a listing that includes expired entries; the rest stays.
+  regioncache::Status s;
+  auto store = b->region()->Acquire(&s);
+  QVERIFY(store);
+  regioncache::ListOptions opts;
+  opts.include_expired = true;
+  regioncache::ListPage page;
+  QVERIFY(store->List(opts, &page).ok());
+  QCOMPARE(page.entries.size(), size_t(10));
+  QVERIFY(WaitOperation());
+  QCOMPARE(b->model()->rowCount(), 10);
+}
+
+void AppTest::clearNamesTheRegionAndEmptiesIt() {
+  OpenFilled();
+  KeyBrowser* b = window_->browser();
+  answer_ = false;
+  b->clearAction()->trigger();
+  QCOMPARE(confirmations_.size(), 1);
+  QVERIFY2(confirmations_[0].contains("'site'") && confirmations_[0].contains(conf_["LOCATION"].toString()),
+           qPrintable(confirmations_[0]));
+  QCOMPARE(Has({"json"})["json"].toBool(), true);
+  answer_ = true;
+  QSignalSpy done(b, &KeyBrowser::operationDone);
+  b->clearAction()->trigger();
+  QVERIFY(done.wait(10000));
+  QVERIFY(done[0][0].toBool());
+  QString error;
+  QByteArray out = DjangoRegion(conf_, {"count"}, &error);
+  QCOMPARE(QJsonDocument::fromJson(out)["count"].toInt(), 0);
+  QVERIFY(WaitOperation());
+  QCOMPARE(b->model()->rowCount(), 0);
+}
+
+void AppTest::readOnlyRefusesEveryWrite() {
+  OpenFilled();
+  KeyBrowser* b = window_->browser();
+  window_->readOnlyAction()->trigger();
+  QVERIFY(window_->readOnly());
+  b->SetFilter("user", false);
+  QVERIFY(WaitOperation());
+  QCOMPARE(SelectKeys({":1:user:1"}), 1);
+  for (QAction* a : {b->deleteAction(), b->purgeFilterAction(), b->purgeExpiredAction(), b->clearAction()})
+    QVERIFY2(!a->isEnabled(), qPrintable(a->text()));
+  QVERIFY(b->copyKeyAction()->isEnabled());  // reading is fine
+  // Even called directly (a shortcut, a stale button), every write is refused.
+  b->DeleteSelected();
+  QVERIFY2(b->lastError().contains("read-only") && b->lastError().contains("site"), qPrintable(b->lastError()));
+  b->PurgeByFilter();
+  QVERIFY2(b->lastError().contains("purge refused"), qPrintable(b->lastError()));
+  b->PurgeExpired();
+  QVERIFY2(b->lastError().contains("expired entries refused"), qPrintable(b->lastError()));
+  b->ClearRegion();
+  QVERIFY2(b->lastError().contains("clear refused"), qPrintable(b->lastError()));
+  QVERIFY(confirmations_.isEmpty());
+  QVERIFY(!b->busy());
+  QString error;
+  QByteArray out = DjangoRegion(conf_, {"count"}, &error);
+  QCOMPARE(QJsonDocument::fromJson(out)["count"].toInt(), 10);
+  // The gate itself, below the UI.
+  WriteGate gate(true);
+  uint64_t n = 0;
+  QVERIFY(!gate.DeleteKeys(*b->region(), {":1:json"}, &n).ok());
+  QVERIFY(!gate.PurgeMatching(*b->region(), "*", &n, {}).ok());
+  QVERIFY(!gate.Clear(*b->region()).ok());
+  QCOMPARE(Has({"json"})["json"].toBool(), true);
+  // And back to writable.
+  window_->readOnlyAction()->trigger();
+  QVERIFY(!window_->readOnly());
+  QVERIFY(b->deleteAction()->isEnabled());
+  // A window started read-only (--read-only) is so from the start.
+  MainWindow ro(true);
+  QVERIFY(ro.readOnly());
+  QVERIFY(ro.readOnlyAction()->isChecked());
+}
+
+void AppTest::failuresNameWhatAndWhere() {
+  // A healthy region, a region that does not exist, and a segment of another layout.
+  KindUnderTest shm = AllKinds().first();
+  QJsonObject good = shm.django_conf(UniqueName("good"));
+  cleanups_.push_back([shm, good] { shm.cleanup(good); });
+  QString error;
+  DjangoRegion(good, {"fill"}, &error);
+  QVERIFY2(error.isEmpty(), qPrintable(error));
+  const QString junk = UniqueName("junk");
+  const std::string seg = regioncache::ShmSegmentName(junk.toStdString());
+  int fd = shm_open(seg.c_str(), O_CREAT | O_RDWR, 0600);
+  QVERIFY(fd >= 0);
+  cleanups_.push_back([junk] { regioncache::RemoveShmRegion(junk.toStdString()); });
+  std::string garbage(1 << 20, 'x');
+  QCOMPARE(write(fd, garbage.data(), garbage.size()), ssize_t(garbage.size()));
+  close(fd);
+  const QString absent = UniqueName("absent");
+
+  window_ = std::make_unique<MainWindow>();
+  window_->show();
+  window_->AddRegion(SpecFromConf("junk", "shm", QJsonObject{{"LOCATION", junk}}));
+  window_->AddRegion(SpecFromConf("absent", "shm", QJsonObject{{"LOCATION", absent}}));
+  window_->AddRegion(SpecFromConf("good", "shm", good));
+  RegionListModel* regions = window_->regions();
+  QVERIFY(WaitUntil([&] { return regions->rowCount() == 3 && regions->row(2).have_stats; }));
+  QVERIFY(WaitUntil([&] { return !regions->row(0).error.isEmpty() && !regions->row(1).error.isEmpty(); }));
+  const QString junk_err = regions->row(0).error, absent_err = regions->row(1).error;
+  QVERIFY2(junk_err.contains("junk") && junk_err.contains(QString::fromStdString(seg)) &&
+               junk_err.contains("not a regioncache segment"),
+           qPrintable(junk_err));
+  QVERIFY2(absent_err.contains("absent") && absent_err.contains(absent), qPrintable(absent_err));
+  QCOMPARE(regions->row(2).stats.entries, uint64_t(10));
+  // The key browser on the broken region shows the error; the good one works after it.
+  KeyBrowser* b = window_->browser();
+  window_->SelectRegion(0);
+  QVERIFY(WaitUntil([&] { return !b->loader()->running() && !b->lastError().isEmpty(); }));
+  QVERIFY2(b->lastError().contains("not a regioncache segment"), qPrintable(b->lastError()));
+  QVERIFY(b->findChild<QLabel*>("error")->isVisible());
+  window_->SelectRegion(2);
+  QVERIFY(WaitUntil([&] { return !b->loader()->running() && b->model()->rowCount() == 10; }));
+  QVERIFY(!b->findChild<QLabel*>("error")->isVisible());
+  // The absent region appears (a Django process creates it): the next refresh opens it.
+  QJsonObject late = shm.django_conf(absent);
+  cleanups_.push_back([shm, late] { shm.cleanup(late); });
+  DjangoRegion(late, {"set-many", "4", "k", "60"}, &error);
+  QVERIFY2(error.isEmpty(), qPrintable(error));
+  regions->Refresh();
+  QVERIFY(WaitUntil([&] { return regions->row(1).error.isEmpty() && regions->row(1).have_stats; }));
+  QCOMPARE(regions->row(1).stats.entries, uint64_t(4));
+  QVERIFY(!regions->row(0).error.isEmpty());  // the junk segment is still reported
+  // Sources that fail: a missing JSON file, a Django project that does not import.
+  QSignalSpy source(window_.get(), &MainWindow::sourceDone);
+  window_->OpenJsonFile("/nonexistent/regions.json");
+  QCOMPARE(source.size(), 1);
+  QVERIFY2(window_->sourceError().contains("/nonexistent/regions.json"), qPrintable(window_->sourceError()));
+  window_->OpenDjangoProject({PythonExe(), "no_such_project.settings", {}});
+  QVERIFY(source.wait(60000));
+  QVERIFY(!source.last()[0].toBool());
+  QVERIFY2(window_->sourceError().contains("no_such_project.settings"), qPrintable(window_->sourceError()));
+  QCOMPARE(regions->rowCount(), 3);
+}
+
+void AppTest::shortcutsCopyAndSettings() {
+  window_ = std::make_unique<MainWindow>();
+  const QList<QKeySequence> refresh = window_->refreshAction()->shortcuts();
+  QVERIFY(refresh.contains(QKeySequence(Qt::Key_F5)));
+  QVERIFY(refresh.contains(QKeySequence(Qt::CTRL | Qt::Key_R)));
+  QCOMPARE(window_->browser()->findAction()->shortcut(), QKeySequence(QKeySequence::Find));
+  QCOMPARE(window_->browser()->deleteAction()->shortcut(), QKeySequence(QKeySequence::Delete));
+  window_.reset();
+
+  KindUnderTest shm = AllKinds().first();
+  conf_ = shm.django_conf(UniqueName("keys"));
+  cleanups_.push_back([shm, c = conf_] { shm.cleanup(c); });
+  QString error;
+  DjangoRegion(conf_, {"fill"}, &error);
+  QVERIFY2(error.isEmpty(), qPrintable(error));
+  window_ = std::make_unique<MainWindow>();
+  window_->show();
+  QApplication::setActiveWindow(window_.get());
+  QVERIFY(QTest::qWaitForWindowActive(window_.get()));
+  window_->AddRegion(SpecFromConf("site", "shm", conf_));
+  KeyBrowser* b = window_->browser();
+  QVERIFY(WaitUntil([&] { return !b->loader()->running() && b->model()->rowCount() == 10; }));
+  // Ctrl+F puts the cursor in the filter.
+  QTest::keyClick(window_.get(), Qt::Key_F, Qt::ControlModifier);
+  QVERIFY(b->findChild<QLineEdit*>("filter")->hasFocus());
+  // F5 lists again (the region changed under us meanwhile).
+  DjangoRegion(conf_, {"set-many", "3", "later-", "60"}, &error);
+  QTest::keyClick(window_.get(), Qt::Key_F5);
+  QVERIFY(WaitUntil([&] { return !b->loader()->running() && b->model()->rowCount() == 13; }));
+  // Copy key.
+  QCOMPARE(SelectKeys({":1:json"}), 1);
+  b->copyKeyAction()->trigger();
+  QCOMPARE(QApplication::clipboard()->text(), QString(":1:json"));
+  // Settings: the source is remembered, window state saved on close.
+  QVERIFY(!window_->recentSources().isEmpty());
+  QVERIFY2(window_->recentSources().first().contains(conf_["LOCATION"].toString()),
+           qPrintable(window_->recentSources().first()));
+  window_->SetAutoRefresh(true, 7);
+  window_->close();
+  QSettings settings;
+  QVERIFY(!settings.value("window/geometry").toByteArray().isEmpty());
+  QCOMPARE(settings.value("refresh/interval").toInt(), 7);
+  QCOMPARE(settings.value("refresh/auto").toBool(), true);
+  // A new window starts as the last one was left.
+  MainWindow again;
+  QVERIFY(again.findChild<QAction*>() != nullptr);
+  QCOMPARE(QSettings().value("refresh/interval").toInt(), 7);
+}
+
+QTEST_MAIN(AppTest)
+#include "app_test.moc"

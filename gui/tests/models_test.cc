@@ -1,0 +1,313 @@
+// The models (region list, key table) under QAbstractItemModelTester, fed by
+// real regions that Django filled, and the sources of regions: JSON, the
+// Django describe helper run as a real child process, /dev/shm discovery.
+#include <QAbstractItemModelTester>
+#include <QJsonArray>
+#include <QJsonDocument>
+#include <QTemporaryDir>
+#include <QtTest>
+
+#include "django_describer.h"
+#include "key_loader.h"
+#include "key_table_model.h"
+#include "region_list_model.h"
+#include "source_ref.h"
+#include "test_support.h"
+
+using namespace rcgui;
+using namespace rcgui::testing;
+
+class ModelsTest : public QObject {
+  Q_OBJECT
+
+ private slots:
+  void initTestCase();
+  void cleanupTestCase();
+  void regionsJsonParses();
+  void regionsJsonErrorsNameTheFault();
+  void djangoProjectIsDescribed();
+  void brokenDjangoProjectIsReported();
+  void shmRegionsAreDiscovered();
+  void regionListUnderTester_data();
+  void regionListUnderTester();
+  void keyTableUnderTester_data();
+  void keyTableUnderTester();
+  void recentSourcesRoundTrip();
+
+ private:
+  struct Filled {
+    KindUnderTest kind;
+    QJsonObject conf;
+    QJsonArray stored;  // what django_region.py says it stored
+  };
+  QList<Filled> filled_;
+  QTemporaryDir tmp_;
+};
+
+void ModelsTest::initTestCase() {
+  QVERIFY(tmp_.isValid());
+  // The describe helper (a child of the app) must import this tree's package.
+  const QByteArray pkg = QByteArray(REGIONCACHE_SOURCE_DIR) + "/django_backend";
+  const QByteArray old = qgetenv("PYTHONPATH");
+  qputenv("PYTHONPATH", old.isEmpty() ? pkg : pkg + ":" + old);
+  for (const KindUnderTest& k : AllKinds()) {
+    Filled f{k, k.django_conf(UniqueName("models-" + k.kind)), {}};
+    QString error;
+    QByteArray out = DjangoRegion(f.conf, {"fill"}, &error);
+    QVERIFY2(error.isEmpty(), qPrintable(error));
+    f.stored = QJsonDocument::fromJson(out).array();
+    QCOMPARE(f.stored.size(), 10);
+    filled_.push_back(f);
+  }
+}
+
+void ModelsTest::cleanupTestCase() {
+  for (const Filled& f : filled_) f.kind.cleanup(f.conf);
+}
+
+void ModelsTest::regionsJsonParses() {
+  const QByteArray json = R"({"regions": [
+      {"alias": "pages", "kind": "shm", "backend": "regioncache.SharedMemoryCache", "location": "site-pages",
+       "options": {"SIZE": "32MB", "CREATE": true, "MAX_ENTRIES": 300}, "key_prefix": "p", "version": 2},
+      {"alias": "files", "kind": "file", "location": "/var/cache/site", "options": {}},
+      {"alias": "legacy", "kind": "django", "backend": "django.core.cache.backends.locmem.LocMemCache",
+       "location": ""}]})";
+  QList<RegionSpec> specs;
+  QString error;
+  QVERIFY2(ParseRegionsJson(json, "test.json", &specs, &error), qPrintable(error));
+  QCOMPARE(specs.size(), 3);
+  QCOMPARE(specs[0].name, QString("pages"));
+  QCOMPARE(specs[0].options["SIZE"], QString("32MB"));
+  QCOMPARE(specs[0].options["CREATE"], QString("true"));
+  QCOMPARE(specs[0].options["MAX_ENTRIES"], QString("300"));
+  QCOMPARE(specs[0].version, 2);
+  QCOMPARE(specs[0].origin, QString("test.json"));
+  // The app attaches to shared memory, it never creates it.
+  regioncache::StoreSpec s = specs[0].ToStoreSpec();
+  QCOMPARE(s.options.at("CREATE"), std::string("false"));
+  QCOMPARE(s.options.at("SIZE"), std::string("32MB"));
+  QCOMPARE(specs[1].ToStoreSpec().options.count("CREATE"), size_t(0));  // other kinds untouched
+  QCOMPARE(specs[2].kind, QString("django"));
+  // A bare list is accepted too.
+  QVERIFY(ParseRegionsJson(R"([{"kind": "shm", "location": "x"}])", "list.json", &specs, &error));
+  QCOMPARE(specs[0].name, QString("x"));
+}
+
+void ModelsTest::regionsJsonErrorsNameTheFault() {
+  QList<RegionSpec> specs;
+  QString error;
+  QVERIFY(!ParseRegionsJson("{not json", "bad.json", &specs, &error));
+  QVERIFY2(error.startsWith("bad.json: not JSON"), qPrintable(error));
+  QVERIFY(!ParseRegionsJson(R"({"regions": [{"alias": "a", "kind": "shm"}]})", "r.json", &specs, &error));
+  QVERIFY2(error.contains("r.json") && error.contains("(a)") && error.contains("location"), qPrintable(error));
+  QVERIFY(!ParseRegionsJson(R"({"other": 1})", "o.json", &specs, &error));
+  QVERIFY2(error.contains("o.json"), qPrintable(error));
+  RegionSpec manual;
+  QVERIFY(!ManualRegion("shm", "r1", "SIZE", &manual, &error));
+  QVERIFY2(error.contains("'r1'") && error.contains("SIZE"), qPrintable(error));
+  QVERIFY(ManualRegion("shm", "r1", "size=8MB\nMAX_ITEM_SIZE = 1MB", &manual, &error));
+  QCOMPARE(manual.options["SIZE"], QString("8MB"));
+  QCOMPARE(manual.options["MAX_ITEM_SIZE"], QString("1MB"));
+}
+
+void ModelsTest::djangoProjectIsDescribed() {
+  // A real settings module in a directory of its own, read by a real Python.
+  const Filled& f = filled_.first();
+  QFile settings(tmp_.filePath("guiproj_settings.py"));
+  QVERIFY(settings.open(QIODevice::WriteOnly));
+  settings.write(QString("import json\nSECRET_KEY = 'x'\nUSE_TZ = True\n"
+                         "CACHES = {'main': json.loads(%1),\n"
+                         "          'local': {'BACKEND': 'django.core.cache.backends.locmem.LocMemCache'}}\n")
+                     .arg("'" + QString::fromUtf8(QJsonDocument(f.conf).toJson(QJsonDocument::Compact)) + "'")
+                     .toUtf8());
+  settings.close();
+  DjangoDescriber describer;
+  QSignalSpy done(&describer, &DjangoDescriber::done);
+  describer.Start({PythonExe(), "guiproj_settings", {tmp_.path()}});
+  QVERIFY(done.wait(60000));
+  QVERIFY2(done[0][0].toBool(), qPrintable(done[0][2].toString()));
+  const auto specs = done[0][1].value<QList<RegionSpec>>();
+  QCOMPARE(specs.size(), 2);
+  QCOMPARE(specs[0].name, QString("main"));
+  QCOMPARE(specs[0].kind, f.kind.kind);
+  QCOMPARE(specs[0].location, f.conf["LOCATION"].toString());
+  QCOMPARE(specs[1].kind, QString("django"));
+  // The region the project names opens and shows Django's entries.
+  Region r(specs[0]);
+  regioncache::Status s;
+  auto store = r.Acquire(&s);
+  QVERIFY2(store, s.ToString().c_str());
+  regioncache::Stats stats;
+  QVERIFY(store->GetStats(&stats).ok());
+  QCOMPARE(stats.entries, uint64_t(10));
+  // The foreign backend is listed but not opened, with a reason.
+  Region foreign(specs[1]);
+  QVERIFY(!foreign.Acquire(&s));
+  QVERIFY2(s.message().find("LocMemCache") != std::string::npos, s.ToString().c_str());
+}
+
+void ModelsTest::brokenDjangoProjectIsReported() {
+  DjangoDescriber describer;
+  QSignalSpy done(&describer, &DjangoDescriber::done);
+  describer.Start({PythonExe(), "no_such_settings_module_xyz", {tmp_.path()}});
+  QVERIFY(done.wait(60000));
+  QVERIFY(!done[0][0].toBool());
+  QVERIFY2(done[0][2].toString().contains("no_such_settings_module_xyz"), qPrintable(done[0][2].toString()));
+  describer.Start({"/nonexistent/python3", "x.settings", {}});
+  QVERIFY(done.wait(10000));
+  QVERIFY(!done[1][0].toBool());
+  QVERIFY2(done[1][2].toString().contains("/nonexistent/python3"), qPrintable(done[1][2].toString()));
+}
+
+void ModelsTest::shmRegionsAreDiscovered() {
+  QList<RegionSpec> specs;
+  QString error;
+  QVERIFY2(DiscoverShmRegions(&specs, &error), qPrintable(error));
+  for (const Filled& f : filled_) {
+    if (f.kind.kind != "shm") continue;
+    bool found = false;
+    for (const RegionSpec& s : specs) {
+      if (s.location != f.conf["LOCATION"].toString()) continue;
+      found = true;
+      // Discovered with no SIZE: the app attaches at whatever size it has.
+      Region r(s);
+      regioncache::Status st;
+      QVERIFY2(r.Acquire(&st), st.ToString().c_str());
+    }
+    QVERIFY(found);
+  }
+}
+
+void ModelsTest::regionListUnderTester_data() {
+  QTest::addColumn<int>("index");
+  for (int i = 0; i < filled_.size(); ++i) QTest::newRow(qPrintable(filled_[i].kind.kind)) << i;
+}
+
+void ModelsTest::regionListUnderTester() {
+  QFETCH(int, index);
+  const Filled& f = filled_[index];
+  RegionListModel model;
+  QAbstractItemModelTester tester(&model, QAbstractItemModelTester::FailureReportingMode::QtTest);
+  RegionSpec good = SpecFromConf("good", f.kind.kind, f.conf);
+  RegionSpec missing = SpecFromConf("missing", f.kind.kind, f.kind.absent_conf(UniqueName("absent")));
+  RegionSpec foreign;
+  foreign.name = "legacy";
+  foreign.kind = "django";
+  foreign.location = "";
+  foreign.backend = "django.core.cache.backends.locmem.LocMemCache";
+  QCOMPARE(model.AddRegions({good, missing, foreign}), 3);
+  QCOMPARE(model.AddRegions({good}), 0);  // no duplicates
+  QSignalSpy refreshed(&model, &RegionListModel::refreshed);
+  model.Refresh();
+  model.Refresh();  // folded into one more pass
+  QVERIFY(refreshed.wait(30000));
+  QVERIFY(WaitUntil([&] { return refreshed.size() >= 2 && !model.refreshing(); }));
+  const RegionRow& row = model.row(0);
+  QVERIFY2(row.error.isEmpty(), qPrintable(row.error));
+  QCOMPARE(row.stats.entries, uint64_t(10));
+  QCOMPARE(model.data(model.index(0, RegionListModel::kEntries)).toULongLong(), 10ull);
+  QVERIFY(model.data(model.index(0, RegionListModel::kUsed)).toString().contains(" / "));
+  QCOMPARE(model.data(model.index(0, RegionListModel::kKind)).toString(), f.kind.kind);
+  QVERIFY(!row.history.empty());
+  // The missing region: an error naming it and where it was looked for.
+  const QString err = model.row(1).error;
+  QVERIFY2(err.contains("missing") && err.contains(missing.location), qPrintable(err));
+  QCOMPARE(model.data(model.index(1, RegionListModel::kStatus)).toString(), err);
+  QVERIFY2(model.row(2).error.contains("not a regioncache store"), qPrintable(model.row(2).error));
+  // A hit through Django moves the hit ratio.
+  QString e;
+  DjangoRegion(f.conf, {"get", "user:1"}, &e);
+  QVERIFY2(e.isEmpty(), qPrintable(e));
+  model.RemoveRegion(2);
+  model.RemoveRegion(1);
+  QCOMPARE(model.rowCount(), 1);
+  model.Refresh();
+  QVERIFY(refreshed.wait(30000));
+  QVERIFY(model.row(0).stats.hits + model.row(0).stats.misses > 0);
+  QVERIFY(model.data(model.index(0, RegionListModel::kHitRatio)).toString().endsWith("%"));
+}
+
+void ModelsTest::keyTableUnderTester_data() { regionListUnderTester_data(); }
+
+void ModelsTest::keyTableUnderTester() {
+  QFETCH(int, index);
+  const Filled& f = filled_[index];
+  auto region = std::make_shared<Region>(SpecFromConf("keys", f.kind.kind, f.conf));
+  KeyTableModel model;
+  QAbstractItemModelTester tester(&model, QAbstractItemModelTester::FailureReportingMode::QtTest);
+  KeyLoader loader;
+  connect(&loader, &KeyLoader::batchReady, &model, &KeyTableModel::Append);
+  QSignalSpy finished(&loader, &KeyLoader::finished);
+  loader.Start(region, "");
+  QVERIFY(finished.wait(30000));
+  QVERIFY2(finished[0][0].toBool(), qPrintable(finished[0][2].toString()));
+  QCOMPARE(model.rowCount(), 10);
+  // Every key Django stored, with its size, expiry and encoding.
+  for (const auto& v : f.stored) {
+    const QJsonObject s = v.toObject();
+    int row = -1;
+    for (int r = 0; r < model.rowCount(); ++r)
+      if (QString::fromStdString(model.entry(r).key) == s["key"].toString()) row = r;
+    QVERIFY2(row >= 0, qPrintable(s["key"].toString()));
+    const regioncache::EntryInfo& e = model.entry(row);
+    QCOMPARE(qint64(e.value_size), qint64(s["size"].toInteger()));
+    QCOMPARE(model.data(model.index(row, KeyTableModel::kEncoding)).toString(), s["encoding"].toString());
+    if (s["expires"].isNull()) {
+      QCOMPARE(e.expires_ms, int64_t(0));
+      QCOMPARE(model.data(model.index(row, KeyTableModel::kTimeLeft)).toString(), QString("never"));
+      QCOMPARE(model.data(model.index(row, KeyTableModel::kExpires)).toString(), QString("never"));
+    } else {
+      const double want_ms = s["expires"].toDouble() * 1000;
+      QVERIFY2(std::abs(double(e.expires_ms) - want_ms) < 2000,
+               qPrintable(QString("%1: %2 vs %3").arg(s["key"].toString()).arg(e.expires_ms).arg(want_ms)));
+      QVERIFY(model.data(model.index(row, KeyTableModel::kTimeLeft)).toString().contains(QRegularExpression("^\\d+[smhd]")));
+    }
+  }
+  // The countdown repaint of the visible rows, clamped to the rows there are.
+  QSignalSpy changed(&model, &QAbstractItemModel::dataChanged);
+  model.TimePassed(-3, 100);
+  QCOMPARE(changed.size(), 1);
+  QCOMPARE(changed[0][1].toModelIndex().row(), model.rowCount() - 1);
+  // Sorting by size (on a worker), both ways.
+  QSignalSpy sorting(&model, &KeyTableModel::sortingChanged);
+  model.sort(KeyTableModel::kSize, Qt::AscendingOrder);
+  QVERIFY(WaitUntil([&] { return !model.sorting() && sorting.size() >= 2; }));
+  for (int r = 1; r < model.rowCount(); ++r) QVERIFY(model.entry(r - 1).value_size <= model.entry(r).value_size);
+  model.sort(KeyTableModel::kKey, Qt::DescendingOrder);
+  QVERIFY(WaitUntil([&] { return !model.sorting() && sorting.size() >= 4; }));
+  for (int r = 1; r < model.rowCount(); ++r) QVERIFY(model.entry(r - 1).key > model.entry(r).key);
+  model.sort(KeyTableModel::kExpires, Qt::AscendingOrder);
+  QVERIFY(WaitUntil([&] { return !model.sorting() && sorting.size() >= 6; }));
+  QCOMPARE(model.entry(model.rowCount() - 1).expires_ms, int64_t(0));  // "never" sorts last
+  // A filter by glob lists only what matches.
+  model.Clear();
+  loader.Start(region, ":1:session:*");
+  QVERIFY(finished.wait(30000));
+  QCOMPARE(model.rowCount(), 2);
+  model.RemoveKeys({":1:session:abc"});
+  QCOMPARE(model.rowCount(), 1);
+  QCOMPARE(model.entry(0).key, std::string(":1:session:def"));
+}
+
+void ModelsTest::recentSourcesRoundTrip() {
+  SourceRef d;
+  d.type = SourceRef::Type::kDjango;
+  d.django = {"/usr/bin/python3", "demo.settings", {"examples/demo_site"}};
+  SourceRef back;
+  QVERIFY(SourceRef::Decode(d.Encode(), &back));
+  QCOMPARE(back.django.settings, QString("demo.settings"));
+  QCOMPARE(back.django.pythonpath, QStringList{"examples/demo_site"});
+  QCOMPARE(back.django.python, QString("/usr/bin/python3"));
+  SourceRef m;
+  m.type = SourceRef::Type::kManual;
+  QString error;
+  QVERIFY(ManualRegion("shm", "abc", "SIZE=8MB", &m.manual, &error));
+  QVERIFY(SourceRef::Decode(m.Encode(), &back));
+  QCOMPARE(back.manual.Identity(), QString("shm:abc"));
+  QCOMPARE(back.manual.options["SIZE"], QString("8MB"));
+  QVERIFY(!SourceRef::Decode("{\"type\": \"ftp\"}", &back));
+  QVERIFY(!SourceRef::Decode("garbage", &back));
+}
+
+QTEST_MAIN(ModelsTest)
+#include "models_test.moc"

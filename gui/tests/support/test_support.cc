@@ -1,0 +1,192 @@
+#include "test_support.h"
+
+#include <QCoreApplication>
+#include <QElapsedTimer>
+#include <QEventLoop>
+#include <QJsonDocument>
+#include <QProcess>
+#include <QProcessEnvironment>
+#include <QTimer>
+#include <atomic>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <QThread>
+#include <map>
+#include <memory>
+
+#include "regioncache/shm_store.h"
+
+namespace rcgui::testing {
+
+QString PythonExe() {
+  QString env = qEnvironmentVariable("REGIONCACHE_TEST_PYTHON");
+  return env.isEmpty() ? QString(REGIONCACHE_TEST_PYTHON) : env;
+}
+
+bool RunPython(const QStringList& args, QByteArray* out, QString* error, int timeout_ms) {
+  QProcess p;
+  QProcessEnvironment env = QProcessEnvironment::systemEnvironment();
+  const QString pkg = QString(REGIONCACHE_SOURCE_DIR) + "/django_backend";
+  const QString old = env.value("PYTHONPATH");
+  env.insert("PYTHONPATH", old.isEmpty() ? pkg : pkg + ":" + old);
+  p.setProcessEnvironment(env);
+  p.start(PythonExe(), args);
+  const QString cmd = PythonExe() + " " + args.join(' ').left(300);
+  if (!p.waitForStarted(10000)) {
+    *error = "cannot start " + cmd + ": " + p.errorString();
+    return false;
+  }
+  if (!p.waitForFinished(timeout_ms)) {
+    p.kill();
+    p.waitForFinished();
+    *error = cmd + ": timed out";
+    return false;
+  }
+  *out = p.readAllStandardOutput();
+  if (p.exitStatus() != QProcess::NormalExit || p.exitCode() != 0) {
+    *error = QString("%1: exit %2: %3").arg(cmd).arg(p.exitCode()).arg(QString::fromUtf8(p.readAllStandardError()));
+    return false;
+  }
+  return true;
+}
+
+QByteArray DjangoRegion(const QJsonObject& conf, const QStringList& cmd_args, QString* error) {
+  const QString script = QString(REGIONCACHE_SOURCE_DIR) + "/gui/tests/support/django_region.py";
+  QByteArray out;
+  QStringList args{script, QString::fromUtf8(QJsonDocument(conf).toJson(QJsonDocument::Compact))};
+  args << cmd_args;
+  if (!RunPython(args, &out, error)) return {};
+  return out;
+}
+
+QString UniqueName(const QString& tag) {
+  static std::atomic<int> n{0};
+  return QString("guitest-%1-%2-%3").arg(QCoreApplication::applicationPid()).arg(tag).arg(n++);
+}
+
+namespace {
+
+int FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  int port = 0;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
+      getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0)
+    port = ntohs(a.sin_port);
+  close(fd);
+  return port;
+}
+
+bool Answers(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+  close(fd);
+  return ok;
+}
+
+// memcached servers started by the tests, by LOCATION; each region gets a
+// server of its own, so fixtures of different tests never share keys.
+std::map<QString, std::unique_ptr<QProcess>>& Servers() {
+  static std::map<QString, std::unique_ptr<QProcess>> servers;
+  return servers;
+}
+
+QString StartMemcached() {
+  const int port = FreePort();
+  auto proc = std::make_unique<QProcess>();
+  proc->setProcessChannelMode(QProcess::ForwardedErrorChannel);
+  QStringList args{"-l", "127.0.0.1", "-p", QString::number(port), "-U", "0", "-t", "1", "-m", "64"};
+  if (geteuid() == 0) args << "-u" << "root";  // memcached refuses root without it
+  proc->start("memcached", args);
+  // A server that does not start is a failure, never a skip: the LOCATION
+  // returned then names the problem, and the first use of it fails the test
+  // (without aborting, so the other regions of the run are still removed).
+  if (!proc->waitForStarted(5000)) {
+    qWarning("cannot start memcached (the memcached tests need the real server): %s",
+             qPrintable(proc->errorString()));
+    return "memcached-did-not-start";
+  }
+  for (int i = 0; i < 500 && !Answers(port) && proc->state() == QProcess::Running; ++i) QThread::msleep(10);
+  if (!Answers(port)) {
+    qWarning("memcached on 127.0.0.1:%d does not answer (exit %d)", port, proc->exitCode());
+    return "memcached-did-not-answer";
+  }
+  const QString location = QString("127.0.0.1:%1").arg(port);
+  Servers()[location] = std::move(proc);
+  return location;
+}
+
+void StopMemcached(const QString& location) {
+  auto it = Servers().find(location);
+  if (it == Servers().end()) return;
+  it->second->kill();
+  it->second->waitForFinished(5000);
+  Servers().erase(it);
+}
+
+}  // namespace
+
+QList<KindUnderTest> AllKinds() {
+  QList<KindUnderTest> kinds;
+  kinds.push_back({"shm",
+                   [](const QString& name) {
+                     return QJsonObject{{"BACKEND", "regioncache.SharedMemoryCache"},
+                                        {"LOCATION", name},
+                                        {"OPTIONS", QJsonObject{{"SIZE", "8MB"}}}};
+                   },
+                   [](const QString& name) { return QJsonObject{{"LOCATION", name}}; },
+                   [](const QJsonObject& conf) {
+                     regioncache::RemoveShmRegion(conf["LOCATION"].toString().toStdString());
+                   }});
+  kinds.push_back({"memcached",
+                   [](const QString&) {
+                     return QJsonObject{{"BACKEND", "regioncache.MemcachedCache"},
+                                        {"LOCATION", StartMemcached()}};
+                   },
+                   [](const QString&) {
+                     return QJsonObject{{"BACKEND", "regioncache.MemcachedCache"},
+                                        {"LOCATION", QString("127.0.0.1:%1").arg(FreePort())},
+                                        {"OPTIONS", QJsonObject{{"CONNECT_TIMEOUT", 0.2}, {"POLL_TIMEOUT", 0.2}}}};
+                   },
+                   [](const QJsonObject& conf) { StopMemcached(conf["LOCATION"].toString()); }});
+  // The file store adds its entry here when it lands: a temporary directory,
+  // removed by cleanup.
+  return kinds;
+}
+
+RegionSpec SpecFromConf(const QString& alias, const QString& kind, const QJsonObject& conf) {
+  RegionSpec s;
+  s.name = alias;
+  s.kind = kind;
+  s.location = conf["LOCATION"].toString();
+  s.backend = conf["BACKEND"].toString();
+  s.origin = "test";
+  const QJsonObject opts = conf["OPTIONS"].toObject();
+  for (auto it = opts.begin(); it != opts.end(); ++it) s.options[it.key()] = it.value().toVariant().toString();
+  return s;
+}
+
+bool WaitUntil(const std::function<bool()>& pred, int timeout_ms) {
+  QElapsedTimer t;
+  t.start();
+  while (!pred()) {
+    if (t.elapsed() > timeout_ms) return false;
+    QEventLoop loop;
+    QTimer::singleShot(5, &loop, &QEventLoop::quit);
+    loop.exec();
+  }
+  return true;
+}
+
+}  // namespace rcgui::testing

@@ -1,0 +1,205 @@
+#include "value_viewer.h"
+
+#include <QFontDatabase>
+#include <QHBoxLayout>
+#include <QJsonDocument>
+#include <QLabel>
+#include <QPlainTextEdit>
+#include <QPushButton>
+#include <QScrollArea>
+#include <QTabWidget>
+#include <QVBoxLayout>
+#include <QtConcurrent/QtConcurrentRun>
+
+#include "format.h"
+#include "pickle_disasm.h"
+#include "regioncache/clock.h"
+#include "regioncache/codec.h"
+
+namespace rcgui {
+
+namespace {
+
+// Tab order matches ValueView.
+constexpr int kTabOf[] = {0, 1, 2, 3, 4};
+
+QPlainTextEdit* MakeTextView(bool mono) {
+  auto* e = new QPlainTextEdit;
+  e->setReadOnly(true);
+  e->setLineWrapMode(mono ? QPlainTextEdit::NoWrap : QPlainTextEdit::WidgetWidth);
+  if (mono) e->setFont(QFontDatabase::systemFont(QFontDatabase::FixedFont));
+  return e;
+}
+
+}  // namespace
+
+RenderedValue RenderValue(Region& region, const std::string& key, qsizetype cap) {
+  RenderedValue r;
+  regioncache::Status s;
+  auto store = region.Acquire(&s);
+  regioncache::Value value;
+  if (store) s = store->Peek(key, &value);
+  if (!s.ok()) {
+    r.error = s.IsNotFound()
+                  ? QString("region '%1': key %2 is gone (deleted, expired or evicted)")
+                        .arg(region.spec().name, QString::fromStdString(key))
+                  : StatusText(region, s);
+    return r;
+  }
+  QByteArray stored(value.data.data(), static_cast<qsizetype>(value.data.size()));
+  DecodedValue d = DecodeStored(stored, value.flags);
+  r.ok = true;
+  r.total = static_cast<uint64_t>(d.bytes.size());
+  r.best = BestView(d);
+  r.summary = QString("%1 · %2 · %3").arg(HumanBytes(r.total), EncodingText(value.flags),
+                                           "expires " + ExpiryText(value.expires_ms, regioncache::NowMs()));
+  if (d.decompressed) r.summary += QString(" · zstd %1 stored").arg(HumanBytes(d.stored_size));
+  if (!d.error.isEmpty()) r.summary += " · " + d.error;
+
+  const bool capped = cap > 0 && d.bytes.size() > cap;
+  r.capped = capped;
+  const QByteArray head = capped ? d.bytes.left(cap) : d.bytes;
+  r.text = QString::fromUtf8(head);
+  if (!LooksLikeText(head) && regioncache::Encoding(value.flags) != regioncache::kEncStr)
+    r.text.prepend("[not text: shown with replacement characters; see Hex]\n");
+  r.hex = HexDump(d.bytes, capped ? cap : d.bytes.size());
+  QJsonParseError perr;
+  QJsonDocument doc = QJsonDocument::fromJson(d.bytes, &perr);
+  if (doc.isNull()) {
+    r.json = QString("not JSON: %1 at offset %2").arg(perr.errorString()).arg(perr.offset);
+  } else {
+    QByteArray pretty = doc.toJson(QJsonDocument::Indented);
+    r.json = QString::fromUtf8(capped ? pretty.left(cap * 2) : pretty);
+    if (capped && pretty.size() > cap * 2) r.json += QString::fromUtf8("\n… (Load all shows the rest)");
+  }
+  QString fmt = ImageFormat(d.bytes);
+  if (!fmt.isEmpty()) {
+    if (r.image.loadFromData(d.bytes, fmt.toLatin1().constData()))
+      r.image_info = QString("%1 image, %2 × %3").arg(fmt).arg(r.image.width()).arg(r.image.height());
+    else
+      r.image_info = QString("looks like %1 but does not decode").arg(fmt);
+  } else {
+    r.image_info = "not a PNG, JPEG or GIF image";
+  }
+  if (regioncache::Encoding(value.flags) == regioncache::kEncPickle || r.best == ValueView::kPickle) {
+    PickleListing l = DisassemblePickle(d.bytes, capped ? 20000 : 5000000);
+    r.pickle = PickleListingText(l);
+  } else {
+    r.pickle = "not a pickle (encoding " + EncodingText(value.flags) + ")";
+  }
+  return r;
+}
+
+ValueViewer::ValueViewer(QWidget* parent) : QWidget(parent) {
+  summary_ = new QLabel;
+  summary_->setTextInteractionFlags(Qt::TextSelectableByMouse);
+  summary_->setWordWrap(true);
+  tabs_ = new QTabWidget;
+  text_ = MakeTextView(false);
+  hex_ = MakeTextView(true);
+  json_ = MakeTextView(true);
+  pickle_ = MakeTextView(true);
+  image_ = new QLabel;
+  image_->setAlignment(Qt::AlignCenter);
+  image_area_ = new QScrollArea;
+  image_area_->setWidget(image_);
+  image_area_->setWidgetResizable(true);
+  tabs_->addTab(text_, "Text");
+  tabs_->addTab(hex_, "Hex");
+  tabs_->addTab(json_, "JSON");
+  tabs_->addTab(image_area_, "Image");
+  tabs_->addTab(pickle_, "Pickle");
+  cap_note_ = new QLabel;
+  load_all_ = new QPushButton("Load all");
+  load_all_->setObjectName("loadAll");
+  auto* cap_row = new QHBoxLayout;
+  cap_row->addWidget(cap_note_, 1);
+  cap_row->addWidget(load_all_);
+  auto* layout = new QVBoxLayout(this);
+  layout->setContentsMargins(0, 0, 0, 0);
+  layout->addWidget(summary_);
+  layout->addWidget(tabs_, 1);
+  layout->addLayout(cap_row);
+  connect(load_all_, &QPushButton::clicked, this, &ValueViewer::LoadAll);
+  connect(&watcher_, &QFutureWatcher<RenderedValue>::finished, this, [this] {
+    if (watched_generation_ == generation_) {
+      waiting_ = false;
+      Show(watcher_.result());
+      emit loaded();
+    } else {
+      Start();  // a newer key (or Load all) was asked for while this one rendered
+    }
+  });
+  ShowNothing();
+}
+
+ValueViewer::~ValueViewer() { watcher_.waitForFinished(); }
+
+void ValueViewer::ShowNothing() {
+  ++generation_;
+  waiting_ = false;
+  region_.reset();
+  key_.clear();
+  Show(RenderedValue{false, {}, "select a key to see its value", {}, {}, {}, {}, {}, {}, ValueView::kText, 0, false});
+}
+
+void ValueViewer::ShowKey(RegionPtr region, const std::string& key) {
+  region_ = std::move(region);
+  key_ = key;
+  ++generation_;
+  waiting_ = true;
+  want_all_ = false;
+  summary_->setText(QString::fromUtf8("reading %1 …").arg(QString::fromStdString(key)));
+  if (!watcher_.isRunning()) Start();
+}
+
+void ValueViewer::LoadAll() {
+  if (!region_) return;
+  ++generation_;
+  waiting_ = true;
+  want_all_ = true;
+  if (!watcher_.isRunning()) Start();
+}
+
+void ValueViewer::Start() {
+  if (!region_) return;
+  watched_generation_ = generation_;
+  watcher_.setFuture(QtConcurrent::run([region = region_, key = key_, all = want_all_] {
+    return RenderValue(*region, key, all ? 0 : kCap);
+  }));
+}
+
+ValueView ValueViewer::currentView() const { return static_cast<ValueView>(tabs_->currentIndex()); }
+
+void ValueViewer::Show(const RenderedValue& v) {
+  shown_ = v;
+  if (!v.ok) {
+    summary_->setText(v.error.isEmpty() ? v.summary : v.error);
+    summary_->setStyleSheet(v.error.isEmpty() ? QString() : QString("color: #b00020"));
+    for (auto* e : {text_, hex_, json_, pickle_}) e->clear();
+    image_->clear();
+    cap_note_->clear();
+    load_all_->hide();
+    return;
+  }
+  summary_->setStyleSheet(QString());
+  summary_->setText(QString::fromStdString(key_) + "\n" + v.summary);
+  text_->setPlainText(v.text);
+  hex_->setPlainText(v.hex);
+  json_->setPlainText(v.json);
+  pickle_->setPlainText(v.pickle);
+  if (!v.image.isNull()) {
+    image_->setPixmap(QPixmap::fromImage(v.image));
+    image_->setToolTip(v.image_info);
+    summary_->setText(summary_->text() + " · " + v.image_info);
+  } else {
+    image_->setPixmap(QPixmap());
+    image_->setText(v.image_info);
+  }
+  tabs_->setCurrentIndex(kTabOf[static_cast<int>(v.best)]);
+  cap_note_->setText(v.capped ? QString("showing the first %1 of %2").arg(HumanBytes(kCap), HumanBytes(v.total))
+                              : QString());
+  load_all_->setVisible(v.capped);
+}
+
+}  // namespace rcgui
