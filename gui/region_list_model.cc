@@ -10,6 +10,7 @@ namespace rcgui {
 
 RegionListModel::RegionListModel(QObject* parent) : QAbstractTableModel(parent) {
   connect(&watcher_, &QFutureWatcher<std::vector<Result>>::finished, this, [this] {
+    busy_ = false;
     Apply(watcher_.result());
     emit refreshed();
     if (again_) {
@@ -107,10 +108,14 @@ void RegionListModel::RemoveRegion(int r) {
 }
 
 void RegionListModel::Refresh() {
-  if (watcher_.isRunning()) {
+  // busy_, not watcher_.isRunning(): a pass that has finished on its thread
+  // but whose result the UI thread has not applied yet is still this pass
+  // (a new setFuture would drop its finished signal).
+  if (busy_) {
     again_ = true;
     return;
   }
+  busy_ = true;
   std::vector<RegionPtr> regions;
   for (const auto& r : rows_) regions.push_back(r.region);
   watcher_.setFuture(QtConcurrent::run([regions] {

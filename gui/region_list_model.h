@@ -52,7 +52,7 @@ class RegionListModel : public QAbstractTableModel {
   // Reads every region's stats on a worker; refreshed() when the figures are
   // in. A refresh asked for while one runs is folded into the next one.
   void Refresh();
-  bool refreshing() const { return watcher_.isRunning(); }
+  bool refreshing() const { return busy_; }
 
  signals:
   void refreshed();
@@ -69,6 +69,7 @@ class RegionListModel : public QAbstractTableModel {
   std::vector<RegionRow> rows_;
   QFutureWatcher<std::vector<Result>> watcher_;
   bool again_ = false;
+  bool busy_ = false;  // a pass is running or its result is not applied yet
 };
 
 }  // namespace rcgui

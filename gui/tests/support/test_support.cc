@@ -1,6 +1,7 @@
 #include "test_support.h"
 
 #include <QCoreApplication>
+#include <QDir>
 #include <QElapsedTimer>
 #include <QEventLoop>
 #include <QJsonDocument>
@@ -160,8 +161,20 @@ QList<KindUnderTest> AllKinds() {
                                         {"OPTIONS", QJsonObject{{"CONNECT_TIMEOUT", 0.2}, {"POLL_TIMEOUT", 0.2}}}};
                    },
                    [](const QJsonObject& conf) { StopMemcached(conf["LOCATION"].toString()); }});
-  // The file store adds its entry here when it lands: a temporary directory,
-  // removed by cleanup.
+  kinds.push_back({"file",
+                   [](const QString& name) {
+                     return QJsonObject{{"BACKEND", "regioncache.FileCache"},
+                                        {"LOCATION", QDir::temp().filePath("regioncache-gui-" + name)},
+                                        {"OPTIONS", QJsonObject{{"MAX_SIZE", "64MB"}}}};
+                   },
+                   [](const QString& name) {
+                     // Under a regular file: no directory can be made there.
+                     return QJsonObject{{"BACKEND", "regioncache.FileCache"},
+                                        {"LOCATION", "/dev/null/regioncache-" + name}};
+                   },
+                   [](const QJsonObject& conf) {
+                     QDir(conf["LOCATION"].toString()).removeRecursively();
+                   }});
   return kinds;
 }
 
