@@ -14,6 +14,7 @@ using regioncache::EntryInfo;
 
 KeyTableModel::KeyTableModel(QObject* parent) : QAbstractTableModel(parent) {
   connect(&sort_watcher_, &QFutureWatcher<std::vector<RowRef>>::finished, this, [this] {
+    sort_busy_ = false;
     if (sort_again_) {
       sort_again_ = false;
       StartSort();
@@ -172,7 +173,9 @@ void KeyTableModel::sort(int column, Qt::SortOrder order) {
   if (column < 0 || column >= kColumnCount) return;
   sort_column_ = column;
   sort_order_ = order;
-  if (sort_watcher_.isRunning()) {
+  // sort_busy_, not sort_watcher_.isRunning(): a sort done on its thread
+  // whose result is not applied yet is still running for the model.
+  if (sort_busy_) {
     sort_again_ = true;  // never wait on the UI thread: sort again when it is done
     return;
   }
@@ -181,6 +184,7 @@ void KeyTableModel::sort(int column, Qt::SortOrder order) {
 }
 
 void KeyTableModel::StartSort() {
+  sort_busy_ = true;
   const int column = sort_column_;
   const Qt::SortOrder order = sort_order_;
   sort_generation_ = generation_;

@@ -44,7 +44,7 @@ class KeyTableModel : public QAbstractTableModel {
   void TimePassed(int first, int last);
 
   const regioncache::EntryInfo& entry(int row) const;
-  bool sorting() const { return sort_watcher_.isRunning() || sort_again_; }
+  bool sorting() const { return sort_busy_ || sort_again_; }
   int sortColumn() const { return sort_column_; }
 
  signals:
@@ -65,6 +65,7 @@ class KeyTableModel : public QAbstractTableModel {
   uint64_t generation_ = 0;   // bumped by Clear and removals: a sort of an older state is dropped
   QFutureWatcher<std::vector<RowRef>> sort_watcher_;
   uint64_t sort_generation_ = 0;
+  bool sort_busy_ = false;   // a sort runs, or its result is not applied yet
   bool sort_again_ = false;  // sort() was called while a sort ran: its result is stale
 };
 
