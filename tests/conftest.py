@@ -78,7 +78,10 @@ class Regions:
         alias = alias or f"t-{uuid.uuid4().hex[:8]}"
         settings.CACHES[alias] = conf
         self.aliases.append(alias)
-        if conf["LOCATION"] not in self.locations:
+        # Only shared-memory regions are removed afterwards (file regions live
+        # in the run's temp dir, memcached servers are stopped by their tests).
+        shm = conf["BACKEND"].endswith("SharedMemoryCache")
+        if shm and conf["LOCATION"] not in self.locations:
             self.locations.append(conf["LOCATION"])
         return alias
 

@@ -173,3 +173,32 @@ def test_manage_py_check_with_bad_options_fails_naming_them(regions):
     assert proc.returncode != 0
     last = proc.stderr.strip().splitlines()[-1]
     assert f"CACHES['{alias}']" in last and "MAX_ENTRIES" in last, last
+
+
+def test_file_region_directory_problems_are_errors(regions, tmp_path):
+    plain = tmp_path / "plain"
+    plain.write_text("x")
+    under_file = regions.register(regions.conf(location=str(plain / "cache"),
+                                               BACKEND="regioncache.FileCache", OPTIONS={}))
+    fine = regions.register(regions.conf(location=str(tmp_path / "new" / "cache"),
+                                         BACKEND="regioncache.FileCache", OPTIONS={}))
+    msgs = check_regions()
+    mine = [m for m in msgs if repr(under_file) in m.msg]
+    assert [m.id for m in mine] == ["regioncache.E002"]
+    assert str(plain) in mine[0].msg
+    assert ids(msgs, fine) == []
+
+
+def test_unreachable_memcached_server_is_a_warning(regions):
+    from memcached_servers import free_port, start_servers
+
+    servers = start_servers(1)
+    try:
+        dead = f"127.0.0.1:{free_port()}"
+        alias = regions.register(regions.conf(location=[servers[0].location, dead],
+                                              BACKEND="regioncache.MemcachedCache", OPTIONS={}))
+        mine = [m for m in check_regions() if repr(alias) in m.msg]
+        assert [m.id for m in mine] == ["regioncache.W001"]
+        assert dead in mine[0].msg and servers[0].location not in mine[0].msg
+    finally:
+        servers.stop()
