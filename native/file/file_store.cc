@@ -949,7 +949,13 @@ Status FileStore::ScanShardLocked(int shard, const ScanPolicy& pol, ScanResult* 
   for (auto& name : entries) {
     std::string path = dirpath + "/" + name;
     if (pol.all) {
-      if (unlink(path.c_str()) == 0) ++res->removed_all;
+      // Cleared entries become spares (up to the slots and the budget), so
+      // the writes that refill the region reuse them instead of paying for
+      // creates right after a burst of unlinks ("Inode reuse").
+      struct stat st;
+      if (lstat(path.c_str(), &st) == 0 &&
+          Retire(shard, path, uint64_t(st.st_size), S_ISREG(st.st_mode)))
+        ++res->removed_all;
       continue;
     }
     OpenEntry o;
@@ -1009,14 +1015,14 @@ Status FileStore::ScanShardLocked(int shard, const ScanPolicy& pol, ScanResult* 
     keep.clear();
     keep_bytes = 0;
   }
-  // The spare slots as they are now (a clear drops the spares too).
+  // The spare slots as they are now (a clear keeps them: see above).
   uint32_t spares = 0;
   int64_t spare_bytes = 0;
   for (int i = 0; i < file::kSpareSlots; ++i) {
     std::string path = dirpath + "/" + file::SpareName(i);
     struct stat st;
     if (lstat(path.c_str(), &st) != 0) continue;
-    if (pol.all || !S_ISREG(st.st_mode)) {
+    if (!S_ISREG(st.st_mode)) {
       unlink(path.c_str());
       continue;
     }
