@@ -22,7 +22,7 @@
 // creates makes each create slower the faster it writes -- about 1 ms per
 // create here at a few thousand sets a second. So an entry file that leaves
 // its name goes to a spare slot (".spare.<i>", kSpareSlots per shard) when it
-// is small (<= kSpareMax) and the spares stay under a sixteenth of MAX_SIZE;
+// is small (<= kSpareMax) and the spares stay within SpareBudget(MAX_SIZE);
 // a writer claims a spare by renaming it to its temporary name and
 // overwrites it. Invariants:
 //  - files are retired into spare slots only under the shard lock, only
