@@ -5,6 +5,8 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <cstring>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -14,6 +16,31 @@
 
 namespace regioncache::file {
 
+// A byte buffer that, unlike std::string, does not zero what it grows by:
+// every read of an entry fills it from the file, so zeroing it first would
+// only cost a pass over memory.
+class HeadBuf {
+ public:
+  char* data() { return p_.get(); }
+  const char* data() const { return p_.get(); }
+  size_t size() const { return size_; }
+  // Keeps the first min(size(), n) bytes; the rest is unspecified.
+  void resize(size_t n) {
+    if (n > cap_) {
+      auto q = std::make_unique_for_overwrite<char[]>(n);
+      if (size_) std::memcpy(q.get(), p_.get(), size_);
+      p_ = std::move(q);
+      cap_ = n;
+    }
+    size_ = n;
+  }
+  void clear() { size_ = 0; }
+
+ private:
+  std::unique_ptr<char[]> p_;
+  size_t size_ = 0, cap_ = 0;
+};
+
 // An entry file opened and its first bytes read (header, key, and for small
 // entries the whole value). Closes the descriptor when destroyed.
 struct OpenEntry {
@@ -21,14 +48,16 @@ struct OpenEntry {
   ino_t ino = 0;       // 0 unless the read needed an fstat (see IsFileAt)
   uint64_t size = 0;
   EntryHeader h{};
-  std::string head;  // the file's first bytes: header, key, maybe value
+  HeadBuf head;  // the file's first bytes: header, key, maybe value
 
   OpenEntry() = default;
   OpenEntry(const OpenEntry&) = delete;
   OpenEntry& operator=(const OpenEntry&) = delete;
   ~OpenEntry();
   void Reset();  // closes the file, forgets what was read
-  std::string_view key() const { return std::string_view(head).substr(kHeaderSize, h.key_len); }
+  std::string_view key() const {
+    return std::string_view(head.data(), head.size()).substr(kHeaderSize, h.key_len);
+  }
 };
 
 enum class Head { kOk, kAbsent, kBad };

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <random>
 
+#include "file/file_io.h"
 #include "regioncache/codec.h"
 
 namespace regioncache::file {
@@ -106,7 +107,7 @@ std::string ShardDirName(int shard) {
 std::string TempName() {
   // Unique per process and call; O_EXCL at creation catches the rest.
   thread_local std::mt19937_64 rng(std::random_device{}() ^ uint64_t(getpid()) << 32);
-  std::string s = ".tmp." + std::to_string(getpid()) + ".";
+  std::string s = ".tmp." + std::to_string(CurrentPid()) + ".";
   AppendHex64(rng(), &s);
   return s;
 }

@@ -1,14 +1,40 @@
 #include "file/file_io.h"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <atomic>
 #include <climits>
 
 namespace regioncache::file {
+namespace {
+
+std::atomic<pid_t> g_pid{0};
+
+void RefreshPid() { g_pid.store(getpid(), std::memory_order_relaxed); }
+
+}  // namespace
+
+pid_t CurrentPid() {
+  static const bool registered = [] {
+    RefreshPid();
+    pthread_atfork(nullptr, nullptr, RefreshPid);
+    return true;
+  }();
+  (void)registered;
+  return g_pid.load(std::memory_order_relaxed);
+}
+
+ssize_t PReadOnce(int fd, void* buf, size_t n, off_t off) {
+  for (;;) {
+    ssize_t r = pread(fd, buf, n, off);
+    if (r >= 0 || errno != EINTR) return r;
+  }
+}
 
 ssize_t PReadFull(int fd, void* buf, size_t n, off_t off) {
   size_t done = 0;

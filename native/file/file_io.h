@@ -12,6 +12,11 @@
 
 namespace regioncache::file {
 
+// One read of up to n bytes at off (retried only on EINTR): for a regular
+// file a short count means the end of the file, so a small file is read in
+// one system call. Returns the count or -1 with errno set.
+ssize_t PReadOnce(int fd, void* buf, size_t n, off_t off);
+
 // Reads exactly n bytes at off. Returns n, fewer at end of file, or -1 with errno set.
 ssize_t PReadFull(int fd, void* buf, size_t n, off_t off);
 
@@ -24,6 +29,10 @@ int PWriteFull(int fd, const void* buf, size_t n, off_t off);
 // mkdir -p with mode 0700 for what it creates. Errors name where and the
 // component that failed.
 Status MakeDirs(const std::string& path, const std::string& where);
+
+// This process's pid without a system call (glibc's getpid() is one): kept
+// by a pthread_atfork child handler, so a forked child sees its own pid.
+pid_t CurrentPid();
 
 // fsync of a directory (after a rename into it). Returns 0 or an errno.
 int SyncDir(const std::string& path);

@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "file/file_io.h"
 #include "regioncache/clock.h"
 
 namespace regioncache::file {
@@ -39,7 +40,7 @@ Status Ledger::RangeLock(off_t start, bool lock) {
 }
 
 Status Ledger::EnsureOwnFd() {
-  pid_t me = getpid();
+  pid_t me = CurrentPid();
   if (me == pid_) return Status::OK();
   std::lock_guard<std::mutex> g(fd_mu_);
   if (me == pid_) return Status::OK();
@@ -61,7 +62,7 @@ Status Ledger::Open(const std::string& path, const std::string& where, bool* fre
   *fresh = false;
   fd_ = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (fd_ < 0) return Status::IOError(where + "cannot open the ledger " + path + ": " + ErrnoText(errno));
-  pid_ = getpid();
+  pid_ = CurrentPid();
   Status s = RangeLock(kInitLockByte, true);
   if (!s.ok()) return s;
   struct stat st;

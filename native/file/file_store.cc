@@ -22,7 +22,7 @@
 // creates makes each create slower the faster it writes -- about 1 ms per
 // create here at a few thousand sets a second. So an entry file that leaves
 // its name goes to a spare slot (".spare.<i>", kSpareSlots per shard) when it
-// is small (<= kSpareMax) and the spares stay under a sixteenth of MAX_SIZE;
+// is small (<= kSpareMax) and the spares stay within SpareBudget(MAX_SIZE);
 // a writer claims a spare by renaming it to its temporary name and
 // overwrites it. Invariants:
 //  - files are retired into spare slots only under the shard lock, only
@@ -35,10 +35,32 @@
 //    fails its checks and is retried from the open; a file is judged
 //    damaged only when reads from three opens all fail (Read);
 //  - spares are not entries: not in entries or bytes_used (stats show
-//    spare_files and spare_bytes); disk use is at most MAX_SIZE * 17/16
-//    plus the temporary files of writes in progress.
+//    spare_bytes); shared spares hold at most max(MAX_SIZE/16, 4 MB)
+//    (SpareBudget; a small region needs a floor, or its evictions unlink).
+//
+// Own spares. A set of a key that is there puts its new file in place with
+// one renameat2(RENAME_EXCHANGE) under the shard lock: the entry name never
+// goes missing, and the old file lands on the writer's temporary name. Each
+// process keeps that file (if <= kSpareMax) as its own spare for the shard,
+// under a name of its own (".tmp.<pid>.<16 hex><shard>", so sweeps know its
+// owner), and its next write into the shard rewrites it in place: an
+// overwrite is open, write, close, lock, exchange, lstat, unlock -- one
+// rename instead of three, no create. Invariants:
+//  - mine_[shard] says who may touch the own name: free, busy (one thread
+//    owns it from WriteEntryFile until its commit or abandon), or idle with
+//    the file's size; only the thread that made it busy changes it again;
+//  - the files are temporary files of a live writer: sweeps leave them
+//    alone unless a day old (an exchanged-out file keeps the old entry's
+//    mtime; a swept one is noticed at the open or the exchange, and a new
+//    file is made); a store that closes removes them, a killed process
+//    leaves them to the sweeps (10 minutes), at most 256 files of <= 64 KB;
+//  - a forked child forgets its parent's own spares (CheckFork): the parent
+//    goes on rewriting them;
+//  - without RENAME_EXCHANGE (a file system that lacks it) the old file is
+//    moved to a shared spare slot and the new one renamed in its place.
 #include <dirent.h>
 #include <fcntl.h>
+#include <stdio.h>  // renameat2, RENAME_EXCHANGE
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -88,6 +110,13 @@ constexpr char kLedgerName[] = "regioncache.stats";
 constexpr uint64_t kSpareMax = 64 * 1024;          // larger files are unlinked, not kept
 constexpr int kReadAttempts = 3;                    // opens before a file is judged damaged
 constexpr int64_t kOrphanTempMs = 24 * 3600 * 1000; // a live writer's temp older than this is lost
+constexpr uint64_t kSpareBudgetMin = 4ull << 20;    // shared spares may hold at least this much
+
+// Bytes the shared spares of a region may hold: a sixteenth of MAX_SIZE, but
+// at least kSpareBudgetMin, so a small region keeps enough spares for its
+// evictions to feed its creates (otherwise every eviction unlinks and every
+// create of a full small region pays ext4's slow path, "Inode reuse").
+uint64_t SpareBudget(uint64_t max_size) { return std::max(max_size / 16, kSpareBudgetMin); }
 
 struct Config {
   uint64_t max_size = kDefaultMaxSize;
@@ -118,10 +147,19 @@ class FileStore final : public Store {
   FileStore(std::string region, std::string location, Config cfg, std::unique_ptr<Ledger> ledger)
       : Store(std::move(region), std::move(location)),
         cfg_(cfg),
-        spare_budget_(cfg.max_size / 16),
+        spare_budget_(SpareBudget(cfg.max_size)),
         ledger_(std::move(ledger)) {
     dir_ = this->location();
     while (dir_.size() > 1 && dir_.back() == '/') dir_.pop_back();
+    mine_prefix_ = file::TempName();
+    mine_pid_.store(file::CurrentPid(), std::memory_order_release);
+  }
+  ~FileStore() override {
+    // Own spares are temporary files: a store that goes away removes them
+    // (a killed process leaves them to the sweeps, as any writer's).
+    if (file::CurrentPid() != mine_pid_.load(std::memory_order_acquire)) return;
+    for (int s = 0; s < kShards; ++s)
+      if (mine_[s].load(std::memory_order_acquire) >= kMineHas) unlink(MineName(s).c_str());
   }
 
   Status Get(std::string_view key, Value* out) override { return Read(key, out, false); }
@@ -175,14 +213,40 @@ class FileStore final : public Store {
   // Takes a file away from its entry name (lock held): into a free spare
   // slot if it qualifies, else unlinked. Adjusts the spare counts only.
   bool Retire(int shard, const std::string& path, uint64_t size, bool reuse);
-  // Writes e to a temporary file of the shard (a claimed spare or a new file).
-  Status WriteEntryFile(int shard, const NewEntry& e, std::string* tmp);
+  // A temporary file written for a commit. `mine`: it is this process's
+  // own spare name of the shard (MineName), whose slot in mine_ it holds
+  // busy until Commit or Abandon.
+  struct Temp {
+    std::string path;
+    bool mine = false;
+  };
+  // Writes e to a temporary file of the shard: this process's own spare
+  // for the shard if it is free, else a claimed shared spare or a new file.
+  Status WriteEntryFile(int shard, const NewEntry& e, Temp* tmp);
+  // Overwrites a claimed shared spare, renamed to `path`, with e. False if
+  // no spare could be claimed (then nothing was done).
+  bool ClaimSpare(int shard, const NewEntry& e, const std::string& path, Status* s);
+  // Gives up a written temporary file: this process's own spare is kept
+  // (it holds `size` bytes), any other is unlinked.
+  void Abandon(int shard, const Temp& tmp, uint64_t size);
+  std::string MineName(int shard) const {
+    return ShardPath(shard) + "/" + mine_prefix_ + file::ShardDirName(shard);
+  }
+  // In a forked child, forgets the parent's own spares (their names carry
+  // the parent's pid and the parent goes on using them).
+  void CheckFork();
   void DropBad(int shard, const std::string& name, const OpenEntry& o, bool locked,
                const std::string& why);
   void DropExpired(int shard, const std::string& name, const OpenEntry& o, bool locked);
   void LogBadOnce(const std::string& path, ino_t ino, const std::string& why);
-  // Renames tmp over the entry of name, with the lock held; counts it.
-  Status CommitLocked(int shard, const std::string& name, const std::string& tmp, uint64_t size);
+  // Puts tmp in place as the entry of name, with the lock held; counts it.
+  // *vanished: the temporary file was gone (swept as a dead writer's), and
+  // nothing changed.
+  Status CommitLocked(int shard, const std::string& name, const Temp& tmp, uint64_t size,
+                      bool* vanished);
+  // After tmp.path took the place of an entry by an exchange, the old
+  // entry file is at tmp.path: keep it as this process's spare, or retire it.
+  void TakeOld(int shard, const Temp& tmp);
   // Before a write of `bytes`: evict until the bounds allow it.
   // Evicts until the bounds leave room for a new file of `bytes` (0: until
   // they hold again). The entry `protect` (just written) is never taken.
@@ -199,7 +263,16 @@ class FileStore final : public Store {
   Status TooLargeError(std::string_view key, uint64_t val_len) const;
 
   Config cfg_;
-  uint64_t spare_budget_ = 0;  // bytes all spares may hold (MAX_SIZE / 16)
+  uint64_t spare_budget_ = 0;  // bytes all shared spares may hold (SpareBudget)
+  // This process's own spare per shard ("Own spares" above): kMineFree (no
+  // file, the name is free), kMineBusy (a thread is writing or committing
+  // it), or kMineHas + the file's size (there, idle).
+  static constexpr uint64_t kMineFree = 0, kMineBusy = 1, kMineHas = 2;
+  std::atomic<uint64_t> mine_[kShards] = {};
+  std::string mine_prefix_;          // ".tmp.<pid>.<16 hex>": the own spares' names
+  std::atomic<pid_t> mine_pid_{0};   // the pid in mine_prefix_
+  std::mutex mine_mu_;
+  std::atomic<bool> exchange_ok_{true};  // renameat2(RENAME_EXCHANGE) works here
   std::unique_ptr<Ledger> ledger_;
   std::string dir_;
   std::mutex log_mu_;
@@ -349,10 +422,90 @@ Status FileStore::Read(std::string_view key, Value* out, bool peek) {
 
 // ---------------------------------------------------------------- writing --
 
-Status FileStore::CommitLocked(int shard, const std::string& name, const std::string& tmp,
-                               uint64_t size) {
-  std::string path = PathOf(shard, name);
+void FileStore::CheckFork() {
+  pid_t me = file::CurrentPid();
+  if (me == mine_pid_.load(std::memory_order_acquire)) return;
+  std::lock_guard<std::mutex> g(mine_mu_);
+  if (me == mine_pid_.load(std::memory_order_acquire)) return;
+  for (auto& m : mine_) m.store(kMineFree, std::memory_order_relaxed);
+  mine_prefix_ = file::TempName();
+  mine_pid_.store(me, std::memory_order_release);
+}
+
+void FileStore::TakeOld(int shard, const Temp& tmp) {
+  auto& slot = ledger_->slot(shard);
   struct stat old;
+  if (lstat(tmp.path.c_str(), &old) != 0) {
+    // Swept already (it kept the old entry's mtime): nothing to keep.
+    if (tmp.mine) mine_[shard].store(kMineFree, std::memory_order_release);
+    return;
+  }
+  uint64_t size = uint64_t(old.st_size);
+  slot.bytes.fetch_sub(int64_t(size), std::memory_order_relaxed);
+  bool regular = S_ISREG(old.st_mode);
+  if (tmp.mine && regular && size <= kSpareMax) {
+    mine_[shard].store(size + kMineHas, std::memory_order_release);
+    return;
+  }
+  Retire(shard, tmp.path, size, regular);
+  if (tmp.mine) mine_[shard].store(kMineFree, std::memory_order_release);
+}
+
+Status FileStore::CommitLocked(int shard, const std::string& name, const Temp& tmp, uint64_t size,
+                               bool* vanished) {
+  *vanished = false;
+  std::string path = PathOf(shard, name);
+  auto& slot = ledger_->slot(shard);
+  auto count_new = [&] {
+    if (slot.entries.fetch_add(1, std::memory_order_relaxed) <= 0)
+      slot.oldest_ms.store(NowMs(), std::memory_order_relaxed);  // the first entry is the oldest
+    slot.bytes.fetch_add(int64_t(size), std::memory_order_relaxed);
+  };
+  if (exchange_ok_.load(std::memory_order_relaxed)) {
+    // One atomic exchange: the entry name holds the old file or the new one,
+    // never neither, and the old file lands on our temporary name, to be
+    // rewritten by this process's next write into the shard (Own spares).
+    // ext4 starts no writeback on an exchange (it does on a rename over an
+    // existing file, auto_da_alloc).
+    if (renameat2(AT_FDCWD, tmp.path.c_str(), AT_FDCWD, path.c_str(), RENAME_EXCHANGE) == 0) {
+      count_new();
+      slot.entries.fetch_sub(1, std::memory_order_relaxed);  // the old one left
+      TakeOld(shard, tmp);
+      return Status::OK();
+    }
+    int err = errno;
+    if (err == ENOENT) {
+      // No entry yet (a new key), or our temporary file was swept.
+      if (rename(tmp.path.c_str(), path.c_str()) == 0) {
+        count_new();
+        if (tmp.mine) mine_[shard].store(kMineFree, std::memory_order_release);
+        return Status::OK();
+      }
+      err = errno;
+      if (tmp.mine) mine_[shard].store(kMineFree, std::memory_order_release);
+      if (err == ENOENT) {
+        *vanished = true;
+        return Status::OK();
+      }
+      unlink(tmp.path.c_str());
+      return Status::IOError(Where() + "cannot rename " + tmp.path + " to " + path + ": " +
+                             ErrnoText(err));
+    }
+    if (err != EINVAL && err != ENOSYS && err != EOPNOTSUPP) {
+      if (tmp.mine) mine_[shard].store(kMineFree, std::memory_order_release);
+      unlink(tmp.path.c_str());
+      return Status::IOError(Where() + "cannot exchange " + tmp.path + " with " + path + ": " +
+                             ErrnoText(err));
+    }
+    // A file system without exchange: move the old file away, then rename.
+    exchange_ok_.store(false, std::memory_order_relaxed);
+  }
+  struct stat old;
+  if (lstat(tmp.path.c_str(), &old) != 0) {
+    if (tmp.mine) mine_[shard].store(kMineFree, std::memory_order_release);
+    *vanished = true;
+    return Status::OK();
+  }
   // The old file leaves its name before the rename rather than being
   // replaced by it: it can then be reused (Inode reuse, above), and ext4
   // (auto_da_alloc) starts writeback of the new file's data on a rename over
@@ -360,48 +513,114 @@ Status FileStore::CommitLocked(int shard, const std::string& name, const std::st
   // lock-free reader in between sees a miss, never a partial value; add,
   // replace, incr and touch hold this shard's lock and never see the gap.
   if (lstat(path.c_str(), &old) == 0 && Retire(shard, path, uint64_t(old.st_size), true)) {
-    auto& slot = ledger_->slot(shard);
     slot.entries.fetch_sub(1, std::memory_order_relaxed);
     slot.bytes.fetch_sub(int64_t(old.st_size), std::memory_order_relaxed);
   }
-  if (rename(tmp.c_str(), path.c_str()) != 0) {
-    int err = errno;
-    unlink(tmp.c_str());
-    return Status::IOError(Where() + "cannot rename " + tmp + " to " + path + ": " + ErrnoText(err));
+  int rc = rename(tmp.path.c_str(), path.c_str());
+  int err = errno;
+  if (tmp.mine) mine_[shard].store(kMineFree, std::memory_order_release);
+  if (rc != 0) {
+    unlink(tmp.path.c_str());
+    return Status::IOError(Where() + "cannot rename " + tmp.path + " to " + path + ": " +
+                           ErrnoText(err));
   }
-  auto& slot = ledger_->slot(shard);
-  if (slot.entries.fetch_add(1, std::memory_order_relaxed) <= 0)
-    slot.oldest_ms.store(NowMs(), std::memory_order_relaxed);  // the first entry is the oldest
-  slot.bytes.fetch_add(int64_t(size), std::memory_order_relaxed);
+  count_new();
   return Status::OK();
 }
 
-Status FileStore::WriteEntryFile(int shard, const NewEntry& e, std::string* tmp) {
+bool FileStore::ClaimSpare(int shard, const NewEntry& e, const std::string& path, Status* s) {
   auto& slot = ledger_->slot(shard);
   for (uint32_t bits; (bits = slot.spares.load(std::memory_order_acquire) &
                               ((1u << file::kSpareSlots) - 1)) != 0;) {
     int i = __builtin_ctz(bits);
     uint32_t m = 1u << i;
     if (!(slot.spares.fetch_and(~m, std::memory_order_acq_rel) & m)) continue;  // taken
-    *tmp = ShardPath(shard) + "/" + file::TempName();
-    if (rename((ShardPath(shard) + "/" + file::SpareName(i)).c_str(), tmp->c_str()) != 0)
+    if (rename((ShardPath(shard) + "/" + file::SpareName(i)).c_str(), path.c_str()) != 0)
       continue;  // the bit was stale (a crash, a scan): try another
-    int fd = open(tmp->c_str(), O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+    int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     struct stat st;
     if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
       if (fd >= 0) close(fd);
-      unlink(tmp->c_str());
-      break;
+      unlink(path.c_str());
+      return false;
     }
     slot.spare_bytes.fetch_sub(int64_t(st.st_size), std::memory_order_relaxed);
     int err = file::FillAndClose(fd, e, uint64_t(st.st_size), cfg_.fsync);
     if (err != 0) {
-      unlink(tmp->c_str());
-      return Status::IOError(Where() + "cannot write " + *tmp + ": " + ErrnoText(err));
+      unlink(path.c_str());
+      *s = Status::IOError(Where() + "cannot write " + path + ": " + ErrnoText(err));
+    } else {
+      *s = Status::OK();
     }
-    return Status::OK();
+    return true;
   }
-  return file::WriteTemp(ShardPath(shard), e, cfg_.fsync, Where(), tmp);
+  return false;
+}
+
+Status FileStore::WriteEntryFile(int shard, const NewEntry& e, Temp* tmp) {
+  CheckFork();
+  auto& m = mine_[shard];
+  uint64_t st = m.load(std::memory_order_acquire);
+  if (exchange_ok_.load(std::memory_order_relaxed) && st != kMineBusy &&
+      m.compare_exchange_strong(st, kMineBusy, std::memory_order_acq_rel)) {
+    // This thread owns the shard's own spare name until Commit or Abandon.
+    tmp->path = MineName(shard);
+    tmp->mine = true;
+    Status s;
+    if (st >= kMineHas) {
+      // The steady state of an overwrite: rewrite the file the last
+      // exchange left here, no rename, no create.
+      int fd = open(tmp->path.c_str(), O_WRONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+      if (fd >= 0) {
+        int err = file::FillAndClose(fd, e, st - kMineHas, cfg_.fsync);
+        if (err == 0) return Status::OK();
+        s = Status::IOError(Where() + "cannot write " + tmp->path + ": " + ErrnoText(err));
+      }
+      // Gone (a sweep took it for a stale file) or failing: start afresh.
+      unlink(tmp->path.c_str());
+      if (!s.ok()) {
+        m.store(kMineFree, std::memory_order_release);
+        return s;
+      }
+    }
+    if (ClaimSpare(shard, e, tmp->path, &s)) {
+      if (!s.ok()) m.store(kMineFree, std::memory_order_release);
+      return s;
+    }
+    for (int attempt = 0; attempt < 3; ++attempt) {
+      int fd = open(tmp->path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+      if (fd >= 0) {
+        int err = file::FillAndClose(fd, e, 0, cfg_.fsync);
+        if (err == 0) return Status::OK();
+        unlink(tmp->path.c_str());
+        m.store(kMineFree, std::memory_order_release);
+        return Status::IOError(Where() + "cannot write " + tmp->path + ": " + ErrnoText(err));
+      }
+      int err = errno;
+      if (err == ENOENT) {  // the shard directory is made on first use
+        if (mkdir(ShardPath(shard).c_str(), 0700) != 0 && errno != EEXIST) break;
+      } else if (err == EEXIST) {
+        unlink(tmp->path.c_str());  // our own name: a leftover of ours
+      } else {
+        break;
+      }
+    }
+    // Could not use the own name: a fresh temporary file instead.
+    m.store(kMineFree, std::memory_order_release);
+  }
+  tmp->mine = false;
+  Status s;
+  tmp->path = ShardPath(shard) + "/" + file::TempName();
+  if (ClaimSpare(shard, e, tmp->path, &s)) return s;
+  return file::WriteTemp(ShardPath(shard), e, cfg_.fsync, Where(), &tmp->path);
+}
+
+void FileStore::Abandon(int shard, const Temp& tmp, uint64_t size) {
+  if (tmp.mine) {
+    mine_[shard].store(size + kMineHas, std::memory_order_release);
+    return;
+  }
+  unlink(tmp.path.c_str());
 }
 
 Status FileStore::Write(std::string_view key, std::string_view data, uint32_t flags, int64_t exp,
@@ -430,28 +649,19 @@ Status FileStore::Write(std::string_view key, std::string_view data, uint32_t fl
   for (int attempt = 0;; ++attempt) {
     // The file is written before the lock is taken: the lock covers only
     // the check and the rename, however large the value.
-    std::string tmp;
+    Temp tmp;
     if (!(s = WriteEntryFile(shard, e, &tmp)).ok()) return s;
     ShardLock lock(ledger_.get(), shard);
     if (!lock.status().ok()) {
-      unlink(tmp.c_str());
+      Abandon(shard, tmp, e.FileSize());
       return lock.status();
-    }
-    // Temporary files are swept only under this lock: if ours is there now,
-    // it stays. A reused spare keeps its old mtime for the moment between
-    // its claim and its first write, when a sweep could take it for a dead
-    // writer's; then it is written again.
-    struct stat st;
-    if (lstat(tmp.c_str(), &st) != 0) {
-      if (attempt == 0) continue;
-      return Status::IOError(Where() + "temporary file " + tmp + " vanished before its rename");
     }
     if (mode != Mode::kSet) {
       OpenEntry o;
       Probe p;
       s = ProbeEntry(shard, name, key, true, false, kFirstRead, &o, &p);
       if (!s.ok()) {
-        unlink(tmp.c_str());
+        Abandon(shard, tmp, e.FileSize());
         return s;
       }
       bool live = p == Probe::kLive;
@@ -464,12 +674,21 @@ Status FileStore::Write(std::string_view key, std::string_view data, uint32_t fl
         }
       }
       if (live == (mode == Mode::kAdd)) {
-        unlink(tmp.c_str());
+        Abandon(shard, tmp, e.FileSize());
         return Status::NotStored();
       }
     }
-    s = CommitLocked(shard, name, tmp, e.FileSize());
+    // Temporary files are swept only under this lock, and the commit sees
+    // whether ours is still there: a file whose mtime was old (a reused
+    // spare between its claim and its write) may have been taken for a dead
+    // writer's; then it is written again.
+    bool vanished = false;
+    s = CommitLocked(shard, name, tmp, e.FileSize(), &vanished);
     if (!s.ok()) return s;
+    if (vanished) {
+      if (attempt == 0) continue;
+      return Status::IOError(Where() + "temporary file " + tmp.path + " vanished before its rename");
+    }
     break;
   }
   if (cfg_.fsync) {
@@ -576,11 +795,14 @@ Status FileStore::Incr(std::string_view key, int64_t delta, int64_t* result) {
   NewEntry e;
   file::BuildEntry(key, std::string_view(buf, size_t(end - buf)), v.flags, o.h.expires_ms, NowMs(),
                    0, 0, &e);
-  std::string tmp;
+  Temp tmp;
   s = WriteEntryFile(shard, e, &tmp);
   if (!s.ok()) return s;
-  s = CommitLocked(shard, name, tmp, e.FileSize());
+  bool vanished = false;  // cannot be: temporary files are swept under the lock we hold
+  s = CommitLocked(shard, name, tmp, e.FileSize(), &vanished);
   if (!s.ok()) return s;
+  if (vanished)
+    return Status::IOError(Where() + "temporary file " + tmp.path + " vanished before its rename");
   // The shard lock is held: the bounds are enforced by the next write.
   *result = next;
   return Status::OK();
@@ -727,7 +949,13 @@ Status FileStore::ScanShardLocked(int shard, const ScanPolicy& pol, ScanResult* 
   for (auto& name : entries) {
     std::string path = dirpath + "/" + name;
     if (pol.all) {
-      if (unlink(path.c_str()) == 0) ++res->removed_all;
+      // Cleared entries become spares (up to the slots and the budget), so
+      // the writes that refill the region reuse them instead of paying for
+      // creates right after a burst of unlinks ("Inode reuse").
+      struct stat st;
+      if (lstat(path.c_str(), &st) == 0 &&
+          Retire(shard, path, uint64_t(st.st_size), S_ISREG(st.st_mode)))
+        ++res->removed_all;
       continue;
     }
     OpenEntry o;
@@ -787,14 +1015,14 @@ Status FileStore::ScanShardLocked(int shard, const ScanPolicy& pol, ScanResult* 
     keep.clear();
     keep_bytes = 0;
   }
-  // The spare slots as they are now (a clear drops the spares too).
+  // The spare slots as they are now (a clear keeps them: see above).
   uint32_t spares = 0;
   int64_t spare_bytes = 0;
   for (int i = 0; i < file::kSpareSlots; ++i) {
     std::string path = dirpath + "/" + file::SpareName(i);
     struct stat st;
     if (lstat(path.c_str(), &st) != 0) continue;
-    if (pol.all || !S_ISREG(st.st_mode)) {
+    if (!S_ISREG(st.st_mode)) {
       unlink(path.c_str());
       continue;
     }
