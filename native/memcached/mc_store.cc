@@ -523,6 +523,32 @@ Status MemcachedStore::GetMany(std::span<const std::string_view> keys, std::vect
   return Status::OK();
 }
 
+namespace {
+
+using rc_t = memcached_return_t;
+
+// Sends n requests on one handle, pipelined: all but the last with noreply,
+// the last waiting for its reply. The server answers a connection's requests
+// in order, so that reply means every earlier one of the batch has been
+// applied: a get on any other connection afterwards sees it
+// (read-your-writes). send(k) issues request k and returns SUCCESS (or
+// BUFFERED) when it was accepted; the first other code stops the batch and
+// is returned.
+template <class Send>
+rc_t SendBatch(memcached_st* h, size_t n, Send&& send) {
+  memcached_behavior_set(h, MEMCACHED_BEHAVIOR_NOREPLY, 1);
+  rc_t rc = MEMCACHED_SUCCESS;
+  for (size_t k = 0; k < n; ++k) {
+    if (k + 1 == n) memcached_behavior_set(h, MEMCACHED_BEHAVIOR_NOREPLY, 0);
+    rc = send(k);
+    if (rc != MEMCACHED_BUFFERED && rc != MEMCACHED_SUCCESS) break;
+  }
+  memcached_behavior_set(h, MEMCACHED_BEHAVIOR_NOREPLY, 0);
+  return rc == MEMCACHED_BUFFERED ? MEMCACHED_SUCCESS : rc;
+}
+
+}  // namespace
+
 Status MemcachedStore::SetMany(std::span<const WriteItem> items, std::vector<size_t>* failed) {
   failed->clear();
   size_t n = items.size();
@@ -560,21 +586,12 @@ Status MemcachedStore::SetMany(std::span<const WriteItem> items, std::vector<siz
     auto& idx = by_server[s];
     if (idx.empty()) continue;
     memcached_st* h = c->h[s];
-    // All but the last go out with noreply; the last waits for its reply.
-    // The server answers a connection's requests in order, so that reply
-    // means every earlier set of the batch has been applied: a get on any
-    // other connection afterwards sees them (read-your-writes).
-    memcached_behavior_set(h, MEMCACHED_BEHAVIOR_NOREPLY, 1);
-    size_t done = 0;
-    memcached_return_t rc = MEMCACHED_SUCCESS;
-    for (; done < idx.size(); ++done) {
-      const Packed& q = p[idx[done]];
-      if (done + 1 == idx.size()) memcached_behavior_set(h, MEMCACHED_BEHAVIOR_NOREPLY, 0);
-      rc = memcached_set(h, q.wire.data(), q.wire.size(), q.payload.data(), q.payload.size(),
-                         ToExptime(items[idx[done]].expires_ms, now), q.flags);
-      if (rc != MEMCACHED_BUFFERED && rc != MEMCACHED_SUCCESS && rc != MEMCACHED_STORED) break;
-    }
-    memcached_behavior_set(h, MEMCACHED_BEHAVIOR_NOREPLY, 0);
+    memcached_return_t rc = SendBatch(h, idx.size(), [&](size_t k) {
+      const Packed& q = p[idx[k]];
+      rc_t r = memcached_set(h, q.wire.data(), q.wire.size(), q.payload.data(), q.payload.size(),
+                             ToExptime(items[idx[k]].expires_ms, now), q.flags);
+      return r == MEMCACHED_STORED ? MEMCACHED_SUCCESS : r;
+    });
     if (memcached_failed(rc)) {
       Status st = Failed(static_cast<int>(s), h, rc);
       if (first_error.ok()) first_error = st;
@@ -608,21 +625,11 @@ Status MemcachedStore::DeleteWire(const std::vector<std::string>& wire, uint64_t
     auto& idx = by_server[s];
     if (idx.empty()) continue;
     memcached_st* h = c->h[s];
-    // As in SetMany: the last delete waits for its reply, so the batch is
-    // applied when this returns.
-    memcached_behavior_set(h, MEMCACHED_BEHAVIOR_NOREPLY, 1);
-    memcached_return_t rc = MEMCACHED_SUCCESS;
-    size_t done = 0;
-    for (; done < idx.size(); ++done) {
-      const std::string& w = wire[idx[done]];
-      if (done + 1 == idx.size()) memcached_behavior_set(h, MEMCACHED_BEHAVIOR_NOREPLY, 0);
-      rc = memcached_delete(h, w.data(), w.size(), 0);
-      if (rc != MEMCACHED_BUFFERED && rc != MEMCACHED_SUCCESS && rc != MEMCACHED_DELETED &&
-          rc != MEMCACHED_NOTFOUND)
-        break;
-    }
-    if (rc == MEMCACHED_NOTFOUND) rc = MEMCACHED_SUCCESS;
-    memcached_behavior_set(h, MEMCACHED_BEHAVIOR_NOREPLY, 0);
+    memcached_return_t rc = SendBatch(h, idx.size(), [&](size_t k) {
+      const std::string& w = wire[idx[k]];
+      rc_t r = memcached_delete(h, w.data(), w.size(), 0);
+      return r == MEMCACHED_DELETED || r == MEMCACHED_NOTFOUND ? MEMCACHED_SUCCESS : r;
+    });
     if (memcached_failed(rc)) {
       Status st = Failed(static_cast<int>(s), h, rc);
       if (first_error.ok()) first_error = st;
