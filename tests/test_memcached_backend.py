@@ -413,3 +413,102 @@ def test_bad_location(location):
         assert alias in str(e.value) and "LOCATION" in str(e.value)
     finally:
         settings.CACHES.pop(alias)
+
+
+class _DelayProxy:
+    """A TCP proxy in front of one memcached that holds every chunk of the
+    server's replies for `delay` seconds and records, per connection, the
+    first bytes the client sent and how many chunks it sent. A client that
+    waits for each reply before its next request sends one chunk a request;
+    a pipelining one sends a batch in one go."""
+
+    def __init__(self, upstream_port, delay):
+        import socket as so
+
+        self.upstream_port = upstream_port
+        self.delay = delay
+        self.conns = []  # [first client bytes, client chunks]
+        self.lsock = so.socket()
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(16)
+        self.port = self.lsock.getsockname()[1]
+        self.closing = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        import socket as so
+
+        while True:
+            try:
+                client, _ = self.lsock.accept()
+            except OSError:
+                return
+            upstream = so.create_connection(("127.0.0.1", self.upstream_port))
+            upstream.setsockopt(so.IPPROTO_TCP, so.TCP_NODELAY, 1)
+            client.setsockopt(so.IPPROTO_TCP, so.TCP_NODELAY, 1)
+            rec = [b"", 0]
+            self.conns.append(rec)
+            threading.Thread(target=self._pump, args=(client, upstream, rec, 0),
+                             daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, None, self.delay),
+                             daemon=True).start()
+
+    def _pump(self, src, dst, rec, delay):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                if rec is not None:
+                    if not rec[0]:
+                        rec[0] = data[:16]
+                    rec[1] += 1
+                if delay:
+                    time.sleep(delay)
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
+    def close(self):
+        self.lsock.close()
+
+
+def test_listing_looks_up_a_page_in_one_round_trip(make_cache):
+    srv = start_servers(1)
+    proxy = _DelayProxy(srv[0].port, delay=0.02)
+    try:
+        c = make_cache([], LOCATION=f"127.0.0.1:{proxy.port}", KEY_PREFIX="rt",
+                       OPTIONS={"POLL_TIMEOUT": 5})
+        long_key = "long " + "x" * 300  # mapped: its listing needs the value's envelope
+        c.set_many({f"k{i:04d}": i for i in range(1499)})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", CacheKeyWarning)
+            c.set(long_key, "v")
+        t0 = time.monotonic()
+        page, cursor = c.list_entries(limit=1000)
+        took = time.monotonic() - t0
+        assert len(page) == 1000 and cursor
+        # one "mg" a key, waiting for each reply, would take 1000 x 20 ms
+        assert took < 5, took
+        mg = [rec for rec in proxy.conns if rec[0].startswith(b"mg ")]
+        assert len(mg) == 1
+        assert mg[0][1] <= 5, mg[0][1]  # the 1000 requests went out in one batch
+        rest, cursor2 = c.list_entries(cursor=cursor, limit=1000)
+        assert cursor2 == ""
+        keys = [e["key"] for e in page + rest]
+        assert len(keys) == len(set(keys)) == 1500
+        assert f"rt:1:{long_key}" in keys
+        sizes = {e["key"]: e["size"] for e in page + rest}
+        assert sizes["rt:1:k0005"] == 1
+        # purge by glob fetches the mapped keys' envelopes in batches too
+        assert c.purge("rt:1:long *") == 1
+        assert c.get(long_key) is None and c.get("k0005") == 5
+    finally:
+        proxy.close()
+        srv.stop()

@@ -137,52 +137,76 @@ Status MemcachedStore::Dump(int s, std::vector<Dumped>* out) {
   }
 }
 
-// The key a listing shows for a dumped entry, with its stored size and flags
-// (one "mg" round trip; mapped keys also fetch the value for its envelope).
-// gone: the entry vanished since the dump.
-Status MemcachedStore::DisplayKey(TextConn* tc, const Dumped& d, std::string* key, uint64_t* size,
-                                  uint32_t* flags, bool* gone) {
-  bool mapped = LooksMapped(d.wire);
-  Status st = tc->Send("mg " + d.wire + (mapped ? " s f v\r\n" : " s f\r\n"));
+namespace {
+
+// How much one batch of "mg" requests may ask for. The batch is written
+// whole before any reply is read, so its replies must fit in the socket
+// buffers (else the server, blocked writing them, stops reading, and both
+// ends wait until the timeout): about 32 bytes a reply line ("HD s<size>
+// f<flags>"), plus the value for a mapped key (its envelope names the made
+// key). 1000 plain keys make one batch.
+constexpr size_t kBatchReplyBudget = 32 << 10;
+
+size_t ReplyEstimate(const std::string& wire, uint64_t size) {
+  return 32 + (LooksMapped(wire) ? static_cast<size_t>(std::min<uint64_t>(size, 1u << 30)) + 2 : 0);
+}
+
+}  // namespace
+
+Status MemcachedStore::DisplayKeys(TextConn* tc, const Dumped* const* batch, size_t n,
+                                   std::vector<Shown>* out) {
+  out->assign(n, Shown{});
+  if (n == 0) return Status::OK();
+  std::string req;
+  for (size_t i = 0; i < n; ++i) {
+    req += "mg ";
+    req += batch[i]->wire;
+    req += LooksMapped(batch[i]->wire) ? " s f v\r\n" : " s f\r\n";
+  }
+  Status st = tc->Send(req);
   if (!st.ok()) return st;
+  // memcached answers a connection's requests in order, one reply each.
   std::string line, value;
-  if (!(st = tc->ReadLine(&line)).ok()) return st;
-  *gone = false;
-  if (line == "EN") {
-    *gone = true;
-    return Status::OK();
+  for (size_t i = 0; i < n; ++i) {
+    Shown& sh = (*out)[i];
+    const std::string& wire = batch[i]->wire;
+    if (!(st = tc->ReadLine(&line)).ok()) return st;
+    if (line == "EN") {
+      sh.gone = true;
+      continue;
+    }
+    value.clear();
+    if (line.rfind("VA ", 0) == 0) {
+      size_t sp = line.find(' ', 3);
+      uint64_t len = ToUInt(std::string_view(line).substr(3, sp == std::string::npos ? sp : sp - 3));
+      if (!(st = tc->ReadBlock(len, &value)).ok()) return st;
+    } else if (line.rfind("HD", 0) != 0) {
+      return Status::Corruption(Where() + "unexpected mg reply for '" + wire + "': " + line);
+    }
+    std::string_view ls = line;
+    size_t pos = 0;
+    while ((pos = ls.find(' ', pos)) != std::string_view::npos) {
+      ++pos;
+      size_t end = ls.find(' ', pos);
+      std::string_view tok = ls.substr(pos, end == std::string_view::npos ? end : end - pos);
+      if (!tok.empty() && tok[0] == 's') sh.size = ToUInt(tok.substr(1));
+      if (!tok.empty() && tok[0] == 'f') sh.flags = static_cast<uint32_t>(ToUInt(tok.substr(1)));
+    }
+    sh.key = wire;
+    if (LooksMapped(wire) && (sh.flags & kFlagKeyEnvelope)) {
+      std::string_view made, payload;
+      if (UnwrapEnvelope(value, &made, &payload)) sh.key = std::string(made);
+    }
+    sh.flags &= ~kFlagKeyEnvelope;
   }
-  std::string_view rest;
-  if (line.rfind("VA ", 0) == 0) {
-    size_t sp = line.find(' ', 3);
-    uint64_t n = ToUInt(std::string_view(line).substr(3, sp == std::string::npos ? sp : sp - 3));
-    if (!(st = tc->ReadBlock(n, &value)).ok()) return st;
-  } else if (line.rfind("HD", 0) != 0) {
-    return Status::Corruption(Where() + "unexpected mg reply: " + line);
-  }
-  *size = 0;
-  *flags = 0;
-  std::string_view ls = line;
-  size_t pos = 0;
-  while ((pos = ls.find(' ', pos)) != std::string_view::npos) {
-    ++pos;
-    size_t end = ls.find(' ', pos);
-    std::string_view tok = ls.substr(pos, end == std::string_view::npos ? end : end - pos);
-    if (!tok.empty() && tok[0] == 's') *size = ToUInt(tok.substr(1));
-    if (!tok.empty() && tok[0] == 'f') *flags = static_cast<uint32_t>(ToUInt(tok.substr(1)));
-  }
-  *key = d.wire;
-  if (mapped && (*flags & kFlagKeyEnvelope)) {
-    std::string_view made, payload;
-    if (UnwrapEnvelope(value, &made, &payload)) *key = std::string(made);
-  }
-  *flags &= ~kFlagKeyEnvelope;
   return Status::OK();
 }
 
 // Cursor: "<server index>:<hex of the last wire key listed>". Each server's
 // entries are listed in wire-key order, so a page starts after the cursor's
-// key whatever the LRU did meanwhile.
+// key whatever the LRU did meanwhile. The entries a page still needs are
+// looked up in batches (DisplayKeys): a page of 1000 plain keys is one
+// round trip after the dump.
 Status MemcachedStore::List(const ListOptions& opts, ListPage* page) {
   page->entries.clear();
   page->next_cursor.clear();
@@ -198,37 +222,68 @@ Status MemcachedStore::List(const ListOptions& opts, ListPage* page) {
       return Status::InvalidArgument(Where() + "bad listing cursor '" + opts.cursor + "'");
     first = idx;
   }
+  size_t limit = std::max<size_t>(opts.limit, 1);
   int64_t now = NowMs();
+  std::vector<const Dumped*> batch;
+  std::vector<size_t> batch_pos;  // each batch entry's index in dump
+  std::vector<Shown> shown;
   for (size_t s = first; s < servers_.size(); ++s) {
     std::vector<Dumped> dump;
     Status st = Dump(static_cast<int>(s), &dump);
     if (!st.ok()) return st;
     std::sort(dump.begin(), dump.end(),
               [](const Dumped& a, const Dumped& b) { return a.wire < b.wire; });
+    // Listed already: everything up to the cursor's key.
+    size_t start = 0;
+    if (s == first && !after.empty())
+      start = static_cast<size_t>(
+          std::upper_bound(dump.begin(), dump.end(), after,
+                           [](const std::string& k, const Dumped& d) { return k < d.wire; }) -
+          dump.begin());
     TextConn tc(region(), cfg_.connect_timeout_ms,
                 std::max(cfg_.poll_timeout_ms, kMinInspectTimeoutMs));
     bool connected = false;
-    for (const Dumped& d : dump) {
-      if (s == first && !after.empty() && d.wire <= after) continue;
-      ++page->scanned;
-      if (!opts.include_expired && IsExpired(d.expires_ms, now)) continue;
+    size_t i = start;
+    while (i < dump.size()) {
+      // A batch: as many live entries as the page still needs.
+      batch.clear();
+      batch_pos.clear();
+      size_t need = limit - page->entries.size();
+      size_t budget = 0;
+      for (; i < dump.size() && batch.size() < need; ++i) {
+        const Dumped& d = dump[i];
+        if (!opts.include_expired && IsExpired(d.expires_ms, now)) continue;
+        size_t est = ReplyEstimate(d.wire, d.size);
+        if (!batch.empty() && budget + est > kBatchReplyBudget) break;
+        budget += est;
+        batch.push_back(&d);
+        batch_pos.push_back(i);
+      }
+      if (batch.empty()) break;  // only expired entries were left
       if (!connected) {
         if (!(st = tc.Connect(servers_[s])).ok()) return st;
         connected = true;
       }
-      EntryInfo e;
-      bool gone = false;
-      if (!(st = DisplayKey(&tc, d, &e.key, &e.value_size, &e.flags, &gone)).ok()) return st;
-      if (gone) continue;
-      if (!opts.glob.empty() && !GlobMatch(opts.glob, e.key)) continue;
-      e.expires_ms = d.expires_ms;
-      e.accessed_ms = d.accessed_ms;
-      page->entries.push_back(std::move(e));
-      if (page->entries.size() >= opts.limit) {
-        page->next_cursor = std::to_string(s) + ":" + Hex(d.wire);
-        return Status::OK();
+      if (!(st = DisplayKeys(&tc, batch.data(), batch.size(), &shown)).ok()) return st;
+      for (size_t j = 0; j < batch.size(); ++j) {
+        Shown& sh = shown[j];
+        if (sh.gone) continue;
+        if (!opts.glob.empty() && !GlobMatch(opts.glob, sh.key)) continue;
+        EntryInfo e;
+        e.key = std::move(sh.key);
+        e.value_size = sh.size;
+        e.flags = sh.flags;
+        e.expires_ms = batch[j]->expires_ms;
+        e.accessed_ms = batch[j]->accessed_ms;
+        page->entries.push_back(std::move(e));
+        if (page->entries.size() >= limit) {
+          page->scanned += batch_pos[j] + 1 - start;
+          page->next_cursor = std::to_string(s) + ":" + Hex(batch[j]->wire);
+          return Status::OK();
+        }
       }
     }
+    page->scanned += dump.size() - start;
   }
   return Status::OK();
 }
@@ -237,32 +292,50 @@ Status MemcachedStore::PurgeMatching(std::string_view glob, uint64_t* removed,
                                      const Progress& progress) {
   *removed = 0;
   bool all = glob.empty() || glob == "*";
+  std::vector<const Dumped*> batch;
+  std::vector<Shown> shown;
   for (size_t s = 0; s < servers_.size(); ++s) {
     std::vector<Dumped> dump;
     Status st = Dump(static_cast<int>(s), &dump);
     if (!st.ok()) return st;
     std::vector<std::string> doomed;
-    TextConn tc(region(), cfg_.connect_timeout_ms,
-                std::max(cfg_.poll_timeout_ms, kMinInspectTimeoutMs));
-    bool connected = false;
-    for (Dumped& d : dump) {
-      bool match = all;
-      if (!match) {
-        std::string key = d.wire;
-        if (LooksMapped(d.wire)) {
-          if (!connected) {
-            if (!(st = tc.Connect(servers_[s])).ok()) return st;
-            connected = true;
-          }
-          uint64_t size;
-          uint32_t flags;
-          bool gone = false;
-          if (!(st = DisplayKey(&tc, d, &key, &size, &flags, &gone)).ok()) return st;
-          if (gone) continue;
+    if (all) {
+      for (Dumped& d : dump) doomed.push_back(std::move(d.wire));
+    } else {
+      // Plain keys are matched as dumped; mapped keys need their envelope,
+      // fetched in batches.
+      TextConn tc(region(), cfg_.connect_timeout_ms,
+                  std::max(cfg_.poll_timeout_ms, kMinInspectTimeoutMs));
+      bool connected = false;
+      auto flush = [&]() -> Status {
+        if (batch.empty()) return Status::OK();
+        if (!connected) {
+          Status c = tc.Connect(servers_[s]);
+          if (!c.ok()) return c;
+          connected = true;
         }
-        match = GlobMatch(glob, key);
+        Status r = DisplayKeys(&tc, batch.data(), batch.size(), &shown);
+        if (!r.ok()) return r;
+        for (size_t j = 0; j < batch.size(); ++j)
+          if (!shown[j].gone && GlobMatch(glob, shown[j].key)) doomed.push_back(batch[j]->wire);
+        batch.clear();
+        return Status::OK();
+      };
+      size_t budget = 0;
+      for (const Dumped& d : dump) {
+        if (!LooksMapped(d.wire)) {
+          if (GlobMatch(glob, d.wire)) doomed.push_back(d.wire);
+          continue;
+        }
+        size_t est = ReplyEstimate(d.wire, d.size);
+        if (!batch.empty() && (budget + est > kBatchReplyBudget || batch.size() >= 1000)) {
+          if (!(st = flush()).ok()) return st;
+          budget = 0;
+        }
+        budget += est;
+        batch.push_back(&d);
       }
-      if (match) doomed.push_back(std::move(d.wire));
+      if (!(st = flush()).ok()) return st;
     }
     uint64_t sent = 0;
     if (!(st = DeleteWire(doomed, &sent)).ok()) return st;

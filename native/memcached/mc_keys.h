@@ -29,6 +29,18 @@ bool IsSafeKey(std::string_view key);
 // The memcached key for a made key; returns true if it had to be mapped.
 bool MakeWireKey(std::string_view made, std::string* wire);
 
+// The same as a view without a copy for a safe key (the common case): *wire
+// is made itself, or the mapping kept in *storage.
+inline bool WireKey(std::string_view made, std::string* storage, std::string_view* wire) {
+  if (IsSafeKey(made)) {
+    *wire = made;
+    return false;
+  }
+  MakeWireKey(made, storage);
+  *wire = *storage;
+  return true;
+}
+
 // True if a key found on a server has the mapped form.
 bool LooksMapped(std::string_view wire);
 

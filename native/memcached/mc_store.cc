@@ -146,6 +146,12 @@ bool MemcachedStore::Live(int s, int64_t* now) const {
 
 Status MemcachedStore::Route(std::string_view wire, int* server) {
   int64_t now = 0;
+  // One server: no continuum to search (the failed cases go the long way,
+  // for their messages).
+  if (servers_.size() == 1 && Live(0, &now)) {
+    *server = 0;
+    return Status::OK();
+  }
   uint64_t h = KeyHash(wire);
   int s = cfg_.remove_failed ? continuum_.Pick(h, [&](int i) { return Live(i, &now); })
                              : continuum_.Pick(h, [](int) { return true; });
@@ -278,8 +284,9 @@ Status MemcachedStore::Unpack(std::string_view made, bool mapped, const char* da
 // ---- the cache contract --------------------------------------------------------
 
 Status MemcachedStore::Get(std::string_view key, Value* out) {
-  std::string wire;
-  bool mapped = MakeWireKey(key, &wire);
+  std::string storage;
+  std::string_view wire;
+  bool mapped = WireKey(key, &storage, &wire);
   int s;
   Status st = Route(wire, &s);
   if (!st.ok()) return st;
@@ -305,8 +312,9 @@ Status MemcachedStore::Get(std::string_view key, Value* out) {
 
 Status MemcachedStore::Write(Op op, std::string_view key, std::string_view data, uint32_t flags,
                              int64_t expires_ms) {
-  std::string wire, buf, zbuf;
-  bool mapped = MakeWireKey(key, &wire);
+  std::string storage, buf, zbuf;
+  std::string_view wire;
+  bool mapped = WireKey(key, &storage, &wire);
   std::string_view payload;
   uint32_t f;
   Status st = Pack(key, mapped, data, flags, wire.size(), &buf, &zbuf, &payload, &f);
@@ -355,8 +363,9 @@ Status MemcachedStore::Replace(std::string_view key, std::string_view data, uint
 }
 
 Status MemcachedStore::Touch(std::string_view key, int64_t expires_ms) {
-  std::string wire;
-  MakeWireKey(key, &wire);
+  std::string storage;
+  std::string_view wire;
+  WireKey(key, &storage, &wire);
   int s;
   Status st = Route(wire, &s);
   if (!st.ok()) return st;
@@ -377,8 +386,9 @@ Status MemcachedStore::Touch(std::string_view key, int64_t expires_ms) {
 }
 
 Status MemcachedStore::Delete(std::string_view key) {
-  std::string wire;
-  MakeWireKey(key, &wire);
+  std::string storage;
+  std::string_view wire;
+  WireKey(key, &storage, &wire);
   int s;
   Status st = Route(wire, &s);
   if (!st.ok()) return st;
@@ -404,8 +414,9 @@ Status MemcachedStore::Delete(std::string_view key) {
 Status MemcachedStore::Incr(std::string_view key, int64_t delta, int64_t* result) {
   uint64_t mag = delta < 0 ? uint64_t(0) - static_cast<uint64_t>(delta) : static_cast<uint64_t>(delta);
   if (mag > UINT32_MAX) return Status::NotANumber();
-  std::string wire;
-  MakeWireKey(key, &wire);
+  std::string storage;
+  std::string_view wire;
+  WireKey(key, &storage, &wire);
   int s;
   Status st = Route(wire, &s);
   if (!st.ok()) return st;
@@ -440,16 +451,24 @@ Status MemcachedStore::Incr(std::string_view key, int64_t delta, int64_t* result
 Status MemcachedStore::GetMany(std::span<const std::string_view> keys, std::vector<Value>* values,
                                std::vector<bool>* found) {
   size_t n = keys.size();
-  values->assign(n, Value{});
+  // Reset, not reassigned: a caller that reuses the vector keeps its
+  // strings' capacity (no allocation a value).
+  values->resize(n);
+  for (Value& v : *values) {
+    v.data.clear();
+    v.flags = 0;
+    v.expires_ms = kNever;
+  }
   found->assign(n, false);
   if (n == 0) return Status::OK();
-  std::vector<std::string> wire(n);
+  std::vector<std::string> storage(n);  // sized once: wire views point into it
+  std::vector<std::string_view> wire(n);
   std::vector<bool> mapped(n);
   std::vector<std::vector<size_t>> by_server(servers_.size());
   Status first_error;
   size_t routed = 0;
   for (size_t i = 0; i < n; ++i) {
-    mapped[i] = MakeWireKey(keys[i], &wire[i]);
+    mapped[i] = WireKey(keys[i], &storage[i], &wire[i]);
     int s;
     Status st = Route(wire[i], &s);
     if (!st.ok()) {

@@ -113,11 +113,21 @@ class MemcachedStore final : public Store {
                int64_t expires_ms);
   Status DeleteWire(const std::vector<std::string>& wire, uint64_t* sent);
 
+  // What a listing shows for a dumped entry (from its "mg" reply).
+  struct Shown {
+    std::string key;  // the made key (a mapped key's from its envelope)
+    uint64_t size = 0;
+    uint32_t flags = 0;
+    bool gone = false;  // deleted or expired since the dump
+  };
+
   // Inspection.
   Status Dump(int s, std::vector<Dumped>* out);
   bool InRegion(std::string_view wire) const;
-  Status DisplayKey(class TextConn* tc, const Dumped& d, std::string* key, uint64_t* size,
-                    uint32_t* flags, bool* gone);
+  // One batch of "mg" requests for batch[0..n), written at once, then the
+  // replies read in order: one round trip for the batch.
+  Status DisplayKeys(class TextConn* tc, const Dumped* const* batch, size_t n,
+                     std::vector<Shown>* out);
 
   Config cfg_;
   std::vector<ServerAddr> servers_;

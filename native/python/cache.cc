@@ -634,18 +634,62 @@ bool MakeKeys(CacheObject* self, PyObject* keys, PyObject* version, std::vector<
               std::vector<MadeKey>* made) {
   PyObject* it = PyObject_GetIter(keys);
   if (!it) return false;
+  // made may come with strings from an earlier call: they are written over,
+  // keeping their capacity.
+  size_t n = 0;
   PyObject* key;
   while ((key = PyIter_Next(it))) {
-    made->emplace_back();
+    if (made->size() <= n) made->emplace_back();
     orig->push_back(key);  // owns the reference
-    if (!MakeKey(self, key, version, &made->back())) {
+    if (!MakeKey(self, key, version, &(*made)[n++])) {
       Py_DECREF(it);
       return false;
     }
   }
   Py_DECREF(it);
+  made->resize(n);
   return !PyErr_Occurred();
 }
+
+// get_many's key and value vectors, kept per thread between calls so their
+// strings keep their capacity: after the first call, 100 keys and values
+// cost no allocation. A nested call (from a pickle's __setstate__, say)
+// gets fresh ones; large buffers are not kept (as for ReadBuffer).
+struct ManyBuffers {
+  std::vector<MadeKey> made;
+  std::vector<Value> values;
+  bool busy = false;
+};
+thread_local ManyBuffers tl_many;
+
+class BorrowedMany {
+ public:
+  BorrowedMany() {
+    if (!tl_many.busy) {
+      tl_many.busy = true;
+      b_ = &tl_many;
+    } else {
+      own_ = std::make_unique<ManyBuffers>();
+      b_ = own_.get();
+    }
+  }
+  ~BorrowedMany() {
+    if (own_) return;
+    size_t kept = 0;
+    for (const Value& v : tl_many.values) kept += v.data.capacity();
+    if (kept > (16u << 20) || tl_many.values.size() > 100000) {
+      std::vector<Value>().swap(tl_many.values);
+      std::vector<MadeKey>().swap(tl_many.made);
+    }
+    tl_many.busy = false;
+  }
+  std::vector<MadeKey>& made() { return b_->made; }
+  std::vector<Value>& values() { return b_->values; }
+
+ private:
+  ManyBuffers* b_;
+  std::unique_ptr<ManyBuffers> own_;
+};
 
 void DecRefAll(std::vector<PyObject*>* objs) {
   for (PyObject* o : *objs) Py_DECREF(o);
@@ -658,10 +702,11 @@ PyObject* Cache_get_many(CacheObject* self, PyObject* const* args, Py_ssize_t na
   if (!ParseArgs("get_many", args, nargs, kwnames, names, 2, 1, a)) return nullptr;
   if (!Ready(self)) return nullptr;
   std::vector<PyObject*> orig;
-  std::vector<MadeKey> made;
+  BorrowedMany buffers;
+  std::vector<MadeKey>& made = buffers.made();
+  std::vector<Value>& values = buffers.values();
   PyObject* result = nullptr;
   std::vector<std::string_view> views;
-  std::vector<Value> values;
   std::vector<bool> found;
   Status s;
   if (!MakeKeys(self, a[0], a[1], &orig, &made)) goto done;

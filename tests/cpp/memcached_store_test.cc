@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <map>
 #include <thread>
 
 #include "memcached/mc_keys.h"
@@ -194,6 +195,49 @@ TEST(MemcachedStore, ContractAgainstARealServer) {
   EXPECT_EQ(stats.entries, 300u - 111u + 3u);
   ASSERT_TRUE(st->Clear().ok());
   EXPECT_TRUE(st->Get(":1:a", &v).IsNotFound());
+}
+
+// Listing looks a page's keys up in pipelined batches, split where the
+// replies (mapped keys bring their values) would fill the socket buffers:
+// pages across batch boundaries still list every entry once, with its size.
+TEST(MemcachedStore, ListingInBatchesCoversEveryEntryOnce) {
+  Memcached server;
+  auto st = Open(server.location(), {{"REGION_PREFIX", ":1:"}});
+  ASSERT_TRUE(st);
+  std::vector<std::string> keys;
+  for (int i = 0; i < 1200; ++i) keys.push_back(":1:plain" + std::to_string(i));
+  // 150 mapped keys with 1 KB values: about five batches' worth of replies.
+  for (int i = 0; i < 150; ++i) keys.push_back(":1:spaced key " + std::to_string(i));
+  std::string kb(1024, 'v');
+  std::vector<WriteItem> items;
+  for (auto& k : keys) items.push_back(WriteItem{k, k[3] == 's' ? kb : k, kEncStr, kNever});
+  std::vector<size_t> failed;
+  ASSERT_TRUE(st->SetMany(items, &failed).ok());
+  ASSERT_TRUE(failed.empty());
+  std::map<std::string, uint64_t> seen;
+  ListOptions lo;
+  lo.limit = 500;
+  int pages = 0;
+  do {
+    ListPage page;
+    ASSERT_TRUE(st->List(lo, &page).ok());
+    ++pages;
+    for (auto& e : page.entries) EXPECT_TRUE(seen.emplace(e.key, e.value_size).second) << e.key;
+    lo.cursor = page.next_cursor;
+  } while (!lo.cursor.empty() && pages < 10);
+  EXPECT_EQ(pages, 3);
+  ASSERT_EQ(seen.size(), keys.size());
+  for (auto& k : keys) {
+    auto it = seen.find(k);
+    ASSERT_NE(it, seen.end()) << k;
+    EXPECT_GE(it->second, k[3] == 's' ? kb.size() : k.size()) << k;  // envelope included
+  }
+  uint64_t removed = 0;
+  ASSERT_TRUE(st->PurgeMatching(":1:spaced key 1*", &removed).ok());
+  EXPECT_EQ(removed, 61u);  // 1, 10-19, 100-149
+  Value v;
+  EXPECT_TRUE(st->Get(":1:spaced key 12", &v).IsNotFound());
+  EXPECT_TRUE(st->Get(":1:spaced key 2", &v).ok());
 }
 
 TEST(MemcachedStore, DeadServerIsUnavailableQuickly) {
