@@ -1006,6 +1006,109 @@ TEST_F(FileTest, StoreOpenedBeforeForkStillLocks) {
   EXPECT_EQ(v.data, std::to_string(3 * kIncr));
 }
 
+// Names in an entry's shard directory that start with `prefix`.
+std::vector<std::string> NamesInShardOf(const std::string& dir, std::string_view key,
+                                        std::string_view prefix) {
+  std::string name = file::EntryName(key);
+  std::vector<std::string> out;
+  DIR* d = opendir((dir + "/" + name.substr(0, 2)).c_str());
+  if (!d) return out;
+  while (dirent* de = readdir(d))
+    if (std::string_view(de->d_name).starts_with(prefix)) out.emplace_back(de->d_name);
+  closedir(d);
+  return out;
+}
+
+// A second key whose entry lands in the same shard as `key`.
+std::string KeyInSameShard(std::string_view key) {
+  int shard = file::ShardOfName(file::EntryName(key));
+  for (int i = 0;; ++i) {
+    std::string k = "other" + std::to_string(i);
+    if (file::ShardOfName(file::EntryName(k)) == shard) return k;
+  }
+}
+
+// With RENAME_EXCHANGE (every file system the tests run on), an overwrite
+// leaves the old file as this process's own spare; without it
+// (REGIONCACHE_FILE_NO_EXCHANGE), the old file goes to a shared spare slot
+// and no own spare is kept. Both keep the value and the counts right.
+TEST_F(FileTest, OverwriteKeepsOldFileAsOwnSpareOrSharedSpare) {
+  for (bool exchange : {true, false}) {
+    SCOPED_TRACE(exchange ? "exchange" : "no exchange");
+    if (exchange) unsetenv("REGIONCACHE_FILE_NO_EXCHANGE");
+    else setenv("REGIONCACHE_FILE_NO_EXCHANGE", "1", 1);
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+    {
+      auto s = Open();
+      for (int i = 0; i < 5; ++i)
+        ASSERT_TRUE(s->Set("k", std::string(100 + i, char('a' + i)), kEncBytes, kNever).ok());
+      Value v;
+      ASSERT_TRUE(s->Get("k", &v).ok());
+      EXPECT_EQ(v.data, std::string(104, 'e'));
+      std::string own = ".tmp." + std::to_string(getpid()) + ".";
+      size_t owns = NamesInShardOf(dir_, "k", own).size();
+      size_t shared = NamesInShardOf(dir_, "k", ".spare.").size();
+      if (exchange) {
+        EXPECT_EQ(owns, 1u);
+        EXPECT_EQ(shared, 0u);
+      } else {
+        EXPECT_EQ(owns, 0u);
+        EXPECT_GE(shared, 1u);
+      }
+      Stats st;
+      ASSERT_TRUE(s->GetStats(&st).ok());
+      EXPECT_EQ(st.entries, 1u);
+    }
+    // A store that closes removes its own spares.
+    EXPECT_TRUE(NamesInShardOf(dir_, "k", ".tmp.").empty());
+  }
+  unsetenv("REGIONCACHE_FILE_NO_EXCHANGE");
+}
+
+// A child forked from a process that holds own spares must not rewrite
+// them (its parent goes on doing so): it makes its own, under its own pid,
+// and the parent's spare is still the parent's afterwards.
+TEST_F(FileTest, ForkedChildForgetsParentOwnSpares) {
+  if (getenv("REGIONCACHE_FILE_NO_EXCHANGE")) GTEST_SKIP() << "own spares need RENAME_EXCHANGE";
+  auto s = Open();
+  std::string other = KeyInSameShard("k");
+  ASSERT_TRUE(s->Set("k", "parent-1", kEncStr, kNever).ok());
+  ASSERT_TRUE(s->Set("k", "parent-2", kEncStr, kNever).ok());
+  std::string parent_own = ".tmp." + std::to_string(getpid()) + ".";
+  auto before = NamesInShardOf(dir_, "k", parent_own);
+  ASSERT_EQ(before.size(), 1u);
+  std::string spare_path = dir_ + "/" + file::EntryName("k").substr(0, 2) + "/" + before[0];
+  std::string spare_before = ReadAll(spare_path);
+  ASSERT_NE(spare_before.find("parent-1"), std::string::npos);  // the exchanged-out file
+
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    for (int i = 0; i < 20; ++i) {
+      std::string val = "child-" + std::to_string(i);
+      if (!s->Set(other, val, kEncStr, kNever).ok()) _exit(2);
+      Value v;
+      if (!s->Get(other, &v).ok() || v.data != val) _exit(3);
+    }
+    _exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status)) << status;
+  ASSERT_EQ(WEXITSTATUS(status), 0);
+  // The parent's own spare was not touched; the child made one of its own.
+  EXPECT_EQ(ReadAll(spare_path), spare_before);
+  EXPECT_EQ(NamesInShardOf(dir_, "k", ".tmp." + std::to_string(pid) + ".").size(), 1u);
+  // And the parent goes on rewriting it.
+  ASSERT_TRUE(s->Set("k", "parent-3", kEncStr, kNever).ok());
+  Value v;
+  ASSERT_TRUE(s->Get("k", &v).ok());
+  EXPECT_EQ(v.data, "parent-3");
+  ASSERT_TRUE(s->Get(other, &v).ok());
+  EXPECT_EQ(v.data, "child-19");
+}
+
 // A writer killed with SIGKILL at a random moment, 50 times: every entry
 // read afterwards is whole or missing, no lock is left held, and a sweep
 // brings the counts back to the truth.
