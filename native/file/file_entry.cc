@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 #include <zstd.h>
 
@@ -64,8 +65,10 @@ void OpenEntry::Reset() {
 }
 
 Status ReadHead(const std::string& path, bool writable, size_t want, OpenEntry* o, Head* result,
-                std::string* why) {
+                std::string* why, std::span<char> first, size_t key_len) {
   *result = Head::kBad;
+  o->first = nullptr;
+  o->first_got = 0;
   // O_NONBLOCK: a FIFO planted under an entry name must not hang the open.
   o->fd = open(path.c_str(), (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
   if (o->fd < 0) {
@@ -80,14 +83,23 @@ Status ReadHead(const std::string& path, bool writable, size_t want, OpenEntry* 
     }
     return Status::IOError("cannot open " + path + ": " + ErrnoText(err));
   }
-  // One read of `want` bytes; a short one reached the end of the file and
-  // so gives its size without an fstat (most entries are read whole here).
-  // A single pread: on a regular file a short count is the end of the file,
-  // so no second call is needed to see a 0. (A file rewritten under us is
-  // caught by the checks below, and the read is retried from the open.)
-  size_t n = std::max<size_t>(want, kHeaderSize);
-  o->head.resize(n);
-  ssize_t r = PReadOnce(o->fd, o->head.data(), n, 0);
+  // One read of `want` bytes (or of header and key, then `first`); a short
+  // one reached the end of the file and so gives its size without an fstat
+  // (most entries are read whole here). A single call: on a regular file a
+  // short count is the end of the file, so no second call is needed to see
+  // a 0. (A file rewritten under us is caught by the checks below, and the
+  // read is retried from the open.)
+  size_t hn = first.empty() ? std::max<size_t>(want, kHeaderSize) : kHeaderSize + key_len;
+  size_t n = hn + first.size();
+  o->head.resize(hn);
+  ssize_t r;
+  if (first.empty()) {
+    r = PReadOnce(o->fd, o->head.data(), n, 0);
+  } else {
+    iovec iov[2] = {{o->head.data(), hn}, {first.data(), first.size()}};
+    do r = preadv(o->fd, iov, 2, 0);
+    while (r < 0 && errno == EINTR);
+  }
   if (r < 0) {
     int err = errno;
     if (err != EISDIR && err != ESPIPE && err != EINVAL && err != EAGAIN)
@@ -99,7 +111,6 @@ Status ReadHead(const std::string& path, bool writable, size_t want, OpenEntry* 
     return Status::OK();
   }
   if (size_t(r) < n) {
-    o->head.resize(size_t(r));
     o->size = uint64_t(r);
   } else {
     struct stat st;
@@ -112,12 +123,26 @@ Status ReadHead(const std::string& path, bool writable, size_t want, OpenEntry* 
       return Status::OK();
     }
   }
+  if (size_t(r) < hn) {
+    o->head.resize(size_t(r));
+  } else if (size_t(r) > hn) {
+    o->first = first.data();
+    o->first_got = size_t(r) - hn;
+  }
   if (o->size < kHeaderSize) {
     *why = "truncated: " + std::to_string(o->size) + " bytes, shorter than a header";
     return Status::OK();
   }
   std::memcpy(&o->h, o->head.data(), kHeaderSize);
   if (!HeaderPlausible(o->h, o->size, why)) return Status::OK();
+  if (o->first_got && o->h.key_len != key_len) {
+    // Not the key looked for: what went to `first` is more of its key.
+    size_t have = o->head.size();
+    o->head.resize(have + o->first_got);
+    std::memcpy(o->head.data() + have, o->first, o->first_got);
+    o->first = nullptr;
+    o->first_got = 0;
+  }
   size_t head_need = kHeaderSize + size_t(o->h.key_len);
   if (o->head.size() < head_need) {
     size_t have = o->head.size();
@@ -141,34 +166,63 @@ bool ReadValue(OpenEntry* o, Value* out, std::string* why) {
   const EntryHeader& h = o->h;
   bool zstd = (h.flags & kFlagZstd) != 0;
   uint64_t start = kHeaderSize + uint64_t(h.key_len);
-  // Bytes of the value already in head, then the rest read straight into
-  // the destination: one copy from the kernel for an uncompressed value.
-  // The rest is read in chunks, each checksummed right after its read while
-  // it is still in the CPU cache: one pass over memory instead of two.
-  std::string compressed;
-  std::string& dst = zstd ? compressed : out->data;
-  dst.resize(size_t(h.value_len));
+  out->at = nullptr;
+  out->len = 0;
+  // The value's first bytes, already read: into the caller's first buffer,
+  // or into head after the key.
+  const char* pre;
+  uint64_t pre_len;
+  if (o->first) {
+    pre = o->first;
+    pre_len = std::min<uint64_t>(o->first_got, h.value_len);
+  } else {
+    pre = o->head.data() + start;
+    pre_len = o->head.size() > start ? std::min<uint64_t>(o->head.size() - start, h.value_len) : 0;
+  }
   BodySum sum;
   sum.Begin(h);
   sum.Update(o->head.data() + kHeaderSize, h.key_len);
-  uint64_t in_head = o->head.size() > start ? std::min<uint64_t>(o->head.size() - start, h.value_len) : 0;
-  if (in_head) {
-    std::memcpy(dst.data(), o->head.data() + start, size_t(in_head));
-    sum.Update(dst.data(), size_t(in_head));
-  }
-  for (uint64_t pos = in_head; pos < h.value_len;) {
-    size_t n = size_t(std::min<uint64_t>(kReadChunk, h.value_len - pos));
-    ssize_t r = PReadFull(o->fd, dst.data() + pos, n, off_t(start + pos));
-    if (r < 0) {
-      *why = "read failed: " + ErrnoText(errno);
-      return false;
+  std::string compressed;
+  const char* whole;  // the stored value, complete
+  if (pre_len == h.value_len) {
+    // All there already: checked where it lies, no copy.
+    sum.Update(pre, size_t(pre_len));
+    whole = pre;
+  } else {
+    // The rest is read straight into the destination (the caller's Whole
+    // buffer, or data): one copy from the kernel for an uncompressed value.
+    // It is read in chunks, each checksummed right after its read while it
+    // is still in the CPU cache: one pass over memory instead of two.
+    char* dst = nullptr;
+    if (zstd) {
+      compressed.resize(size_t(h.value_len));
+      dst = compressed.data();
+    } else if (out->target) {
+      dst = out->target->Whole(size_t(h.value_len));
     }
-    if (size_t(r) < n) {
-      *why = "shrank while being read";
-      return false;
+    if (!dst) {
+      out->data.resize(size_t(h.value_len));
+      dst = out->data.data();
     }
-    sum.Update(dst.data() + pos, n);
-    pos += n;
+    if (pre_len) {
+      std::memcpy(dst, pre, size_t(pre_len));
+      sum.Update(dst, size_t(pre_len));
+    }
+    for (uint64_t pos = pre_len; pos < h.value_len;) {
+      size_t n = size_t(std::min<uint64_t>(kReadChunk, h.value_len - pos));
+      ssize_t r = PReadFull(o->fd, dst + pos, n, off_t(start + pos));
+      if (r < 0) {
+        *why = "read failed: " + ErrnoText(errno);
+        return false;
+      }
+      if (size_t(r) < n) {
+        *why = "shrank while being read";
+        return false;
+      }
+      sum.Update(dst + pos, n);
+      pos += n;
+    }
+    whole = dst;
   }
   if (sum.Digest() != h.body_sum) {
     *why = "checksum mismatch";
@@ -176,14 +230,24 @@ bool ReadValue(OpenEntry* o, Value* out, std::string* why) {
   }
   if (zstd) {
     out->data.resize(size_t(h.raw_len));
-    size_t got = ZSTD_decompress(out->data.data(), out->data.size(), compressed.data(),
-                                 compressed.size());
+    size_t got = ZSTD_decompress(out->data.data(), out->data.size(), whole, size_t(h.value_len));
     if (ZSTD_isError(got) || got != h.raw_len) {
       *why = std::string("zstd frame does not decompress to the recorded size (") +
              (ZSTD_isError(got) ? ZSTD_getErrorName(got) : "wrong size") + ")";
       out->data.clear();
       return false;
     }
+  } else if (out->target && whole != out->data.data()) {
+    // In the caller's buffer (first or whole), or in head (no target lent
+    // a first buffer): only the latter needs copying.
+    if (whole == o->head.data() + start) {
+      out->data.assign(whole, size_t(h.value_len));
+    } else {
+      out->at = whole;
+      out->len = size_t(h.value_len);
+    }
+  } else if (whole != out->data.data()) {
+    out->data.assign(whole, size_t(h.value_len));
   }
   out->flags = h.flags & ~uint32_t(kFlagZstd);
   out->expires_ms = h.expires_ms;

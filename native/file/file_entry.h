@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -49,6 +50,10 @@ struct OpenEntry {
   uint64_t size = 0;
   EntryHeader h{};
   HeadBuf head;  // the file's first bytes: header, key, maybe value
+  // With a lent first buffer (ReadHead's `first`): the value's first
+  // `first_got` bytes, read into it; head then ends after the key.
+  char* first = nullptr;
+  size_t first_got = 0;
 
   OpenEntry() = default;
   OpenEntry(const OpenEntry&) = delete;
@@ -71,12 +76,18 @@ bool IsFileAt(const OpenEntry& o, const std::string& path);
 // header and key, up to `want` bytes. kBad: *why says what is wrong
 // (o->ino is set when the file could be opened). An IOError only for what is
 // not the file's fault (EACCES, EIO, EMFILE, ...).
+//
+// With `first` (a caller's buffer, see ReadTarget) and the length of the key
+// looked for, one preadv reads the header and key into head and the value
+// on into `first`; if the file's key has another length, those bytes are
+// moved to head and the read goes on as without.
 Status ReadHead(const std::string& path, bool writable, size_t want, OpenEntry* o, Head* result,
-                std::string* why);
+                std::string* why, std::span<char> first = {}, size_t key_len = 0);
 
 // Reads the value of an entry ReadHead accepted into out->data (directly
 // into the string for large values), checks the body checksum and
-// decompresses. False with *why on a damaged file; an I/O error also
+// decompresses. With out->target, an uncompressed value is left where
+// ReadHead put it (out->at) or read into the target's Whole buffer. False with *why on a damaged file; an I/O error also
 // returns false, with *why saying so.
 bool ReadValue(OpenEntry* o, Value* out, std::string* why);
 

@@ -192,6 +192,7 @@ class FileStore final : public Store {
 
   std::string_view kind() const override { return "file"; }
   bool MayBlock() const override { return true; }
+  size_t FirstReadSize() const override { return kFirstRead; }
   uint64_t MaxItemSize() const override { return cfg_.max_item; }
 
   // Counts every shard from its directory (a new ledger).
@@ -213,7 +214,8 @@ class FileStore final : public Store {
   // are removed on the way (the shard lock must be held iff `locked`).
   // kLive leaves the file open in *o.
   Status ProbeEntry(int shard, const std::string& name, std::string_view key, bool locked,
-                    bool writable, size_t want, OpenEntry* o, Probe* p, bool judge = true);
+                    bool writable, size_t want, OpenEntry* o, Probe* p, bool judge = true,
+                    std::span<char> first = {});
   // Removes a file found damaged, expired or evicted, if it is still the
   // same inode; adjusts counts. The lock must be held.
   bool DropLocked(int shard, const std::string& name, const OpenEntry& o, bool reuse);
@@ -364,11 +366,12 @@ void FileStore::DropExpired(int shard, const std::string& name, const OpenEntry&
 }
 
 Status FileStore::ProbeEntry(int shard, const std::string& name, std::string_view key, bool locked,
-                             bool writable, size_t want, OpenEntry* o, Probe* p, bool judge) {
+                             bool writable, size_t want, OpenEntry* o, Probe* p, bool judge,
+                             std::span<char> first) {
   *p = Probe::kAbsent;
   Head head;
   std::string why;
-  Status s = file::ReadHead(PathOf(shard, name), writable, want, o, &head, &why);
+  Status s = file::ReadHead(PathOf(shard, name), writable, want, o, &head, &why, first, key.size());
   if (!s.ok()) return Status::IOError(Where() + s.message());
   if (head == Head::kAbsent) return Status::OK();
   if (head == Head::kBad || o->key() != key) {
@@ -402,13 +405,15 @@ Status FileStore::Read(std::string_view key, Value* out, bool peek) {
   std::string name = file::EntryName(key);
   int shard = file::ShardOfName(name);
   auto& c = ledger_->counters();
+  out->at = nullptr;
+  std::span<char> first = out->target ? out->target->First() : std::span<char>{};
   for (int attempt = 1; attempt <= kReadAttempts; ++attempt) {
     // Only the last attempt may judge a file damaged: an earlier failure may
     // be a reused file being rewritten under a reader that opened it before.
     bool judge = attempt == kReadAttempts;
     OpenEntry o;
     Probe p;
-    Status s = ProbeEntry(shard, name, key, false, false, kFirstRead, &o, &p, judge);
+    Status s = ProbeEntry(shard, name, key, false, false, kFirstRead, &o, &p, judge, first);
     if (!s.ok()) return s;
     if (p == Probe::kSuspect) continue;
     if (p == Probe::kLive) {
@@ -418,6 +423,7 @@ Status FileStore::Read(std::string_view key, Value* out, bool peek) {
         return Status::OK();
       }
       out->data.clear();
+      out->at = nullptr;
       if (!judge) continue;
       DropBad(shard, name, o, false, why);
     }

@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -27,6 +28,7 @@ constexpr Py_ssize_t kMemcachedMaxKeyLength = 250;  // Django's MEMCACHE_MAX_KEY
 struct CacheState {
   std::unique_ptr<Store> store;
   bool may_block = false;
+  size_t first_read = 0;  // the store's FirstReadSize(): get() lends bytes buffers
   // "<key_prefix>:<version>:" in UTF-8 and its length in characters, for the
   // default key function with the default version.
   std::string prefix;
@@ -384,6 +386,7 @@ PyObject* Cache_open(CacheObject* self, PyObject* const* args, Py_ssize_t nargs,
   Py_END_ALLOW_THREADS
   if (!st.ok()) return RaiseStatus(st);
   self->st->may_block = store->MayBlock();
+  self->st->first_read = store->FirstReadSize();
   self->st->store = std::move(store);
   Py_RETURN_NONE;
 }
@@ -405,6 +408,8 @@ class BorrowedValue {
     if (!tl_read.busy) {
       tl_read.busy = true;
       v_ = &tl_read.value;
+      v_->target = nullptr;
+      v_->at = nullptr;
     } else {
       own_ = std::make_unique<Value>();
       v_ = own_.get();
@@ -424,6 +429,76 @@ class BorrowedValue {
   std::unique_ptr<Value> own_;
 };
 
+// Lends the buffers of new bytes objects to a store that reads from files
+// (ReadTarget), so that a value lands in the object get() returns: no copy
+// between the kernel's and the caller's. Made and destroyed with the GIL.
+class BytesTarget final : public ReadTarget {
+ public:
+  explicit BytesTarget(size_t first) {
+    first_ = PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(first));
+    if (!first_) PyErr_Clear();  // then the store reads into Value::data
+  }
+  ~BytesTarget() override {
+    Py_XDECREF(first_);
+    Py_XDECREF(whole_);
+  }
+  BytesTarget(const BytesTarget&) = delete;
+  BytesTarget& operator=(const BytesTarget&) = delete;
+
+  std::span<char> First() override {
+    if (!first_) return {};
+    return {PyBytes_AS_STRING(first_), static_cast<size_t>(PyBytes_GET_SIZE(first_))};
+  }
+  // Called from the store without the GIL (the file store's reads release it).
+  char* Whole(size_t n) override {
+    PyGILState_STATE gs = PyGILState_Ensure();
+    Py_CLEAR(whole_);
+    whole_ = PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(n));
+    if (!whole_) PyErr_Clear();  // too large for memory: the store says so
+    PyGILState_Release(gs);
+    return whole_ ? PyBytes_AS_STRING(whole_) : nullptr;
+  }
+  // The bytes object that holds v's value (v.at), cut to its length: a new
+  // reference, or nullptr with an exception set.
+  PyObject* Take(const Value& v) {
+    PyObject** slot = nullptr;
+    if (first_ && v.at == PyBytes_AS_STRING(first_)) slot = &first_;
+    else if (whole_ && v.at == PyBytes_AS_STRING(whole_)) slot = &whole_;
+    if (!slot) {
+      PyErr_SetString(PyExc_SystemError, "regioncache: a value outside the lent buffers");
+      return nullptr;
+    }
+    PyObject* o = *slot;
+    *slot = nullptr;
+    Py_ssize_t len = static_cast<Py_ssize_t>(v.len);
+    if (PyBytes_GET_SIZE(o) != len && _PyBytes_Resize(&o, len) < 0) return nullptr;
+    return o;
+  }
+
+ private:
+  PyObject* first_ = nullptr;
+  PyObject* whole_ = nullptr;
+};
+
+// Decode for a value that arrived in a bytes object of its own: bytes are
+// returned as they are and pickles loaded from it, without another copy.
+PyObject* DecodeOwned(PyObject* bytes, uint32_t flags, const std::string& region) {
+  if (!bytes) return nullptr;
+  if (!(flags & kFlagZstd)) {
+    if (Encoding(flags) == kEncBytes) return bytes;
+    if (Encoding(flags) == kEncPickle) {
+      PyObject* r = PyObject_CallOneArg(g.pickle_loads, bytes);
+      Py_DECREF(bytes);
+      return r;
+    }
+  }
+  PyObject* r = Decode(std::string_view(PyBytes_AS_STRING(bytes),
+                                        static_cast<size_t>(PyBytes_GET_SIZE(bytes))),
+                       flags, region);
+  Py_DECREF(bytes);
+  return r;
+}
+
 PyObject* Cache_get(CacheObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
   static const char* const names[] = {"key", "default", "version"};
   PyObject* a[3];
@@ -432,10 +507,17 @@ PyObject* Cache_get(CacheObject* self, PyObject* const* args, Py_ssize_t nargs, 
   MadeKey k;
   if (!MakeKey(self, a[0], a[2], &k)) return nullptr;
   BorrowedValue v;
+  std::optional<BytesTarget> target;
+  if (self->st->first_read) {
+    target.emplace(self->st->first_read);
+    v.get()->target = &*target;
+  }
   Status s = Call(self, [&](Store* st) { return st->Get(k.view(), v.get()); });
+  v.get()->target = nullptr;
   // A server that is down or slow is a miss, as in Django's memcached backends.
   if (s.IsNotFound() || s.IsUnavailable()) return Py_NewRef(a[1] ? a[1] : Py_None);
   if (!s.ok()) return RaiseStatus(s);
+  if (v.get()->at) return DecodeOwned(target->Take(*v.get()), v.get()->flags, RegionName(self));
   return Decode(v.get()->data, v.get()->flags, RegionName(self));
 }
 

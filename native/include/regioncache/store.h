@@ -28,10 +28,34 @@ namespace regioncache {
 
 inline constexpr int64_t kNever = 0;
 
+// Buffers a caller lends for a read, so that a store that reads from a file
+// can put the value where the caller will keep it instead of into
+// Value::data, to be copied again (the Python module lends the buffers of
+// bytes objects it then returns). Optional: a store may ignore it and fill
+// data, as the shared-memory and memcached stores do.
+class ReadTarget {
+ public:
+  virtual ~ReadTarget() = default;
+  // A buffer lent before the value's size is known; the value lands in it
+  // when it fits. May be empty.
+  virtual std::span<char> First() = 0;
+  // A buffer of exactly n bytes for a value that did not fit in First(), or
+  // nullptr (then the store uses data). Called without the store's locks;
+  // a later call replaces the earlier buffer.
+  virtual char* Whole(size_t n) = 0;
+};
+
 struct Value {
   std::string data;
   uint32_t flags = 0;
   int64_t expires_ms = kNever;  // filled by Get/Peek; kNever if never or unknown
+  ReadTarget* target = nullptr;  // in: optional, see ReadTarget
+  // Out: when not null, the value is the `len` bytes at `at`, in one of the
+  // target's buffers, and data is not used. Stores that honour a target
+  // reset it on every read.
+  const char* at = nullptr;
+  size_t len = 0;
+  std::string_view bytes() const { return at ? std::string_view(at, len) : std::string_view(data); }
 };
 
 // One entry to write in a batch.
@@ -139,6 +163,9 @@ class Store {
   // GIL around every call). Stores that only block on a contended lock
   // return false and use the blocking hooks (blocking.h) instead.
   virtual bool MayBlock() const { return true; }
+  // The size of a first buffer that lets reads land in a caller's memory
+  // (see ReadTarget); 0 if this store ignores Value::target.
+  virtual size_t FirstReadSize() const { return 0; }
   // Largest key + value the store accepts in one entry.
   virtual uint64_t MaxItemSize() const = 0;
 
