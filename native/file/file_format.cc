@@ -100,6 +100,8 @@ int ShardOfName(std::string_view name) {
   return HexVal(name[0]) * 16 + HexVal(name[1]);
 }
 
+int ShardOfEntryName(std::string_view name) { return HexVal(name[0]) * 16 + HexVal(name[1]); }
+
 std::string ShardDirName(int shard) {
   return std::string{kHex[(shard >> 4) & 0xf], kHex[shard & 0xf]};
 }

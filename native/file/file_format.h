@@ -71,6 +71,7 @@ class BodySum {
 // digits. Its first two digits name the shard directory.
 std::string EntryName(std::string_view key);
 int ShardOfName(std::string_view name);  // -1 unless name is an entry name
+int ShardOfEntryName(std::string_view name);  // for a name EntryName made (not checked)
 bool IsEntryName(std::string_view name);
 std::string ShardDirName(int shard);     // "00".."ff"
 

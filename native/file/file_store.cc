@@ -206,7 +206,12 @@ class FileStore final : public Store {
   enum class Probe { kLive, kAbsent, kSuspect };
 
   std::string ShardPath(int s) const { return dir_ + "/" + file::ShardDirName(s); }
-  std::string PathOf(int s, const std::string& name) const { return ShardPath(s) + "/" + name; }
+  std::string PathOf(int s, const std::string& name) const {
+    std::string p;  // one allocation: this is on every get's path
+    p.reserve(dir_.size() + 4 + name.size());
+    p.append(dir_).append(1, '/').append(file::ShardDirName(s)).append(1, '/').append(name);
+    return p;
+  }
 
   Status Read(std::string_view key, Value* out, bool peek);
   Status Write(std::string_view key, std::string_view data, uint32_t flags, int64_t exp, Mode m);
@@ -403,7 +408,7 @@ Status FileStore::TooLargeError(std::string_view key, uint64_t val_len) const {
 
 Status FileStore::Read(std::string_view key, Value* out, bool peek) {
   std::string name = file::EntryName(key);
-  int shard = file::ShardOfName(name);
+  int shard = file::ShardOfEntryName(name);
   auto& c = ledger_->counters();
   out->at = nullptr;
   std::span<char> first = out->target ? out->target->First() : std::span<char>{};
@@ -644,7 +649,7 @@ Status FileStore::Write(std::string_view key, std::string_view data, uint32_t fl
     return Status::InvalidArgument(Where() + "flags include kFlagZstd, which the file store "
                                    "reserves for its own compression");
   std::string name = file::EntryName(key);
-  int shard = file::ShardOfName(name);
+  int shard = file::ShardOfEntryName(name);
   NewEntry e;
   file::BuildEntry(key, data, flags, exp, NowMs(), cfg_.compress_min, cfg_.compress_level, &e);
   Status s;
@@ -741,7 +746,7 @@ Status FileStore::LiveUnlocked(int shard, const std::string& name, std::string_v
 
 Status FileStore::Touch(std::string_view key, int64_t expires_ms) {
   std::string name = file::EntryName(key);
-  int shard = file::ShardOfName(name);
+  int shard = file::ShardOfEntryName(name);
   // Under the lock the file we rewrite is the current one: a rename cannot
   // slip in between our check and our write.
   ShardLock lock(ledger_.get(), shard);
@@ -760,7 +765,7 @@ Status FileStore::Touch(std::string_view key, int64_t expires_ms) {
 
 Status FileStore::Delete(std::string_view key) {
   std::string name = file::EntryName(key);
-  int shard = file::ShardOfName(name);
+  int shard = file::ShardOfEntryName(name);
   ShardLock lock(ledger_.get(), shard);
   if (!lock.status().ok()) return lock.status();
   OpenEntry o;
@@ -774,7 +779,7 @@ Status FileStore::Delete(std::string_view key) {
 
 Status FileStore::Incr(std::string_view key, int64_t delta, int64_t* result) {
   std::string name = file::EntryName(key);
-  int shard = file::ShardOfName(name);
+  int shard = file::ShardOfEntryName(name);
   // The whole read-modify-write holds the shard lock, and every rename into
   // the shard takes it too: no write can land between our read and ours.
   ShardLock lock(ledger_.get(), shard);
