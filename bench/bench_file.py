@@ -3,7 +3,8 @@
 run, on the same file system:
 
   - get and set of 100 B, 10 KB and 1 MB values (200 keys, overwritten,
-    timed after one untimed overwrite of each key: the steady state);
+    timed after one untimed overwrite of each key: the steady state), the
+    contenders and the floor taking turns in rounds, median block each;
   - set of new keys into a region that is full at 1,000 and at 100,000
     entries (FileCache bounded by MAX_SIZE, FileBasedCache by MAX_ENTRIES,
     its only bound), time per set and the ratio of the two;
@@ -27,6 +28,7 @@ with regioncache installed:
 import argparse
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -70,28 +72,49 @@ def per_op(fn, n):
     return (time.perf_counter() - t0) / n
 
 
-def bench_get_set(cache, size, n):
+def bench_get_set(cs, size, n, rounds, floor_run):
+    """Set and get of `size`-byte values on every contender, in turns: each
+    round times one block of sets and one of gets (4x as many) per contender,
+    the order rotating, and the C floor's same block; returns the median
+    block of each ({name: (set s, get s)}, {op: floor s}). The machine's
+    speed drifts within minutes; turns keep that out of the ratios."""
     value = os.urandom(size)
     keys = [f"k{i}" for i in range(NKEYS)]
-    for k in keys:
-        cache.set(k, value)
-
-    def sets(n):
-        for i in range(n):
-            cache.set(keys[i % NKEYS], value)
-
-    def gets(n):
-        for i in range(n):
-            cache.get(keys[i % NKEYS])
-
-    # Steady state: one untimed overwrite of every key first, for every
-    # contender (FileCache's first overwrite in a shard still creates the
-    # file that later overwrites of that shard rewrite in place).
-    sets(NKEYS)
-    set_s = per_op(sets, n)
-    assert cache.get(keys[0]) == value
-    get_s = per_op(gets, n * 4)
-    return set_s, get_s
+    for c in cs.values():
+        c.clear()
+        # Steady state: every key written, then overwritten once untimed
+        # (FileCache's first overwrite in a shard still creates the file
+        # that later overwrites of that shard rewrite in place).
+        for _ in range(2):
+            for k in keys:
+                c.set(k, value)
+    block = max(1, n // rounds)
+    names = list(cs)
+    sets = {name: [] for name in names}
+    gets = {name: [] for name in names}
+    floors = {}
+    for r in range(rounds):
+        order = names[r % len(names):] + names[:r % len(names)]
+        for name in order:
+            c = cs[name]
+            t0 = time.perf_counter()
+            for i in range(block):
+                c.set(keys[i % NKEYS], value)
+            t1 = time.perf_counter()
+            for i in range(block * 4):
+                c.get(keys[i % NKEYS])
+            t2 = time.perf_counter()
+            sets[name].append((t1 - t0) / block)
+            gets[name].append((t2 - t1) / (block * 4))
+        if floor_run:
+            for op, s in floor_run(block).items():
+                floors.setdefault(op, []).append(s)
+    for c in cs.values():
+        assert c.get(keys[0]) == value
+        c.clear()
+    med = statistics.median
+    return ({name: (med(sets[name]), med(gets[name])) for name in names},
+            {op: med(v) for op, v in floors.items()})
 
 
 def bench_big_get(cache, reps):
@@ -205,18 +228,20 @@ def main():
         exe = build_floor(root)
         floor = {}
         for label, size in SIZES:
-            n = (300 if q else 2000) if size < 1 << 20 else (30 if q else 150)
-            if size < 1 << 20:
-                floor[label] = run_floor(exe, root, size, n)
+            small = size < 1 << 20
+            n = (300 if q else 2000) if small else (30 if q else 150)
+            rounds = (3 if q else 11) if small else (3 if q else 5)
+            floor_run = (lambda b, size=size: run_floor(exe, root, size, max(b, 50))) if small else None
+            res, fl = bench_get_set({name: caches[name] for name in names}, size, n, rounds,
+                                    floor_run)
+            if small:
+                floor[label] = fl
                 print(f"  floor     {label:6} " + "  ".join(
-                    f"{op} {fmt_us(t)}" for op, t in floor[label].items()), file=sys.stderr)
+                    f"{op} {fmt_us(t)}" for op, t in fl.items()), file=sys.stderr)
             for name in names:
-                c = caches[name]
-                c.clear()
-                results[(name, label)] = bench_get_set(c, size, n)
-                c.clear()
-                print(f"  {name:9} {label:6} set {fmt_us(results[(name, label)][0])}  "
-                      f"get {fmt_us(results[(name, label)][1])}", file=sys.stderr)
+                results[(name, label)] = res[name]
+                print(f"  {name:9} {label:6} set {fmt_us(res[name][0])}  "
+                      f"get {fmt_us(res[name][1])}", file=sys.stderr)
         big = {}
         for name in names:
             c = caches[name]
