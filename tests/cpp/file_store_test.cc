@@ -816,6 +816,91 @@ TEST_F(FileTest, ZstdAboveThresholdIsInvisibleToTheCaller) {
   EXPECT_EQ(st.bytes_used, bytes);
 }
 
+// A caller's buffers (ReadTarget): the value lands in the first buffer when
+// it fits, in a Whole buffer of its size when not, and in data when it was
+// compressed or no buffer was lent; a file holding another key (of another
+// length, so the lent bytes are more of its key) is still a miss.
+class VecTarget final : public ReadTarget {
+ public:
+  explicit VecTarget(size_t first) : first_(first) {}
+  std::span<char> First() override { return {first_.data(), first_.size()}; }
+  char* Whole(size_t n) override {
+    ++wholes;
+    whole_.assign(n, '\0');
+    return whole_.data();
+  }
+  bool InFirst(const Value& v) const { return v.at == first_.data(); }
+  bool InWhole(const Value& v) const { return v.at && v.at == whole_.data(); }
+  int wholes = 0;
+
+ private:
+  std::vector<char> first_;
+  std::vector<char> whole_;
+};
+
+TEST_F(FileTest, ReadsLandInTheCallersBuffers) {
+  auto s = Open({{"COMPRESS_MIN_SIZE", "64KB"}, {"MAX_ITEM_SIZE", "4MB"}});
+  std::mt19937_64 rng(11);
+  for (size_t size : {size_t(0), size_t(1), size_t(100), size_t(4095), size_t(4096),
+                      size_t(4097), size_t(3u << 20)}) {
+    SCOPED_TRACE(size);
+    std::string val(size, '\0');
+    for (auto& c : val) c = char(rng());  // incompressible: stored as is
+    ASSERT_TRUE(s->Set("k", val, kEncBytes, kNever).ok());
+    VecTarget tgt(4096);
+    Value v;
+    v.target = &tgt;
+    ASSERT_TRUE(s->Get("k", &v).ok());
+    EXPECT_EQ(v.bytes(), val);
+    EXPECT_EQ(v.flags, uint32_t(kEncBytes));
+    EXPECT_TRUE(v.data.empty()) << "copied into data as well";
+    if (size == 0) EXPECT_EQ(v.at, nullptr);  // nothing read past the key
+    else if (size <= 4096) EXPECT_TRUE(tgt.InFirst(v));
+    else EXPECT_TRUE(tgt.InWhole(v) && tgt.wholes == 1);
+  }
+  // Compressed: decompressed into data.
+  std::string text;
+  for (int i = 0; text.size() < 200000; ++i) text += "line " + std::to_string(i % 50) + "\n";
+  ASSERT_TRUE(s->Set("text", text, kEncStr, kNever).ok());
+  VecTarget tgt(4096);
+  Value v;
+  v.target = &tgt;
+  ASSERT_TRUE(s->Get("text", &v).ok());
+  EXPECT_EQ(v.at, nullptr);
+  EXPECT_EQ(v.bytes(), text);
+  // No first buffer lent: the value comes in data.
+  VecTarget none(0);
+  v.target = &none;
+  ASSERT_TRUE(s->Set("k", "short", kEncStr, kNever).ok());
+  ASSERT_TRUE(s->Get("k", &v).ok());
+  EXPECT_EQ(v.at, nullptr);
+  EXPECT_EQ(v.data, "short");
+  // Another key's file under this key's name, longer and shorter keys.
+  ASSERT_TRUE(s->Set("a", std::string(100, 'a'), kEncBytes, kNever).ok());
+  ASSERT_TRUE(s->Set("a-much-longer-key", std::string(3000, 'L'), kEncBytes, kNever).ok());
+  ASSERT_TRUE(s->Set("b", std::string(100, 'b'), kEncBytes, kNever).ok());
+  std::string long_file = ReadAll(PathOf("a-much-longer-key"));
+  WriteAll(PathOf("a"), long_file);
+  WriteAll(PathOf("a-much-longer-key"), ReadAll(PathOf("b")));
+  ::testing::internal::CaptureStderr();
+  v.target = &tgt;
+  EXPECT_TRUE(s->Get("a", &v).IsNotFound());
+  EXPECT_TRUE(s->Get("a-much-longer-key", &v).IsNotFound());
+  std::string err = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(err.find("holds another key"), std::string::npos) << err;
+  EXPECT_FALSE(Exists(PathOf("a")));
+  // Damage under a lent buffer: a miss.
+  ASSERT_TRUE(s->Set("d", std::string(2000, 'd'), kEncBytes, kNever).ok());
+  std::string raw = ReadAll(PathOf("d"));
+  raw[raw.size() - 3] ^= 1;
+  WriteAll(PathOf("d"), raw);
+  ::testing::internal::CaptureStderr();
+  EXPECT_TRUE(s->Get("d", &v).IsNotFound());
+  ::testing::internal::GetCapturedStderr();
+  ASSERT_TRUE(s->Get("b", &v).ok());
+  EXPECT_EQ(v.bytes(), std::string(100, 'b'));
+}
+
 // A large value is read straight into the result: the peak memory of a
 // process that reads one is about one copy of it, not two or three.
 TEST_F(FileTest, LargeValueReadNeedsAboutOneCopy) {
