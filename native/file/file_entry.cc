@@ -237,17 +237,11 @@ bool ReadValue(OpenEntry* o, Value* out, std::string* why) {
       out->data.clear();
       return false;
     }
-  } else if (out->target && whole != out->data.data()) {
-    // In the caller's buffer (first or whole), or in head (no target lent
-    // a first buffer): only the latter needs copying.
-    if (whole == o->head.data() + start) {
-      out->data.assign(whole, size_t(h.value_len));
-    } else {
-      out->at = whole;
-      out->len = size_t(h.value_len);
-    }
+  } else if (whole == o->head.data() + start) {
+    out->data.assign(whole, size_t(h.value_len));  // in the store's buffer: copied out
   } else if (whole != out->data.data()) {
-    out->data.assign(whole, size_t(h.value_len));
+    out->at = whole;  // in one of the caller's buffers (first or whole)
+    out->len = size_t(h.value_len);
   }
   out->flags = h.flags & ~uint32_t(kFlagZstd);
   out->expires_ms = h.expires_ms;

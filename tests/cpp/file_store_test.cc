@@ -1163,7 +1163,7 @@ TEST_F(FileTest, ForkedChildForgetsParentOwnSpares) {
   std::string parent_own = ".tmp." + std::to_string(getpid()) + ".";
   auto before = NamesInShardOf(dir_, "k", parent_own);
   ASSERT_EQ(before.size(), 1u);
-  std::string spare_path = dir_ + "/" + file::EntryName("k").substr(0, 2) + "/" + before[0];
+  std::string spare_path = (fs::path(PathOf("k")).parent_path() / before[0]).string();
   std::string spare_before = ReadAll(spare_path);
   ASSERT_NE(spare_before.find("parent-1"), std::string::npos);  // the exchanged-out file
 
