@@ -14,6 +14,7 @@ a directory of files and memcached next), behind Django's own cache API::
 
 from regioncache._native import ConfigError, RegionError, ValueTooLargeError
 from regioncache._native import remove_shm_region, shm_regions, shm_segment_name
+from regioncache import _log  # noqa: F401  (the stores' log lines go to logging)
 
 __all__ = [
     "ConfigError",
