@@ -225,3 +225,23 @@ def test_memcached_raw_plants_and_replays(regions, mc, caplog, tmp_path):
     assert len(lines) == 3, lines
     assert "not signed" in lines[0] and "signature does not match" in lines[1]
     assert f"{prefix}:1:copied" in lines[2] and "signature does not match" in lines[2]
+
+
+def test_describe_leaves_the_policy_options_out(regions):
+    # `python -m regioncache describe` feeds the desktop app, which opens the
+    # stores without Python: no signing secret in its JSON, no option the
+    # native stores do not know.
+    import json
+    import subprocess
+    import sys
+
+    c = regions.new(OPTIONS={"SIZE": "8MB", "SIGNING_KEY": "a secret", "RAISE_ERRORS": True})
+    tests_dir = os.path.dirname(os.path.abspath(__file__))
+    proc = subprocess.run(
+        [sys.executable, "-m", "regioncache", "describe", "--settings", "djangoproject.settings",
+         "--pythonpath", tests_dir],
+        env=regions.child_env(), capture_output=True, text=True, check=True, timeout=60,
+    )
+    assert "a secret" not in proc.stdout
+    described = {r["alias"]: r for r in json.loads(proc.stdout)["regions"]}
+    assert described[c.alias]["options"] == {"SIZE": "8MB"}

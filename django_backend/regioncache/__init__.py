@@ -31,6 +31,14 @@ __all__ = [
 
 __version__ = "0.1.0"
 
+# OPTIONS the Python backends handle themselves (README, "Failure policy and
+# logging", "Signed values"); the native stores never see them, and
+# `python -m regioncache describe` leaves them out (no secret in its JSON, and
+# the desktop app opens the stores without them).
+POLICY_OPTIONS = frozenset(
+    {"RAISE_ERRORS", "SIGNING_KEY", "SIGNING_KEY_FALLBACKS", "SIGN_WITH_SECRET_KEY"}
+)
+
 
 def __getattr__(name):
     # The backends import Django; keep `import regioncache` light (the

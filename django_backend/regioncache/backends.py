@@ -15,7 +15,7 @@ from django.core.cache.backends.base import (
 )
 from django.core.exceptions import ImproperlyConfigured
 
-from regioncache import _native, stampede
+from regioncache import POLICY_OPTIONS, _native, stampede
 
 _MISSING = object()
 
@@ -39,7 +39,7 @@ def _option_text(alias, name, value):
 
 
 # OPTIONS handled here, never passed to the native store.
-_POLICY_OPTIONS = ("RAISE_ERRORS", "SIGNING_KEY", "SIGNING_KEY_FALLBACKS", "SIGN_WITH_SECRET_KEY")
+_POLICY_OPTIONS = POLICY_OPTIONS
 
 
 def _mac_key(secret):
