@@ -331,3 +331,18 @@ def test_lines_logged_are_emitted_by_the_next_cache_call(regions, caplog):
     assert messages(caplog, c.alias) == []  # queued, not emitted from the sink
     c.get("anything")  # any cache call hands the queue to logging
     assert messages(caplog, c.alias) == [f"region {c.alias!r} (shm): from a store"]
+
+
+def test_get_or_set_on_a_failed_region_computes_at_once(regions, caplog, tmp_path):
+    # No lock can be taken in a region that fails: get_or_set computes the
+    # value itself instead of waiting for a lock holder that cannot exist.
+    location = tmp_path / "region"
+    c = regions.new(location=str(location), BACKEND="regioncache.FileCache", OPTIONS={})
+    c.set("warm", 1)
+    os.rename(location, tmp_path / "moved-away")
+    location.write_text("not a directory")
+    calls = []
+    t0 = time.monotonic()
+    assert c.get_or_set("k", lambda: calls.append(1) or "computed") == "computed"
+    assert time.monotonic() - t0 < 2.0 and calls == [1]
+    assert c.failures >= 2  # the get and the set

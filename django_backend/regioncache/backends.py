@@ -156,8 +156,15 @@ class _RegionCache(_native.Cache, BaseCache):
         the others wait for its value instead of computing it too."""
         if not callable(default):
             return BaseCache.get_or_set(self, key, default, timeout, version)
+        failures = self.failures
         value = self.get(key, _MISSING, version)
         if value is not _MISSING:
+            return value
+        if self.failures != failures:
+            # The region failed (a miss by the failure policy): its lock
+            # could not be taken either, so compute here rather than wait.
+            value = default()
+            self.set(key, value, timeout, version)
             return value
         return stampede.compute_once(
             self, key, default, timeout, version,

@@ -38,6 +38,7 @@ struct CacheState {
   // The failure policy (_set_policy): false = a store failure is a miss /
   // False and a log line; true = it raises (OPTIONS RAISE_ERRORS).
   bool raise_errors = false;
+  uint64_t failures = 0;  // failures swallowed so far (the `failures` attribute)
   std::unique_ptr<Signer> signer;  // OPTIONS SIGNING_KEY; null: values are not signed
 };
 
@@ -126,6 +127,7 @@ bool Swallow(CacheObject* self, const char* op, const Status& s, const char* out
   std::string own = "region '" + RegionName(self) + "': ";
   if (cause.compare(0, own.size(), own) == 0) cause.erase(0, own.size());
   LogWarning(self, std::string(op) + " failed, " + outcome + ": " + cause);
+  ++self->st->failures;
   return true;
 }
 
@@ -173,6 +175,7 @@ PyObject* Undecodable(CacheObject* self, std::string_view key, std::string why) 
   if (!self->st->raise_errors) {
     Py_XDECREF(cause);
     LogWarning(self, msg + " (a miss)");
+    ++self->st->failures;
     return nullptr;
   }
   PyErr_Format(g.RegionError, "region '%s': %s", RegionName(self).c_str(), msg.c_str());
@@ -533,6 +536,9 @@ PyObject* Cache_set_policy(CacheObject* self, PyObject* const* args, Py_ssize_t 
 
 PyObject* Get_raise_errors(CacheObject* self, void*) { return PyBool_FromLong(self->st->raise_errors); }
 PyObject* Get_signed(CacheObject* self, void*) { return PyBool_FromLong(self->st->signer != nullptr); }
+PyObject* Get_failures(CacheObject* self, void*) {
+  return PyLong_FromUnsignedLongLong(self->st->failures);
+}
 
 // ---- the cache contract ------------------------------------------------------
 
@@ -1331,6 +1337,8 @@ PyGetSetDef kGetSet[] = {
     GETTER("max_item_size", Get_max_item_size, "largest key + value accepted"),
     GETTER("raise_errors", Get_raise_errors, "OPTIONS RAISE_ERRORS: store failures raise instead of a miss/False"),
     GETTER("signs_values", Get_signed, "values are signed and checked (OPTIONS SIGNING_KEY)"),
+    GETTER("failures", Get_failures,
+           "store failures and unreadable values this cache object answered as a miss/False"),
     {nullptr, nullptr, nullptr, nullptr, nullptr},
 };
 

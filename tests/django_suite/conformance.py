@@ -114,7 +114,8 @@ class SignedSharedMemoryCacheTests(BaseCacheTests, TestCase):
         "FileCache names files by XXH3-128 in shards, and a vanished file is a miss "
         "(tests/test_file_backend.py removes files behind its back)",
         "test_get_does_not_ignore_non_filenotfound_exceptions": "mocks builtins.open; "
-        "FileCache reads in C++, where I/O errors other than a missing file raise RegionError",
+        "FileCache reads in C++, where an I/O error other than a missing file is a miss and a "
+        "log line (README, Failure policy and logging), or RegionError with RAISE_ERRORS",
         "test_empty_cache_file_considered_expired": "uses FileBasedCache._key_to_file and "
         "_is_expired; an empty or truncated FileCache file is a miss and is removed "
         "(tests/test_file_backend.py, tests/cpp/file_store_test.cc)",
