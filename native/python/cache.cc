@@ -139,26 +139,38 @@ std::string KeyForMessage(std::string_view key) {
   return k;
 }
 
-// The pending exception as "TypeName: text" (cleared), or "". keep (if
-// given) receives the exception object.
-std::string TakeExceptionText(PyObject** keep) {
+// The pending exception, normalized (new reference), or nullptr; cleared.
+PyObject* TakeException() {
+#if PY_VERSION_HEX >= 0x030C0000
+  return PyErr_GetRaisedException();
+#else
   PyObject *t, *v, *tb;
   PyErr_Fetch(&t, &v, &tb);
-  if (!t) return {};
+  if (!t) return nullptr;
   PyErr_NormalizeException(&t, &v, &tb);
   if (tb && v) PyException_SetTraceback(v, tb);
-  std::string text = reinterpret_cast<PyTypeObject*>(t)->tp_name;
-  if (v) {
-    PyObject* str = PyObject_Str(v);
-    const char* c = str ? PyUnicode_AsUTF8(str) : nullptr;
-    if (c && *c) text = text + ": " + std::string(c).substr(0, 300);
-    Py_XDECREF(str);
-    PyErr_Clear();
-  }
   Py_DECREF(t);
   Py_XDECREF(tb);
-  if (keep) *keep = v;
-  else Py_XDECREF(v);
+  return v;
+#endif
+}
+
+void RestoreException(PyObject* v) {  // steals v
+#if PY_VERSION_HEX >= 0x030C0000
+  PyErr_SetRaisedException(v);
+#else
+  PyErr_Restore(Py_NewRef(reinterpret_cast<PyObject*>(Py_TYPE(v))), v, PyException_GetTraceback(v));
+#endif
+}
+
+// "TypeName: text" of an exception object.
+std::string ExceptionText(PyObject* v) {
+  std::string text = Py_TYPE(v)->tp_name;
+  PyObject* str = PyObject_Str(v);
+  const char* c = str ? PyUnicode_AsUTF8(str) : nullptr;
+  if (c && *c) text = text + ": " + std::string(c).substr(0, 300);
+  Py_XDECREF(str);
+  PyErr_Clear();
   return text;
 }
 
@@ -168,9 +180,8 @@ std::string TakeExceptionText(PyObject** keep) {
 // Returns nullptr; with the exception set only under RAISE_ERRORS (a
 // RegionError naming the region and the key, caused by the original error).
 PyObject* Undecodable(CacheObject* self, std::string_view key, std::string why) {
-  PyObject* cause = nullptr;
-  std::string err = TakeExceptionText(&cause);
-  if (why.empty()) why = err;
+  PyObject* cause = TakeException();
+  if (why.empty() && cause) why = ExceptionText(cause);
   std::string msg = "value of key '" + KeyForMessage(key) + "' cannot be read: " + why;
   if (!self->st->raise_errors) {
     Py_XDECREF(cause);
@@ -180,12 +191,14 @@ PyObject* Undecodable(CacheObject* self, std::string_view key, std::string why) 
   }
   PyErr_Format(g.RegionError, "region '%s': %s", RegionName(self).c_str(), msg.c_str());
   if (cause) {
-    PyObject *t, *v, *tb;
-    PyErr_Fetch(&t, &v, &tb);
-    PyErr_NormalizeException(&t, &v, &tb);
-    PyException_SetContext(v, Py_NewRef(cause));
-    PyException_SetCause(v, cause);  // steals
-    PyErr_Restore(t, v, tb);
+    PyObject* v = TakeException();
+    if (v) {
+      PyException_SetContext(v, Py_NewRef(cause));
+      PyException_SetCause(v, cause);  // steals
+      RestoreException(v);
+    } else {
+      Py_DECREF(cause);
+    }
   }
   return nullptr;
 }
