@@ -346,3 +346,27 @@ def test_get_or_set_on_a_failed_region_computes_at_once(regions, caplog, tmp_pat
     assert c.get_or_set("k", lambda: calls.append(1) or "computed") == "computed"
     assert time.monotonic() - t0 < 2.0 and calls == [1]
     assert c.failures >= 2  # the get and the set
+
+
+def test_region_that_cannot_be_opened_is_a_check_error_and_answers_misses(regions, caplog):
+    # Under the default policy opening does not raise into the first view
+    # that uses the region: the region answers as a failed one, says why in
+    # open_error and the log, and `manage.py check` reports it (E001).
+    from regioncache.checks import check_regions
+
+    alias = regions.register(regions.conf(OPTIONS={"SIZE": "8MB", "CREATE": False}))
+    msgs = [m for m in check_regions() if repr(alias) in m.msg]
+    assert [m.id for m in msgs] == ["regioncache.E001"], msgs
+    assert "no shared-memory segment" in msgs[0].msg
+    from django.core.cache import caches
+
+    c = caches[alias]
+    assert c.get("k", "miss") == "miss" and c.add("k", 1) is False
+    with pytest.raises(ValueError):
+        c.incr("k")
+    with pytest.raises(regioncache.RegionError):
+        c.stats()  # inspection raises under either policy
+    _log.drain()
+    lines = messages(caplog, alias)
+    assert any("cannot be opened" in m and "no shared-memory segment" in m for m in lines), lines
+    assert any("get failed, a miss" in m for m in lines), lines

@@ -142,7 +142,10 @@ class _RegionCache(_native.Cache, BaseCache):
         raise_errors, signing_keys, options = _policy(alias, options)
         text = {str(k): _option_text(alias, k, v) for k, v in options.items()}
         try:
-            self._open(self.store_kind, str(location), str(alias), text)
+            # Under the default policy a store that cannot be opened now
+            # (a directory not there yet, say) answers as a failed region
+            # and is opened again by a later call; bad OPTIONS always raise.
+            self._open(self.store_kind, str(location), str(alias), text, lazy=not raise_errors)
             self._set_policy(raise_errors, signing_keys)
         except _native.ConfigError as e:
             raise ImproperlyConfigured(f"CACHES[{alias!r}]: {e}") from None
@@ -331,7 +334,7 @@ class MemcachedCache(_RegionCache):
             # Listing, purge and clear touch only the keys this alias makes.
             text["REGION_PREFIX"] = f"{params.get('KEY_PREFIX', '') or ''}:"
         try:
-            self._open(self.store_kind, server, str(alias), text)
+            self._open(self.store_kind, server, str(alias), text, lazy=not raise_errors)
             self._set_policy(raise_errors, signing_keys)
         except _native.ConfigError as e:
             raise ImproperlyConfigured(f"CACHES[{alias!r}]: {e}") from None

@@ -38,6 +38,13 @@ struct CacheState {
   // The failure policy (_set_policy): false = a store failure is a miss /
   // False and a log line; true = it raises (OPTIONS RAISE_ERRORS).
   bool raise_errors = false;
+  // A region whose store could not be opened (its directory unwritable, say)
+  // answers under the failure policy and is opened again, at most once a
+  // second, by the next call (EnsureOpen).
+  StoreSpec spec;
+  Status open_error;
+  int64_t next_open_ms = 0;
+  bool opening = false;
   uint64_t failures = 0;  // failures swallowed so far (the `failures` attribute)
   std::unique_ptr<Signer> signer;  // OPTIONS SIGNING_KEY; null: values are not signed
 };
@@ -79,15 +86,45 @@ Status CallReleased(CacheObject* self, Fn&& fn) {
   return s;
 }
 
-bool Ready(CacheObject* self) {
-  if (self->st->store) return true;
-  PyErr_SetString(g.RegionError, "regioncache: this cache object has no store open");
-  return false;
-}
-
 const std::string& RegionName(CacheObject* self) {
   static const std::string none = "?";
-  return self->st->store ? self->st->store->region() : none;
+  if (self->st->store) return self->st->store->region();
+  return self->st->spec.region.empty() ? none : self->st->spec.region;
+}
+
+// Opens the store now if the first open failed (at most once a second).
+// The failed open's Status otherwise.
+Status TryOpen(CacheObject* self) {
+  CacheState* st = self->st;
+  if (st->store) return Status::OK();
+  if (st->spec.kind.empty()) return Status::Unavailable("regioncache: this cache object has no store open");
+  if (st->opening || NowMs() < st->next_open_ms) return st->open_error;
+  st->opening = true;  // another thread meanwhile answers with open_error
+  StoreSpec spec = st->spec;
+  std::unique_ptr<Store> store;
+  Status s;
+  Py_BEGIN_ALLOW_THREADS
+  s = OpenStore(spec, &store);
+  Py_END_ALLOW_THREADS
+  st->opening = false;
+  if (!s.ok()) {
+    st->open_error = s;
+    st->next_open_ms = NowMs() + 1000;
+    return s;
+  }
+  st->may_block = store->MayBlock();
+  st->first_read = store->FirstReadSize();
+  st->store = std::move(store);
+  st->open_error = Status::OK();
+  return Status::OK();
+}
+
+// For the inspection calls: the store, or RegionError.
+bool Ready(CacheObject* self) {
+  Status s = TryOpen(self);
+  if (s.ok()) return true;
+  RaiseStatus(s.IsUnavailable() ? s : Status::Unavailable(s.message()));
+  return false;
 }
 
 // ---- the failure policy ------------------------------------------------------
@@ -110,25 +147,40 @@ bool IsStoreFailure(const Status& s) {
 }
 
 void LogWarning(CacheObject* self, const std::string& message) {
-  if (!self->st->store) return;
-  Log(LogLevel::kWarning, self->st->store->region(), self->st->store->kind(), message);
+  std::string_view kind = self->st->store ? self->st->store->kind() : std::string_view(self->st->spec.kind);
+  Log(LogLevel::kWarning, RegionName(self), kind, message);
 }
 
 // For a failed Status: true if the policy swallows it (logged; the caller
 // answers with its miss/False), false with the exception set otherwise.
 // outcome says what the caller answers ("a miss", "returned False").
+// A Status's message without the "region 'x': " its log line has already.
+std::string CauseText(CacheObject* self, const Status& s) {
+  std::string cause = s.message().empty() ? s.ToString() : s.message();
+  std::string own = "region '" + RegionName(self) + "': ";
+  if (cause.compare(0, own.size(), own) == 0) cause.erase(0, own.size());
+  return cause;
+}
+
 bool Swallow(CacheObject* self, const char* op, const Status& s, const char* outcome) {
   if (self->st->raise_errors || !IsStoreFailure(s)) {
     RaiseStatus(s);
     return false;
   }
-  std::string cause = s.message().empty() ? s.ToString() : s.message();
-  // The log line names the region already.
-  std::string own = "region '" + RegionName(self) + "': ";
-  if (cause.compare(0, own.size(), own) == 0) cause.erase(0, own.size());
-  LogWarning(self, std::string(op) + " failed, " + outcome + ": " + cause);
+  LogWarning(self, std::string(op) + " failed, " + outcome + ": " + CauseText(self, s));
   ++self->st->failures;
   return true;
+}
+
+// The store for a cache call: true if open; false if not, with the failure
+// policy applied (swallowed: logged, no exception, the caller answers its
+// miss/False; or the exception set).
+bool Opened(CacheObject* self, const char* op, const char* outcome) {
+  Status s = TryOpen(self);
+  if (s.ok()) return true;
+  Status failure = IsStoreFailure(s) ? s : Status::Unavailable(s.message());
+  Swallow(self, op, failure, outcome);
+  return false;
 }
 
 std::string KeyForMessage(std::string_view key) {
@@ -475,9 +527,11 @@ PyObject* Get_max_item_size(CacheObject* self, void*) {
 
 // _open(kind, location, region, options: dict[str, str])
 PyObject* Cache_open(CacheObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
-  static const char* const names[] = {"kind", "location", "region", "options"};
-  PyObject* a[4];
-  if (!ParseArgs("_open", args, nargs, kwnames, names, 4, 4, a)) return nullptr;
+  static const char* const names[] = {"kind", "location", "region", "options", "lazy"};
+  PyObject* a[5];
+  if (!ParseArgs("_open", args, nargs, kwnames, names, 5, 4, a)) return nullptr;
+  int lazy = a[4] ? PyObject_IsTrue(a[4]) : 0;
+  if (lazy < 0) return nullptr;
   StoreSpec spec;
   const char* s;
   if (!(s = PyUnicode_AsUTF8(a[0]))) return nullptr;
@@ -504,11 +558,22 @@ PyObject* Cache_open(CacheObject* self, PyObject* const* args, Py_ssize_t nargs,
   Py_BEGIN_ALLOW_THREADS
   st = OpenStore(spec, &store);
   Py_END_ALLOW_THREADS
-  if (!st.ok()) return RaiseStatus(st);
+  if (!st.ok()) {
+    // Bad options raise whatever the policy; with lazy (the default
+    // policy) a store that cannot be opened now is opened by a later call.
+    if (!lazy || st.code() == Status::Code::kInvalidArgument) return RaiseStatus(st);
+    self->st->spec = std::move(spec);
+    self->st->open_error = st;
+    self->st->next_open_ms = NowMs() + 1000;
+    LogWarning(self, "cannot be opened, every call answers as a failure until it can (tried again "
+                     "at most once a second): " + CauseText(self, st));
+    Py_RETURN_FALSE;
+  }
+  self->st->spec = std::move(spec);
   self->st->may_block = store->MayBlock();
   self->st->first_read = store->FirstReadSize();
   self->st->store = std::move(store);
-  Py_RETURN_NONE;
+  Py_RETURN_TRUE;
 }
 
 // _set_policy(raise_errors, signing_keys): signing_keys is None or a list of
@@ -549,6 +614,11 @@ PyObject* Cache_set_policy(CacheObject* self, PyObject* const* args, Py_ssize_t 
 
 PyObject* Get_raise_errors(CacheObject* self, void*) { return PyBool_FromLong(self->st->raise_errors); }
 PyObject* Get_signed(CacheObject* self, void*) { return PyBool_FromLong(self->st->signer != nullptr); }
+PyObject* Get_open_error(CacheObject* self, void*) {
+  if (self->st->store || self->st->open_error.ok()) Py_RETURN_NONE;
+  const std::string& m = self->st->open_error.message();
+  return PyUnicode_DecodeUTF8(m.data(), static_cast<Py_ssize_t>(m.size()), "replace");
+}
 PyObject* Get_failures(CacheObject* self, void*) {
   return PyLong_FromUnsignedLongLong(self->st->failures);
 }
@@ -710,7 +780,7 @@ PyObject* Cache_get(CacheObject* self, PyObject* const* args, Py_ssize_t nargs, 
   static const char* const names[] = {"key", "default", "version"};
   PyObject* a[3];
   if (!ParseArgs("get", args, nargs, kwnames, names, 3, 1, a)) return nullptr;
-  if (!Ready(self)) return nullptr;
+  if (!Opened(self, "get", "a miss")) return PyErr_Occurred() ? nullptr : Py_NewRef(a[1] ? a[1] : Py_None);
   MadeKey k;
   if (!MakeKey(self, a[0], a[2], &k)) return nullptr;
   BorrowedValue v;
@@ -744,7 +814,10 @@ PyObject* Cache_set(CacheObject* self, PyObject* const* args, Py_ssize_t nargs, 
   static const char* const names[] = {"key", "value", "timeout", "version"};
   PyObject* a[4];
   if (!ParseArgs("set", args, nargs, kwnames, names, 4, 2, a)) return nullptr;
-  if (!Ready(self)) return nullptr;
+  if (!Opened(self, "set", "returned False")) {
+    if (PyErr_Occurred()) return nullptr;
+    Py_RETURN_FALSE;
+  }
   MadeKey k;
   if (!MakeKey(self, a[0], a[3], &k)) return nullptr;
   Encoded e;
@@ -775,7 +848,10 @@ PyObject* Cache_add(CacheObject* self, PyObject* const* args, Py_ssize_t nargs, 
   static const char* const names[] = {"key", "value", "timeout", "version"};
   PyObject* a[4];
   if (!ParseArgs("add", args, nargs, kwnames, names, 4, 2, a)) return nullptr;
-  if (!Ready(self)) return nullptr;
+  if (!Opened(self, "add", "returned False")) {
+    if (PyErr_Occurred()) return nullptr;
+    Py_RETURN_FALSE;
+  }
   MadeKey k;
   if (!MakeKey(self, a[0], a[3], &k)) return nullptr;
   Encoded e;
@@ -805,7 +881,10 @@ PyObject* Cache_touch(CacheObject* self, PyObject* const* args, Py_ssize_t nargs
   static const char* const names[] = {"key", "timeout", "version"};
   PyObject* a[3];
   if (!ParseArgs("touch", args, nargs, kwnames, names, 3, 1, a)) return nullptr;
-  if (!Ready(self)) return nullptr;
+  if (!Opened(self, "touch", "returned False")) {
+    if (PyErr_Occurred()) return nullptr;
+    Py_RETURN_FALSE;
+  }
   MadeKey k;
   if (!MakeKey(self, a[0], a[2], &k)) return nullptr;
   int64_t exp;
@@ -823,7 +902,10 @@ PyObject* Cache_delete(CacheObject* self, PyObject* const* args, Py_ssize_t narg
   static const char* const names[] = {"key", "version"};
   PyObject* a[2];
   if (!ParseArgs("delete", args, nargs, kwnames, names, 2, 1, a)) return nullptr;
-  if (!Ready(self)) return nullptr;
+  if (!Opened(self, "delete", "returned False")) {
+    if (PyErr_Occurred()) return nullptr;
+    Py_RETURN_FALSE;
+  }
   MadeKey k;
   if (!MakeKey(self, a[0], a[1], &k)) return nullptr;
   Status s = Call(self, [&](Store* st) { return st->Delete(k.view()); });
@@ -837,7 +919,10 @@ PyObject* Cache_has_key(CacheObject* self, PyObject* const* args, Py_ssize_t nar
   static const char* const names[] = {"key", "version"};
   PyObject* a[2];
   if (!ParseArgs("has_key", args, nargs, kwnames, names, 2, 1, a)) return nullptr;
-  if (!Ready(self)) return nullptr;
+  if (!Opened(self, "has_key", "returned False")) {
+    if (PyErr_Occurred()) return nullptr;
+    Py_RETURN_FALSE;
+  }
   MadeKey k;
   if (!MakeKey(self, a[0], a[1], &k)) return nullptr;
   BorrowedValue v;
@@ -892,9 +977,9 @@ PyObject* DoIncr(CacheObject* self, PyObject* const* args, Py_ssize_t nargs, PyO
   static const char* const names[] = {"key", "delta", "version"};
   PyObject* a[3];
   if (!ParseArgs(fname, args, nargs, kwnames, names, 3, 1, a)) return nullptr;
-  if (!Ready(self)) return nullptr;
   MadeKey k;
   if (!MakeKey(self, a[0], a[2], &k)) return nullptr;
+  if (!Opened(self, fname, "raised ValueError")) return PyErr_Occurred() ? nullptr : NotFoundError(k);
   PyObject* delta = a[1] ? Py_NewRef(a[1]) : PyLong_FromLong(1);
   if (!delta) return nullptr;
   if (negate) {
@@ -1009,7 +1094,7 @@ PyObject* Cache_get_many(CacheObject* self, PyObject* const* args, Py_ssize_t na
   static const char* const names[] = {"keys", "version"};
   PyObject* a[2];
   if (!ParseArgs("get_many", args, nargs, kwnames, names, 2, 1, a)) return nullptr;
-  if (!Ready(self)) return nullptr;
+  if (!Opened(self, "get_many", "all misses")) return PyErr_Occurred() ? nullptr : PyDict_New();
   std::vector<PyObject*> orig;
   BorrowedMany buffers;
   std::vector<MadeKey>& made = buffers.made();
@@ -1049,7 +1134,8 @@ PyObject* Cache_set_many(CacheObject* self, PyObject* const* args, Py_ssize_t na
   static const char* const names[] = {"data", "timeout", "version"};
   PyObject* a[3];
   if (!ParseArgs("set_many", args, nargs, kwnames, names, 3, 1, a)) return nullptr;
-  if (!Ready(self)) return nullptr;
+  if (!Opened(self, "set_many", "every key returned as failed"))
+    return PyErr_Occurred() ? nullptr : PyMapping_Keys(a[0]);
   std::vector<PyObject*> orig;
   std::vector<MadeKey> made;
   std::vector<Encoded> enc;
@@ -1123,7 +1209,10 @@ PyObject* Cache_delete_many(CacheObject* self, PyObject* const* args, Py_ssize_t
   static const char* const names[] = {"keys", "version"};
   PyObject* a[2];
   if (!ParseArgs("delete_many", args, nargs, kwnames, names, 2, 1, a)) return nullptr;
-  if (!Ready(self)) return nullptr;
+  if (!Opened(self, "delete_many", "returned None")) {
+    if (PyErr_Occurred()) return nullptr;
+    Py_RETURN_NONE;
+  }
   std::vector<PyObject*> orig;
   std::vector<MadeKey> made;
   bool ok = MakeKeys(self, a[0], a[1], &orig, &made);
@@ -1138,7 +1227,10 @@ PyObject* Cache_delete_many(CacheObject* self, PyObject* const* args, Py_ssize_t
 }
 
 PyObject* Cache_clear_all(CacheObject* self, PyObject*) {
-  if (!Ready(self)) return nullptr;
+  if (!Opened(self, "clear", "returned None")) {
+    if (PyErr_Occurred()) return nullptr;
+    Py_RETURN_NONE;
+  }
   Status s = CallReleased(self, [&](Store* st) { return st->Clear(); });
   if (!s.ok() && !Swallow(self, "clear", s, "returned None")) return nullptr;
   Py_RETURN_NONE;
@@ -1350,6 +1442,8 @@ PyGetSetDef kGetSet[] = {
     GETTER("max_item_size", Get_max_item_size, "largest key + value accepted"),
     GETTER("raise_errors", Get_raise_errors, "OPTIONS RAISE_ERRORS: store failures raise instead of a miss/False"),
     GETTER("signs_values", Get_signed, "values are signed and checked (OPTIONS SIGNING_KEY)"),
+    GETTER("open_error", Get_open_error,
+           "why the store is not open (it is tried again by the next call), or None"),
     GETTER("failures", Get_failures,
            "store failures and unreadable values this cache object answered as a miss/False"),
     {nullptr, nullptr, nullptr, nullptr, nullptr},
