@@ -325,6 +325,18 @@ def test_log_queue_is_bounded_and_counts_what_it_dropped(caplog):
                        "(more than the queue holds between two cache calls)"]
 
 
+def test_lines_from_native_threads_without_the_gil(caplog):
+    # The sink runs on whatever thread a store logs from, without the GIL:
+    # 4 native threads x 200 lines, all queued, emitted by the next drain.
+    region = f"th-{uuid.uuid4().hex[:6]}"
+    _native._log_for_test(region, "memcached", "from a thread", 4, 200)
+    _log.drain()
+    lines = messages(caplog, region)
+    assert len(lines) == 800
+    assert sorted(lines) == sorted(
+        f"region {region!r} (memcached): from a thread {t}.{i}" for t in range(4) for i in range(200))
+
+
 def test_lines_logged_are_emitted_by_the_next_cache_call(regions, caplog):
     c = regions.new()
     _native._log_for_test(c.alias, "shm", "from a store")

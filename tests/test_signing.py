@@ -111,6 +111,11 @@ def test_signed_values_round_trip(store, caplog):
     assert c.incr("float", 1) == 2.5  # added in Python, written back signed
     assert c.get("float") == 2.5
     assert c.incr("big", 1) == 2**80 + 1
+    long_key = "a long key with spaces " + "x" * 300  # memcached maps it to a safe one
+    with pytest.warns(Warning):
+        c.set(long_key, {"long": True})
+    with pytest.warns(Warning):
+        assert c.get(long_key) == {"long": True}
     assert c.get_or_set("gos", lambda: {"computed": True}) == {"computed": True}
     assert c.get("gos") == {"computed": True}
     assert messages(caplog, c) == []

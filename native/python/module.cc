@@ -5,6 +5,7 @@
 
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "python/glue.h"
@@ -161,12 +162,27 @@ PyObject* DrainLogNow(PyObject*, PyObject*) {
   Py_RETURN_NONE;
 }
 
-// _log_for_test(region, store, message): a line through regioncache::Log,
-// as a store would send it.
+// _log_for_test(region, store, message, threads=0, n=1): a line through
+// regioncache::Log, as a store would send it; with threads > 0, n lines from
+// each of that many native threads, while this one waits without the GIL.
 PyObject* LogForTest(PyObject*, PyObject* args) {
   const char *region, *store, *message;
-  if (!PyArg_ParseTuple(args, "sss", &region, &store, &message)) return nullptr;
-  Log(LogLevel::kWarning, region, store, message);
+  int threads = 0, n = 1;
+  if (!PyArg_ParseTuple(args, "sss|ii", &region, &store, &message, &threads, &n)) return nullptr;
+  if (threads <= 0) {
+    Log(LogLevel::kWarning, region, store, message);
+    Py_RETURN_NONE;
+  }
+  std::string r = region, k = store, m = message;
+  Py_BEGIN_ALLOW_THREADS
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t)
+    pool.emplace_back([&, t] {
+      for (int i = 0; i < n; ++i)
+        Log(LogLevel::kWarning, r, k, m + " " + std::to_string(t) + "." + std::to_string(i));
+    });
+  for (auto& th : pool) th.join();
+  Py_END_ALLOW_THREADS
   Py_RETURN_NONE;
 }
 
