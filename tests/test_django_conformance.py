@@ -12,7 +12,9 @@ import pytest
 RUNNER = Path(__file__).resolve().parent / "django_suite" / "run.py"
 
 
-@pytest.mark.parametrize("backend", ["shm", "file", "memcached"])
+# shm-signed, memcached-signed: the same contract with OPTIONS SIGNING_KEY (a second
+# configuration in conformance.py; the default ones stay unsigned).
+@pytest.mark.parametrize("backend", ["shm", "file", "memcached", "shm-signed", "memcached-signed"])
 def test_djangos_cache_suite(backend):
     proc = subprocess.run(
         [sys.executable, str(RUNNER), backend, "-v", "2"],

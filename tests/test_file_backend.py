@@ -241,10 +241,16 @@ def test_corrupted_and_truncated_files_are_misses_and_removed(file_regions, capf
 def test_unwritable_directory_is_a_clear_error(file_regions, tmp_path, child):
     plain = tmp_path / "plain-file"
     plain.write_text("not a directory")
+    # RAISE_ERRORS: opening raises; the default failure policy (README,
+    # "Failure policy and logging"): misses and False, the reason in
+    # open_error and the log, opened again by a later call.
     with pytest.raises(regioncache.RegionError) as e:
-        file_regions.new(alias="blocked", location=str(plain / "cache"))
+        file_regions.new(alias="blocked", location=str(plain / "cache"), RAISE_ERRORS=True)
     msg = str(e.value)
     assert "region 'blocked'" in msg and str(plain) in msg and "Not a directory" in msg
+    lenient = file_regions.new(location=str(plain / "cache"))
+    assert str(plain) in lenient.open_error and "Not a directory" in lenient.open_error
+    assert lenient.get("k", "miss") == "miss" and lenient.set("k", "v") is False
     # A directory this user may not write: as root permission bits do not
     # apply, so a child drops to the unprivileged user first.
     # (In /tmp itself: the unprivileged user must be able to reach it.)
@@ -259,7 +265,7 @@ if os.getuid() == 0:
 else:
     os.chmod({str(locked)!r}, 0o555)
 try:
-    FileCache({str(locked)!r}, {{}})
+    FileCache({str(locked)!r}, {{"OPTIONS": {{"RAISE_ERRORS": True}}}})
 except regioncache.RegionError as e:
     print("ERR", e)
 else:

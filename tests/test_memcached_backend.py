@@ -247,7 +247,8 @@ def test_dead_server_is_a_miss_within_the_timeouts(make_cache):
     )
     t0 = time.monotonic()
     assert c.get("k", "default") == "default"
-    assert c.set("k", 1) is None
+    # the failure policy (README, "Failure policy and logging"): not stored is False
+    assert c.set("k", 1) is False
     assert c.add("k", 1) is False
     assert c.touch("k") is False
     assert c.delete("k") is False

@@ -598,10 +598,21 @@ def test_option_forms(regions):
 
 
 def test_create_false_needs_existing_region(regions):
-    alias, open_ = _open_alias(regions, {"CREATE": False, "SIZE": "8MB"})
+    # RAISE_ERRORS: opening raises. The default failure policy: the region
+    # answers misses (README, "Failure policy and logging") until the segment
+    # exists, and attaches to it then.
+    alias, open_ = _open_alias(regions, {"CREATE": False, "SIZE": "8MB", "RAISE_ERRORS": True})
     with pytest.raises((ImproperlyConfigured, regioncache.RegionError)) as err:
         open_()
     assert f"CACHES[{alias!r}]" in str(err.value) or regions.locations[-1] in str(err.value)
+    alias, open_ = _open_alias(regions, {"CREATE": False, "SIZE": "8MB"})
+    waiting = open_()
+    assert "no shared-memory segment" in waiting.open_error
+    assert waiting.get("k", "miss") == "miss" and waiting.set("k", "x") is False
+    creator = regions.new(location=regions.locations[-1], OPTIONS={"SIZE": "8MB"})
+    creator.set("k", "v")
+    time.sleep(1.1)  # a failed open is tried again at most once a second
+    assert waiting.get("k") == "v" and waiting.open_error is None
     creator = regions.new(OPTIONS={"SIZE": "8MB"})
     creator.set("k", "v")
     location = creator.stats()["location"]

@@ -14,6 +14,7 @@ a directory of files and memcached next), behind Django's own cache API::
 
 from regioncache._native import ConfigError, RegionError, ValueTooLargeError
 from regioncache._native import remove_shm_region, shm_regions, shm_segment_name
+from regioncache import _log  # noqa: F401  (the stores' log lines go to logging)
 
 __all__ = [
     "ConfigError",
@@ -29,6 +30,14 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+# OPTIONS the Python backends handle themselves (README, "Failure policy and
+# logging", "Signed values"); the native stores never see them, and
+# `python -m regioncache describe` leaves them out (no secret in its JSON, and
+# the desktop app opens the stores without them).
+POLICY_OPTIONS = frozenset(
+    {"RAISE_ERRORS", "SIGNING_KEY", "SIGNING_KEY_FALLBACKS", "SIGN_WITH_SECRET_KEY"}
+)
 
 
 def __getattr__(name):

@@ -12,6 +12,7 @@ import json
 import os
 import sys
 
+import regioncache
 from regioncache import _native
 
 
@@ -74,6 +75,8 @@ def describe(settings_module, pythonpath):
             location = ";".join(location)
         options = {}
         for name, value in (conf.get("OPTIONS") or {}).items():
+            if name in regioncache.POLICY_OPTIONS:
+                continue  # the Python backends' own (a signing key is a secret)
             if isinstance(value, bool):
                 value = "true" if value else "false"
             options[str(name)] = str(value)

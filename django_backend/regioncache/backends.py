@@ -1,5 +1,7 @@
 """Django cache backends on regioncache's native stores."""
 
+import hashlib
+import hmac
 import inspect
 import re
 
@@ -13,7 +15,7 @@ from django.core.cache.backends.base import (
 )
 from django.core.exceptions import ImproperlyConfigured
 
-from regioncache import _native, stampede
+from regioncache import POLICY_OPTIONS, _native, stampede
 
 _MISSING = object()
 
@@ -34,6 +36,70 @@ def _option_text(alias, name, value):
         f"CACHES[{alias!r}]: OPTIONS[{name!r}] must be a number, a string or a bool, "
         f"not {type(value).__name__}"
     )
+
+
+# OPTIONS handled here, never passed to the native store.
+_POLICY_OPTIONS = POLICY_OPTIONS
+
+
+def _mac_key(secret):
+    # The MAC key is derived from the secret, never the secret itself (as
+    # Django's salted_hmac does), so the same SECRET_KEY signs nothing else
+    # of Django's with it.
+    if isinstance(secret, str):
+        secret = secret.encode()
+    return hmac.new(secret, b"regioncache.values.v1", hashlib.sha256).digest()
+
+
+def _policy(alias, options):
+    """Splits the failure-policy and signing OPTIONS from the store's:
+    returns (raise_errors, signing keys or None, the store's options)."""
+    rest = {k: v for k, v in options.items() if k not in _POLICY_OPTIONS}
+    raise_errors = options.get("RAISE_ERRORS", False)
+    if not isinstance(raise_errors, bool):
+        raise ImproperlyConfigured(
+            f"CACHES[{alias!r}]: OPTIONS['RAISE_ERRORS'] must be True or False, "
+            f"not {raise_errors!r}"
+        )
+    key = options.get("SIGNING_KEY")
+    fallbacks = options.get("SIGNING_KEY_FALLBACKS", ())
+    with_secret = options.get("SIGN_WITH_SECRET_KEY", False)
+    if not isinstance(with_secret, bool):
+        raise ImproperlyConfigured(
+            f"CACHES[{alias!r}]: OPTIONS['SIGN_WITH_SECRET_KEY'] must be True or False"
+        )
+    if with_secret:
+        if key is not None or "SIGNING_KEY_FALLBACKS" in options:
+            raise ImproperlyConfigured(
+                f"CACHES[{alias!r}]: OPTIONS SIGN_WITH_SECRET_KEY uses SECRET_KEY and "
+                f"SECRET_KEY_FALLBACKS; do not give SIGNING_KEY or SIGNING_KEY_FALLBACKS too"
+            )
+        from django.conf import settings
+
+        key = settings.SECRET_KEY
+        fallbacks = list(getattr(settings, "SECRET_KEY_FALLBACKS", ()))
+        if not key:
+            raise ImproperlyConfigured(
+                f"CACHES[{alias!r}]: OPTIONS SIGN_WITH_SECRET_KEY needs a SECRET_KEY"
+            )
+    if key is None:
+        if "SIGNING_KEY_FALLBACKS" in options:
+            raise ImproperlyConfigured(
+                f"CACHES[{alias!r}]: OPTIONS['SIGNING_KEY_FALLBACKS'] needs a SIGNING_KEY"
+            )
+        return raise_errors, None, rest
+    if not isinstance(fallbacks, (list, tuple)):
+        raise ImproperlyConfigured(
+            f"CACHES[{alias!r}]: OPTIONS['SIGNING_KEY_FALLBACKS'] must be a list of keys"
+        )
+    keys = []
+    for name, k in [("SIGNING_KEY", key)] + [("SIGNING_KEY_FALLBACKS", f) for f in fallbacks]:
+        if not isinstance(k, (str, bytes)) or not k:
+            raise ImproperlyConfigured(
+                f"CACHES[{alias!r}]: OPTIONS[{name!r}] must be a non-empty str or bytes"
+            )
+        keys.append(_mac_key(k))
+    return raise_errors, keys, rest
 
 
 def _find_alias(backend_cls, location, params):
@@ -73,9 +139,14 @@ class _RegionCache(_native.Cache, BaseCache):
         options = params.get("OPTIONS") or {}
         if not isinstance(options, dict):
             raise ImproperlyConfigured(f"CACHES[{alias!r}]: OPTIONS must be a dict")
+        raise_errors, signing_keys, options = _policy(alias, options)
         text = {str(k): _option_text(alias, k, v) for k, v in options.items()}
         try:
-            self._open(self.store_kind, str(location), str(alias), text)
+            # Under the default policy a store that cannot be opened now
+            # (a directory not there yet, say) answers as a failed region
+            # and is opened again by a later call; bad OPTIONS always raise.
+            self._open(self.store_kind, str(location), str(alias), text, lazy=not raise_errors)
+            self._set_policy(raise_errors, signing_keys)
         except _native.ConfigError as e:
             raise ImproperlyConfigured(f"CACHES[{alias!r}]: {e}") from None
 
@@ -88,8 +159,15 @@ class _RegionCache(_native.Cache, BaseCache):
         the others wait for its value instead of computing it too."""
         if not callable(default):
             return BaseCache.get_or_set(self, key, default, timeout, version)
+        failures = self.failures
         value = self.get(key, _MISSING, version)
         if value is not _MISSING:
+            return value
+        if self.failures != failures:
+            # The region failed (a miss by the failure policy): its lock
+            # could not be taken either, so compute here rather than wait.
+            value = default()
+            self.set(key, value, timeout, version)
             return value
         return stampede.compute_once(
             self, key, default, timeout, version,
@@ -250,11 +328,13 @@ class MemcachedCache(_RegionCache):
         options = params.get("OPTIONS") or {}
         if not isinstance(options, dict):
             raise ImproperlyConfigured(f"CACHES[{alias!r}]: OPTIONS must be a dict")
+        raise_errors, signing_keys, options = _policy(alias, options)
         text = {str(k): _option_text(alias, k, v) for k, v in options.items()}
         if "REGION_PREFIX" not in text:
             # Listing, purge and clear touch only the keys this alias makes.
             text["REGION_PREFIX"] = f"{params.get('KEY_PREFIX', '') or ''}:"
         try:
-            self._open(self.store_kind, server, str(alias), text)
+            self._open(self.store_kind, server, str(alias), text, lazy=not raise_errors)
+            self._set_policy(raise_errors, signing_keys)
         except _native.ConfigError as e:
             raise ImproperlyConfigured(f"CACHES[{alias!r}]: {e}") from None

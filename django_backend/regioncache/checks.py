@@ -107,6 +107,14 @@ def check_regions(app_configs=None, **kwargs):
                 id="regioncache.E001",
             ))
             continue
+        if getattr(cache, "open_error", None):
+            # Opened lazily under the failure policy: the region answers
+            # misses until its store can be opened.
+            messages.append(checks.Error(
+                f"CACHES[{alias!r}]: the region cannot be opened: {cache.open_error}",
+                id="regioncache.E001",
+            ))
+            continue
         cache.close()
         if cls.store_kind == "memcached":
             for server in _memcached_servers(location):

@@ -16,8 +16,10 @@
 #include <vector>
 
 #include "python/glue.h"
+#include "python/signing.h"
 #include "regioncache/clock.h"
 #include "regioncache/codec.h"
+#include "regioncache/log.h"
 #include "regioncache/store.h"
 
 namespace regioncache::py {
@@ -33,6 +35,18 @@ struct CacheState {
   // default key function with the default version.
   std::string prefix;
   Py_ssize_t prefix_chars = 0;
+  // The failure policy (_set_policy): false = a store failure is a miss /
+  // False and a log line; true = it raises (OPTIONS RAISE_ERRORS).
+  bool raise_errors = false;
+  // A region whose store could not be opened (its directory unwritable, say)
+  // answers under the failure policy and is opened again, at most once a
+  // second, by the next call (EnsureOpen).
+  StoreSpec spec;
+  Status open_error;
+  int64_t next_open_ms = 0;
+  bool opening = false;
+  uint64_t failures = 0;  // failures swallowed so far (the `failures` attribute)
+  std::unique_ptr<Signer> signer;  // OPTIONS SIGNING_KEY; null: values are not signed
 };
 
 struct CacheObject {
@@ -72,15 +86,173 @@ Status CallReleased(CacheObject* self, Fn&& fn) {
   return s;
 }
 
+const std::string& RegionName(CacheObject* self) {
+  static const std::string none = "?";
+  if (self->st->store) return self->st->store->region();
+  return self->st->spec.region.empty() ? none : self->st->spec.region;
+}
+
+// Opens the store now if the first open failed (at most once a second).
+// The failed open's Status otherwise.
+Status TryOpen(CacheObject* self) {
+  CacheState* st = self->st;
+  if (st->store) return Status::OK();
+  if (st->spec.kind.empty()) return Status::Unavailable("regioncache: this cache object has no store open");
+  if (st->opening || NowMs() < st->next_open_ms) return st->open_error;
+  st->opening = true;  // another thread meanwhile answers with open_error
+  StoreSpec spec = st->spec;
+  std::unique_ptr<Store> store;
+  Status s;
+  Py_BEGIN_ALLOW_THREADS
+  s = OpenStore(spec, &store);
+  Py_END_ALLOW_THREADS
+  st->opening = false;
+  if (!s.ok()) {
+    st->open_error = s;
+    st->next_open_ms = NowMs() + 1000;
+    return s;
+  }
+  st->may_block = store->MayBlock();
+  st->first_read = store->FirstReadSize();
+  st->store = std::move(store);
+  st->open_error = Status::OK();
+  return Status::OK();
+}
+
+// For the inspection calls: the store, or RegionError.
 bool Ready(CacheObject* self) {
-  if (self->st->store) return true;
-  PyErr_SetString(g.RegionError, "regioncache: this cache object has no store open");
+  Status s = TryOpen(self);
+  if (s.ok()) return true;
+  RaiseStatus(s.IsUnavailable() ? s : Status::Unavailable(s.message()));
   return false;
 }
 
-const std::string& RegionName(CacheObject* self) {
-  static const std::string none = "?";
-  return self->st->store ? self->st->store->region() : none;
+// ---- the failure policy ------------------------------------------------------
+//
+// A failure that is not the caller's (the store's medium is damaged, refused
+// or unreachable) is answered as a miss / False and logged through
+// regioncache::Log (so Python's logging "regioncache.<alias>", rate-limited),
+// unless the region has RAISE_ERRORS. Caller mistakes (a value too large, an
+// invalid key, an unpicklable value) raise either way.
+
+bool IsStoreFailure(const Status& s) {
+  switch (s.code()) {
+    case Status::Code::kCorruption:
+    case Status::Code::kIOError:
+    case Status::Code::kUnavailable:
+      return true;
+    default:
+      return false;
+  }
+}
+
+void LogWarning(CacheObject* self, const std::string& message) {
+  std::string_view kind = self->st->store ? self->st->store->kind() : std::string_view(self->st->spec.kind);
+  Log(LogLevel::kWarning, RegionName(self), kind, message);
+}
+
+// For a failed Status: true if the policy swallows it (logged; the caller
+// answers with its miss/False), false with the exception set otherwise.
+// outcome says what the caller answers ("a miss", "returned False").
+// A Status's message without the "region 'x': " its log line has already.
+std::string CauseText(CacheObject* self, const Status& s) {
+  std::string cause = s.message().empty() ? s.ToString() : s.message();
+  std::string own = "region '" + RegionName(self) + "': ";
+  if (cause.compare(0, own.size(), own) == 0) cause.erase(0, own.size());
+  return cause;
+}
+
+bool Swallow(CacheObject* self, const char* op, const Status& s, const char* outcome) {
+  if (self->st->raise_errors || !IsStoreFailure(s)) {
+    RaiseStatus(s);
+    return false;
+  }
+  LogWarning(self, std::string(op) + " failed, " + outcome + ": " + CauseText(self, s));
+  ++self->st->failures;
+  return true;
+}
+
+// The store for a cache call: true if open; false if not, with the failure
+// policy applied (swallowed: logged, no exception, the caller answers its
+// miss/False; or the exception set).
+bool Opened(CacheObject* self, const char* op, const char* outcome) {
+  Status s = TryOpen(self);
+  if (s.ok()) return true;
+  Status failure = IsStoreFailure(s) ? s : Status::Unavailable(s.message());
+  Swallow(self, op, failure, outcome);
+  return false;
+}
+
+std::string KeyForMessage(std::string_view key) {
+  std::string k(key.substr(0, 200));
+  for (char& c : k)
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
+  if (key.size() > 200) k += "...";
+  return k;
+}
+
+// The pending exception, normalized (new reference), or nullptr; cleared.
+PyObject* TakeException() {
+#if PY_VERSION_HEX >= 0x030C0000
+  return PyErr_GetRaisedException();
+#else
+  PyObject *t, *v, *tb;
+  PyErr_Fetch(&t, &v, &tb);
+  if (!t) return nullptr;
+  PyErr_NormalizeException(&t, &v, &tb);
+  if (tb && v) PyException_SetTraceback(v, tb);
+  Py_DECREF(t);
+  Py_XDECREF(tb);
+  return v;
+#endif
+}
+
+void RestoreException(PyObject* v) {  // steals v
+#if PY_VERSION_HEX >= 0x030C0000
+  PyErr_SetRaisedException(v);
+#else
+  PyErr_Restore(Py_NewRef(reinterpret_cast<PyObject*>(Py_TYPE(v))), v, PyException_GetTraceback(v));
+#endif
+}
+
+// "TypeName: text" of an exception object.
+std::string ExceptionText(PyObject* v) {
+  std::string text = Py_TYPE(v)->tp_name;
+  PyObject* str = PyObject_Str(v);
+  const char* c = str ? PyUnicode_AsUTF8(str) : nullptr;
+  if (c && *c) text = text + ": " + std::string(c).substr(0, 300);
+  Py_XDECREF(str);
+  PyErr_Clear();
+  return text;
+}
+
+// A stored value that cannot be turned back into a Python object (bad
+// UTF-8, unknown flags, a pickle that fails to load, a signature that does
+// not check). why may be empty: then the pending exception says why.
+// Returns nullptr; with the exception set only under RAISE_ERRORS (a
+// RegionError naming the region and the key, caused by the original error).
+PyObject* Undecodable(CacheObject* self, std::string_view key, std::string why) {
+  PyObject* cause = TakeException();
+  if (why.empty() && cause) why = ExceptionText(cause);
+  std::string msg = "value of key '" + KeyForMessage(key) + "' cannot be read: " + why;
+  if (!self->st->raise_errors) {
+    Py_XDECREF(cause);
+    LogWarning(self, msg + " (a miss)");
+    ++self->st->failures;
+    return nullptr;
+  }
+  PyErr_Format(g.RegionError, "region '%s': %s", RegionName(self).c_str(), msg.c_str());
+  if (cause) {
+    PyObject* v = TakeException();
+    if (v) {
+      PyException_SetContext(v, Py_NewRef(cause));
+      PyException_SetCause(v, cause);  // steals
+      RestoreException(v);
+    } else {
+      Py_DECREF(cause);
+    }
+  }
+  return nullptr;
 }
 
 // ---- keys ------------------------------------------------------------------
@@ -355,9 +527,11 @@ PyObject* Get_max_item_size(CacheObject* self, void*) {
 
 // _open(kind, location, region, options: dict[str, str])
 PyObject* Cache_open(CacheObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
-  static const char* const names[] = {"kind", "location", "region", "options"};
-  PyObject* a[4];
-  if (!ParseArgs("_open", args, nargs, kwnames, names, 4, 4, a)) return nullptr;
+  static const char* const names[] = {"kind", "location", "region", "options", "lazy"};
+  PyObject* a[5];
+  if (!ParseArgs("_open", args, nargs, kwnames, names, 5, 4, a)) return nullptr;
+  int lazy = a[4] ? PyObject_IsTrue(a[4]) : 0;
+  if (lazy < 0) return nullptr;
   StoreSpec spec;
   const char* s;
   if (!(s = PyUnicode_AsUTF8(a[0]))) return nullptr;
@@ -384,11 +558,69 @@ PyObject* Cache_open(CacheObject* self, PyObject* const* args, Py_ssize_t nargs,
   Py_BEGIN_ALLOW_THREADS
   st = OpenStore(spec, &store);
   Py_END_ALLOW_THREADS
-  if (!st.ok()) return RaiseStatus(st);
+  if (!st.ok()) {
+    // Bad options raise whatever the policy; with lazy (the default
+    // policy) a store that cannot be opened now is opened by a later call.
+    if (!lazy || st.code() == Status::Code::kInvalidArgument) return RaiseStatus(st);
+    self->st->spec = std::move(spec);
+    self->st->open_error = st;
+    self->st->next_open_ms = NowMs() + 1000;
+    LogWarning(self, "cannot be opened, every call answers as a failure until it can (tried again "
+                     "at most once a second): " + CauseText(self, st));
+    Py_RETURN_FALSE;
+  }
+  self->st->spec = std::move(spec);
   self->st->may_block = store->MayBlock();
   self->st->first_read = store->FirstReadSize();
   self->st->store = std::move(store);
+  Py_RETURN_TRUE;
+}
+
+// _set_policy(raise_errors, signing_keys): signing_keys is None or a list of
+// bytes (the first signs, all verify). Done once, right after _open.
+PyObject* Cache_set_policy(CacheObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+  static const char* const names[] = {"raise_errors", "signing_keys"};
+  PyObject* a[2];
+  if (!ParseArgs("_set_policy", args, nargs, kwnames, names, 2, 2, a)) return nullptr;
+  int raise = PyObject_IsTrue(a[0]);
+  if (raise < 0) return nullptr;
+  std::unique_ptr<Signer> signer;
+  if (a[1] != Py_None) {
+    if (!PyList_Check(a[1]) || PyList_GET_SIZE(a[1]) == 0) {
+      PyErr_SetString(PyExc_TypeError, "_set_policy: signing_keys must be a non-empty list of bytes");
+      return nullptr;
+    }
+    std::vector<std::string> keys;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(a[1]); ++i) {
+      PyObject* k = PyList_GET_ITEM(a[1], i);
+      if (!PyBytes_Check(k) || PyBytes_GET_SIZE(k) == 0) {
+        PyErr_SetString(PyExc_TypeError, "_set_policy: signing_keys must be non-empty bytes");
+        return nullptr;
+      }
+      keys.emplace_back(PyBytes_AS_STRING(k), static_cast<size_t>(PyBytes_GET_SIZE(k)));
+    }
+    std::string error;
+    signer = Signer::Make(keys, &error);
+    if (!signer) {
+      PyErr_Format(g.ConfigError, "region '%s': SIGNING_KEY: %s", RegionName(self).c_str(),
+                   error.c_str());
+      return nullptr;
+    }
+  }
+  self->st->raise_errors = raise != 0;
+  self->st->signer = std::move(signer);
   Py_RETURN_NONE;
+}
+
+PyObject* Get_raise_errors(CacheObject* self, void*) { return PyBool_FromLong(self->st->raise_errors); }
+PyObject* Get_signed(CacheObject* self, void*) { return PyBool_FromLong(self->st->signer != nullptr); }
+PyObject* Get_open_error(CacheObject* self, void*) {
+  if (self->st->store || self->st->open_error.ok()) Py_RETURN_NONE;
+  const std::string& m = self->st->open_error.message();
+  return PyUnicode_DecodeUTF8(m.data(), static_cast<Py_ssize_t>(m.size()), "replace");
+}
+PyObject* Get_failures(CacheObject* self, void*) {
+  return PyLong_FromUnsignedLongLong(self->st->failures);
 }
 
 // ---- the cache contract ------------------------------------------------------
@@ -499,11 +731,56 @@ PyObject* DecodeOwned(PyObject* bytes, uint32_t flags, const std::string& region
   return r;
 }
 
+// Encodes a value for key; signs it if the region has a SIGNING_KEY. Exact
+// ints stay plain decimal text, unsigned, so the stores' in-place incr keeps
+// working (README, "Signed values").
+bool EncodeFor(CacheObject* self, std::string_view key, PyObject* value, Encoded* e) {
+  if (!e->Encode(value)) return false;
+  if (self->st->signer && Encoding(e->flags()) != kEncInt)
+    return e->Sign(self->st->signer.get(), key, RegionName(self));
+  return true;
+}
+
+// A stored value as a Python object: the signature checked (when the region
+// signs, or the value carries one), then decoded. owned (stolen; may be
+// null) is a bytes object that holds the data. nullptr without an exception:
+// the value is undecodable and was logged, a miss. nullptr with an
+// exception: raise it.
+PyObject* ReadValue(CacheObject* self, std::string_view key, std::string_view data, uint32_t flags,
+                    PyObject* owned) {
+  if (owned)
+    data = std::string_view(PyBytes_AS_STRING(owned), static_cast<size_t>(PyBytes_GET_SIZE(owned)));
+  if (flags & kFlagSigned) {
+    if (data.size() < kMacSize) {
+      Py_XDECREF(owned);
+      return Undecodable(self, key, "signed value shorter than its signature");
+    }
+    std::string_view body = data.substr(0, data.size() - kMacSize);
+    if (self->st->signer &&
+        !self->st->signer->Verify(key, flags, body,
+                                  reinterpret_cast<const unsigned char*>(body.data() + body.size()))) {
+      Py_XDECREF(owned);
+      return Undecodable(self, key,
+                         "signature does not match (not written with this region's SIGNING_KEY)");
+    }
+    data = body;
+    flags &= ~static_cast<uint32_t>(kFlagSigned);
+    if (owned && _PyBytes_Resize(&owned, static_cast<Py_ssize_t>(body.size())) < 0) return nullptr;
+  } else if (self->st->signer && Encoding(flags) != kEncInt) {
+    Py_XDECREF(owned);
+    return Undecodable(self, key, "value is not signed (written without the SIGNING_KEY)");
+  }
+  PyObject* r = owned ? DecodeOwned(owned, flags, RegionName(self))
+                      : Decode(data, flags, RegionName(self));
+  if (r || !PyErr_ExceptionMatches(PyExc_Exception)) return r;
+  return Undecodable(self, key, {});
+}
+
 PyObject* Cache_get(CacheObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
   static const char* const names[] = {"key", "default", "version"};
   PyObject* a[3];
   if (!ParseArgs("get", args, nargs, kwnames, names, 3, 1, a)) return nullptr;
-  if (!Ready(self)) return nullptr;
+  if (!Opened(self, "get", "a miss")) return PyErr_Occurred() ? nullptr : Py_NewRef(a[1] ? a[1] : Py_None);
   MadeKey k;
   if (!MakeKey(self, a[0], a[2], &k)) return nullptr;
   BorrowedValue v;
@@ -514,22 +791,37 @@ PyObject* Cache_get(CacheObject* self, PyObject* const* args, Py_ssize_t nargs, 
   }
   Status s = Call(self, [&](Store* st) { return st->Get(k.view(), v.get()); });
   v.get()->target = nullptr;
-  // A server that is down or slow is a miss, as in Django's memcached backends.
-  if (s.IsNotFound() || s.IsUnavailable()) return Py_NewRef(a[1] ? a[1] : Py_None);
-  if (!s.ok()) return RaiseStatus(s);
-  if (v.get()->at) return DecodeOwned(target->Take(*v.get()), v.get()->flags, RegionName(self));
-  return Decode(v.get()->data, v.get()->flags, RegionName(self));
+  // A server that is down or slow is a miss, as in Django's memcached
+  // backends; so is a damaged entry or any other failure of the medium.
+  if (s.IsNotFound()) return Py_NewRef(a[1] ? a[1] : Py_None);
+  if (!s.ok()) {
+    if (!Swallow(self, "get", s, "a miss")) return nullptr;
+    return Py_NewRef(a[1] ? a[1] : Py_None);
+  }
+  PyObject* r;
+  if (v.get()->at) {
+    PyObject* owned = target->Take(*v.get());
+    if (!owned) return nullptr;
+    r = ReadValue(self, k.view(), {}, v.get()->flags, owned);
+  } else {
+    r = ReadValue(self, k.view(), v.get()->data, v.get()->flags, nullptr);
+  }
+  if (!r && !PyErr_Occurred()) return Py_NewRef(a[1] ? a[1] : Py_None);
+  return r;
 }
 
 PyObject* Cache_set(CacheObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
   static const char* const names[] = {"key", "value", "timeout", "version"};
   PyObject* a[4];
   if (!ParseArgs("set", args, nargs, kwnames, names, 4, 2, a)) return nullptr;
-  if (!Ready(self)) return nullptr;
+  if (!Opened(self, "set", "returned False")) {
+    if (PyErr_Occurred()) return nullptr;
+    Py_RETURN_FALSE;
+  }
   MadeKey k;
   if (!MakeKey(self, a[0], a[3], &k)) return nullptr;
   Encoded e;
-  if (!e.Encode(a[1])) return nullptr;
+  if (!EncodeFor(self, k.view(), a[1], &e)) return nullptr;
   int64_t exp;
   Expiry x = ComputeExpiry(self, a[2], &exp);
   if (x == Expiry::kError) return nullptr;
@@ -545,7 +837,10 @@ PyObject* Cache_set(CacheObject* self, PyObject* const* args, Py_ssize_t nargs, 
       Call(self, [&](Store* st) { return st->Delete(k.view()); });
     }
   }
-  if (!s.ok() && !s.IsUnavailable()) return RaiseStatus(s);
+  if (!s.ok()) {
+    if (!Swallow(self, "set", s, "returned False")) return nullptr;
+    Py_RETURN_FALSE;  // Django's "not stored"
+  }
   Py_RETURN_NONE;
 }
 
@@ -553,11 +848,14 @@ PyObject* Cache_add(CacheObject* self, PyObject* const* args, Py_ssize_t nargs, 
   static const char* const names[] = {"key", "value", "timeout", "version"};
   PyObject* a[4];
   if (!ParseArgs("add", args, nargs, kwnames, names, 4, 2, a)) return nullptr;
-  if (!Ready(self)) return nullptr;
+  if (!Opened(self, "add", "returned False")) {
+    if (PyErr_Occurred()) return nullptr;
+    Py_RETURN_FALSE;
+  }
   MadeKey k;
   if (!MakeKey(self, a[0], a[3], &k)) return nullptr;
   Encoded e;
-  if (!e.Encode(a[1])) return nullptr;
+  if (!EncodeFor(self, k.view(), a[1], &e)) return nullptr;
   int64_t exp;
   Expiry x = ComputeExpiry(self, a[2], &exp);
   if (x == Expiry::kError) return nullptr;
@@ -569,19 +867,24 @@ PyObject* Cache_add(CacheObject* self, PyObject* const* args, Py_ssize_t nargs, 
     s = Call(self, [&](Store* st) { return st->Peek(k.view(), v.get()); });
     if (s.ok()) Py_RETURN_FALSE;
     if (s.IsNotFound()) Py_RETURN_TRUE;
-    return RaiseStatus(s);
+    if (!Swallow(self, "add", s, "returned False")) return nullptr;
+    Py_RETURN_FALSE;
   }
   s = Call(self, [&](Store* st) { return st->Add(k.view(), e.data(), e.flags(), exp); });
   if (s.ok()) Py_RETURN_TRUE;
-  if (s.IsNotStored() || s.IsUnavailable()) Py_RETURN_FALSE;
-  return RaiseStatus(s);
+  if (s.IsNotStored()) Py_RETURN_FALSE;
+  if (!Swallow(self, "add", s, "returned False")) return nullptr;
+  Py_RETURN_FALSE;
 }
 
 PyObject* Cache_touch(CacheObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
   static const char* const names[] = {"key", "timeout", "version"};
   PyObject* a[3];
   if (!ParseArgs("touch", args, nargs, kwnames, names, 3, 1, a)) return nullptr;
-  if (!Ready(self)) return nullptr;
+  if (!Opened(self, "touch", "returned False")) {
+    if (PyErr_Occurred()) return nullptr;
+    Py_RETURN_FALSE;
+  }
   MadeKey k;
   if (!MakeKey(self, a[0], a[2], &k)) return nullptr;
   int64_t exp;
@@ -590,35 +893,44 @@ PyObject* Cache_touch(CacheObject* self, PyObject* const* args, Py_ssize_t nargs
   Status s = x == Expiry::kNow ? Call(self, [&](Store* st) { return st->Delete(k.view()); })
                                : Call(self, [&](Store* st) { return st->Touch(k.view(), exp); });
   if (s.ok()) Py_RETURN_TRUE;
-  if (s.IsNotFound() || s.IsUnavailable()) Py_RETURN_FALSE;
-  return RaiseStatus(s);
+  if (s.IsNotFound()) Py_RETURN_FALSE;
+  if (!Swallow(self, "touch", s, "returned False")) return nullptr;
+  Py_RETURN_FALSE;
 }
 
 PyObject* Cache_delete(CacheObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
   static const char* const names[] = {"key", "version"};
   PyObject* a[2];
   if (!ParseArgs("delete", args, nargs, kwnames, names, 2, 1, a)) return nullptr;
-  if (!Ready(self)) return nullptr;
+  if (!Opened(self, "delete", "returned False")) {
+    if (PyErr_Occurred()) return nullptr;
+    Py_RETURN_FALSE;
+  }
   MadeKey k;
   if (!MakeKey(self, a[0], a[1], &k)) return nullptr;
   Status s = Call(self, [&](Store* st) { return st->Delete(k.view()); });
   if (s.ok()) Py_RETURN_TRUE;
-  if (s.IsNotFound() || s.IsUnavailable()) Py_RETURN_FALSE;
-  return RaiseStatus(s);
+  if (s.IsNotFound()) Py_RETURN_FALSE;
+  if (!Swallow(self, "delete", s, "returned False")) return nullptr;
+  Py_RETURN_FALSE;
 }
 
 PyObject* Cache_has_key(CacheObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
   static const char* const names[] = {"key", "version"};
   PyObject* a[2];
   if (!ParseArgs("has_key", args, nargs, kwnames, names, 2, 1, a)) return nullptr;
-  if (!Ready(self)) return nullptr;
+  if (!Opened(self, "has_key", "returned False")) {
+    if (PyErr_Occurred()) return nullptr;
+    Py_RETURN_FALSE;
+  }
   MadeKey k;
   if (!MakeKey(self, a[0], a[1], &k)) return nullptr;
   BorrowedValue v;
   Status s = Call(self, [&](Store* st) { return st->Peek(k.view(), v.get()); });
   if (s.ok()) Py_RETURN_TRUE;
-  if (s.IsNotFound() || s.IsUnavailable()) Py_RETURN_FALSE;
-  return RaiseStatus(s);
+  if (s.IsNotFound()) Py_RETURN_FALSE;
+  if (!Swallow(self, "has_key", s, "returned False")) return nullptr;
+  Py_RETURN_FALSE;
 }
 
 PyObject* NotFoundError(const MadeKey& k) {
@@ -636,15 +948,15 @@ PyObject* IncrInPython(CacheObject* self, const MadeKey& k, PyObject* delta) {
   BorrowedValue v;
   Status s = Call(self, [&](Store* st) { return st->Peek(k.view(), v.get()); });
   if (s.IsNotFound()) return NotFoundError(k);
-  if (!s.ok()) return RaiseStatus(s);
+  if (!s.ok()) return Swallow(self, "incr", s, "raised ValueError") ? NotFoundError(k) : nullptr;
   int64_t exp = v.get()->expires_ms;
-  PyObject* old = Decode(v.get()->data, v.get()->flags, RegionName(self));
-  if (!old) return nullptr;
+  PyObject* old = ReadValue(self, k.view(), v.get()->data, v.get()->flags, nullptr);
+  if (!old) return PyErr_Occurred() ? nullptr : NotFoundError(k);
   PyObject* sum = PyNumber_Add(old, delta);
   Py_DECREF(old);
   if (!sum) return nullptr;
   Encoded e;
-  if (!e.Encode(sum)) {
+  if (!EncodeFor(self, k.view(), sum, &e)) {
     Py_DECREF(sum);
     return nullptr;
   }
@@ -655,7 +967,7 @@ PyObject* IncrInPython(CacheObject* self, const MadeKey& k, PyObject* delta) {
   }
   if (!s.ok()) {
     Py_DECREF(sum);
-    return RaiseStatus(s);
+    return Swallow(self, "incr", s, "raised ValueError") ? NotFoundError(k) : nullptr;
   }
   return sum;
 }
@@ -665,9 +977,9 @@ PyObject* DoIncr(CacheObject* self, PyObject* const* args, Py_ssize_t nargs, PyO
   static const char* const names[] = {"key", "delta", "version"};
   PyObject* a[3];
   if (!ParseArgs(fname, args, nargs, kwnames, names, 3, 1, a)) return nullptr;
-  if (!Ready(self)) return nullptr;
   MadeKey k;
   if (!MakeKey(self, a[0], a[2], &k)) return nullptr;
+  if (!Opened(self, fname, "raised ValueError")) return PyErr_Occurred() ? nullptr : NotFoundError(k);
   PyObject* delta = a[1] ? Py_NewRef(a[1]) : PyLong_FromLong(1);
   if (!delta) return nullptr;
   if (negate) {
@@ -694,8 +1006,8 @@ PyObject* DoIncr(CacheObject* self, PyObject* const* args, Py_ssize_t nargs, PyO
       NotFoundError(k);
     } else if (s.code() == Status::Code::kNotANumber || s.code() == Status::Code::kOutOfRange) {
       result = IncrInPython(self, k, delta);
-    } else {
-      RaiseStatus(s);
+    } else if (Swallow(self, fname, s, "raised ValueError")) {
+      NotFoundError(k);  // a value that cannot be read counts as missing
     }
   } else {
     result = IncrInPython(self, k, delta);
@@ -782,7 +1094,7 @@ PyObject* Cache_get_many(CacheObject* self, PyObject* const* args, Py_ssize_t na
   static const char* const names[] = {"keys", "version"};
   PyObject* a[2];
   if (!ParseArgs("get_many", args, nargs, kwnames, names, 2, 1, a)) return nullptr;
-  if (!Ready(self)) return nullptr;
+  if (!Opened(self, "get_many", "all misses")) return PyErr_Occurred() ? nullptr : PyDict_New();
   std::vector<PyObject*> orig;
   BorrowedMany buffers;
   std::vector<MadeKey>& made = buffers.made();
@@ -794,20 +1106,18 @@ PyObject* Cache_get_many(CacheObject* self, PyObject* const* args, Py_ssize_t na
   if (!MakeKeys(self, a[0], a[1], &orig, &made)) goto done;
   for (const auto& m : made) views.push_back(m.view());
   s = Call(self, [&](Store* st) { return st->GetMany(views, &values, &found); });
-  if (s.IsUnavailable()) {
-    s = Status::OK();  // every server down: all misses
+  if (!s.ok()) {
+    if (!Swallow(self, "get_many", s, "all misses")) goto done;
+    s = Status::OK();  // e.g. every server down: all misses
     found.assign(views.size(), false);
     values.resize(views.size());
-  }
-  if (!s.ok()) {
-    RaiseStatus(s);
-    goto done;
   }
   result = PyDict_New();
   if (!result) goto done;
   for (size_t i = 0; i < orig.size(); ++i) {
     if (!found[i]) continue;
-    PyObject* v = Decode(values[i].data, values[i].flags, RegionName(self));
+    PyObject* v = ReadValue(self, views[i], values[i].data, values[i].flags, nullptr);
+    if (!v && !PyErr_Occurred()) continue;  // undecodable: a miss, logged
     if (!v || PyDict_SetItem(result, orig[i], v) < 0) {
       Py_XDECREF(v);
       Py_CLEAR(result);
@@ -824,7 +1134,8 @@ PyObject* Cache_set_many(CacheObject* self, PyObject* const* args, Py_ssize_t na
   static const char* const names[] = {"data", "timeout", "version"};
   PyObject* a[3];
   if (!ParseArgs("set_many", args, nargs, kwnames, names, 3, 1, a)) return nullptr;
-  if (!Ready(self)) return nullptr;
+  if (!Opened(self, "set_many", "every key returned as failed"))
+    return PyErr_Occurred() ? nullptr : PyMapping_Keys(a[0]);
   std::vector<PyObject*> orig;
   std::vector<MadeKey> made;
   std::vector<Encoded> enc;
@@ -850,7 +1161,9 @@ PyObject* Cache_set_many(CacheObject* self, PyObject* const* args, Py_ssize_t na
       PyObject* key = PyTuple_GET_ITEM(pair, 0);
       orig.push_back(Py_NewRef(key));
       if (!MakeKey(self, key, a[2], &made[static_cast<size_t>(i)])) goto done;
-      if (!enc[static_cast<size_t>(i)].Encode(PyTuple_GET_ITEM(pair, 1))) goto done;
+      if (!EncodeFor(self, made[static_cast<size_t>(i)].view(), PyTuple_GET_ITEM(pair, 1),
+                     &enc[static_cast<size_t>(i)]))
+        goto done;
     }
   }
   if (x == Expiry::kNow) {
@@ -869,18 +1182,14 @@ PyObject* Cache_set_many(CacheObject* self, PyObject* const* args, Py_ssize_t na
       uint64_t deleted = 0;
       Call(self, [&](Store* st) { return st->DeleteMany(gone, &deleted); });
     }
-    if (s.IsUnavailable()) {
-      s = Status::OK();  // nothing could be stored: every key failed
-      failed.clear();
-      for (size_t i = 0; i < items.size(); ++i) failed.push_back(i);
-    }
   }
   // Values too large for the region are reported in the failed list, as
   // Django's set_many reports keys it could not store.
-  if (s.IsUnavailable() || s.code() == Status::Code::kTooLarge) s = Status::OK();
+  if (s.code() == Status::Code::kTooLarge) s = Status::OK();
   if (!s.ok()) {
-    RaiseStatus(s);
-    goto done;
+    if (!Swallow(self, "set_many", s, "every key returned as failed")) goto done;
+    failed.clear();  // nothing is known to be stored: every key failed
+    for (size_t i = 0; i < made.size(); ++i) failed.push_back(i);
   }
   result = PyList_New(0);
   if (!result) goto done;
@@ -900,7 +1209,10 @@ PyObject* Cache_delete_many(CacheObject* self, PyObject* const* args, Py_ssize_t
   static const char* const names[] = {"keys", "version"};
   PyObject* a[2];
   if (!ParseArgs("delete_many", args, nargs, kwnames, names, 2, 1, a)) return nullptr;
-  if (!Ready(self)) return nullptr;
+  if (!Opened(self, "delete_many", "returned None")) {
+    if (PyErr_Occurred()) return nullptr;
+    Py_RETURN_NONE;
+  }
   std::vector<PyObject*> orig;
   std::vector<MadeKey> made;
   bool ok = MakeKeys(self, a[0], a[1], &orig, &made);
@@ -910,14 +1222,17 @@ PyObject* Cache_delete_many(CacheObject* self, PyObject* const* args, Py_ssize_t
   for (const auto& m : made) views.push_back(m.view());
   uint64_t deleted = 0;
   Status s = Call(self, [&](Store* st) { return st->DeleteMany(views, &deleted); });
-  if (!s.ok() && !s.IsUnavailable()) return RaiseStatus(s);
+  if (!s.ok() && !Swallow(self, "delete_many", s, "returned None")) return nullptr;
   Py_RETURN_NONE;
 }
 
 PyObject* Cache_clear_all(CacheObject* self, PyObject*) {
-  if (!Ready(self)) return nullptr;
+  if (!Opened(self, "clear", "returned None")) {
+    if (PyErr_Occurred()) return nullptr;
+    Py_RETURN_NONE;
+  }
   Status s = CallReleased(self, [&](Store* st) { return st->Clear(); });
-  if (!s.ok()) return RaiseStatus(s);
+  if (!s.ok() && !Swallow(self, "clear", s, "returned None")) return nullptr;
   Py_RETURN_NONE;
 }
 
@@ -1064,8 +1379,27 @@ PyObject* Cache_delete_raw(CacheObject* self, PyObject* arg) {
 
 // ---- the type ------------------------------------------------------------------
 
+// Every method hands what the stores and the policy logged to Python's
+// logging on its way out (module.cc): one relaxed load when nothing was.
+using FastFn = PyObject* (*)(CacheObject*, PyObject* const*, Py_ssize_t, PyObject*);
+using NoArgFn = PyObject* (*)(CacheObject*, PyObject*);
+template <FastFn F>
+PyObject* Drained(CacheObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+  PyObject* r = F(self, args, nargs, kwnames);
+  if (LogPending()) [[unlikely]] DrainLog();
+  return r;
+}
+template <NoArgFn F>
+PyObject* Drained1(CacheObject* self, PyObject* arg) {
+  PyObject* r = F(self, arg);
+  if (LogPending()) [[unlikely]] DrainLog();
+  return r;
+}
+
 #define FASTKW(name, fn, doc) \
-  {name, reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(fn)), METH_FASTCALL | METH_KEYWORDS, doc}
+  {name, reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(Drained<fn>)), METH_FASTCALL | METH_KEYWORDS, doc}
+#define ONEARG(name, fn, flags, doc) \
+  {name, reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(Drained1<fn>)), flags, doc}
 
 PyMethodDef kMethods[] = {
     FASTKW("get", Cache_get, "get(key, default=None, version=None)"),
@@ -1079,16 +1413,17 @@ PyMethodDef kMethods[] = {
     FASTKW("get_many", Cache_get_many, "get_many(keys, version=None) -> dict"),
     FASTKW("set_many", Cache_set_many, "set_many(data, timeout=DEFAULT_TIMEOUT, version=None) -> failed keys"),
     FASTKW("delete_many", Cache_delete_many, "delete_many(keys, version=None)"),
-    {"clear", reinterpret_cast<PyCFunction>(Cache_clear_all), METH_NOARGS, "Remove every entry of the region."},
+    ONEARG("clear", Cache_clear_all, METH_NOARGS, "Remove every entry of the region."),
     {"close", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(Cache_close)), METH_VARARGS | METH_KEYWORDS,
      "Django's per-request close: the store stays open."},
     FASTKW("_open", Cache_open, "_open(kind, location, region, options)"),
-    {"stats", reinterpret_cast<PyCFunction>(Cache_stats), METH_NOARGS, "Region statistics as a dict."},
+    FASTKW("_set_policy", Cache_set_policy, "_set_policy(raise_errors, signing_keys)"),
+    ONEARG("stats", Cache_stats, METH_NOARGS, "Region statistics as a dict."),
     FASTKW("list_entries", Cache_list_entries,
            "list_entries(cursor='', glob='', limit=1000, include_expired=False) -> (entries, next_cursor)"),
-    {"purge_expired", reinterpret_cast<PyCFunction>(Cache_purge_expired), METH_NOARGS, "Remove expired entries; returns the count."},
-    {"purge", reinterpret_cast<PyCFunction>(Cache_purge), METH_O, "purge(glob) -> entries removed (glob over full keys)"},
-    {"delete_raw", reinterpret_cast<PyCFunction>(Cache_delete_raw), METH_O, "delete_raw(full_keys) -> entries deleted"},
+    ONEARG("purge_expired", Cache_purge_expired, METH_NOARGS, "Remove expired entries; returns the count."),
+    ONEARG("purge", Cache_purge, METH_O, "purge(glob) -> entries removed (glob over full keys)"),
+    ONEARG("delete_raw", Cache_delete_raw, METH_O, "delete_raw(full_keys) -> entries deleted"),
     {nullptr, nullptr, 0, nullptr},
 };
 
@@ -1105,6 +1440,12 @@ PyGetSetDef kGetSet[] = {
     GETTER("store_location", Get_store_location, "where the store lives"),
     GETTER("region", Get_region, "the name used in messages (the CACHES alias)"),
     GETTER("max_item_size", Get_max_item_size, "largest key + value accepted"),
+    GETTER("raise_errors", Get_raise_errors, "OPTIONS RAISE_ERRORS: store failures raise instead of a miss/False"),
+    GETTER("signs_values", Get_signed, "values are signed and checked (OPTIONS SIGNING_KEY)"),
+    GETTER("open_error", Get_open_error,
+           "why the store is not open (it is tried again by the next call), or None"),
+    GETTER("failures", Get_failures,
+           "store failures and unreadable values this cache object answered as a miss/False"),
     {nullptr, nullptr, nullptr, nullptr, nullptr},
 };
 

@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include "python/signing.h"
 #include "regioncache/codec.h"
 
 namespace regioncache::py {
@@ -107,6 +108,24 @@ bool Encoded::Encode(PyObject* value) {
   owner_ = b;
   view_ = std::string_view(PyBytes_AS_STRING(b), static_cast<size_t>(PyBytes_GET_SIZE(b)));
   flags_ = kEncPickle;
+  return true;
+}
+
+bool Encoded::Sign(Signer* signer, std::string_view key, const std::string& region) {
+  uint32_t f = flags_ | kFlagSigned;
+  std::string buf;
+  buf.reserve(view_.size() + kMacSize);
+  buf.append(view_);
+  buf.resize(view_.size() + kMacSize);
+  if (!signer->Sign(key, f, view_, reinterpret_cast<unsigned char*>(buf.data() + view_.size()))) {
+    PyErr_Format(g.RegionError, "region '%s': could not sign the value (libcrypto failed)",
+                 region.c_str());
+    return false;
+  }
+  small_ = std::move(buf);
+  view_ = std::string_view(small_);
+  flags_ = f;
+  Py_CLEAR(owner_);
   return true;
 }
 

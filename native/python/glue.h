@@ -9,6 +9,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <atomic>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -17,6 +18,8 @@
 #include "regioncache/store.h"
 
 namespace regioncache::py {
+
+class Signer;  // signing.h
 
 struct Globals {
   PyObject* pickle_dumps = nullptr;
@@ -30,6 +33,17 @@ struct Globals {
   PyObject* ValueTooLargeError = nullptr;
 };
 extern Globals g;
+
+// ---- the log bridge (module.cc) ---------------------------------------------
+//
+// regioncache::Log lines are queued by the sink (any thread, no GIL, store
+// locks possibly held) and handed to the Python handler set by
+// _set_log_handler (regioncache._log.emit) by DrainLog(), which needs the
+// GIL. Every Cache method checks LogPending() on its way out: one relaxed
+// load when nothing was logged.
+extern std::atomic<bool> g_log_pending;
+inline bool LogPending() { return g_log_pending.load(std::memory_order_relaxed); }
+void DrainLog();
 
 // Raises the Python exception that matches a failed Status; returns nullptr.
 PyObject* RaiseStatus(const Status& s);
@@ -58,6 +72,10 @@ class Encoded {
 
   // False with a Python exception set (e.g. a pickling error).
   bool Encode(PyObject* value);
+  // Appends the HMAC tag (signing.h) over key, flags | kFlagSigned and the
+  // bytes, and sets kFlagSigned. One copy of the value. False with
+  // RegionError set if libcrypto failed.
+  bool Sign(Signer* signer, std::string_view key, const std::string& region);
   std::string_view data() const { return view_; }
   uint32_t flags() const { return flags_; }
 

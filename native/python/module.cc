@@ -1,16 +1,115 @@
 // The module regioncache._native: the Cache type (cache.cc), the exceptions,
 // the blocking hooks that hand the GIL back while a store waits for a lock
 // another process holds, and a few region-level functions.
+#include <pthread.h>
+
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "python/glue.h"
 #include "regioncache/blocking.h"
+#include "regioncache/log.h"
 #include "regioncache/shm_store.h"
 
 namespace regioncache::py {
 
 PyObject* MakeCacheType(PyObject* module);
+
+std::atomic<bool> g_log_pending{false};
+
+namespace {
+
+// ---- the log bridge ----------------------------------------------------------
+
+struct LogLine {
+  LogLevel level;
+  std::string region, store, message;
+};
+
+constexpr size_t kMaxQueuedLines = 1024;  // beyond: counted, not kept
+
+std::mutex g_log_mu;
+std::vector<LogLine> g_log_queue;  // guarded by g_log_mu
+uint64_t g_log_dropped = 0;        // guarded by g_log_mu
+PyObject* g_log_handler = nullptr; // emit(level, region, store, message, dropped)
+thread_local bool tl_draining = false;
+
+// The sink: never takes the GIL, never blocks on anything but this short
+// lock (held only to push or to swap the queue out).
+void QueueLogLine(LogLevel level, std::string_view region, std::string_view store,
+                  std::string_view message) {
+  {
+    std::lock_guard<std::mutex> lock(g_log_mu);
+    if (g_log_queue.size() >= kMaxQueuedLines) {
+      ++g_log_dropped;
+    } else {
+      g_log_queue.push_back(
+          LogLine{level, std::string(region), std::string(store), std::string(message)});
+    }
+  }
+  g_log_pending.store(true, std::memory_order_release);
+}
+
+// A fork while another thread held the queue's lock must not leave the child
+// with a lock nobody will release.
+void LockBeforeFork() { g_log_mu.lock(); }
+void UnlockAfterFork() { g_log_mu.unlock(); }
+
+PyObject* Text(std::string_view s) {
+  return PyUnicode_DecodeUTF8(s.data(), static_cast<Py_ssize_t>(s.size()), "replace");
+}
+
+}  // namespace
+
+void DrainLog() {
+  if (tl_draining) return;  // a handler that uses a cache: its lines wait for the next call
+  std::vector<LogLine> lines;
+  uint64_t dropped;
+  {
+    std::lock_guard<std::mutex> lock(g_log_mu);
+    lines.swap(g_log_queue);
+    dropped = g_log_dropped;
+    g_log_dropped = 0;
+    g_log_pending.store(false, std::memory_order_relaxed);
+  }
+  if (!g_log_handler || (lines.empty() && !dropped)) return;
+  tl_draining = true;
+  // The caller's result or exception is kept as it is.
+#if PY_VERSION_HEX >= 0x030C0000
+  PyObject* saved = PyErr_GetRaisedException();
+#else
+  PyObject *et, *ev, *tb;
+  PyErr_Fetch(&et, &ev, &tb);
+#endif
+  for (const LogLine& l : lines) {
+    PyObject* region = Text(l.region);
+    PyObject* store = Text(l.store);
+    PyObject* message = Text(l.message);
+    PyObject* r = region && store && message
+                      ? PyObject_CallFunction(g_log_handler, "iOOOK", static_cast<int>(l.level),
+                                              region, store, message, 0ULL)
+                      : nullptr;
+    Py_XDECREF(region);
+    Py_XDECREF(store);
+    Py_XDECREF(message);
+    if (!r) PyErr_WriteUnraisable(g_log_handler);
+    Py_XDECREF(r);
+  }
+  if (dropped) {
+    PyObject* r = PyObject_CallFunction(g_log_handler, "isssK", static_cast<int>(LogLevel::kWarning),
+                                        "", "", "", static_cast<unsigned long long>(dropped));
+    if (!r) PyErr_WriteUnraisable(g_log_handler);
+    Py_XDECREF(r);
+  }
+#if PY_VERSION_HEX >= 0x030C0000
+  PyErr_SetRaisedException(saved);
+#else
+  PyErr_Restore(et, ev, tb);
+#endif
+  tl_draining = false;
+}
 
 namespace {
 
@@ -41,6 +140,49 @@ PyObject* Configure(PyObject*, PyObject* const* args, Py_ssize_t nargs, PyObject
   Py_XSETREF(g.default_timeout, Py_NewRef(a[0]));
   Py_XSETREF(g.default_key_func, Py_NewRef(a[1]));
   Py_XSETREF(g.key_warning, Py_NewRef(a[2]));
+  Py_RETURN_NONE;
+}
+
+// _set_log_handler(emit): emit(level, region, store, message, dropped) gets
+// every line the stores and the module log (dropped > 0: a line saying that
+// many were dropped because the queue was full). None: lines are dropped.
+PyObject* SetLogHandler(PyObject*, PyObject* handler) {
+  if (handler != Py_None && !PyCallable_Check(handler)) {
+    PyErr_SetString(PyExc_TypeError, "_set_log_handler: a callable or None");
+    return nullptr;
+  }
+  Py_XSETREF(g_log_handler, handler == Py_None ? nullptr : Py_NewRef(handler));
+  Py_RETURN_NONE;
+}
+
+// _drain_log(): hands queued lines to the handler now (tests, atexit).
+PyObject* DrainLogNow(PyObject*, PyObject*) {
+  DrainLog();
+  if (PyErr_Occurred()) return nullptr;
+  Py_RETURN_NONE;
+}
+
+// _log_for_test(region, store, message, threads=0, n=1): a line through
+// regioncache::Log, as a store would send it; with threads > 0, n lines from
+// each of that many native threads, while this one waits without the GIL.
+PyObject* LogForTest(PyObject*, PyObject* args) {
+  const char *region, *store, *message;
+  int threads = 0, n = 1;
+  if (!PyArg_ParseTuple(args, "sss|ii", &region, &store, &message, &threads, &n)) return nullptr;
+  if (threads <= 0) {
+    Log(LogLevel::kWarning, region, store, message);
+    Py_RETURN_NONE;
+  }
+  std::string r = region, k = store, m = message;
+  Py_BEGIN_ALLOW_THREADS
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t)
+    pool.emplace_back([&, t] {
+      for (int i = 0; i < n; ++i)
+        Log(LogLevel::kWarning, r, k, m + " " + std::to_string(t) + "." + std::to_string(i));
+    });
+  for (auto& th : pool) th.join();
+  Py_END_ALLOW_THREADS
   Py_RETURN_NONE;
 }
 
@@ -83,6 +225,9 @@ PyObject* SegmentName(PyObject*, PyObject* arg) {
 PyMethodDef kFunctions[] = {
     {"_configure", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(Configure)),
      METH_FASTCALL | METH_KEYWORDS, "Hand Django's sentinels to the module (done by regioncache)."},
+    {"_set_log_handler", SetLogHandler, METH_O, "Where the native log lines go (regioncache._log)."},
+    {"_drain_log", DrainLogNow, METH_NOARGS, "Hand queued native log lines to the handler now."},
+    {"_log_for_test", LogForTest, METH_VARARGS, "Log one line as a store would (tests)."},
     {"shm_regions", ShmRegions, METH_NOARGS,
      "Names of this user's shared-memory regions (segments in /dev/shm)."},
     {"remove_shm_region", RemoveShm, METH_O,
@@ -133,6 +278,9 @@ int Exec(PyObject* m) {
   hooks.before = BeforeBlocking;
   hooks.after = AfterBlocking;
   SetBlockingHooks(hooks);
+  static std::once_flag once;
+  std::call_once(once, [] { pthread_atfork(LockBeforeFork, UnlockAfterFork, UnlockAfterFork); });
+  SetLogSink(QueueLogLine);
   return 0;
 }
 

@@ -80,6 +80,31 @@ class SharedMemoryCacheTests(BaseCacheTests, TestCase):
             pass
 
 
+SIGNED_SHM_LOCATION = f"{RUN}-shm-signed"
+
+
+@conformance("shm-signed")
+@override_settings(
+    CACHES=setting_for(
+        "regioncache.SharedMemoryCache", SIGNED_SHM_LOCATION, SIZE="32MB",
+        SIGNING_KEY="conformance-signing-key",
+    )
+)
+class SignedSharedMemoryCacheTests(BaseCacheTests, TestCase):
+    """The same contract with every value signed (OPTIONS SIGNING_KEY): a
+    second configuration, the default one above stays unsigned."""
+
+    test_deletes_key_on_failed_set = BaseMemcachedTests.test_memcached_deletes_key_on_failed_set
+
+    @classmethod
+    def tearDownClass(cls):
+        super().tearDownClass()
+        try:
+            regioncache.remove_shm_region(SIGNED_SHM_LOCATION)
+        except regioncache.RegionError:
+            pass
+
+
 # --- a directory of files -------------------------------------------------------
 
 @conformance(
@@ -89,7 +114,8 @@ class SharedMemoryCacheTests(BaseCacheTests, TestCase):
         "FileCache names files by XXH3-128 in shards, and a vanished file is a miss "
         "(tests/test_file_backend.py removes files behind its back)",
         "test_get_does_not_ignore_non_filenotfound_exceptions": "mocks builtins.open; "
-        "FileCache reads in C++, where I/O errors other than a missing file raise RegionError",
+        "FileCache reads in C++, where an I/O error other than a missing file is a miss and a "
+        "log line (README, Failure policy and logging), or RegionError with RAISE_ERRORS",
         "test_empty_cache_file_considered_expired": "uses FileBasedCache._key_to_file and "
         "_is_expired; an empty or truncated FileCache file is a miss and is removed "
         "(tests/test_file_backend.py, tests/cpp/file_store_test.cc)",
@@ -154,6 +180,45 @@ MEMCACHED_LOCATION = _start_memcached()
 )
 class MemcachedCacheTests(BaseMemcachedTests, TestCase):
     base_params = {"BACKEND": "regioncache.MemcachedCache", "LOCATION": MEMCACHED_LOCATION}
+    # Keys memcached cannot take are mapped to safe ones (issue 4), so, like
+    # every backend but Django's memcached ones, MemcachedCache warns about
+    # them (CacheKeyWarning) and works: BaseCacheTests' version of the
+    # invalid-key check applies, not BaseMemcachedTests' InvalidCacheKey one.
+    _perform_invalid_key_test = BaseCacheTests._perform_invalid_key_test
+    should_disconnect_on_close = False
+
+
+@conformance(
+    "memcached-signed",
+    excluded={
+        "test_cull": "memcached evicts by LRU itself: no MAX_ENTRIES (as Django's memcached backends)",
+        "test_zero_cull": "memcached evicts by LRU itself: no CULL_FREQUENCY",
+        "test_cull_delete_when_store_empty": "memcached evicts by LRU itself: no _max_entries",
+        "test_close": "mocks the python-memcached client's disconnect_all; libmemcached "
+        "connections are pooled by the store and kept across requests",
+        "test_invalid_with_version_key_length": "expects the InvalidCacheKey of Django's "
+        "memcached backends; MemcachedCache maps keys over 250 bytes to safe ones and warns "
+        "(CacheKeyWarning), checked by BaseCacheTests.test_invalid_key_length",
+        "test_set_many_returns_failing_keys": "mocks the client's set_multi; failing keys are "
+        "tested against the real server in tests/test_memcached_backend.py",
+    },
+)
+@override_settings(
+    CACHES={
+        alias: params
+        for alias, params in setting_for(
+            "regioncache.MemcachedCache", MEMCACHED_LOCATION,
+            SIGNING_KEY="conformance-signing-key",
+        ).items()
+        if alias not in ("cull", "zero_cull")
+    }
+)
+class SignedMemcachedCacheTests(BaseMemcachedTests, TestCase):
+    """The memcached contract with every value signed (OPTIONS SIGNING_KEY):
+    a second configuration, the default one above stays unsigned."""
+
+    base_params = {"BACKEND": "regioncache.MemcachedCache", "LOCATION": MEMCACHED_LOCATION,
+                   "OPTIONS": {"SIGNING_KEY": "conformance-signing-key"}}
     # Keys memcached cannot take are mapped to safe ones (issue 4), so, like
     # every backend but Django's memcached ones, MemcachedCache warns about
     # them (CacheKeyWarning) and works: BaseCacheTests' version of the

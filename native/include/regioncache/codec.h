@@ -16,6 +16,10 @@ enum : uint32_t {
   kEncodingMask = 0xff,
 
   kFlagZstd = 1u << 8,  // the bytes above are zstd-compressed (file and memcached stores)
+  // The value's bytes end with a 32-byte HMAC-SHA256 tag over the full key,
+  // these flags and the bytes before it (OPTIONS SIGNING_KEY; the Python
+  // module signs and checks, stores pass it through like any other bit).
+  kFlagSigned = 1u << 9,
 };
 
 inline uint32_t Encoding(uint32_t flags) { return flags & kEncodingMask; }
