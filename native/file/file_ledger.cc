@@ -5,9 +5,11 @@
 #include <stdio.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <cstring>
 
 #include "file/file_io.h"
@@ -21,7 +23,6 @@ constexpr off_t kInitLockByte = 1 << 20;
 
 // Bounds no true count reaches; a slot beyond them was not written by a
 // store (random bytes, another program) and is recounted.
-constexpr int64_t kMaxShardEntries = int64_t(1) << 40;
 constexpr int64_t kMaxShardBytes = int64_t(1) << 50;
 constexpr int64_t kCountSlack = 1 << 16;  // counts a killed writer may leave below 0
 constexpr int64_t kMaxTimeMs = int64_t(1) << 50;
@@ -210,16 +211,17 @@ Status Ledger::SizeLocked(int fd, bool* sized_afresh, uint64_t* old_size) {
   return Status::OK();
 }
 
-bool Ledger::Plausible(const ShardSlot& s) {
+bool Ledger::Plausible(const ShardSlot& s) const {
+  const int64_t mb = max_bytes_;
   int64_t e = s.entries.load(std::memory_order_relaxed);
   int64_t b = s.bytes.load(std::memory_order_relaxed);
   int64_t sb = s.spare_bytes.load(std::memory_order_relaxed);
   int64_t tb = s.temp_bytes.load(std::memory_order_relaxed);
   int64_t old = s.oldest_ms.load(std::memory_order_relaxed);
   uint32_t sp = s.spares.load(std::memory_order_relaxed);
-  return e >= -kCountSlack && e <= kMaxShardEntries && b >= -kMaxShardBytes &&
-         b <= kMaxShardBytes && sb >= -kMaxShardBytes && sb <= kMaxShardBytes && tb >= 0 &&
-         tb <= kMaxShardBytes && old >= 0 && old <= kMaxTimeMs && sp < (1u << kSpareSlots);
+  return e >= -kCountSlack && e <= max_entries_ && b >= -mb && b <= mb && sb >= -mb &&
+         sb <= mb && tb >= 0 && tb <= mb && old >= 0 && old <= kMaxTimeMs &&
+         sp < (1u << kSpareSlots);
 }
 
 bool Ledger::ValidLocked(std::string* damage) const {
@@ -259,6 +261,16 @@ Status Ledger::Open(const std::string& path, const std::string& where, bool* fre
   Status s = OpenFile(&fd_);
   if (!s.ok()) return s;
   pid_ = CurrentPid();
+  // No shard can count more bytes or files than the file system holds.
+  struct statvfs vfs;
+  if (fstatvfs(fd_, &vfs) == 0) {
+    uint64_t total = 0;
+    if (!__builtin_mul_overflow(uint64_t(vfs.f_blocks), uint64_t(vfs.f_frsize), &total) &&
+        total > 0 && total < (uint64_t(1) << 50))
+      max_bytes_ = std::max<int64_t>(int64_t(total), int64_t(1) << 30);
+    if (vfs.f_files > 0 && vfs.f_files < (uint64_t(1) << 40))
+      max_entries_ = std::max<int64_t>(int64_t(vfs.f_files), int64_t(1) << 20);
+  }
   if (!(s = RangeLock(kInitLockByte, true)).ok()) return s;
   bool afresh = false;
   uint64_t old_size = 0;

@@ -91,7 +91,9 @@ class Ledger {
   Status Reinit(bool* fresh);
 
   LedgerTotals Totals() const;
-  static bool Plausible(const ShardSlot& s);
+  // Whether a slot's numbers can be true: counts within what the file
+  // system holding the ledger can hold (its size and inodes), times sane.
+  bool Plausible(const ShardSlot& s) const;
 
   LedgerCounters& counters() { return mem_->counters; }
   ShardSlot& slot(int shard) { return mem_->slots[shard]; }
@@ -136,6 +138,8 @@ class Ledger {
   pid_t pid_ = 0;
   Mem* mem_ = nullptr;
   int reg_ = -1;  // slot in the SIGBUS handler's table (file_ledger.cc)
+  int64_t max_bytes_ = int64_t(1) << 50;    // the file system's size (statvfs)
+  int64_t max_entries_ = int64_t(1) << 40;  // its inodes
   std::mutex fd_mu_;
   std::mutex shard_mu_[kShards];
 
