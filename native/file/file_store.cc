@@ -210,6 +210,10 @@ class FileStore final : public Store {
   // Opens shard s's directory for listing: never a link, ours, private.
   // nullptr with *missing (no such directory yet) or an error.
   Status OpenShardDir(int s, DIR** d, bool* missing);
+  // Before a file is created in shard: the shard directory (made if
+  // missing, after checking the cache directory) is a directory of ours,
+  // not writable by others. One lstat; only on the path that creates.
+  Status PrepareShard(int shard);
   // Counts one shard again (its slot zeroed if it cannot be listed).
   void RecountShard(int shard);
 
@@ -390,6 +394,27 @@ void FileStore::RecountShard(int shard) {
   slot.spare_bytes.store(0, std::memory_order_relaxed);
   slot.temp_bytes.store(0, std::memory_order_relaxed);
   slot.oldest_ms.store(0, std::memory_order_relaxed);
+}
+
+Status FileStore::PrepareShard(int shard) {
+  std::string path = ShardPath(shard);
+  struct stat st;
+  if (lstat(path.c_str(), &st) != 0) {
+    if (errno != ENOENT)
+      return Status::IOError(Where() + "cannot stat " + path + ": " + ErrnoText(errno));
+    // Missing: the whole directory may have been removed, or removed and
+    // made again by someone else. Checked before anything is made in it.
+    if (lstat(dir_.c_str(), &st) != 0)
+      return Status::IOError(Where() + "the cache directory " + dir_ + " is gone: " +
+                             ErrnoText(errno));
+    Status s = file::CheckOwned(st, S_IFDIR, "cache directory", dir_, Where());
+    if (!s.ok()) return s;
+    if (mkdir(path.c_str(), 0700) != 0 && errno != EEXIST)
+      return Status::IOError(Where() + "cannot create " + path + ": " + ErrnoText(errno));
+    if (lstat(path.c_str(), &st) != 0)
+      return Status::IOError(Where() + "cannot stat " + path + ": " + ErrnoText(errno));
+  }
+  return file::CheckOwned(st, S_IFDIR, "shard directory", path, Where());
 }
 
 Status FileStore::OpenShardDir(int shard, DIR** d, bool* missing) {
@@ -746,6 +771,10 @@ Status FileStore::WriteEntryFile(int shard, const NewEntry& e, Temp* tmp) {
       if (!s.ok()) m.store(kMineFree, std::memory_order_release);
       return s;
     }
+    if (!(s = PrepareShard(shard)).ok()) {
+      m.store(kMineFree, std::memory_order_release);
+      return s;
+    }
     for (int attempt = 0; attempt < 3; ++attempt) {
       int fd = file::OpenNoFollow(tmp->path, O_WRONLY | O_CREAT | O_EXCL, 0600);
       if (fd >= 0) {
@@ -771,6 +800,7 @@ Status FileStore::WriteEntryFile(int shard, const NewEntry& e, Temp* tmp) {
   Status s;
   tmp->path = ShardPath(shard) + "/" + file::TempName();
   if (ClaimSpare(shard, e, tmp->path, &s)) return s;
+  if (!(s = PrepareShard(shard)).ok()) return s;
   return file::WriteTemp(ShardPath(shard), e, cfg_.fsync, Where(), &tmp->path);
 }
 
