@@ -133,11 +133,15 @@ int OpenNoFollow(const std::string& path, int flags, mode_t mode) {
       long fd = syscall(SYS_openat2, AT_FDCWD, path.c_str(), &how, sizeof how);
       if (fd >= 0) return int(fd);
       if (errno == EINTR || errno == EAGAIN) continue;  // EAGAIN: a rename raced the lookup
-      if (errno != ENOSYS && errno != EPERM) return -1;
-      break;
+      if (errno == ENOSYS) {
+        // A kernel (or a seccomp filter) without openat2: from now on the
+        // last component only.
+        no_openat2.store(true, std::memory_order_relaxed);
+        break;
+      }
+      if (errno == EPERM) break;  // some seccomp filters say EPERM: this call only
+      return -1;
     }
-    // A kernel (or a seccomp filter) without openat2: the last component only.
-    no_openat2.store(true, std::memory_order_relaxed);
   }
   for (;;) {
     int fd = open(path.c_str(), flags | O_CLOEXEC | O_NOFOLLOW, mode);

@@ -410,6 +410,16 @@ LedgerTotals Ledger::Totals() const {
   return t;
 }
 
+uint64_t Ledger::BytesForBound() const {
+  uint64_t n = 0;
+  for (const auto& s : mem_->slots) {
+    int64_t b = s.bytes.load(std::memory_order_relaxed);
+    int64_t t = s.temp_bytes.load(std::memory_order_relaxed);
+    n += uint64_t(b > 0 ? b : 0) + uint64_t(t > 0 ? t : 0);  // wraps on garbage: "over"
+  }
+  return n;
+}
+
 uint64_t Ledger::TotalEntries() const { return Totals().entries; }
 
 uint64_t Ledger::TotalBytes() const { return Totals().bytes; }

@@ -91,6 +91,10 @@ class Ledger {
   Status Reinit(bool* fresh);
 
   LedgerTotals Totals() const;
+  // The bytes a bound check needs (entries' and dead temporary files'),
+  // summed without judging each slot: every write's fast path. Only when
+  // it says "over" does the caller look closer (Totals).
+  uint64_t BytesForBound() const;
   // Whether a slot's numbers can be true: counts within what the file
   // system holding the ledger can hold (its size and inodes), times sane.
   bool Plausible(const ShardSlot& s) const;
