@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <algorithm>
 #include <cstring>
+#include <utility>
 
 #include "file/file_io.h"
 #include "regioncache/clock.h"
@@ -297,6 +298,7 @@ Status Ledger::Open(const std::string& path, const std::string& where, bool* fre
 bool Ledger::Stale(std::string* why) {
   if (reg_ >= 0 && g_guard[reg_].detached.load(std::memory_order_acquire)) {
     *why = "it was cut short or could not be written under this process (SIGBUS caught)";
+    cut_ = true;  // what was past the cut is lost: counted again (Reattach)
     return true;
   }
   struct stat mine, at;
@@ -361,7 +363,8 @@ Status Ledger::Reattach(bool* fresh, std::string* damage) {
     RangeLock(kInitLockByte, false);
     return s;
   }
-  if (!afresh && ValidLocked(damage)) return RangeLock(kInitLockByte, false);
+  bool cut = std::exchange(cut_, false);
+  if (!afresh && !cut && ValidLocked(damage)) return RangeLock(kInitLockByte, false);
   if (afresh && old_size != 0) damage->assign("size " + std::to_string(old_size) + " bytes, not " + std::to_string(kSize));
   ZeroLocked();
   *fresh = true;
