@@ -142,3 +142,24 @@ def test_location_linked_to_another_users_directory_is_refused(user, place, new_
     msg = open_region(new_region, loc)
     assert str(theirs) in msg and "belongs to another user" in msg, msg
     assert snapshot(place) == before
+
+
+def test_directory_removed_under_a_running_site_is_made_again(new_region, tmp_path):
+    """Issue 11: after a tmp cleaner or an operator's rm -rf, every later set()
+    raised RegionError until a restart. The next write makes the directory
+    again (0700, with a new ledger), as Django's FileBasedCache does."""
+    loc = tmp_path / "cache"
+    c = new_region(loc)
+    for i in range(50):
+        c.set(f"k{i}", i)
+    shutil.rmtree(loc)
+    assert c.get("k1") is None
+    assert c.set("after", "v") is not False
+    assert c.get("after") == "v"
+    assert stat.S_IMODE(os.stat(loc).st_mode) == 0o700
+    assert (loc / "regioncache.stats").is_file()
+    for i in range(50):
+        c.set(f"k{i}", i)
+    assert all(c.get(f"k{i}") == i for i in range(50))
+    c.clear()
+    assert c.get("k3") is None
