@@ -245,7 +245,12 @@ class FileStore final : public Store {
   bool DropLocked(int shard, const std::string& name, const OpenEntry& o, bool reuse);
   // Takes a file away from its entry name (lock held): into a free spare
   // slot if it qualifies, else unlinked. Adjusts the spare counts only.
-  bool Retire(int shard, const std::string& path, uint64_t size, bool reuse);
+  bool Retire(int shard, const std::string& path, uint64_t size, bool reuse) {
+    return Retire(shard, AT_FDCWD, path, size, reuse);
+  }
+  // The same for `name` relative to dfd, the shard's directory opened
+  // without links (scans), or AT_FDCWD with a full path.
+  bool Retire(int shard, int dfd, const std::string& name, uint64_t size, bool reuse);
   // A temporary file written for a commit. `mine`: it is this process's
   // own spare name of the shard (MineName), whose slot in mine_ it holds
   // busy until Commit or Abandon.
@@ -463,21 +468,23 @@ void FileStore::LogBadOnce(const std::string& path, ino_t ino, const std::string
       "damaged entry file " + path + ": " + why + " (treated as a miss, removed)");
 }
 
-bool FileStore::Retire(int shard, const std::string& path, uint64_t size, bool reuse) {
+bool FileStore::Retire(int shard, int dfd, const std::string& name, uint64_t size, bool reuse) {
   auto& slot = ledger_->slot(shard);
   if (reuse && size <= kSpareMax) {
     uint32_t bits = slot.spares.load(std::memory_order_acquire);
     uint32_t full = (1u << file::kSpareSlots) - 1;
     if ((bits & full) != full && ledger_->TotalSpareBytes() + size <= spare_budget_) {
       int i = __builtin_ctz(~bits);
-      if (rename(path.c_str(), (ShardPath(shard) + "/" + file::SpareName(i)).c_str()) == 0) {
+      std::string spare = dfd == AT_FDCWD ? ShardPath(shard) + "/" + file::SpareName(i)
+                                          : file::SpareName(i);
+      if (renameat(dfd, name.c_str(), dfd, spare.c_str()) == 0) {
         slot.spare_bytes.fetch_add(int64_t(size), std::memory_order_relaxed);
         slot.spares.fetch_or(1u << i, std::memory_order_release);
         return true;
       }
     }
   }
-  return unlink(path.c_str()) == 0;
+  return unlinkat(dfd, name.c_str(), 0) == 0;
 }
 
 bool FileStore::DropLocked(int shard, const std::string& name, const OpenEntry& o, bool reuse) {
@@ -1132,12 +1139,21 @@ Status FileStore::ScanShardLocked(int shard, const ScanPolicy& pol, ScanResult* 
   std::string dirpath = ShardPath(shard);
   auto& slot = ledger_->slot(shard);
   // Names first, then work: files renamed or removed while readdir walks
-  // the directory may or may not be returned again.
+  // the directory may or may not be returned again. Everything below
+  // renames and removes relative to the shard directory as opened here
+  // (never through a link), so nothing outside it is touched even if its
+  // name is swapped for a link meanwhile.
   std::vector<std::string> entries, temps;
+  DIR* d = nullptr;
+  struct DirCloser {
+    DIR** d;
+    ~DirCloser() {
+      if (*d) closedir(*d);
+    }
+  } closer{&d};
   {
     // Never through a link, and only a directory of ours: everything
     // below removes and renames files in it.
-    DIR* d = nullptr;
     bool missing = false;
     Status ds = OpenShardDir(shard, &d, &missing);
     if (!ds.ok()) {
@@ -1159,8 +1175,8 @@ Status FileStore::ScanShardLocked(int shard, const ScanPolicy& pol, ScanResult* 
       if (file::IsTempName(nm)) temps.emplace_back(nm);
       else if (file::ShardOfName(nm) == shard) entries.emplace_back(nm);  // others: not ours
     }
-    closedir(d);
   }
+  const int sfd = dirfd(d);
   int64_t now = NowMs();
   auto& c = ledger_->counters();
   int64_t dead_temp_bytes = 0;
@@ -1168,13 +1184,12 @@ Status FileStore::ScanShardLocked(int shard, const ScanPolicy& pol, ScanResult* 
   // that their temporary file still exists under it before the rename.
   for (const auto& t : temps) {
     struct stat st;
-    std::string path = dirpath + "/" + t;
-    if (lstat(path.c_str(), &st) != 0) continue;
+    if (fstatat(sfd, t.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
     int64_t age = now - (int64_t(st.st_mtim.tv_sec) * 1000 + st.st_mtim.tv_nsec / 1000000);
     int owner = file::TempOwner(t);
     bool owner_gone = owner <= 0 || (kill(owner, 0) != 0 && errno == ESRCH);
     if ((age > kStaleTempMs && owner_gone) || age > kOrphanTempMs) {
-      unlink(path.c_str());
+      unlinkat(sfd, t.c_str(), 0);
     } else if (owner_gone && S_ISREG(st.st_mode)) {
       // A killed writer's file, kept a while in case its writer lives in
       // another pid namespace: it takes disk space, so it counts against
@@ -1192,8 +1207,8 @@ Status FileStore::ScanShardLocked(int shard, const ScanPolicy& pol, ScanResult* 
       // the writes that refill the region reuse them instead of paying for
       // creates right after a burst of unlinks ("Inode reuse").
       struct stat st;
-      if (lstat(path.c_str(), &st) == 0 &&
-          Retire(shard, path, uint64_t(st.st_size), S_ISREG(st.st_mode)))
+      if (fstatat(sfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+          Retire(shard, sfd, name, uint64_t(st.st_size), S_ISREG(st.st_mode)))
         ++res->removed_all;
       continue;
     }
@@ -1207,7 +1222,7 @@ Status FileStore::ScanShardLocked(int shard, const ScanPolicy& pol, ScanResult* 
       // Under the lock an entry file cannot change: this is real damage.
       struct stat st;
       LogBadOnce(path, o.fd >= 0 && fstat(o.fd, &st) == 0 ? st.st_ino : 0, why);
-      if (unlink(path.c_str()) == 0) {
+      if (unlinkat(sfd, name.c_str(), 0) == 0) {
         ++res->bad;
         freed += o.size;
         c.corrupt_removed.fetch_add(1, std::memory_order_relaxed);
@@ -1215,7 +1230,7 @@ Status FileStore::ScanShardLocked(int shard, const ScanPolicy& pol, ScanResult* 
       continue;
     }
     if (pol.expired && IsExpired(o.h.expires_ms, now)) {
-      if (Retire(shard, path, o.size, true)) {
+      if (Retire(shard, sfd, name, o.size, true)) {
         ++res->expired;
         freed += o.size;
         c.expirations.fetch_add(1, std::memory_order_relaxed);
@@ -1238,7 +1253,7 @@ Status FileStore::ScanShardLocked(int shard, const ScanPolicy& pol, ScanResult* 
     for (size_t i = 0; i < keep.size(); ++i) {
       bool want = int64_t(res->evicted) < quota || freed < pol.need_bytes;
       if (want && keep[i].name != pol.protect &&
-          Retire(shard, dirpath + "/" + keep[i].name, keep[i].size, true)) {
+          Retire(shard, sfd, keep[i].name, keep[i].size, true)) {
         ++res->evicted;
         freed += keep[i].size;
         keep_bytes -= keep[i].size;
@@ -1258,11 +1273,11 @@ Status FileStore::ScanShardLocked(int shard, const ScanPolicy& pol, ScanResult* 
   uint32_t spares = 0;
   int64_t spare_bytes = 0;
   for (int i = 0; i < file::kSpareSlots; ++i) {
-    std::string path = dirpath + "/" + file::SpareName(i);
+    std::string spare = file::SpareName(i);
     struct stat st;
-    if (lstat(path.c_str(), &st) != 0) continue;
-    if (!S_ISREG(st.st_mode)) {
-      unlink(path.c_str());
+    if (fstatat(sfd, spare.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+    if (!S_ISREG(st.st_mode) || st.st_nlink != 1) {
+      unlinkat(sfd, spare.c_str(), 0);  // a link, or not a file to reuse: the name only
       continue;
     }
     spares |= 1u << i;
