@@ -5,6 +5,7 @@
 // forked processes, the real store.
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -487,6 +488,32 @@ TEST_F(FileFaults, LedgerCutShortUnderALiveMappingIsNoCrash) {
   auto again = Open();
   EXPECT_EQ(Extra(again.get(), "entries"), 100u);
   EXPECT_NE(Logged().find("was damaged"), std::string::npos) << Logged();
+}
+
+// The SIGBUS guard takes only faults in ledger mappings: any other mapping
+// cut short still kills the process with SIGBUS, as without a store.
+TEST_F(FileFaults, SigbusOutsideALedgerStillKills) {
+  auto s = Open();
+  ASSERT_TRUE(s->Set("k", "v", kEncBytes, kNever).ok());  // the guard is installed
+  std::string other = root_ + "/mapped";
+  Spit(other, std::string(3 * 4096, 'm'));
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    alarm(10);
+    int fd = open(other.c_str(), O_RDWR);
+    auto* p = static_cast<volatile char*>(
+        mmap(nullptr, 3 * 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0));
+    if (ftruncate(fd, 10) != 0) _exit(3);
+    p[2 * 4096] = 'x';  // past the end of the file
+    _exit(4);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFSIGNALED(status)) << "exit " << WEXITSTATUS(status);
+  EXPECT_EQ(WTERMSIG(status), SIGBUS);
+  Value v;
+  ASSERT_TRUE(s->Get("k", &v).ok());  // and the store here is unaffected
 }
 
 // A deleted ledger: a child forked afterwards works (it used to fail every
