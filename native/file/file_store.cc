@@ -214,7 +214,9 @@ class FileStore final : public Store {
   // ledger again if it was deleted, replaced or cut short, rebuilds it if
   // its header was overwritten, and recounts shards whose counts cannot be
   // true. *repaired: something was. One lstat and one fstat per check.
-  Status Health(bool force, bool* repaired = nullptr);
+  // Only a write (`create`) makes a removed directory again, as
+  // FileBasedCache's writes do; other operations find no entries there.
+  Status Health(bool force, bool* repaired = nullptr, bool create = false);
   // Opens shard s's directory for listing: never a link, ours, private.
   // nullptr with *missing (no such directory yet) or an error.
   Status OpenShardDir(int s, DIR** d, bool* missing);
@@ -329,7 +331,7 @@ class FileStore final : public Store {
 
 // ---------------------------------------------------------------- helpers --
 
-Status FileStore::Health(bool force, bool* repaired) {
+Status FileStore::Health(bool force, bool* repaired, bool create) {
   if (repaired) *repaired = false;
   int64_t now = CoarseMs();
   if (!force && now < next_health_.load(std::memory_order_relaxed)) return Status::OK();
@@ -345,6 +347,7 @@ Status FileStore::Health(bool force, bool* repaired) {
     if (errno != ENOENT)
       return Status::IOError(Where() + "cannot stat the cache directory " + dir_ + ": " +
                              ErrnoText(errno));
+    if (!create) return Status::OK();  // a read finds nothing; a write makes it again
     Status s = file::MakeDirs(dir_, Where());
     if (!s.ok()) return s;
     if (lstat(dir_.c_str(), &st) != 0)
@@ -834,7 +837,7 @@ Status FileStore::Write(std::string_view key, std::string_view data, uint32_t fl
   if (flags & kFlagZstd)
     return Status::InvalidArgument(Where() + "flags include kFlagZstd, which the file store "
                                    "reserves for its own compression");
-  if (Status h = Health(false); !h.ok()) return h;
+  if (Status h = Health(false, nullptr, true); !h.ok()) return h;
   std::string name = file::EntryName(key);
   int shard = file::ShardOfEntryName(name);
   NewEntry e;
@@ -859,7 +862,7 @@ Status FileStore::Write(std::string_view key, std::string_view data, uint32_t fl
       // The directory removed under us (or the ledger with it): made again,
       // and the write tried once more.
       bool repaired = false;
-      if (attempt == 0 && Health(true, &repaired).ok() && repaired) continue;
+      if (attempt == 0 && Health(true, &repaired, true).ok() && repaired) continue;
       return s;
     }
     ShardLock lock(ledger_.get(), shard);
