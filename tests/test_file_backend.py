@@ -211,7 +211,10 @@ def test_file_holding_another_key_is_a_miss(file_regions, capfd):
     assert c.get("a-much-longer-key-than-a") is None
     assert not files[":1:a"].exists() and not files[":1:a-much-longer-key-than-a"].exists()
     assert c.get("b") == b"x" * 30000
-    assert "holds another key" in capfd.readouterr().err
+    # Reported through regioncache's log sink (logging, once the module wires
+    # it), never printed by native code: nothing reaches stderr directly.
+    assert "holds another key" not in capfd.readouterr().err
+    assert int(c.stats()["corrupt_removed"]) == 2
 
 
 @pytest.mark.parametrize("size", [1000, 20000])  # read whole by the first read, or not
@@ -229,10 +232,10 @@ def test_corrupted_and_truncated_files_are_misses_and_removed(file_regions, capf
     for k in ("flip", "cut", "tiny", "junk"):
         assert c.get(k, "miss") == "miss"
         assert not files[f":1:{k}"].exists(), f"{k}: damaged file was not removed"
+    # Counted, and reported through regioncache's log sink (logging, once
+    # the module wires it), never printed by native code to stderr.
     err = capfd.readouterr().err
-    for k in ("flip", "cut", "tiny", "junk"):
-        assert str(files[f":1:{k}"]) in err, f"{k}: removal not logged:\n{err}"
-    assert "checksum mismatch" in err and "truncated" in err
+    assert "damaged entry file" not in err, err
     assert int(c.stats()["corrupt_removed"]) == 4
     c.set("flip", "again")  # the key works afterwards
     assert c.get("flip") == "again"
@@ -254,8 +257,12 @@ def test_unwritable_directory_is_a_clear_error(file_regions, tmp_path, child):
     # A directory this user may not write: as root permission bits do not
     # apply, so a child drops to the unprivileged user first.
     # (In /tmp itself: the unprivileged user must be able to reach it.)
+    # The directory is the child's own (another user's is refused for that
+    # reason first: tests/test_file_faults.py), with no write permission.
     locked = Path(tempfile.mkdtemp(prefix="regioncache-locked-", dir="/tmp"))
-    os.chmod(locked, 0o755)
+    os.chmod(locked, 0o555)
+    if os.getuid() == 0:
+        os.chown(locked, 65534, 65534)
     code = f"""
 import os, sys, pickle
 import regioncache

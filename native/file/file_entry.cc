@@ -70,15 +70,16 @@ Status ReadHead(const std::string& path, bool writable, size_t want, OpenEntry* 
   o->first = nullptr;
   o->first_got = 0;
   // O_NONBLOCK: a FIFO planted under an entry name must not hang the open.
-  o->fd = open(path.c_str(), (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+  // No link is followed, in the shard directory's name either (OpenNoFollow).
+  o->fd = OpenNoFollow(path, (writable ? O_RDWR : O_RDONLY) | O_NONBLOCK);
   if (o->fd < 0) {
     int err = errno;
     if (err == ENOENT) {
       *result = Head::kAbsent;
       return Status::OK();
     }
-    if (err == ELOOP) {  // a symbolic link where an entry file belongs
-      *why = "a symbolic link, not an entry file";
+    if (err == ELOOP) {  // a symbolic link where an entry file or its shard belongs
+      *why = "a symbolic link (the entry file or its shard directory), never followed";
       return Status::OK();
     }
     return Status::IOError("cannot open " + path + ": " + ErrnoText(err));
@@ -319,7 +320,7 @@ Status WriteTemp(const std::string& dir, const NewEntry& e, bool sync, const std
   int fd = -1;
   for (int attempt = 0; attempt < 3 && fd < 0; ++attempt) {
     *tmp = dir + "/" + TempName();
-    fd = open(tmp->c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    fd = OpenNoFollow(*tmp, O_WRONLY | O_CREAT | O_EXCL, 0600);
     if (fd >= 0) break;
     int err = errno;
     if (err == ENOENT) {
@@ -329,6 +330,9 @@ Status WriteTemp(const std::string& dir, const NewEntry& e, bool sync, const std
       continue;
     }
     if (err == EEXIST) continue;
+    if (err == ELOOP)
+      return Status::IOError(where + "refusing to write in " + dir +
+                             ": it is a symbolic link, never followed inside the store's directory");
     return Status::IOError(where + "cannot create " + *tmp + ": " + ErrnoText(err));
   }
   if (fd < 0) return Status::IOError(where + "cannot create a temporary file in " + dir);

@@ -1,6 +1,8 @@
 #include "file/file_io.h"
 
 #include <fcntl.h>
+#include <linux/openat2.h>
+#include <sys/syscall.h>
 #include <pthread.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -9,6 +11,8 @@
 #include <cerrno>
 #include <atomic>
 #include <climits>
+#include <cstdio>
+#include <pwd.h>
 
 namespace regioncache::file {
 namespace {
@@ -111,11 +115,70 @@ Status MakeDirs(const std::string& path, const std::string& where) {
 }
 
 int SyncDir(const std::string& path) {
-  int fd = open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  int fd = OpenNoFollow(path, O_RDONLY | O_DIRECTORY);
   if (fd < 0) return errno;
   int rc = fsync(fd) == 0 ? 0 : errno;
   close(fd);
   return rc;
+}
+
+int OpenNoFollow(const std::string& path, int flags, mode_t mode) {
+  static std::atomic<bool> no_openat2{false};
+  if (!no_openat2.load(std::memory_order_relaxed)) {
+    struct open_how how {};
+    how.flags = uint64_t(flags | O_CLOEXEC | O_NOFOLLOW);
+    how.mode = (flags & O_CREAT) ? mode : 0;
+    how.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+    for (;;) {
+      long fd = syscall(SYS_openat2, AT_FDCWD, path.c_str(), &how, sizeof how);
+      if (fd >= 0) return int(fd);
+      if (errno == EINTR || errno == EAGAIN) continue;  // EAGAIN: a rename raced the lookup
+      if (errno == ENOSYS) {
+        // A kernel (or a seccomp filter) without openat2: from now on the
+        // last component only.
+        no_openat2.store(true, std::memory_order_relaxed);
+        break;
+      }
+      if (errno == EPERM) break;  // some seccomp filters say EPERM: this call only
+      return -1;
+    }
+  }
+  for (;;) {
+    int fd = open(path.c_str(), flags | O_CLOEXEC | O_NOFOLLOW, mode);
+    if (fd >= 0 || errno != EINTR) return fd;
+  }
+}
+
+Status CheckOwned(const struct stat& st, unsigned type, const std::string& what,
+                  const std::string& path, const std::string& where) {
+  char mode[16];
+  std::snprintf(mode, sizeof mode, "%04o", unsigned(st.st_mode & 07777));
+  std::string owner = std::to_string(st.st_uid);
+  struct passwd pwd, *pw = nullptr;
+  char buf[1024];
+  if (getpwuid_r(st.st_uid, &pwd, buf, sizeof buf, &pw) == 0 && pw)
+    owner = std::string(pw->pw_name) + " (uid " + owner + ")";
+  else
+    owner = "uid " + owner;
+  std::string facts = " (owner " + owner + ", mode " + mode + ")";
+  if ((st.st_mode & S_IFMT) != type) {
+    const char* is = S_ISLNK(st.st_mode) ? "a symbolic link"
+                     : S_ISDIR(st.st_mode) ? "a directory"
+                     : S_ISREG(st.st_mode) ? "a regular file"
+                                           : "a special file";
+    return Status::IOError(where + "refusing the " + what + " " + path + ": it is " + is +
+                           (type == S_IFDIR ? ", not a directory" : ", not a regular file") +
+                           facts + "; the store never follows links inside its directory");
+  }
+  if (st.st_uid != geteuid())
+    return Status::IOError(where + "refusing the " + what + " " + path + ": it belongs to another user" +
+                           facts + ", not to uid " + std::to_string(geteuid()) +
+                           " which runs this process; another user could read or plant entries");
+  if (st.st_mode & (S_IWGRP | S_IWOTH))
+    return Status::IOError(where + "refusing the " + what + " " + path +
+                           ": it is writable by group or others" + facts +
+                           "; make it private (chmod go-w) or use another LOCATION");
+  return Status::OK();
 }
 
 }  // namespace regioncache::file

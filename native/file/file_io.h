@@ -2,6 +2,7 @@
 // on EINTR and short counts, and directory creation with parents.
 #pragma once
 
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 
@@ -29,6 +30,19 @@ int PWriteFull(int fd, const void* buf, size_t n, off_t off);
 // mkdir -p with mode 0700 for what it creates. Errors name where and the
 // component that failed.
 Status MakeDirs(const std::string& path, const std::string& where);
+
+// Opens path without following a symbolic link in any of its components
+// (openat2 with RESOLVE_NO_SYMLINKS; where the kernel lacks openat2, O_NOFOLLOW
+// on the last component only). The store resolves LOCATION once (realpath),
+// so every path it opens lies inside it and has no link to follow. Returns
+// the descriptor or -1 with errno set (ELOOP: a link was met).
+int OpenNoFollow(const std::string& path, int flags, mode_t mode = 0);
+
+// Checks what lstat/fstat found at path against the rules for everything the
+// store uses: of `type` (S_IFDIR or S_IFREG), owned by the effective uid,
+// not writable by group or others. The error names what, path, owner, mode.
+Status CheckOwned(const struct stat& st, unsigned type, const std::string& what,
+                  const std::string& path, const std::string& where);
 
 // This process's pid without a system call (glibc's getpid() is one): kept
 // by a pthread_atfork child handler, so a forked child sees its own pid.

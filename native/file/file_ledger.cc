@@ -1,12 +1,17 @@
 #include "file/file_ledger.h"
 
 #include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <cstring>
+#include <utility>
 
 #include "file/file_io.h"
 #include "regioncache/clock.h"
@@ -17,9 +22,102 @@ namespace {
 // The init lock sits beyond the shard bytes (a lock may lie past EOF).
 constexpr off_t kInitLockByte = 1 << 20;
 
+// Bounds no true count reaches; a slot beyond them was not written by a
+// store (random bytes, another program) and is recounted.
+constexpr int64_t kMaxShardBytes = int64_t(1) << 50;
+constexpr int64_t kCountSlack = 1 << 16;  // counts a killed writer may leave below 0
+constexpr int64_t kMaxTimeMs = int64_t(1) << 50;
+
+// ------------------------------------------------------------ SIGBUS guard --
+//
+// A ledger is a shared mapping of a file, and a mapping of a file that
+// another process cuts short (or, on a full tmpfs, a page that cannot be
+// allocated) faults with SIGBUS. Such a fault in a ledger is repaired here
+// instead of killing the process: the file gets its size back (zeros past
+// the cut, which the scans recount), or, if that does not help, the page is
+// replaced by private zeros and the ledger marked detached, so the store
+// maps the ledger afresh at its next health check (FileStore::Health).
+// Faults anywhere else go to the handler that was there before.
+
+constexpr int kGuarded = 64;  // ledgers guarded at once per process
+struct Guarded {
+  std::atomic<char*> base{nullptr};
+  std::atomic<int> fd{-1};
+  std::atomic<bool> detached{false};
+};
+Guarded g_guard[kGuarded];
+struct sigaction g_prev_bus;
+std::atomic<bool> g_installed{false};
+std::mutex g_guard_mu;
+
+void OnBus(int sig, siginfo_t* si, void* uc) {
+  int saved = errno;
+  char* a = static_cast<char*>(si->si_addr);
+  for (auto& g : g_guard) {
+    char* b = g.base.load(std::memory_order_acquire);
+    if (!b || a < b || a >= b + Ledger::kSize) continue;
+    int fd = g.fd.load(std::memory_order_acquire);
+    struct stat st;
+    if (fd >= 0 && fstat(fd, &st) == 0 && uint64_t(st.st_size) < Ledger::kSize &&
+        ftruncate(fd, off_t(Ledger::kSize)) == 0) {
+      g.detached.store(true, std::memory_order_release);  // recount: the cut lost counts
+      errno = saved;
+      return;  // the access is retried on the file's restored length
+    }
+    long page = sysconf(_SC_PAGESIZE);
+    char* p = reinterpret_cast<char*>(reinterpret_cast<uintptr_t>(a) & ~uintptr_t(page - 1));
+    mmap(p, size_t(page), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+    g.detached.store(true, std::memory_order_release);
+    errno = saved;
+    return;
+  }
+  errno = saved;
+  // Not a ledger: whatever was there before decides.
+  if (g_prev_bus.sa_flags & SA_SIGINFO) {
+    if (g_prev_bus.sa_sigaction) g_prev_bus.sa_sigaction(sig, si, uc);
+    return;
+  }
+  if (g_prev_bus.sa_handler == SIG_IGN) return;
+  if (g_prev_bus.sa_handler == SIG_DFL) {
+    signal(SIGBUS, SIG_DFL);
+    if (si->si_code <= 0) raise(SIGBUS);  // sent, not a fault: deliver it again
+    return;  // a fault: the instruction faults again, now with the default action
+  }
+  g_prev_bus.sa_handler(sig);
+}
+
+int Guard(char* base, int fd) {
+  std::lock_guard<std::mutex> g(g_guard_mu);
+  if (!g_installed.load(std::memory_order_relaxed)) {
+    struct sigaction sa;
+    std::memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = OnBus;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGBUS, &sa, &g_prev_bus) != 0) return -1;
+    g_installed.store(true, std::memory_order_relaxed);
+  }
+  for (int i = 0; i < kGuarded; ++i) {
+    if (g_guard[i].base.load(std::memory_order_relaxed)) continue;
+    g_guard[i].fd.store(fd, std::memory_order_relaxed);
+    g_guard[i].detached.store(false, std::memory_order_relaxed);
+    g_guard[i].base.store(base, std::memory_order_release);
+    return i;
+  }
+  return -1;  // more ledgers than slots: this one goes unguarded
+}
+
+void Unguard(int i) {
+  if (i < 0) return;
+  std::lock_guard<std::mutex> g(g_guard_mu);
+  g_guard[i].base.store(nullptr, std::memory_order_release);
+  g_guard[i].fd.store(-1, std::memory_order_relaxed);
+}
+
 }  // namespace
 
 Ledger::~Ledger() {
+  Unguard(reg_);
   if (mem_) munmap(mem_, kSize);
   if (fd_ >= 0) close(fd_);
 }
@@ -44,43 +142,143 @@ Status Ledger::EnsureOwnFd() {
   if (me == pid_) return Status::OK();
   std::lock_guard<std::mutex> g(fd_mu_);
   if (me == pid_) return Status::OK();
-  int fd = open(path_.c_str(), O_RDWR | O_CLOEXEC);
+  // A new open file description of the same file, even if it was deleted
+  // or replaced meanwhile (then the store's health check moves to the new
+  // one): through /proc, else by name.
+  std::string self = "/proc/self/fd/" + std::to_string(fd_);
+  int fd = open(self.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) fd = OpenNoFollow(path_, O_RDWR);
   if (fd < 0)
     return Status::IOError(where_ + "cannot reopen the ledger " + path_ + " after fork: " +
                            ErrnoText(errno));
   // Closing the inherited descriptor leaves the parent's locks alone: the
   // parent still holds its own descriptor of that open file description.
-  close(fd_);
-  fd_ = fd;
+  // dup2 keeps the number, which the SIGBUS guard knows.
+  dup2(fd, fd_);
+  close(fd);
   pid_ = me;
   return Status::OK();
 }
 
-Status Ledger::Open(const std::string& path, const std::string& where, bool* fresh) {
+Status Ledger::OpenFile(int* out) {
+  *out = -1;
+  int fd = OpenNoFollow(path_, O_RDWR | O_CREAT | O_EXCL, 0600);
+  if (fd < 0 && errno == EEXIST) fd = OpenNoFollow(path_, O_RDWR | O_NONBLOCK);
+  if (fd < 0) {
+    int err = errno;
+    if (err == ELOOP)
+      return Status::IOError(where_ + "refusing the ledger " + path_ +
+                             ": it is a symbolic link; the store never follows links inside its "
+                             "directory (remove the link)");
+    return Status::IOError(where_ + "cannot open the ledger " + path_ + ": " + ErrnoText(err));
+  }
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    int err = errno;
+    close(fd);
+    return Status::IOError(where_ + "cannot stat the ledger " + path_ + ": " + ErrnoText(err));
+  }
+  Status s = CheckOwned(st, S_IFREG, "ledger", path_, where_);
+  if (s.ok() && st.st_nlink != 1)
+    s = Status::IOError(where_ + "refusing the ledger " + path_ + ": it has " +
+                        std::to_string(st.st_nlink) +
+                        " hard links; the ledger is the store's own file, linked only here");
+  if (!s.ok()) {
+    close(fd);
+    return s;
+  }
+  *out = fd;
+  return Status::OK();
+}
+
+Status Ledger::SizeLocked(int fd, bool* sized_afresh, uint64_t* old_size) {
+  *sized_afresh = false;
+  struct stat st;
+  if (fstat(fd, &st) != 0)
+    return Status::IOError(where_ + "cannot stat the ledger " + path_ + ": " + ErrnoText(errno));
+  *old_size = uint64_t(st.st_size);
+  if (uint64_t(st.st_size) == kSize) return Status::OK();
+  *sized_afresh = true;
+  // New, cut short or too long: give it its size. Never through 0: another
+  // process may map it, and a mapping past the end of a file faults.
+  if (uint64_t(st.st_size) > kSize && ftruncate(fd, off_t(kSize)) != 0)
+    return Status::IOError(where_ + "cannot size the ledger " + path_ + ": " + ErrnoText(errno));
+  // Blocks are allocated now, so a full disk is an error here and not a
+  // fault at the first counter written into a hole of the mapping.
+  int err = posix_fallocate(fd, 0, off_t(kSize));
+  if (err == EOPNOTSUPP || err == EINVAL) err = ftruncate(fd, off_t(kSize)) == 0 ? 0 : errno;
+  if (err != 0)
+    return Status::IOError(where_ + "cannot size the ledger " + path_ + ": " + ErrnoText(err));
+  return Status::OK();
+}
+
+bool Ledger::Plausible(const ShardSlot& s) const {
+  const int64_t mb = max_bytes_;
+  int64_t e = s.entries.load(std::memory_order_relaxed);
+  int64_t b = s.bytes.load(std::memory_order_relaxed);
+  int64_t sb = s.spare_bytes.load(std::memory_order_relaxed);
+  int64_t tb = s.temp_bytes.load(std::memory_order_relaxed);
+  int64_t old = s.oldest_ms.load(std::memory_order_relaxed);
+  uint32_t sp = s.spares.load(std::memory_order_relaxed);
+  return e >= -kCountSlack && e <= max_entries_ && b >= -mb && b <= mb && sb >= -mb &&
+         sb <= mb && tb >= 0 && tb <= mb && old >= 0 && old <= kMaxTimeMs &&
+         sp < (1u << kSpareSlots);
+}
+
+bool Ledger::ValidLocked(std::string* damage) const {
+  if (mem_->magic != kLedgerMagic) {
+    *damage = mem_->magic == 0 ? "not initialised" : "bad magic";
+    return false;
+  }
+  if (mem_->version != kLedgerVersion || mem_->nshards != kShards) {
+    *damage = "version " + std::to_string(mem_->version) + " with " +
+              std::to_string(mem_->nshards) + " shards, not version " +
+              std::to_string(kLedgerVersion) + " with " + std::to_string(kShards);
+    return false;
+  }
+  for (int i = 0; i < kShards; ++i)
+    if (!Plausible(mem_->slots[i])) {
+      *damage = "impossible counts for shard " + std::to_string(i);
+      return false;
+    }
+  return true;
+}
+
+void Ledger::ZeroLocked() {
+  __atomic_store_n(&mem_->magic, uint64_t(0), __ATOMIC_RELEASE);
+  std::memset(static_cast<void*>(&mem_->counters), 0, sizeof mem_->counters);
+  std::memset(static_cast<void*>(mem_->slots), 0, sizeof mem_->slots);
+  mem_->version = kLedgerVersion;
+  mem_->nshards = kShards;
+  mem_->created_ms = NowMs();
+}
+
+Status Ledger::Open(const std::string& path, const std::string& where, bool* fresh,
+                    std::string* damage) {
   path_ = path;
   where_ = where;
   *fresh = false;
-  fd_ = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (fd_ < 0) return Status::IOError(where + "cannot open the ledger " + path + ": " + ErrnoText(errno));
-  pid_ = CurrentPid();
-  Status s = RangeLock(kInitLockByte, true);
+  damage->clear();
+  Status s = OpenFile(&fd_);
   if (!s.ok()) return s;
-  struct stat st;
-  if (fstat(fd_, &st) != 0) {
-    s = Status::IOError(where + "cannot stat " + path + ": " + ErrnoText(errno));
+  pid_ = CurrentPid();
+  // No shard can count more bytes or files than the file system holds.
+  struct statvfs vfs;
+  if (fstatvfs(fd_, &vfs) == 0) {
+    uint64_t total = 0;
+    if (!__builtin_mul_overflow(uint64_t(vfs.f_blocks), uint64_t(vfs.f_frsize), &total) &&
+        total > 0 && total < (uint64_t(1) << 50))
+      max_bytes_ = std::max<int64_t>(int64_t(total), int64_t(1) << 30);
+    if (vfs.f_files > 0 && vfs.f_files < (uint64_t(1) << 40))
+      max_entries_ = std::max<int64_t>(int64_t(vfs.f_files), int64_t(1) << 20);
+  }
+  if (!(s = RangeLock(kInitLockByte, true)).ok()) return s;
+  bool afresh = false;
+  uint64_t old_size = 0;
+  s = SizeLocked(fd_, &afresh, &old_size);
+  if (!s.ok()) {
     RangeLock(kInitLockByte, false);
     return s;
-  }
-  bool right_size = uint64_t(st.st_size) == kSize;
-  if (!right_size) {
-    // New, or not a ledger of this version: start it afresh. Zero bytes
-    // first, so any process still mapping the old one sees counts of 0
-    // rather than garbage.
-    if (ftruncate(fd_, 0) != 0 || ftruncate(fd_, kSize) != 0) {
-      s = Status::IOError(where + "cannot size the ledger " + path + ": " + ErrnoText(errno));
-      RangeLock(kInitLockByte, false);
-      return s;
-    }
   }
   void* p = mmap(nullptr, kSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
   if (p == MAP_FAILED) {
@@ -89,15 +287,98 @@ Status Ledger::Open(const std::string& path, const std::string& where, bool* fre
     return s;
   }
   mem_ = static_cast<Mem*>(p);
-  if (right_size && mem_->magic == kLedgerMagic && mem_->version == kLedgerVersion &&
-      mem_->nshards == kShards) {
-    return RangeLock(kInitLockByte, false);
-  }
-  if (right_size) std::memset(static_cast<void*>(mem_), 0, kSize);
-  mem_->version = kLedgerVersion;
-  mem_->nshards = kShards;
-  mem_->created_ms = NowMs();
+  reg_ = Guard(reinterpret_cast<char*>(mem_), fd_);
+  if (!afresh && ValidLocked(damage)) return RangeLock(kInitLockByte, false);
+  if (afresh && old_size != 0) damage->assign("size " + std::to_string(old_size) + " bytes, not " + std::to_string(kSize));
+  ZeroLocked();
   *fresh = true;  // the caller counts the shards, then FinishInit()
+  return Status::OK();
+}
+
+bool Ledger::Stale(std::string* why) {
+  if (reg_ >= 0 && g_guard[reg_].detached.load(std::memory_order_acquire)) {
+    *why = "it was cut short or could not be written under this process (SIGBUS caught)";
+    cut_ = true;  // what was past the cut is lost: counted again (Reattach)
+    return true;
+  }
+  struct stat mine, at;
+  if (fstat(fd_, &mine) != 0) {
+    *why = "fstat failed: " + ErrnoText(errno);
+    return true;
+  }
+  if (mine.st_nlink == 0) {
+    *why = "it was deleted";
+    return true;
+  }
+  if (uint64_t(mine.st_size) != kSize) {
+    *why = "its size changed to " + std::to_string(mine.st_size) + " bytes";
+    return true;
+  }
+  if (lstat(path_.c_str(), &at) != 0) {
+    *why = "it is gone from " + path_ + ": " + ErrnoText(errno);
+    return true;
+  }
+  if (at.st_ino != mine.st_ino || at.st_dev != mine.st_dev) {
+    *why = "another file took its name";
+    return true;
+  }
+  return false;
+}
+
+bool Ledger::HeaderIntact() const {
+  return __atomic_load_n(&mem_->magic, __ATOMIC_ACQUIRE) == kLedgerMagic &&
+         mem_->version == kLedgerVersion && mem_->nshards == kShards;
+}
+
+Status Ledger::Reattach(bool* fresh, std::string* damage) {
+  *fresh = false;
+  damage->clear();
+  int fd = -1;
+  Status s = OpenFile(&fd);
+  if (!s.ok()) return s;
+  // No thread of this process holds a shard lock while the descriptor and
+  // the mapping change under it.
+  for (auto& m : shard_mu_) m.lock();
+  {
+    std::lock_guard<std::mutex> g(fd_mu_);
+    void* p = mmap(mem_, kSize, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0);
+    if (p == MAP_FAILED) {
+      s = Status::IOError(where_ + "cannot map the ledger " + path_ + ": " + ErrnoText(errno));
+    } else {
+      dup2(fd, fd_);  // the same number: the guard and the lock calls keep using it
+      pid_ = CurrentPid();
+      if (reg_ >= 0) g_guard[reg_].detached.store(false, std::memory_order_release);
+    }
+    close(fd);
+  }
+  for (auto& m : shard_mu_) m.unlock();
+  if (!s.ok()) return s;
+  if (!(s = RangeLock(kInitLockByte, true)).ok()) return s;
+  bool afresh = false;
+  uint64_t old_size = 0;
+  // The file may have been short when mapped: it gets its size before the
+  // mapping is read (a read past its end would fault).
+  s = SizeLocked(fd_, &afresh, &old_size);
+  if (!s.ok()) {
+    RangeLock(kInitLockByte, false);
+    return s;
+  }
+  bool cut = std::exchange(cut_, false);
+  if (!afresh && !cut && ValidLocked(damage)) return RangeLock(kInitLockByte, false);
+  if (afresh && old_size != 0) damage->assign("size " + std::to_string(old_size) + " bytes, not " + std::to_string(kSize));
+  ZeroLocked();
+  *fresh = true;
+  return Status::OK();
+}
+
+Status Ledger::Reinit(bool* fresh) {
+  *fresh = false;
+  Status s = EnsureOwnFd();
+  if (!s.ok()) return s;
+  if (!(s = RangeLock(kInitLockByte, true)).ok()) return s;
+  if (HeaderIntact()) return RangeLock(kInitLockByte, false);  // another process did it
+  ZeroLocked();
+  *fresh = true;
   return Status::OK();
 }
 
@@ -109,29 +390,48 @@ void Ledger::FinishInit() {
   RangeLock(kInitLockByte, false);
 }
 
-uint64_t Ledger::TotalEntries() const {
-  int64_t n = 0;
-  for (const auto& s : mem_->slots) {
+void Ledger::AbandonInit() { RangeLock(kInitLockByte, false); }
+
+LedgerTotals Ledger::Totals() const {
+  LedgerTotals t;
+  int64_t e = 0, b = 0, tb = 0;
+  for (int i = 0; i < kShards; ++i) {
+    const auto& s = mem_->slots[i];
+    if (!Plausible(s)) {
+      if (t.implausible < 0) t.implausible = i;
+      continue;
+    }
     int64_t v = s.entries.load(std::memory_order_relaxed);
-    if (v > 0) n += v;
+    if (v > 0) e += v;
+    v = s.bytes.load(std::memory_order_relaxed);
+    if (v > 0) b += v;
+    tb += s.temp_bytes.load(std::memory_order_relaxed);
   }
-  return uint64_t(n);
+  t.entries = uint64_t(e);
+  t.bytes = uint64_t(b);
+  t.temp_bytes = uint64_t(tb);
+  return t;
 }
 
-uint64_t Ledger::TotalBytes() const {
-  int64_t n = 0;
+uint64_t Ledger::BytesForBound() const {
+  uint64_t n = 0;
   for (const auto& s : mem_->slots) {
-    int64_t v = s.bytes.load(std::memory_order_relaxed);
-    if (v > 0) n += v;
+    int64_t b = s.bytes.load(std::memory_order_relaxed);
+    int64_t t = s.temp_bytes.load(std::memory_order_relaxed);
+    n += uint64_t(b > 0 ? b : 0) + uint64_t(t > 0 ? t : 0);  // wraps on garbage: "over"
   }
-  return uint64_t(n);
+  return n;
 }
+
+uint64_t Ledger::TotalEntries() const { return Totals().entries; }
+
+uint64_t Ledger::TotalBytes() const { return Totals().bytes; }
 
 uint64_t Ledger::TotalSpareBytes() const {
   int64_t n = 0;
   for (const auto& s : mem_->slots) {
     int64_t v = s.spare_bytes.load(std::memory_order_relaxed);
-    if (v > 0) n += v;
+    if (v > 0 && v <= kMaxShardBytes) n += v;
   }
   return uint64_t(n);
 }

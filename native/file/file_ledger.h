@@ -45,17 +45,59 @@ struct alignas(64) ShardSlot {
   // known yet, which makes it the first choice). It only errs old: later
   // writes are newer, and removals make the true oldest newer still.
   std::atomic<int64_t> oldest_ms;
+  // Bytes of temporary files of dead writers found by the shard's last scan
+  // (kept until swept, 10 minutes): counted against MAX_SIZE. In bytes that
+  // were padding before, so older ledgers read 0 here.
+  std::atomic<int64_t> temp_bytes;
+};
+static_assert(sizeof(ShardSlot) == 64);
+
+// Sums over the shards, with the first slot whose numbers cannot be true
+// (random bytes, a torn write by another program): the caller recounts it.
+struct LedgerTotals {
+  uint64_t entries = 0, bytes = 0, temp_bytes = 0;
+  int implausible = -1;  // a shard whose slot is not plausible, or -1
 };
 
 class Ledger {
  public:
   ~Ledger();
 
-  // Opens or creates `path`. If the ledger is new (or was not a valid
-  // ledger), *fresh is set and the init lock stays held: the caller counts
+  // Opens or creates `path` (never through a link; a regular file of the
+  // effective uid, not writable by group or others, with one link). If the
+  // ledger is new, or its size, header or any slot is not plausible, it is
+  // zeroed, *fresh is set and the init lock stays held: the caller counts
   // every shard, then calls FinishInit(). Otherwise returns unlocked.
-  Status Open(const std::string& path, const std::string& where, bool* fresh);
+  // *damage says what was wrong with an existing ledger ("" if nothing).
+  Status Open(const std::string& path, const std::string& where, bool* fresh,
+              std::string* damage);
   void FinishInit();
+  // Drops the init lock without marking the ledger valid (a failed count:
+  // the next health check of any process counts again).
+  void AbandonInit();
+  const std::string& path() const { return path_; }
+
+  // Whether this mapping is no longer the ledger at path: the file was
+  // deleted or replaced, cut short, or a page of it had to be replaced by
+  // private memory (the SIGBUS handler). One fstat and one lstat.
+  bool Stale(std::string* why);
+  // Whether the shared header still says "ledger" (not overwritten).
+  bool HeaderIntact() const;
+  // Maps the ledger now at path_ (made if missing) in place of this one, at
+  // the same address and descriptor number; *fresh as for Open.
+  Status Reattach(bool* fresh, std::string* damage);
+  // Zeroes a ledger whose header was overwritten (under the init lock, if
+  // it is still bad then): *fresh as for Open.
+  Status Reinit(bool* fresh);
+
+  LedgerTotals Totals() const;
+  // The bytes a bound check needs (entries' and dead temporary files'),
+  // summed without judging each slot: every write's fast path. Only when
+  // it says "over" does the caller look closer (Totals).
+  uint64_t BytesForBound() const;
+  // Whether a slot's numbers can be true: counts within what the file
+  // system holding the ledger can hold (its size and inodes), times sane.
+  bool Plausible(const ShardSlot& s) const;
 
   LedgerCounters& counters() { return mem_->counters; }
   ShardSlot& slot(int shard) { return mem_->slots[shard]; }
@@ -83,6 +125,13 @@ class Ledger {
   };
 
   Status RangeLock(off_t start, bool lock);
+  // Opens path_ with the checks of Open; returns the descriptor or an error.
+  Status OpenFile(int* fd);
+  // With the init lock held on fd: gives the file its size, and says
+  // whether its contents (mapped at mem) are a valid ledger.
+  Status SizeLocked(int fd, bool* sized_afresh, uint64_t* old_size);
+  bool ValidLocked(std::string* damage) const;
+  void ZeroLocked();
   // After fork() the child shares the parent's open file description, and
   // with it the parent's locks: reopen to get locks of its own.
   Status EnsureOwnFd();
@@ -92,6 +141,10 @@ class Ledger {
   int fd_ = -1;
   pid_t pid_ = 0;
   Mem* mem_ = nullptr;
+  int reg_ = -1;  // slot in the SIGBUS handler's table (file_ledger.cc)
+  bool cut_ = false;  // Stale saw a caught SIGBUS: Reattach counts afresh
+  int64_t max_bytes_ = int64_t(1) << 50;    // the file system's size (statvfs)
+  int64_t max_entries_ = int64_t(1) << 40;  // its inodes
   std::mutex fd_mu_;
   std::mutex shard_mu_[kShards];
 

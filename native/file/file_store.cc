@@ -86,6 +86,7 @@
 #include "regioncache/codec.h"
 #include "regioncache/file_store.h"
 #include "regioncache/glob.h"
+#include "regioncache/log.h"
 #include "regioncache/options.h"
 
 namespace regioncache {
@@ -112,12 +113,21 @@ constexpr uint64_t kSpareMax = 64 * 1024;          // larger files are unlinked,
 constexpr int kReadAttempts = 3;                    // opens before a file is judged damaged
 constexpr int64_t kOrphanTempMs = 24 * 3600 * 1000; // a live writer's temp older than this is lost
 constexpr uint64_t kSpareBudgetMin = 4ull << 20;    // shared spares may hold at least this much
+constexpr int64_t kHealthEveryMs = 500;             // ledger and directory checked this often
 
 // Bytes the shared spares of a region may hold: a sixteenth of MAX_SIZE, but
 // at least kSpareBudgetMin, so a small region keeps enough spares for its
 // evictions to feed its creates (otherwise every eviction unlinks and every
 // create of a full small region pays ext4's slow path, "Inode reuse").
 uint64_t SpareBudget(uint64_t max_size) { return std::max(max_size / 16, kSpareBudgetMin); }
+
+// A coarse monotonic clock for the health gate: on every operation's path,
+// and about 9 ns where CLOCK_REALTIME costs about 50 here.
+int64_t CoarseMs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return int64_t(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
 
 struct Config {
   uint64_t max_size = kDefaultMaxSize;
@@ -145,13 +155,15 @@ struct ScanResult {
 
 class FileStore final : public Store {
  public:
-  FileStore(std::string region, std::string location, Config cfg, std::unique_ptr<Ledger> ledger)
+  // dir: LOCATION resolved (realpath), which every path inside starts with.
+  FileStore(std::string region, std::string location, std::string dir, Config cfg,
+            std::unique_ptr<Ledger> ledger)
       : Store(std::move(region), std::move(location)),
         cfg_(cfg),
         spare_budget_(SpareBudget(cfg.max_size)),
-        ledger_(std::move(ledger)) {
-    dir_ = this->location();
-    while (dir_.size() > 1 && dir_.back() == '/') dir_.pop_back();
+        ledger_(std::move(ledger)),
+        dir_(std::move(dir)) {
+    next_health_.store(CoarseMs() + kHealthEveryMs, std::memory_order_relaxed);
     mine_prefix_ = file::TempName();
     mine_pid_.store(file::CurrentPid(), std::memory_order_release);
     // REGIONCACHE_FILE_NO_EXCHANGE=1 takes the path of a file system without
@@ -197,6 +209,23 @@ class FileStore final : public Store {
 
   // Counts every shard from its directory (a new ledger).
   Status RecountAll();
+  // At most every kHealthEveryMs (or now, if `force`): recreates the
+  // directory if it was removed (refusing one another user made), maps the
+  // ledger again if it was deleted, replaced or cut short, rebuilds it if
+  // its header was overwritten, and recounts shards whose counts cannot be
+  // true. *repaired: something was. One lstat and one fstat per check.
+  // Only a write (`create`) makes a removed directory again, as
+  // FileBasedCache's writes do; other operations find no entries there.
+  Status Health(bool force, bool* repaired = nullptr, bool create = false);
+  // Opens shard s's directory for listing: never a link, ours, private.
+  // nullptr with *missing (no such directory yet) or an error.
+  Status OpenShardDir(int s, DIR** d, bool* missing);
+  // Before a file is created in shard: the shard directory (made if
+  // missing, after checking the cache directory) is a directory of ours,
+  // not writable by others. One lstat; only on the path that creates.
+  Status PrepareShard(int shard);
+  // Counts one shard again (its slot zeroed if it cannot be listed).
+  void RecountShard(int shard);
 
  private:
   enum class Mode { kSet, kAdd, kReplace };
@@ -226,7 +255,12 @@ class FileStore final : public Store {
   bool DropLocked(int shard, const std::string& name, const OpenEntry& o, bool reuse);
   // Takes a file away from its entry name (lock held): into a free spare
   // slot if it qualifies, else unlinked. Adjusts the spare counts only.
-  bool Retire(int shard, const std::string& path, uint64_t size, bool reuse);
+  bool Retire(int shard, const std::string& path, uint64_t size, bool reuse) {
+    return Retire(shard, AT_FDCWD, path, size, reuse);
+  }
+  // The same for `name` relative to dfd, the shard's directory opened
+  // without links (scans), or AT_FDCWD with a full path.
+  bool Retire(int shard, int dfd, const std::string& name, uint64_t size, bool reuse);
   // A temporary file written for a commit. `mine`: it is this process's
   // own spare name of the shard (MineName), whose slot in mine_ it holds
   // busy until Commit or Abandon.
@@ -291,9 +325,149 @@ class FileStore final : public Store {
   std::string dir_;
   std::mutex log_mu_;
   std::set<std::pair<std::string, ino_t>> logged_;
+  std::atomic<int64_t> next_health_{0};  // CoarseMs() of the next Health check
+  std::mutex health_mu_;
 };
 
 // ---------------------------------------------------------------- helpers --
+
+Status FileStore::Health(bool force, bool* repaired, bool create) {
+  if (repaired) *repaired = false;
+  int64_t now = CoarseMs();
+  if (!force && now < next_health_.load(std::memory_order_relaxed)) return Status::OK();
+  std::lock_guard<std::mutex> g(health_mu_);
+  if (!force && now < next_health_.load(std::memory_order_relaxed)) return Status::OK();
+  next_health_.store(now + kHealthEveryMs, std::memory_order_relaxed);
+  bool fixed = false;
+  // The directory: removed under a running site (a tmp cleaner, rm -rf),
+  // it is made again, as Django's FileBasedCache does; one made meanwhile
+  // by another user, or opened up to others, is refused.
+  struct stat st;
+  if (lstat(dir_.c_str(), &st) != 0) {
+    if (errno != ENOENT)
+      return Status::IOError(Where() + "cannot stat the cache directory " + dir_ + ": " +
+                             ErrnoText(errno));
+    if (!create) return Status::OK();  // a read finds nothing; a write makes it again
+    Status s = file::MakeDirs(dir_, Where());
+    if (!s.ok()) return s;
+    if (lstat(dir_.c_str(), &st) != 0)
+      return Status::IOError(Where() + "cannot stat the cache directory " + dir_ + ": " +
+                             ErrnoText(errno));
+    Log(LogLevel::kWarning, region(), kind(),
+        "the cache directory " + dir_ + " was removed; made it again (mode 0700)");
+    fixed = true;
+  }
+  Status s = file::CheckOwned(st, S_IFDIR, "cache directory", dir_, Where());
+  if (!s.ok()) return s;
+  // The ledger: every process must map the one file at its name.
+  std::string why, damage;
+  bool fresh = false;
+  if (ledger_->Stale(&why)) {
+    if (!(s = ledger_->Reattach(&fresh, &damage)).ok()) return s;
+    Log(LogLevel::kWarning, region(), kind(),
+        "the ledger " + ledger_->path() + " was no longer the one mapped (" + why + "); " +
+            (fresh ? "made a new one and counted the shards" : "now using the one there"));
+    fixed = true;
+  } else if (!ledger_->HeaderIntact()) {
+    if (!(s = ledger_->Reinit(&fresh)).ok()) return s;
+    if (fresh)
+      Log(LogLevel::kWarning, region(), kind(),
+          "the ledger " + ledger_->path() + " had its header overwritten; counted the shards again");
+  }
+  if (fresh) {
+    // A shard that cannot be counted (refused) counts as empty; the rest
+    // of the region goes on working, and that shard's operations fail.
+    s = RecountAll();
+    ledger_->FinishInit();
+    if (!s.ok()) Log(LogLevel::kError, region(), kind(), s.message());
+    fixed = true;
+  }
+  // Counts no store writes (random bytes in the ledger): that shard is
+  // counted again from its directory.
+  for (int i = 0; i < kShards; ++i) {
+    int bad = ledger_->Totals().implausible;
+    if (bad < 0) break;
+    Log(LogLevel::kWarning, region(), kind(),
+        "the ledger " + ledger_->path() + " held impossible counts for shard " +
+            file::ShardDirName(bad) + "; counted it again");
+    RecountShard(bad);
+    fixed = true;
+  }
+  if (repaired) *repaired = fixed;
+  return Status::OK();
+}
+
+void FileStore::RecountShard(int shard) {
+  ScanPolicy pol;
+  pol.expired = false;
+  ScanResult res;
+  if (ScanShard(shard, pol, &res).ok()) return;
+  // Not countable (a refused shard directory): nothing is counted there.
+  auto& slot = ledger_->slot(shard);
+  slot.entries.store(0, std::memory_order_relaxed);
+  slot.bytes.store(0, std::memory_order_relaxed);
+  slot.spares.store(0, std::memory_order_relaxed);
+  slot.spare_bytes.store(0, std::memory_order_relaxed);
+  slot.temp_bytes.store(0, std::memory_order_relaxed);
+  slot.oldest_ms.store(0, std::memory_order_relaxed);
+}
+
+Status FileStore::PrepareShard(int shard) {
+  std::string path = ShardPath(shard);
+  struct stat st;
+  if (lstat(path.c_str(), &st) != 0) {
+    if (errno != ENOENT)
+      return Status::IOError(Where() + "cannot stat " + path + ": " + ErrnoText(errno));
+    // Missing: the whole directory may have been removed, or removed and
+    // made again by someone else. Checked before anything is made in it.
+    if (lstat(dir_.c_str(), &st) != 0)
+      return Status::IOError(Where() + "the cache directory " + dir_ + " is gone: " +
+                             ErrnoText(errno));
+    Status s = file::CheckOwned(st, S_IFDIR, "cache directory", dir_, Where());
+    if (!s.ok()) return s;
+    if (mkdir(path.c_str(), 0700) != 0 && errno != EEXIST)
+      return Status::IOError(Where() + "cannot create " + path + ": " + ErrnoText(errno));
+    if (lstat(path.c_str(), &st) != 0)
+      return Status::IOError(Where() + "cannot stat " + path + ": " + ErrnoText(errno));
+  }
+  return file::CheckOwned(st, S_IFDIR, "shard directory", path, Where());
+}
+
+Status FileStore::OpenShardDir(int shard, DIR** d, bool* missing) {
+  *d = nullptr;
+  *missing = false;
+  std::string path = ShardPath(shard);
+  int fd = file::OpenNoFollow(path, O_RDONLY | O_DIRECTORY);
+  if (fd < 0) {
+    int err = errno;
+    if (err == ENOENT) {
+      *missing = true;
+      return Status::OK();
+    }
+    if (err == ELOOP || err == ENOTDIR) {
+      struct stat st;
+      if (lstat(path.c_str(), &st) == 0)
+        return file::CheckOwned(st, S_IFDIR, "shard directory", path, Where());
+    }
+    return Status::IOError(Where() + "cannot open the shard directory " + path + ": " +
+                           ErrnoText(err));
+  }
+  struct stat st;
+  Status s = fstat(fd, &st) == 0
+                 ? file::CheckOwned(st, S_IFDIR, "shard directory", path, Where())
+                 : Status::IOError(Where() + "cannot stat " + path + ": " + ErrnoText(errno));
+  if (!s.ok()) {
+    close(fd);
+    return s;
+  }
+  *d = fdopendir(fd);
+  if (!*d) {
+    int err = errno;
+    close(fd);
+    return Status::IOError(Where() + "cannot list " + path + ": " + ErrnoText(err));
+  }
+  return Status::OK();
+}
 
 void FileStore::LogBadOnce(const std::string& path, ino_t ino, const std::string& why) {
   {
@@ -301,26 +475,27 @@ void FileStore::LogBadOnce(const std::string& path, ino_t ino, const std::string
     if (logged_.size() > 4096) logged_.clear();  // bounded; a repeat line is harmless
     if (!logged_.emplace(path, ino).second) return;
   }
-  std::string line = "regioncache: " + Where() + "removed damaged entry file " + path + ": " + why +
-                     " (treated as a miss)\n";
-  fputs(line.c_str(), stderr);
+  Log(LogLevel::kWarning, region(), kind(),
+      "damaged entry file " + path + ": " + why + " (treated as a miss, removed)");
 }
 
-bool FileStore::Retire(int shard, const std::string& path, uint64_t size, bool reuse) {
+bool FileStore::Retire(int shard, int dfd, const std::string& name, uint64_t size, bool reuse) {
   auto& slot = ledger_->slot(shard);
   if (reuse && size <= kSpareMax) {
     uint32_t bits = slot.spares.load(std::memory_order_acquire);
     uint32_t full = (1u << file::kSpareSlots) - 1;
     if ((bits & full) != full && ledger_->TotalSpareBytes() + size <= spare_budget_) {
       int i = __builtin_ctz(~bits);
-      if (rename(path.c_str(), (ShardPath(shard) + "/" + file::SpareName(i)).c_str()) == 0) {
+      std::string spare = dfd == AT_FDCWD ? ShardPath(shard) + "/" + file::SpareName(i)
+                                          : file::SpareName(i);
+      if (renameat(dfd, name.c_str(), dfd, spare.c_str()) == 0) {
         slot.spare_bytes.fetch_add(int64_t(size), std::memory_order_relaxed);
         slot.spares.fetch_or(1u << i, std::memory_order_release);
         return true;
       }
     }
   }
-  return unlink(path.c_str()) == 0;
+  return unlinkat(dfd, name.c_str(), 0) == 0;
 }
 
 bool FileStore::DropLocked(int shard, const std::string& name, const OpenEntry& o, bool reuse) {
@@ -407,6 +582,7 @@ Status FileStore::TooLargeError(std::string_view key, uint64_t val_len) const {
 // ---------------------------------------------------------------- reading --
 
 Status FileStore::Read(std::string_view key, Value* out, bool peek) {
+  if (Status h = Health(false); !h.ok()) return h;
   std::string name = file::EntryName(key);
   int shard = file::ShardOfEntryName(name);
   auto& c = ledger_->counters();
@@ -553,13 +729,22 @@ bool FileStore::ClaimSpare(int shard, const NewEntry& e, const std::string& path
     int i = __builtin_ctz(bits);
     uint32_t m = 1u << i;
     if (!(slot.spares.fetch_and(~m, std::memory_order_acq_rel) & m)) continue;  // taken
-    if (rename((ShardPath(shard) + "/" + file::SpareName(i)).c_str(), path.c_str()) != 0)
+    // Renamed at once (the slot's bit is clear now, and a retire may fill
+    // the slot again), then opened without following any link.
+    std::string spare = ShardPath(shard) + "/" + file::SpareName(i);
+    if (rename(spare.c_str(), path.c_str()) != 0)
       continue;  // the bit was stale (a crash, a scan): try another
-    int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    int fd = file::OpenNoFollow(path, O_WRONLY | O_NONBLOCK);
+    if (fd < 0 && errno == ELOOP) {
+      // The shard directory became a link: put back what was moved there,
+      // touch nothing else.
+      rename(path.c_str(), spare.c_str());
+      return false;
+    }
     struct stat st;
-    if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1) {
       if (fd >= 0) close(fd);
-      unlink(path.c_str());
+      unlink(path.c_str());  // not a plain file of ours: not reused
       return false;
     }
     slot.spare_bytes.fetch_sub(int64_t(st.st_size), std::memory_order_relaxed);
@@ -588,25 +773,28 @@ Status FileStore::WriteEntryFile(int shard, const NewEntry& e, Temp* tmp) {
     if (st >= kMineHas) {
       // The steady state of an overwrite: rewrite the file the last
       // exchange left here, no rename, no create.
-      int fd = open(tmp->path.c_str(), O_WRONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+      int fd = file::OpenNoFollow(tmp->path, O_WRONLY | O_NONBLOCK);
       if (fd >= 0) {
         int err = file::FillAndClose(fd, e, st - kMineHas, cfg_.fsync);
         if (err == 0) return Status::OK();
-        s = Status::IOError(Where() + "cannot write " + tmp->path + ": " + ErrnoText(err));
-      }
-      // Gone (a sweep took it for a stale file) or failing: start afresh.
-      unlink(tmp->path.c_str());
-      if (!s.ok()) {
+        // Failed half-way (a full disk): the file is ours and partial.
+        unlink(tmp->path.c_str());
         m.store(kMineFree, std::memory_order_release);
-        return s;
+        return Status::IOError(Where() + "cannot write " + tmp->path + ": " + ErrnoText(err));
       }
+      // Gone (a sweep took it for a stale file, the directory was removed),
+      // or the shard is a link now (refused below, when the file is made).
     }
     if (ClaimSpare(shard, e, tmp->path, &s)) {
       if (!s.ok()) m.store(kMineFree, std::memory_order_release);
       return s;
     }
+    if (!(s = PrepareShard(shard)).ok()) {
+      m.store(kMineFree, std::memory_order_release);
+      return s;
+    }
     for (int attempt = 0; attempt < 3; ++attempt) {
-      int fd = open(tmp->path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+      int fd = file::OpenNoFollow(tmp->path, O_WRONLY | O_CREAT | O_EXCL, 0600);
       if (fd >= 0) {
         int err = file::FillAndClose(fd, e, 0, cfg_.fsync);
         if (err == 0) return Status::OK();
@@ -630,6 +818,7 @@ Status FileStore::WriteEntryFile(int shard, const NewEntry& e, Temp* tmp) {
   Status s;
   tmp->path = ShardPath(shard) + "/" + file::TempName();
   if (ClaimSpare(shard, e, tmp->path, &s)) return s;
+  if (!(s = PrepareShard(shard)).ok()) return s;
   return file::WriteTemp(ShardPath(shard), e, cfg_.fsync, Where(), &tmp->path);
 }
 
@@ -648,6 +837,7 @@ Status FileStore::Write(std::string_view key, std::string_view data, uint32_t fl
   if (flags & kFlagZstd)
     return Status::InvalidArgument(Where() + "flags include kFlagZstd, which the file store "
                                    "reserves for its own compression");
+  if (Status h = Health(false, nullptr, true); !h.ok()) return h;
   std::string name = file::EntryName(key);
   int shard = file::ShardOfEntryName(name);
   NewEntry e;
@@ -668,7 +858,13 @@ Status FileStore::Write(std::string_view key, std::string_view data, uint32_t fl
     // The file is written before the lock is taken: the lock covers only
     // the check and the rename, however large the value.
     Temp tmp;
-    if (!(s = WriteEntryFile(shard, e, &tmp)).ok()) return s;
+    if (!(s = WriteEntryFile(shard, e, &tmp)).ok()) {
+      // The directory removed under us (or the ledger with it): made again,
+      // and the write tried once more.
+      bool repaired = false;
+      if (attempt == 0 && Health(true, &repaired, true).ok() && repaired) continue;
+      return s;
+    }
     ShardLock lock(ledger_.get(), shard);
     if (!lock.status().ok()) {
       Abandon(shard, tmp, e.FileSize());
@@ -745,6 +941,7 @@ Status FileStore::LiveUnlocked(int shard, const std::string& name, std::string_v
 }
 
 Status FileStore::Touch(std::string_view key, int64_t expires_ms) {
+  if (Status h = Health(false); !h.ok()) return h;
   std::string name = file::EntryName(key);
   int shard = file::ShardOfEntryName(name);
   // Under the lock the file we rewrite is the current one: a rename cannot
@@ -764,6 +961,7 @@ Status FileStore::Touch(std::string_view key, int64_t expires_ms) {
 }
 
 Status FileStore::Delete(std::string_view key) {
+  if (Status h = Health(false); !h.ok()) return h;
   std::string name = file::EntryName(key);
   int shard = file::ShardOfEntryName(name);
   ShardLock lock(ledger_.get(), shard);
@@ -778,6 +976,7 @@ Status FileStore::Delete(std::string_view key) {
 }
 
 Status FileStore::Incr(std::string_view key, int64_t delta, int64_t* result) {
+  if (Status h = Health(false); !h.ok()) return h;
   std::string name = file::EntryName(key);
   int shard = file::ShardOfEntryName(name);
   // The whole read-modify-write holds the shard lock, and every rename into
@@ -860,12 +1059,30 @@ Status FileStore::MakeRoom(uint64_t bytes, const std::string& protect) {
   // (left by concurrent writers) culls.
   uint64_t entry_limit = bytes > 0 ? cfg_.max_entries : cfg_.max_entries + 1;
   for (int pass = 0; pass < 2 * kShards; ++pass) {
-    if (cfg_.max_entries != 0 && ledger_->TotalEntries() >= entry_limit) {
+    // The common case, a region within its bounds, costs one pass over the
+    // slots' byte counts; only over a bound are the counts judged slot by
+    // slot before anything is evicted on their word.
+    if (cfg_.max_entries == 0) {
+      uint64_t quick = ledger_->BytesForBound();
+      if (quick + bytes <= cfg_.max_size && quick + bytes >= quick) return Status::OK();
+    }
+    file::LedgerTotals t = ledger_->Totals();
+    if (t.implausible >= 0) {
+      // Counts no store wrote (the ledger was damaged): counted again from
+      // the directory before anything is evicted on their word.
+      Log(LogLevel::kWarning, region(), kind(),
+          "the ledger " + ledger_->path() + " held impossible counts for shard " +
+              file::ShardDirName(t.implausible) + "; counted it again");
+      RecountShard(t.implausible);
+      continue;
+    }
+    if (cfg_.max_entries != 0 && t.entries >= entry_limit) {
       Status s = Cull();
       if (!s.ok()) return s;
       continue;
     }
-    uint64_t used = ledger_->TotalBytes();
+    // Dead writers' temporary files take disk space too (until swept).
+    uint64_t used = t.bytes + t.temp_bytes;
     if (used + bytes <= cfg_.max_size) return Status::OK();
     int shard = PickVictimShard();
     if (shard < 0) return Status::OK();  // nothing counted anywhere: nothing to evict
@@ -875,7 +1092,11 @@ Status FileStore::MakeRoom(uint64_t bytes, const std::string& protect) {
     pol.protect = protect;
     ScanResult res;
     Status s = ScanShard(shard, pol, &res);
-    if (!s.ok()) return s;
+    if (!s.ok()) {
+      // A refused shard (logged): counted as empty, so it is not picked again.
+      RecountShard(shard);
+      continue;
+    }
     ledger_->counters().evict_scans.fetch_add(1, std::memory_order_relaxed);
   }
   return Status::OK();  // best effort: other writers keep filling it
@@ -905,7 +1126,10 @@ Status FileStore::Cull() {
     if (pol.quota <= 0) continue;
     ScanResult res;
     Status st = ScanShard(s, pol, &res);
-    if (!st.ok()) return st;
+    if (!st.ok()) {
+      RecountShard(s);  // refused (logged): counted as empty
+      continue;
+    }
     taken += res.evicted + res.expired;
   }
   return Status::OK();
@@ -926,40 +1150,63 @@ Status FileStore::ScanShardLocked(int shard, const ScanPolicy& pol, ScanResult* 
   std::string dirpath = ShardPath(shard);
   auto& slot = ledger_->slot(shard);
   // Names first, then work: files renamed or removed while readdir walks
-  // the directory may or may not be returned again.
+  // the directory may or may not be returned again. Everything below
+  // renames and removes relative to the shard directory as opened here
+  // (never through a link), so nothing outside it is touched even if its
+  // name is swapped for a link meanwhile.
   std::vector<std::string> entries, temps;
+  DIR* d = nullptr;
+  struct DirCloser {
+    DIR** d;
+    ~DirCloser() {
+      if (*d) closedir(*d);
+    }
+  } closer{&d};
   {
-    DIR* d = opendir(dirpath.c_str());
-    if (!d) {
-      if (errno == ENOENT) {
-        slot.entries.store(0, std::memory_order_relaxed);
-        slot.bytes.store(0, std::memory_order_relaxed);
-        slot.writes.store(0, std::memory_order_relaxed);
-        slot.spares.store(0, std::memory_order_relaxed);
-        slot.spare_bytes.store(0, std::memory_order_relaxed);
-        return Status::OK();
-      }
-      return Status::IOError(Where() + "cannot list " + dirpath + ": " + ErrnoText(errno));
+    // Never through a link, and only a directory of ours: everything
+    // below removes and renames files in it.
+    bool missing = false;
+    Status ds = OpenShardDir(shard, &d, &missing);
+    if (!ds.ok()) {
+      Log(LogLevel::kError, region(), kind(), ds.message());
+      return ds;
+    }
+    if (missing) {
+      slot.entries.store(0, std::memory_order_relaxed);
+      slot.bytes.store(0, std::memory_order_relaxed);
+      slot.writes.store(0, std::memory_order_relaxed);
+      slot.spares.store(0, std::memory_order_relaxed);
+      slot.spare_bytes.store(0, std::memory_order_relaxed);
+      slot.temp_bytes.store(0, std::memory_order_relaxed);
+      slot.oldest_ms.store(0, std::memory_order_relaxed);
+      return Status::OK();
     }
     while (dirent* de = readdir(d)) {
       std::string_view nm(de->d_name);
       if (file::IsTempName(nm)) temps.emplace_back(nm);
       else if (file::ShardOfName(nm) == shard) entries.emplace_back(nm);  // others: not ours
     }
-    closedir(d);
   }
+  const int sfd = dirfd(d);
   int64_t now = NowMs();
   auto& c = ledger_->counters();
+  int64_t dead_temp_bytes = 0;
   // Temporary files of dead writers. The lock is held, and writers check
   // that their temporary file still exists under it before the rename.
   for (const auto& t : temps) {
     struct stat st;
-    std::string path = dirpath + "/" + t;
-    if (lstat(path.c_str(), &st) != 0) continue;
+    if (fstatat(sfd, t.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
     int64_t age = now - (int64_t(st.st_mtim.tv_sec) * 1000 + st.st_mtim.tv_nsec / 1000000);
     int owner = file::TempOwner(t);
     bool owner_gone = owner <= 0 || (kill(owner, 0) != 0 && errno == ESRCH);
-    if ((age > kStaleTempMs && owner_gone) || age > kOrphanTempMs) unlink(path.c_str());
+    if ((age > kStaleTempMs && owner_gone) || age > kOrphanTempMs) {
+      unlinkat(sfd, t.c_str(), 0);
+    } else if (owner_gone && S_ISREG(st.st_mode)) {
+      // A killed writer's file, kept a while in case its writer lives in
+      // another pid namespace: it takes disk space, so it counts against
+      // MAX_SIZE until it is swept.
+      dead_temp_bytes += int64_t(st.st_size);
+    }
   }
   std::vector<Cand> keep;
   uint64_t keep_bytes = 0;
@@ -971,8 +1218,8 @@ Status FileStore::ScanShardLocked(int shard, const ScanPolicy& pol, ScanResult* 
       // the writes that refill the region reuse them instead of paying for
       // creates right after a burst of unlinks ("Inode reuse").
       struct stat st;
-      if (lstat(path.c_str(), &st) == 0 &&
-          Retire(shard, path, uint64_t(st.st_size), S_ISREG(st.st_mode)))
+      if (fstatat(sfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+          Retire(shard, sfd, name, uint64_t(st.st_size), S_ISREG(st.st_mode)))
         ++res->removed_all;
       continue;
     }
@@ -986,7 +1233,7 @@ Status FileStore::ScanShardLocked(int shard, const ScanPolicy& pol, ScanResult* 
       // Under the lock an entry file cannot change: this is real damage.
       struct stat st;
       LogBadOnce(path, o.fd >= 0 && fstat(o.fd, &st) == 0 ? st.st_ino : 0, why);
-      if (unlink(path.c_str()) == 0) {
+      if (unlinkat(sfd, name.c_str(), 0) == 0) {
         ++res->bad;
         freed += o.size;
         c.corrupt_removed.fetch_add(1, std::memory_order_relaxed);
@@ -994,7 +1241,7 @@ Status FileStore::ScanShardLocked(int shard, const ScanPolicy& pol, ScanResult* 
       continue;
     }
     if (pol.expired && IsExpired(o.h.expires_ms, now)) {
-      if (Retire(shard, path, o.size, true)) {
+      if (Retire(shard, sfd, name, o.size, true)) {
         ++res->expired;
         freed += o.size;
         c.expirations.fetch_add(1, std::memory_order_relaxed);
@@ -1017,7 +1264,7 @@ Status FileStore::ScanShardLocked(int shard, const ScanPolicy& pol, ScanResult* 
     for (size_t i = 0; i < keep.size(); ++i) {
       bool want = int64_t(res->evicted) < quota || freed < pol.need_bytes;
       if (want && keep[i].name != pol.protect &&
-          Retire(shard, dirpath + "/" + keep[i].name, keep[i].size, true)) {
+          Retire(shard, sfd, keep[i].name, keep[i].size, true)) {
         ++res->evicted;
         freed += keep[i].size;
         keep_bytes -= keep[i].size;
@@ -1037,11 +1284,11 @@ Status FileStore::ScanShardLocked(int shard, const ScanPolicy& pol, ScanResult* 
   uint32_t spares = 0;
   int64_t spare_bytes = 0;
   for (int i = 0; i < file::kSpareSlots; ++i) {
-    std::string path = dirpath + "/" + file::SpareName(i);
+    std::string spare = file::SpareName(i);
     struct stat st;
-    if (lstat(path.c_str(), &st) != 0) continue;
-    if (!S_ISREG(st.st_mode)) {
-      unlink(path.c_str());
+    if (fstatat(sfd, spare.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+    if (!S_ISREG(st.st_mode) || st.st_nlink != 1) {
+      unlinkat(sfd, spare.c_str(), 0);  // a link, or not a file to reuse: the name only
       continue;
     }
     spares |= 1u << i;
@@ -1055,6 +1302,7 @@ Status FileStore::ScanShardLocked(int shard, const ScanPolicy& pol, ScanResult* 
   slot.bytes.store(int64_t(keep_bytes), std::memory_order_relaxed);
   slot.writes.store(0, std::memory_order_relaxed);
   slot.spare_bytes.store(spare_bytes, std::memory_order_relaxed);
+  slot.temp_bytes.store(dead_temp_bytes, std::memory_order_relaxed);
   slot.spares.store(spares, std::memory_order_release);
   return Status::OK();
 }
@@ -1074,38 +1322,50 @@ void FileStore::NoteWrite(int shard) {
 }
 
 Status FileStore::RecountAll() {
+  // Every shard is counted; one that cannot be (refused) counts as empty,
+  // and the first such error is returned.
+  Status first;
   for (int s = 0; s < kShards; ++s) {
     ScanPolicy pol;
     pol.expired = false;
     ScanResult res;
     Status st = ScanShard(s, pol, &res);
-    if (!st.ok()) return st;
+    if (!st.ok() && first.ok()) first = st;
   }
-  return Status::OK();
+  return first;
 }
 
 // ------------------------------------------------------------- inspection --
 
 Status FileStore::Clear() {
+  Status h = Health(false);
+  if (!h.ok()) return h;
+  // A shard that is refused (a link, not ours) is left alone; the others
+  // are cleared, and the first refusal is returned.
+  Status first;
   for (int s = 0; s < kShards; ++s) {
     ScanPolicy pol;
     pol.all = true;
     ScanResult res;
     Status st = ScanShard(s, pol, &res);
-    if (!st.ok()) return st;
+    if (!st.ok() && first.ok()) first = st;
   }
-  return Status::OK();
+  return first;
 }
 
 Status FileStore::PurgeExpired(uint64_t* removed) {
   *removed = 0;
+  Status h = Health(false);
+  if (!h.ok()) return h;
+  Status first;
   for (int s = 0; s < kShards; ++s) {
     ScanPolicy pol;
     ScanResult res;
     Status st = ScanShard(s, pol, &res);
-    if (!st.ok()) return st;
+    if (!st.ok() && first.ok()) first = st;
     *removed += res.expired;
   }
+  if (!first.ok()) return first;
   // Every shard was just recounted: if the truth is above the bounds (counts
   // left short by writers killed mid-write), evict down to them now.
   return MakeRoom(0, std::string());
@@ -1116,6 +1376,7 @@ Status FileStore::PurgeExpired(uint64_t* removed) {
 // visited in sorted order, so a page boundary is a stable position even when
 // files come and go.
 Status FileStore::List(const ListOptions& opts, ListPage* page) {
+  if (Status h = Health(false); !h.ok()) return h;
   page->entries.clear();
   page->next_cursor.clear();
   page->scanned = 0;
@@ -1140,11 +1401,11 @@ Status FileStore::List(const ListOptions& opts, ListPage* page) {
     std::string dirpath = ShardPath(shard);
     std::vector<std::string> names;
     {
-      DIR* d = opendir(dirpath.c_str());
-      if (!d) {
-        if (errno == ENOENT) continue;
-        return Status::IOError(Where() + "cannot list " + dirpath + ": " + ErrnoText(errno));
-      }
+      DIR* d = nullptr;
+      bool missing = false;
+      Status ds = OpenShardDir(shard, &d, &missing);
+      if (!ds.ok()) return ds;
+      if (missing) continue;
       while (dirent* de = readdir(d)) {
         std::string_view nm(de->d_name);
         if (file::ShardOfName(nm) == shard && (after.empty() || nm > after)) names.emplace_back(nm);
@@ -1196,6 +1457,7 @@ Status FileStore::List(const ListOptions& opts, ListPage* page) {
 }
 
 Status FileStore::GetStats(Stats* out) {
+  if (Status h = Health(false); !h.ok()) return h;
   *out = Stats{};
   auto& c = ledger_->counters();
   out->entries = ledger_->TotalEntries();
@@ -1218,6 +1480,7 @@ Status FileStore::GetStats(Stats* out) {
       {"eviction", "expired first, then oldest stored, in sampled shards"},
       {"corrupt_removed", std::to_string(c.corrupt_removed.load(std::memory_order_relaxed))},
       {"spare_bytes", std::to_string(ledger_->TotalSpareBytes())},
+      {"dead_temp_bytes", std::to_string(ledger_->Totals().temp_bytes)},
       {"files_scanned", std::to_string(c.files_scanned.load(std::memory_order_relaxed))},
       {"evict_scans", std::to_string(c.evict_scans.load(std::memory_order_relaxed))},
       {"created_ms", std::to_string(ledger_->created_ms())},
@@ -1272,11 +1535,38 @@ Status OpenFileStore(const StoreSpec& spec, std::unique_ptr<Store>* out) {
   std::string dir = spec.location;
   while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
   if (!(s = file::MakeDirs(dir, where)).ok()) return s;
+  // LOCATION is the operator's path: a link as LOCATION (or above it) is
+  // followed, once, here. Everything inside is then opened without
+  // following any link (file::OpenNoFollow on the resolved path).
+  {
+    char* real = realpath(dir.c_str(), nullptr);
+    if (!real)
+      return Status::IOError(where + "cannot resolve the cache directory " + dir + ": " +
+                             ErrnoText(errno));
+    dir = real;
+    free(real);
+    struct stat st;
+    if (lstat(dir.c_str(), &st) != 0)
+      return Status::IOError(where + "cannot stat the cache directory " + dir + ": " +
+                             ErrnoText(errno));
+    // Another user's directory (say one made in /tmp before the site
+    // started), or one others may write in, could hold their files: refused.
+    if (!(s = file::CheckOwned(st, S_IFDIR, "cache directory", dir, where)).ok()) return s;
+    // The shard directories there already: real directories of ours only.
+    for (int i = 0; i < kShards; ++i) {
+      std::string shard = dir + "/" + file::ShardDirName(i);
+      if (lstat(shard.c_str(), &st) != 0) {
+        if (errno == ENOENT) continue;
+        return Status::IOError(where + "cannot stat " + shard + ": " + ErrnoText(errno));
+      }
+      if (!(s = file::CheckOwned(st, S_IFDIR, "shard directory", shard, where)).ok()) return s;
+    }
+  }
   // Writability is checked now, with a real file: access(2) says yes to root
   // on a read-only mount, and an error at the first set is too late.
   {
     std::string probe = dir + "/" + file::TempName();
-    int fd = open(probe.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    int fd = file::OpenNoFollow(probe, O_WRONLY | O_CREAT | O_EXCL, 0600);
     if (fd < 0)
       return Status::IOError(where + "the cache directory " + dir + " is not writable: " +
                              ErrnoText(errno));
@@ -1286,12 +1576,17 @@ Status OpenFileStore(const StoreSpec& spec, std::unique_ptr<Store>* out) {
   auto ledger = std::make_unique<Ledger>();
   Ledger* lp = ledger.get();
   bool fresh = false;
-  if (!(s = ledger->Open(dir + "/" + kLedgerName, where, &fresh)).ok()) return s;
-  auto store = std::make_unique<FileStore>(region, spec.location, cfg, std::move(ledger));
+  std::string damage;
+  if (!(s = ledger->Open(dir + "/" + kLedgerName, where, &fresh, &damage)).ok()) return s;
+  auto store = std::make_unique<FileStore>(region, spec.location, dir, cfg, std::move(ledger));
   if (fresh) {
+    if (!damage.empty())
+      Log(LogLevel::kWarning, region, "file",
+          "the ledger " + lp->path() + " was damaged (" + damage + "); counting the shards again");
     // A new ledger over a directory that may already hold entries (a
-    // deleted ledger, another version's): count what is there. On failure
-    // the store's destruction closes the ledger, which drops the init lock.
+    // deleted or damaged ledger, another version's): count what is there.
+    // On failure the store's destruction closes the ledger, which drops
+    // the init lock.
     if (!(s = store->RecountAll()).ok()) return s;
     lp->FinishInit();
   }

@@ -10,7 +10,10 @@
 namespace regioncache {
 
 // spec.location is a directory, created (mode 0700, with its parents) if
-// missing. Options:
+// missing, resolved once (a link as LOCATION is followed at open, none inside
+// it ever), and refused unless it, its shard directories and its ledger
+// belong to the effective uid and are not writable by group or others
+// (FORMAT.md). Options:
 //   MAX_SIZE           bound on the bytes of all entry files (default 1GB)
 //   MAX_ITEM_SIZE      largest key + value, before compression (default 64MB,
 //                      and never above MAX_SIZE)
