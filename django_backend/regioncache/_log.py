@@ -56,6 +56,10 @@ def emit(level, region, store, message, dropped):
     if not ok:
         return
     more = f" ({suppressed} more suppressed)" if suppressed else ""
+    # A Status message carries the "region 'x': " prefix this line starts with.
+    prefix = f"region '{region}': "
+    if message.startswith(prefix):
+        message = message[len(prefix):]
     logger.log(
         level,
         "region %r (%s): %s%s",

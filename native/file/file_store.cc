@@ -401,7 +401,9 @@ void FileStore::RecountShard(int shard) {
   ScanPolicy pol;
   pol.expired = false;
   ScanResult res;
-  if (ScanShard(shard, pol, &res).ok()) return;
+  Status st = ScanShard(shard, pol, &res);
+  if (st.ok()) return;
+  Log(LogLevel::kError, region(), kind(), st.message());
   // Not countable (a refused shard directory): nothing is counted there.
   auto& slot = ledger_->slot(shard);
   slot.entries.store(0, std::memory_order_relaxed);
@@ -1167,10 +1169,7 @@ Status FileStore::ScanShardLocked(int shard, const ScanPolicy& pol, ScanResult* 
     // below removes and renames files in it.
     bool missing = false;
     Status ds = OpenShardDir(shard, &d, &missing);
-    if (!ds.ok()) {
-      Log(LogLevel::kError, region(), kind(), ds.message());
-      return ds;
-    }
+    if (!ds.ok()) return ds;  // the caller logs or returns it, once per pass
     if (missing) {
       slot.entries.store(0, std::memory_order_relaxed);
       slot.bytes.store(0, std::memory_order_relaxed);
@@ -1317,22 +1316,44 @@ void FileStore::NoteWrite(int shard) {
   if (w >= every && slot.writes.compare_exchange_strong(w, 0, std::memory_order_relaxed)) {
     ScanPolicy pol;  // expired and damaged files only
     ScanResult res;
-    ScanShard(shard, pol, &res);
+    if (Status st = ScanShard(shard, pol, &res); !st.ok())
+      Log(LogLevel::kError, region(), kind(), st.message());
   }
 }
+
+namespace {
+// A pass over every shard answers with its first failure and how many more
+// shards failed: one status (and one log line) for the pass, not 256.
+class PassFailures {
+ public:
+  void Add(const Status& s) {
+    if (s.ok()) return;
+    if (first_.ok()) first_ = s;
+    else ++more_;
+  }
+  Status Result() const {
+    if (first_.ok() || more_ == 0) return first_;
+    return first_.WithMessage(first_.message() + " (and " + std::to_string(more_) +
+                              " more shard" + (more_ == 1 ? "" : "s") + ")");
+  }
+
+ private:
+  Status first_;
+  int more_ = 0;
+};
+}  // namespace
 
 Status FileStore::RecountAll() {
   // Every shard is counted; one that cannot be (refused) counts as empty,
   // and the first such error is returned.
-  Status first;
+  PassFailures failed;
   for (int s = 0; s < kShards; ++s) {
     ScanPolicy pol;
     pol.expired = false;
     ScanResult res;
-    Status st = ScanShard(s, pol, &res);
-    if (!st.ok() && first.ok()) first = st;
+    failed.Add(ScanShard(s, pol, &res));
   }
-  return first;
+  return failed.Result();
 }
 
 // ------------------------------------------------------------- inspection --
@@ -1342,30 +1363,28 @@ Status FileStore::Clear() {
   if (!h.ok()) return h;
   // A shard that is refused (a link, not ours) is left alone; the others
   // are cleared, and the first refusal is returned.
-  Status first;
+  PassFailures failed;
   for (int s = 0; s < kShards; ++s) {
     ScanPolicy pol;
     pol.all = true;
     ScanResult res;
-    Status st = ScanShard(s, pol, &res);
-    if (!st.ok() && first.ok()) first = st;
+    failed.Add(ScanShard(s, pol, &res));
   }
-  return first;
+  return failed.Result();
 }
 
 Status FileStore::PurgeExpired(uint64_t* removed) {
   *removed = 0;
   Status h = Health(false);
   if (!h.ok()) return h;
-  Status first;
+  PassFailures failed;
   for (int s = 0; s < kShards; ++s) {
     ScanPolicy pol;
     ScanResult res;
-    Status st = ScanShard(s, pol, &res);
-    if (!st.ok() && first.ok()) first = st;
+    failed.Add(ScanShard(s, pol, &res));
     *removed += res.expired;
   }
-  if (!first.ok()) return first;
+  if (Status st = failed.Result(); !st.ok()) return st;
   // Every shard was just recounted: if the truth is above the bounds (counts
   // left short by writers killed mid-write), evict down to them now.
   return MakeRoom(0, std::string());

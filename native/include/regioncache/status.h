@@ -44,6 +44,8 @@ class Status {
   bool IsUnavailable() const { return code_ == Code::kUnavailable; }
   Code code() const { return code_; }
   const std::string& message() const { return msg_; }
+  // The same code with another message (e.g. one that adds a count).
+  Status WithMessage(std::string msg) const { return {code_, std::move(msg)}; }
   // "TooLarge: region 'files': value of 2000000 bytes exceeds ..."
   std::string ToString() const;
 
