@@ -95,7 +95,10 @@ struct BusGuard {
   const char* lo;
   const char* hi;
 };
-__attribute__((tls_model("initial-exec"))) thread_local BusGuard* t_bus_guard = nullptr;
+// (Default TLS model: initial-exec cannot be used in a dlopen'ed module. A
+// thread that faults inside the store has set t_bus_guard in normal context
+// first, so its TLS block exists when the handler reads it.)
+thread_local BusGuard* t_bus_guard = nullptr;
 struct sigaction g_prev_bus;
 
 void OnSigbus(int sig, siginfo_t* si, void* ctx) {
