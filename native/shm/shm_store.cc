@@ -216,6 +216,13 @@ class ShmStore final : public Store {
     if (sigsetjmp(g.jb, 0) != 0) {
       t_bus_guard = outer;
       MarkTruncated();
+      // The jump skipped Locked's destructor. Release the lock if this
+      // thread holds it and the lock word is still inside the file (a
+      // robust mutex refuses, EPERM, an unlock by a thread that does not
+      // hold it).
+      if (!read_only_ &&
+          truncated_to_.load(std::memory_order_relaxed) >= static_cast<int64_t>(shm::kHeaderBytes))
+        pthread_mutex_unlock(&h_->mutex);
       return DeadStatus();
     }
     t_bus_guard = &g;
@@ -226,6 +233,7 @@ class ShmStore final : public Store {
 
   void MarkTruncated() {
     int64_t now = seg_->CurrentSize();
+    truncated_to_.store(now, std::memory_order_relaxed);
     bool was = dead_.exchange(true);
     if (!was)
       regioncache::Log(LogLevel::kError, region(), kind(),
@@ -277,7 +285,11 @@ class ShmStore final : public Store {
       s_->CheckHeader();
     }
     ~Locked() {
-      if (held_ && !s_->dead_.load(std::memory_order_relaxed))
+      // After a truncation the lock is released only if the header is still
+      // inside the file (the lock word is then still there to write).
+      if (held_ && (!s_->dead_.load(std::memory_order_relaxed) ||
+                    s_->truncated_to_.load(std::memory_order_relaxed) >=
+                        static_cast<int64_t>(shm::kHeaderBytes)))
         pthread_mutex_unlock(&s_->h_->mutex);
     }
     const Status& status() const { return status_; }
@@ -470,6 +482,7 @@ class ShmStore final : public Store {
   const bool read_only_;
   const int64_t lock_timeout_ms_;
   std::atomic<bool> dead_{false};
+  std::atomic<int64_t> truncated_to_{-1};  // the size found when dead_ was set
   std::atomic<int64_t> last_size_check_ms_{0};
 };
 
