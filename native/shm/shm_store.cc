@@ -492,6 +492,7 @@ class ShmStore final : public Store {
   const bool read_only_;
   const int64_t lock_timeout_ms_;
   std::atomic<bool> dead_{false};
+  std::mutex break_mu_;  // see BreakLock
   std::atomic<int64_t> truncated_to_{-1};  // the size found when dead_ was set
   std::atomic<int64_t> last_size_check_ms_{0};
 };
@@ -521,8 +522,11 @@ int ShmStore::WaitForLock() {
 
 int ShmStore::BreakLock(uint64_t epoch_seen) {
   pthread_mutex_t* m = &h_->mutex;
-  // Breakers serialise on the segment's flock, and a breaker that finds the
-  // epoch moved knows the lock it timed out on is gone already.
+  // Breakers serialise on the segment's flock (across processes; threads of
+  // one process share the descriptor, so break_mu_ orders them), and a
+  // breaker that finds the epoch moved knows the lock it timed out on is
+  // gone already.
+  std::lock_guard<std::mutex> local(break_mu_);
   shm::FlockHold fl(seg_->fd());
   int rc = pthread_mutex_trylock(m);
   if (rc == 0 || rc == EOWNERDEAD) return rc;
