@@ -177,3 +177,47 @@ def test_damaged_live_segment_never_crashes_django_processes(regions):
     for k in keys:
         v = c.get(k)
         assert v is None or v == "value-of-" + k
+
+
+def _child_after_truncation(alias, keys):
+    """In a forked child that has the region open: every call answers."""
+    c = caches[alias]
+    errors = 0
+    for k in keys:
+        try:
+            v = c.get(k)
+        except regioncache.RegionError as e:
+            errors += 1
+            if "truncated" not in str(e):
+                os._exit(3)
+            continue
+        if v is not None and v != "value-of-" + k:
+            os._exit(2)
+    try:
+        c.set("after", "x" * 50_000)
+    except regioncache.RegionError:
+        errors += 1
+    os._exit(0 if errors else 4)
+
+
+@pytest.mark.parametrize("to", [0, 8192, 1 << 20])
+def test_segment_truncated_under_a_django_process(regions, to):
+    """The SIGBUS a shrunk segment raises is caught inside the store (in the
+    loaded Python module too): an error naming the segment, no dead process."""
+    location = unique_name("trunc")
+    alias = open_alias(regions, location, SIZE="4MB", MAX_ITEM_SIZE="64KB")
+    c = caches[alias]
+    keys = [f"key{i}" for i in range(300)]
+    for k in keys:
+        c.set(k, "value-of-" + k + "." * 5000, None)
+    c.set_many({k: "value-of-" + k for k in keys}, None)
+    pid = os.fork()
+    if pid == 0:
+        import time
+
+        time.sleep(0.3)  # the parent truncates meanwhile; this process keeps its mapping
+        _child_after_truncation(alias, keys)
+    os.truncate(seg_path(location), to)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status), f"child killed by signal {os.WTERMSIG(status)}"
+    assert os.WEXITSTATUS(status) == 0, f"child exit {os.WEXITSTATUS(status)}"
