@@ -32,6 +32,9 @@ const char* kRecentKey = "recentSources";
 }  // namespace
 
 MainWindow::MainWindow(bool read_only, QWidget* parent) : QMainWindow(parent), gate_(read_only) {
+  // Read-only reaches the stores too: a shared-memory region is then mapped
+  // read-only and never repaired by the app (Region::Acquire reopens it).
+  SetStoresReadOnly(read_only);
   setWindowTitle("regioncache");
   regions_ = new RegionListModel(this);
   region_view_ = new QTableView;
@@ -181,6 +184,7 @@ void MainWindow::BuildMenus() {
 }
 
 void MainWindow::SetReadOnly(bool on) {
+  SetStoresReadOnly(on);
   browser_->SetReadOnly(on);
   if (read_only_->isChecked() != on) read_only_->setChecked(on);
   setWindowTitle(on ? "regioncache (read-only)" : "regioncache");

@@ -2,10 +2,21 @@
 
 #include <QStringList>
 
+#include <atomic>
+
 namespace rcgui {
+
+namespace {
+std::atomic<bool> g_read_only{false};
+}  // namespace
+
+void SetStoresReadOnly(bool on) { g_read_only.store(on); }
+bool StoresReadOnly() { return g_read_only.load(); }
 
 std::shared_ptr<regioncache::Store> Region::Acquire(regioncache::Status* error) {
   std::lock_guard<std::mutex> lock(mu_);
+  const bool read_only = StoresReadOnly();
+  if (store_ && store_read_only_ != read_only) store_.reset();  // the mode changed: reopen
   if (store_) {
     *error = regioncache::Status::OK();
     return store_;
@@ -17,9 +28,10 @@ std::shared_ptr<regioncache::Store> Region::Acquire(regioncache::Status* error) 
     return nullptr;
   }
   std::unique_ptr<regioncache::Store> s;
-  *error = regioncache::OpenStore(spec_.ToStoreSpec(), &s);
+  *error = regioncache::OpenStore(spec_.ToStoreSpec(read_only), &s);
   if (!error->ok()) return nullptr;
   store_ = std::move(s);
+  store_read_only_ = read_only;
   return store_;
 }
 

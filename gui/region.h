@@ -23,7 +23,8 @@ class Region {
   // Opens the store on first use and returns it; on failure returns null and
   // *error names the region and what failed. A failed open is retried on the
   // next call (the server may be back, the directory recreated). May block:
-  // call it from a worker, never from the UI thread.
+  // call it from a worker, never from the UI thread. A store opened in the
+  // other mode than the app's current one (SetStoresReadOnly) is reopened.
   std::shared_ptr<regioncache::Store> Acquire(regioncache::Status* error);
 
   // Forgets the open store, so that the next Acquire opens it again (after
@@ -34,7 +35,14 @@ class Region {
   const RegionSpec spec_;
   std::mutex mu_;
   std::shared_ptr<regioncache::Store> store_;  // guarded by mu_
+  bool store_read_only_ = false;               // guarded by mu_: how store_ was opened
 };
+
+// The app's read-only mode, for every region: stores are opened read-only
+// while it is on (a shared-memory store then maps its segment read-only and
+// never repairs what it finds damaged). Any thread.
+void SetStoresReadOnly(bool on);
+bool StoresReadOnly();
 
 using RegionPtr = std::shared_ptr<Region>;
 

@@ -9,7 +9,7 @@
 
 namespace rcgui {
 
-regioncache::StoreSpec RegionSpec::ToStoreSpec() const {
+regioncache::StoreSpec RegionSpec::ToStoreSpec(bool read_only) const {
   regioncache::StoreSpec s;
   s.region = name.toStdString();
   s.kind = kind.toStdString();
@@ -19,6 +19,7 @@ regioncache::StoreSpec RegionSpec::ToStoreSpec() const {
   if (kind == "shm") {
     s.options["CREATE"] = "false";
     s.options["ON_MISMATCH"] = "error";  // never recreate (wipe) a segment the site uses
+    if (read_only) s.options["READ_ONLY"] = "true";
   }
   // Like the Django backend: a project's memcached region is the keys its
   // alias makes, so listing, purge and clear leave other aliases' keys alone.

@@ -24,8 +24,10 @@ struct RegionSpec {
   // The spec the core library opens. The app browses, it never creates: for
   // shared memory it asks to attach only (CREATE=false), so a typo in a
   // region name is an error instead of a new 64 MB segment, and a segment
-  // of another size or layout is reported, never recreated.
-  regioncache::StoreSpec ToStoreSpec() const;
+  // of another size or layout is reported, never recreated. read_only (the
+  // app's read-only mode) opens shared memory with READ_ONLY=true: mapped
+  // read-only, so the store reports damage and never repairs or writes.
+  regioncache::StoreSpec ToStoreSpec(bool read_only = false) const;
 
   // "shm:demo-pages" — identity of a region across sources (no duplicates).
   QString Identity() const { return kind + ":" + location; }

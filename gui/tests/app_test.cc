@@ -45,6 +45,7 @@ class AppTest : public QObject {
   void clearNamesTheRegionAndEmptiesIt();
   void readOnlyRefusesEveryWrite_data() { kinds(); }
   void readOnlyRefusesEveryWrite();
+  void readOnlyNeverRepairsADamagedSegment();
   void failuresNameWhatAndWhere();
   void shortcutsCopyAndSettings();
 
@@ -307,6 +308,58 @@ void AppTest::readOnlyRefusesEveryWrite() {
   MainWindow ro(true);
   QVERIFY(ro.readOnly());
   QVERIFY(ro.readOnlyAction()->isChecked());
+}
+
+void AppTest::readOnlyNeverRepairsADamagedSegment() {
+  // A region Django filled, then one block header damaged from outside.
+  KindUnderTest shm = AllKinds().first();
+  QJsonObject conf = shm.django_conf(UniqueName("ro-damaged"));
+  cleanups_.push_back([shm, conf] { shm.cleanup(conf); });
+  QString error;
+  DjangoRegion(conf, {"fill"}, &error);
+  QVERIFY2(error.isEmpty(), qPrintable(error));
+  const std::string seg = regioncache::ShmSegmentName(conf["LOCATION"].toString().toStdString());
+  int fd = shm_open(seg.c_str(), O_RDWR, 0);
+  QVERIFY(fd >= 0);
+  const off_t size = lseek(fd, 0, SEEK_END);
+  char* raw = static_cast<char*>(mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0));
+  close(fd);
+  QVERIFY(raw != MAP_FAILED);
+  const uint64_t arena_off = *reinterpret_cast<uint64_t*>(raw + 64);
+  const uint64_t arena_size = *reinterpret_cast<uint64_t*>(raw + 72);
+  int live = 0;
+  for (uint64_t pos = 0; pos < arena_size;) {
+    uint32_t* head = reinterpret_cast<uint32_t*>(raw + arena_off + pos);
+    if (head[0] == 0x4556494c && ++live == 3) {  // "LIVE": the third entry's order becomes 3
+      head[1] = 3;
+      break;
+    }
+    pos += uint64_t(1) << head[1];
+  }
+  QCOMPARE(live, 3);
+  const QByteArray before(raw, size);
+
+  // --read-only: the app shows the damage and leaves every byte as it was.
+  window_ = std::make_unique<MainWindow>(true);
+  window_->show();
+  window_->AddRegion(SpecFromConf("damaged", "shm", conf));
+  KeyBrowser* b = window_->browser();
+  window_->SelectRegion(0);
+  QVERIFY(WaitUntil([&] { return b->region() && !b->loader()->running() && !b->lastError().isEmpty(); }));
+  QVERIFY2(b->lastError().contains("damaged") && b->lastError().contains("read-only") &&
+               b->lastError().contains(QString::fromStdString(seg)),
+           qPrintable(b->lastError()));
+  RegionListModel* regions = window_->regions();
+  QVERIFY(WaitUntil([&] { return regions->row(0).have_stats || !regions->row(0).error.isEmpty(); }));
+  QVERIFY(QByteArray(raw, size) == before);
+
+  // Writable again: the app's next listing repairs the region.
+  window_->readOnlyAction()->trigger();
+  window_->SelectRegion(0);
+  b->Reload();
+  QVERIFY(WaitUntil([&] { return !b->loader()->running(); }));
+  QVERIFY(QByteArray(raw, size) != before);
+  munmap(raw, size);
 }
 
 void AppTest::failuresNameWhatAndWhere() {

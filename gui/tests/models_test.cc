@@ -87,6 +87,10 @@ void ModelsTest::regionsJsonParses() {
   QCOMPARE(s.options.at("CREATE"), std::string("false"));
   QCOMPARE(s.options.at("SIZE"), std::string("32MB"));
   QCOMPARE(specs[1].ToStoreSpec().options.count("CREATE"), size_t(0));  // other kinds untouched
+  // The app's read-only mode opens shared memory read-only (mapped PROT_READ).
+  QCOMPARE(specs[0].ToStoreSpec(true).options.at("READ_ONLY"), std::string("true"));
+  QCOMPARE(specs[0].ToStoreSpec().options.count("READ_ONLY"), size_t(0));
+  QCOMPARE(specs[1].ToStoreSpec(true).options.count("READ_ONLY"), size_t(0));
   QCOMPARE(specs[2].kind, QString("django"));
   // A bare list is accepted too.
   QVERIFY(ParseRegionsJson(R"([{"kind": "shm", "location": "x"}])", "list.json", &specs, &error));

@@ -1,4 +1,4 @@
-// The shared-memory segment layout, version 1. Every reference inside the
+// The shared-memory segment layout, version 3. Every reference inside the
 // segment is a byte offset from the segment's start (processes map it at
 // different addresses). The prose description, kept in step with this file,
 // is native/shm/LAYOUT.md.
@@ -13,7 +13,7 @@
 namespace regioncache::shm {
 
 inline constexpr uint64_t kMagic = 0x3130304d48534352ull;  // "RCSHM001" little-endian
-inline constexpr uint32_t kLayoutVersion = 2;
+inline constexpr uint32_t kLayoutVersion = 3;  // 3: item checksum, lock_epoch
 
 inline constexpr uint32_t kMinOrder = 7;   // smallest block: 128 bytes
 inline constexpr uint32_t kMaxOrders = 40; // orders 0..39 addressable (blocks up to 512 GiB)
@@ -56,6 +56,9 @@ struct Header {
   uint32_t reserved0;
 
   alignas(64) pthread_mutex_t mutex;  // robust, process-shared: the writers' lock
+  // Counts the times a waiter broke a lock held too long (see LAYOUT.md,
+  // Concurrency). Changed only with the segment's flock held.
+  uint64_t lock_epoch;
 
   // Seqlock for lock-free readers: a writer makes it odd before touching the
   // index or any entry and even again when done; a reader that sees it odd,
@@ -105,9 +108,10 @@ struct Item {
   int64_t expires_ms;   // 0 = never
   int64_t stored_ms;
   uint64_t seqno;       // order of commit: on recovery, the newer of two equal keys wins
+  uint64_t check;       // XXH3-64 of the value bytes, seeded with hash ^ flags
 };
 inline constexpr uint64_t kItemHeader = sizeof(Item);
-static_assert(kItemHeader == 80, "Item header layout changed: bump kLayoutVersion");
+static_assert(kItemHeader == 88, "Item header layout changed: bump kLayoutVersion");
 
 // Where each part goes for a segment of `size` bytes holding items of up to
 // `max_item` key+value bytes. Deterministic: an opener recomputes it and

@@ -7,8 +7,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <pwd.h>
+
 #include <bit>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <new>
 
@@ -30,10 +33,9 @@ std::string HumanSize(uint64_t n) {
   return std::to_string(n) + " " + units[u];
 }
 
-// Owns the segment's descriptor and holds an flock on it for the duration
-// of a scope. The unlock must be explicit: a mapping keeps the open file
-// description alive, so closing the descriptor alone would leave the lock
-// held for as long as the segment stays mapped.
+// Holds an flock on the segment's descriptor for a scope. The unlock must be
+// explicit: a mapping keeps the open file description alive, so closing the
+// descriptor alone would leave the lock held for as long as it stays mapped.
 class FileLock {
  public:
   explicit FileLock(int fd) : fd_(fd) {}
@@ -48,13 +50,39 @@ class FileLock {
   }
   ~FileLock() {
     if (locked_) flock(fd_, LOCK_UN);
-    close(fd_);
   }
 
  private:
   int fd_;
   bool locked_ = false;
 };
+
+// Closes a descriptor unless released.
+struct FdCloser {
+  int fd;
+  ~FdCloser() {
+    if (fd >= 0) close(fd);
+  }
+  int release() {
+    int f = fd;
+    fd = -1;
+    return f;
+  }
+};
+
+std::string OctalMode(mode_t m) {
+  char buf[8];
+  std::snprintf(buf, sizeof buf, "%04o", static_cast<unsigned>(m & 07777));
+  return buf;
+}
+
+std::string UserName(uid_t uid) {
+  std::string out = std::to_string(uid);
+  struct passwd pw, *res = nullptr;
+  char buf[1024];
+  if (getpwuid_r(uid, &pw, buf, sizeof buf, &res) == 0 && res) out += " (" + std::string(res->pw_name) + ")";
+  return out;
+}
 
 }  // namespace
 
@@ -109,12 +137,57 @@ Status ValidateRegionName(const std::string& region) {
 
 Segment::~Segment() {
   if (base_) munmap(base_, size_);
+  if (fd_ >= 0) close(fd_);
+}
+
+int64_t Segment::CurrentSize() const {
+  struct stat st;
+  if (fstat(fd_, &st) != 0) return -1;
+  return static_cast<int64_t>(st.st_size);
+}
+
+FlockHold::FlockHold(int fd) : fd_(fd) {
+  while (flock(fd_, LOCK_EX) != 0) {
+    if (errno != EINTR) return;
+  }
+  held_ = true;
+}
+
+FlockHold::~FlockHold() {
+  if (held_) flock(fd_, LOCK_UN);
+}
+
+void Segment::WriteGeometry() {
+  Header* h = header();
+  const Geometry& g = geo_;
+  h->layout_version = kLayoutVersion;
+  h->header_bytes = kHeaderBytes;
+  h->segment_size = size_;
+  h->max_item_size = max_item_;
+  h->min_order = kMinOrder;
+  h->max_order = g.max_order;
+  h->buckets_off = g.buckets_off;
+  h->nbuckets = g.nbuckets;
+  h->visited_off = g.visited_off;
+  h->arena_off = g.arena_off;
+  h->arena_size = g.arena_size;
+  reinterpret_cast<std::atomic<uint64_t>*>(&h->magic)->store(kMagic, std::memory_order_release);
 }
 
 void Segment::ResetArena() {
   Header* h = header();
-  std::memset(base_ + h->buckets_off, 0, h->nbuckets * 8);
-  std::memset(base_ + h->visited_off, 0, h->arena_size >> h->min_order);
+  const Geometry& g = geo_;
+  h->segment_size = size_;
+  h->max_item_size = max_item_;
+  h->min_order = kMinOrder;
+  h->max_order = g.max_order;
+  h->buckets_off = g.buckets_off;
+  h->nbuckets = g.nbuckets;
+  h->visited_off = g.visited_off;
+  h->arena_off = g.arena_off;
+  h->arena_size = g.arena_size;
+  std::memset(base_ + g.buckets_off, 0, g.nbuckets * 8);
+  std::memset(base_ + g.visited_off, 0, g.arena_size >> kMinOrder);
   for (auto& f : h->free_heads) f = 0;
   h->entries = 0;
   h->bytes_used = 0;
@@ -124,12 +197,12 @@ void Segment::ResetArena() {
   // Carve the arena into the largest aligned blocks that fit, each on its
   // own free list. Offsets are relative to arena_off for alignment.
   uint64_t pos = 0;
-  while (pos < h->arena_size) {
-    uint32_t order = h->max_order;
-    while (order > h->min_order &&
-           ((pos & ((uint64_t(1) << order) - 1)) != 0 || pos + (uint64_t(1) << order) > h->arena_size))
+  while (pos < g.arena_size) {
+    uint32_t order = g.max_order;
+    while (order > kMinOrder &&
+           ((pos & ((uint64_t(1) << order) - 1)) != 0 || pos + (uint64_t(1) << order) > g.arena_size))
       --order;
-    uint64_t off = h->arena_off + pos;
+    uint64_t off = g.arena_off + pos;
     auto* fb = reinterpret_cast<FreeBlock*>(base_ + off);
     fb->head.state = kStateFree;
     fb->head.order = order;
@@ -171,6 +244,8 @@ Status Segment::Initialise(const SegmentParams& p, int fd) {
   }
   base_ = static_cast<char*>(m);
   size_ = p.size;
+  geo_ = g;
+  max_item_ = p.max_item_size;
   Header* h = header();
   // A fresh or half-initialised segment: zero the header and build it again.
   std::memset(static_cast<void*>(h), 0, kHeaderBytes);
@@ -206,7 +281,7 @@ Status Segment::Initialise(const SegmentParams& p, int fd) {
   return Status::OK();
 }
 
-Status Segment::Validate(const SegmentParams& p) const {
+Status Segment::Validate(const SegmentParams& p) {
   const Header* h = header();
   auto mismatch = [&](const std::string& what) {
     return Status::InvalidArgument(
@@ -226,6 +301,8 @@ Status Segment::Validate(const SegmentParams& p) const {
       g.visited_off != h->visited_off || g.arena_off != h->arena_off ||
       g.arena_size != h->arena_size || h->min_order != kMinOrder)
     return mismatch("has a damaged header (geometry does not match its size)");
+  geo_ = g;
+  max_item_ = h->max_item_size;
   if (p.size_given && h->segment_size != p.size)
     return mismatch("exists with SIZE " + HumanSize(h->segment_size) + ", not the configured " +
                     HumanSize(p.size));
@@ -236,77 +313,122 @@ Status Segment::Validate(const SegmentParams& p) const {
 }
 
 Status Segment::Open(const SegmentParams& p) {
-  if (p.create) {
+  const bool create = p.create && !p.read_only;
+  if (create) {
     // Refuse impossible geometry before anything exists in /dev/shm.
     Geometry g;
     if (!ComputeGeometry(p.size, p.max_item_size, &g)) return TooSmall(p);
   }
+  const std::string path = "/dev/shm" + p.name;
+  const int mode = p.read_only ? O_RDONLY : O_RDWR;
   for (int attempt = 0; attempt < 2; ++attempt) {
-    int fd = shm_open(p.name.c_str(), O_RDWR | (p.create ? O_CREAT : 0), 0600);
+    // Attach to an existing segment, or create one exclusively: never
+    // O_CREAT alone, which would adopt a file someone else put there first.
+    // glibc's shm_open adds O_NOFOLLOW; it is repeated here to say so.
+    bool created = false;
+    int fd = -1;
+    for (int tries = 0; fd < 0 && tries < 100; ++tries) {
+      fd = shm_open(p.name.c_str(), mode | O_NOFOLLOW, 0);
+      if (fd >= 0 || errno != ENOENT || !create) break;
+      fd = shm_open(p.name.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW, 0600);
+      if (fd >= 0) created = true;
+      else if (errno != EEXIST) break;  // EEXIST: another opener won the race; attach
+    }
     if (fd < 0) {
       int e = errno;
-      if (e == ENOENT && !p.create)
-        return Status::NotFound("region '" + p.region + "': no shared-memory segment " + p.name);
+      if (e == ENOENT)
+        return Status::NotFound("region '" + p.region + "': no shared-memory segment " + path);
+      if (e == ELOOP)
+        return Status::IOError("region '" + p.region + "': refusing shared-memory segment " + path +
+                               ": it is a symbolic link (a segment is never opened through a link)");
       return Status::IOError("region '" + p.region + "': cannot open shared-memory segment " +
-                             p.name + ": " + ErrnoText(e));
+                             path + ": " + ErrnoText(e));
     }
-    FileLock lock(fd);
-    if (int e = lock.Lock()) {
-      return Status::IOError("region '" + p.region + "': cannot lock " + p.name + ": " +
-                             ErrnoText(e));
-    }
+    FdCloser closer{fd};
     struct stat st;
     if (fstat(fd, &st) != 0) {
       int e = errno;
-      return Status::IOError("region '" + p.region + "': cannot stat " + p.name + ": " +
+      return Status::IOError("region '" + p.region + "': cannot stat " + path + ": " +
+                             ErrnoText(e));
+    }
+    // Only a segment this user made is trusted: another local user who
+    // created it first could read every value and plant entries.
+    if (!S_ISREG(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 077) != 0) {
+      std::string why = !S_ISREG(st.st_mode)       ? "it is not a regular file"
+                        : st.st_uid != geteuid()   ? "it is not owned by this process's user"
+                                                   : "group or others may access it";
+      return Status::IOError("region '" + p.region + "': refusing shared-memory segment " + path +
+                             ": owner uid " + UserName(st.st_uid) + ", mode " +
+                             OctalMode(st.st_mode) + "; " + why + " (expected owner uid " +
+                             UserName(geteuid()) + ", mode 0600). It was not created by this "
+                             "site: find out who made it, then remove it (rm " + path + ")");
+    }
+    FileLock lock(fd);
+    if (int e = lock.Lock()) {
+      return Status::IOError("region '" + p.region + "': cannot lock " + path + ": " +
+                             ErrnoText(e));
+    }
+    if (fstat(fd, &st) != 0) {
+      int e = errno;
+      return Status::IOError("region '" + p.region + "': cannot stat " + path + ": " +
                              ErrnoText(e));
     }
     uint64_t existing = static_cast<uint64_t>(st.st_size);
     Status s;
     if (existing == 0) {
-      if (!p.create) {
-          return Status::NotFound("region '" + p.region + "': shared-memory segment " + p.name +
+      if (!create) {
+        return Status::NotFound("region '" + p.region + "': shared-memory segment " + path +
                                 " is empty (never initialised)");
       }
       s = Initialise(p, fd);
       // Leave nothing behind when a new segment could not be built (a full
       // /dev/shm, say): the next open starts clean.
-      if (!s.ok()) shm_unlink(p.name.c_str());
+      if (!s.ok()) {
+        if (base_) munmap(base_, size_);
+        base_ = nullptr;
+        size_ = 0;
+        if (created) shm_unlink(p.name.c_str());
+        return s;
+      }
+      fd_ = closer.release();
       return s;
     }
     if (existing < kHeaderBytes) {
-      s = Status::InvalidArgument("region '" + p.region + "': shared-memory segment " + p.name +
+      s = Status::InvalidArgument("region '" + p.region + "': shared-memory segment " + path +
                                   " is too short to be a regioncache segment");
     } else {
-      void* m = mmap(nullptr, existing, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+      void* m = mmap(nullptr, existing, p.read_only ? PROT_READ : PROT_READ | PROT_WRITE,
+                     MAP_SHARED, fd, 0);
       if (m == MAP_FAILED) {
         int e = errno;
-          return Status::IOError("region '" + p.region + "': cannot map " + p.name + ": " +
+        return Status::IOError("region '" + p.region + "': cannot map " + path + ": " +
                                ErrnoText(e));
       }
       base_ = static_cast<char*>(m);
       size_ = existing;
-      if (header()->magic == 0 && p.create && (!p.size_given || existing == p.size)) {
+      if (header()->magic == 0 && create && (!p.size_given || existing == p.size)) {
         // The creator died before finishing: initialise it again.
         munmap(base_, size_);
         base_ = nullptr;
         s = Initialise(p, fd);
-          return s;
+        if (s.ok()) fd_ = closer.release();
+        return s;
       }
       s = Validate(p);
       if (s.ok()) {
-          return s;
+        fd_ = closer.release();
+        return s;
       }
       munmap(base_, size_);
       base_ = nullptr;
       size_ = 0;
     }
-    if (!p.recreate_on_mismatch || !p.create || attempt > 0) return s;
+    if (!p.recreate_on_mismatch || !create || attempt > 0) return s;
     // Documented re-create: unlink the old segment (processes still mapping
     // it keep their copy until they reopen) and create a fresh one.
     shm_unlink(p.name.c_str());
   }
-  return Status::IOError("region '" + p.region + "': could not re-create " + p.name);
+  return Status::IOError("region '" + p.region + "': could not re-create " + path);
 }
 
 }  // namespace regioncache::shm

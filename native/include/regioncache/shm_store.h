@@ -17,6 +17,12 @@ namespace regioncache {
 //   CULL_FREQUENCY  Django-style: cull 1/N of the entries at MAX_ENTRIES (0: all)
 //   ON_MISMATCH     "error" (default) or "recreate" when an existing segment
 //                   has another layout version or size
+//   CREATE          false: attach to an existing segment only
+//   READ_ONLY       true: map it read-only; reads only, damage reported, never repaired
+//   LOCK_TIMEOUT    seconds a writer waits for the lock before breaking it (default 10)
+// An existing segment is used only if owned by the effective uid with mode
+// 0600 (no group/other bits); it is created with O_EXCL and never through a
+// link.
 Status OpenShmStore(const StoreSpec& spec, std::unique_ptr<Store>* out);
 
 // The segment name a region maps to: "/regioncache.<uid>.<region>".
