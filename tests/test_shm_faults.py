@@ -50,12 +50,13 @@ def test_segment_precreated_by_another_user_is_refused(regions, mode):
     try:
         owner = as_user(user, precreate, path, mode, 8 << 20)
         assert owner == user[1]
-        alias = open_alias(regions, location)
+        alias = open_alias(regions, location, RAISE_ERRORS=True)
         with pytest.raises(regioncache.RegionError) as err:
             caches[alias].set("k", "v")
         msg = str(err.value)
         assert path in msg and user[0] in msg and f"{mode:04o}" in msg, msg
         assert alias in msg, msg
+        assert_refused_by_default(regions, location, path, f"{mode:04o}")
         # Left as the neighbour made it: not adopted, not initialised.
         st = os.stat(path)
         assert st.st_uid == user[1] and stat.S_IMODE(st.st_mode) == mode
@@ -74,10 +75,20 @@ def test_segment_made_group_or_world_accessible_is_refused(regions):
     caches[alias].set("k", "v")
     forget_alias(alias)
     os.chmod(seg_path(location), 0o666)
-    alias2 = open_alias(regions, location)
+    alias2 = open_alias(regions, location, RAISE_ERRORS=True)
     with pytest.raises(regioncache.RegionError) as err:
         caches[alias2].get("k")
     assert seg_path(location) in str(err.value) and "0666" in str(err.value)
+    assert_refused_by_default(regions, location, seg_path(location), "0666")
+
+
+def assert_refused_by_default(regions, location, path, needle):
+    """Under the default failure policy the refused region answers misses and
+    False, and says why in open_error; it never attaches."""
+    c = caches[open_alias(regions, location)]
+    assert c.set("k", "v") is False
+    assert c.get("k", "miss") == "miss"
+    assert path in c.open_error and needle in c.open_error, c.open_error
 
 
 def make_link(path, target):
@@ -95,10 +106,11 @@ def test_link_in_place_of_the_segment_is_not_followed(regions, tmp_path):
     try:
         as_user(user, make_link, path, str(target))
         assert os.path.islink(path)
-        alias = open_alias(regions, location)
+        alias = open_alias(regions, location, RAISE_ERRORS=True)
         with pytest.raises(regioncache.RegionError) as err:
             caches[alias].set("k", "v")
         assert path in str(err.value), str(err.value)
+        assert_refused_by_default(regions, location, path, "link")
         assert target.read_bytes() == b"site data that must stay as it is"
         assert os.path.islink(path)
     finally:
@@ -180,24 +192,17 @@ def test_damaged_live_segment_never_crashes_django_processes(regions):
 
 
 def _child_after_truncation(alias, keys):
-    """In a forked child that has the region open: every call answers."""
+    """In a forked child that has the region open: every call answers (the
+    default failure policy: misses, False, counted in cache.failures)."""
     c = caches[alias]
-    errors = 0
+    failures = c.failures
     for k in keys:
-        try:
-            v = c.get(k)
-        except regioncache.RegionError as e:
-            errors += 1
-            if "truncated" not in str(e):
-                os._exit(3)
-            continue
+        v = c.get(k)
         if v is not None and v != "value-of-" + k:
             os._exit(2)
-    try:
-        c.set("after", "x" * 50_000)
-    except regioncache.RegionError:
-        errors += 1
-    os._exit(0 if errors else 4)
+    if c.set("after", "x" * 50_000) is not False:
+        os._exit(3)
+    os._exit(0 if c.failures > failures else 4)
 
 
 @pytest.mark.parametrize("to", [0, 8192, 1 << 20])
