@@ -4,6 +4,7 @@ never a skip."""
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -62,8 +63,17 @@ class Server:
 
     def kill(self):
         if self.proc and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGCONT)  # a paused server too
             self.proc.kill()
             self.proc.wait()
+
+    def pause(self):
+        """SIGSTOP: the server accepts connections (the kernel does) and
+        answers nothing until resume()."""
+        os.kill(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self):
+        os.kill(self.proc.pid, signal.SIGCONT)
 
     def command(self, line):
         """One text-protocol command; returns the reply up to END/the first line."""
