@@ -350,10 +350,11 @@ Status MemcachedStore::Clear() {
     Lease c(this);
     if (!c.ok()) return Status::IOError(Where() + "out of memory for a connection");
     Status first;
+    Deadline dl(this, c.get(), -1);
     for (size_t s = 0; s < servers_.size(); ++s) {
       memcached_return_t rc = memcached_flush(c->h[s], 0);
       if (memcached_failed(rc)) {
-        Status st = Failed(static_cast<int>(s), c->h[s], rc);
+        Status st = Failed(static_cast<int>(s), c->h[s], rc, dl.Fired());
         if (first.ok()) first = st;
       } else {
         MarkOk(static_cast<int>(s));

@@ -1,21 +1,109 @@
 #include "memcached/mc_store.h"
 
+#include <fcntl.h>
+#include <pthread.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 #include <zstd.h>
 
 #include <algorithm>
 #include <climits>
-#include <map>
+#include <cstdlib>
 #include <cstring>
+#include <map>
 
 #include "memcached/mc_keys.h"
 #include "regioncache/clock.h"
 #include "regioncache/codec.h"
+#include "regioncache/log.h"
 #include "regioncache/memcached_store.h"
 #include "regioncache/options.h"
 
 namespace regioncache {
 
 namespace mc {
+
+namespace {
+
+// The first fields of libmemcached's memcached_instance_st (1.0.x and 1.1.x,
+// src/libmemcached/instance.hpp), which is opaque in the public headers:
+// there is no call that gives a handle's socket. Init checks the layout
+// against what the public calls say (the port, no socket before the first
+// call) and turns the deadline watchdog off if it does not match.
+struct InstanceHead {
+  struct {
+    bool is_allocated, is_initialized, is_shutting_down, is_dead, ready;
+  } options;
+  short events, revents;
+  uint32_t cursor_active;
+  in_port_t port;
+  memcached_socket_t fd;
+};
+
+const int* FdOf(memcached_st* h) {
+  const memcached_instance_st* inst = memcached_server_instance_by_position(h, 0);
+  return inst ? &reinterpret_cast<const InstanceHead*>(inst)->fd : nullptr;
+}
+
+// Bumped in a forked child: the parent's watchdog thread is not there.
+std::atomic<uint64_t> g_fork_generation{1};
+std::once_flag g_atfork_once;
+void OnForkChild() { g_fork_generation.fetch_add(1, std::memory_order_relaxed); }
+
+// libmemcached grows a result's buffer to the length a VALUE header claims
+// before reading the value. Refusing sizes over MAX_ITEM_SIZE ends the read
+// of a header claiming 2 GB at once (MEMCACHED_MEMORY_ALLOCATION_FAILURE)
+// instead of allocating and then reading it.
+thread_local size_t t_refused = 0;
+
+void* LimitedMalloc(const memcached_st*, const size_t size, void*) { return std::malloc(size); }
+void LimitedFree(const memcached_st*, void* mem, void*) { std::free(mem); }
+void* LimitedCalloc(const memcached_st*, size_t n, const size_t size, void*) {
+  return std::calloc(n, size);
+}
+void* LimitedRealloc(const memcached_st*, void* mem, const size_t size, void* ctx) {
+  if (size > *static_cast<const uint64_t*>(ctx)) {
+    t_refused = size;
+    return nullptr;
+  }
+  return std::realloc(mem, size);
+}
+
+// Protocol text from a server, fit for a message: printable ASCII only.
+std::string Printable(std::string_view s, size_t max = 80) {
+  std::string out;
+  for (char ch : s.substr(0, max)) {
+    unsigned char c = static_cast<unsigned char>(ch);
+    if (c >= 0x20 && c < 0x7f) {
+      out.push_back(ch);
+    } else {
+      static const char kHex[] = "0123456789abcdef";
+      out += "\\x";
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 0xf]);
+    }
+  }
+  if (s.size() > max) out += "...";
+  return out;
+}
+
+bool PeerIs(int fd, const ServerAddr& a) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof(ss);
+  if (getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return false;
+  if (ss.ss_family == AF_UNIX) {
+    const auto* un = reinterpret_cast<const sockaddr_un*>(&ss);
+    return a.unix_socket && strncmp(un->sun_path, a.host.c_str(), sizeof(un->sun_path)) == 0;
+  }
+  if (ss.ss_family == AF_INET)
+    return !a.unix_socket && ntohs(reinterpret_cast<const sockaddr_in*>(&ss)->sin_port) == a.port;
+  if (ss.ss_family == AF_INET6)
+    return !a.unix_socket && ntohs(reinterpret_cast<const sockaddr_in6*>(&ss)->sin6_port) == a.port;
+  return false;
+}
+
+}  // namespace
 
 Status ParseConfig(const StoreSpec& spec, Config* cfg) {
   // REGION_PREFIX is free text (any key prefix); the reader has no type for
@@ -60,6 +148,7 @@ Status ParseConfig(const StoreSpec& spec, Config* cfg) {
 }
 
 Conn::~Conn() {
+  // (a Conn is destroyed with its store, after the watchdog has stopped)
   for (size_t i = 0; i < n; ++i) {
     memcached_result_free(&result[i]);
     memcached_free(h[i]);
@@ -79,14 +168,19 @@ std::unique_ptr<Conn> MemcachedStore::Acquire() {
   }
   auto c = std::make_unique<Conn>();
   c->h.resize(templates_.size(), nullptr);
+  c->fd.resize(templates_.size(), nullptr);
   c->result = std::make_unique<memcached_result_st[]>(templates_.size());
   for (size_t i = 0; i < templates_.size(); ++i) {
     memcached_st* h = memcached_clone(nullptr, templates_[i]);
     if (!h) return nullptr;
     c->h[i] = h;
+    c->fd[i] = FdOf(h);
+    if (!c->fd[i]) return nullptr;
     memcached_result_create(h, &c->result[i]);
     c->n = i + 1;
   }
+  std::lock_guard<std::mutex> l(pool_mu_);
+  all_.push_back(c.get());
   return c;
 }
 
@@ -101,6 +195,16 @@ MemcachedStore::MemcachedStore(const StoreSpec& spec, Config cfg, std::vector<Se
     : Store(spec.region, spec.location), cfg_(std::move(cfg)), servers_(std::move(servers)) {}
 
 MemcachedStore::~MemcachedStore() {
+  if (wd_generation_.load() == g_fork_generation.load() && wd_.joinable()) {
+    {
+      std::lock_guard<std::mutex> l(wd_mu_);
+      wd_stop_ = true;
+    }
+    wd_cv_.notify_one();
+    wd_.join();
+  } else if (wd_.joinable()) {
+    wd_.detach();  // the parent's thread, not in this process
+  }
   idle_.clear();
   for (memcached_st* t : templates_) memcached_free(t);
 }
@@ -108,6 +212,7 @@ MemcachedStore::~MemcachedStore() {
 Status MemcachedStore::Init() {
   continuum_.Build(servers_);
   health_ = std::make_unique<Health[]>(servers_.size());
+  value_limit_ = cfg_.max_item_size + 4096;
   for (char c : cfg_.region_prefix)
     sanitized_prefix_.push_back(static_cast<unsigned char>(c) > 0x20 && c != 0x7f ? c : '_');
   for (const ServerAddr& a : servers_) {
@@ -131,8 +236,146 @@ Status MemcachedStore::Init() {
     // every Conn; each handle may always try to reconnect when asked.
     memcached_behavior_set(h, MEMCACHED_BEHAVIOR_RETRY_TIMEOUT, 0);
     memcached_behavior_set(h, MEMCACHED_BEHAVIOR_SERVER_FAILURE_LIMIT, 1u << 30);
+    // A reply may claim no more than this (the value, its "\r\n" and
+    // libmemcached's rounding up to 1 KB blocks); clones inherit it.
+    memcached_set_memory_allocators(h, LimitedMalloc, LimitedFree, LimitedRealloc,
+                                    LimitedCalloc, &value_limit_);
   }
+  // The watchdog needs each handle's socket: check that the private layout
+  // read by FdOf is the one this libmemcached has.
+  deadlines_ok_ = true;
+  for (size_t i = 0; i < servers_.size(); ++i) {
+    const memcached_instance_st* inst = memcached_server_instance_by_position(templates_[i], 0);
+    const auto* head = reinterpret_cast<const InstanceHead*>(inst);
+    if (!inst || head->fd != -1 || head->port != memcached_server_port(inst) ||
+        (!servers_[i].unix_socket && head->port != servers_[i].port))
+      deadlines_ok_ = false;
+  }
+  if (!deadlines_ok_)
+    Log(LogLevel::kWarning, region(), kind(),
+        std::string("libmemcached ") + memcached_lib_version() +
+            " has an unexpected connection layout: POLL_TIMEOUT bounds each wait for a "
+            "server, not a whole reply");
+  tick_ms_ = std::clamp<int64_t>(cfg_.poll_timeout_ms / 8, 2, 50);
+  std::call_once(g_atfork_once, [] { pthread_atfork(nullptr, nullptr, OnForkChild); });
   return Status::OK();
+}
+
+// ---- deadlines -------------------------------------------------------------------
+
+void MemcachedStore::StartWatchdog() {
+  // First call in this process (or in a forked child, where the parent's
+  // thread is gone and its lock may have been copied held).
+  static std::mutex start_mu;  // only ever locked here, never across fork
+  std::lock_guard<std::mutex> g(start_mu);
+  uint64_t gen = g_fork_generation.load(std::memory_order_relaxed);
+  if (wd_generation_.load(std::memory_order_acquire) == gen) return;
+  if (wd_.joinable()) {
+    // A thread of the parent: the handle is all there is of it here.
+    wd_.detach();
+    new (&wd_mu_) std::mutex();
+    new (&wd_cv_) std::condition_variable();
+  }
+  wd_stop_ = false;
+  wd_wake_ = false;
+  wd_sleeping_.store(false);
+  wd_ = std::thread([this] { WatchdogLoop(); });
+  wd_generation_.store(gen, std::memory_order_release);
+}
+
+void MemcachedStore::Arm(Conn* c, int server, int64_t extra_ms) {
+  if (!deadlines_ok_) return;
+  if (wd_generation_.load(std::memory_order_acquire) !=
+      g_fork_generation.load(std::memory_order_relaxed))
+    StartWatchdog();
+  // Not connected yet: the call connects first, within CONNECT_TIMEOUT.
+  int64_t budget = cfg_.poll_timeout_ms + extra_ms;
+  for (size_t i = 0; i < c->n; ++i) {
+    if ((server < 0 || static_cast<size_t>(server) == i) && *c->fd[i] < 0) {
+      budget += cfg_.connect_timeout_ms;
+      break;
+    }
+  }
+  c->target.store(server, std::memory_order_relaxed);
+  c->deadline_ms.store(NowMs() + budget, std::memory_order_seq_cst);
+  // (seq_cst on both sides: the watchdog publishes that it sleeps, then looks
+  // for armed Conns; we publish the deadline, then look whether it sleeps.)
+  if (wd_sleeping_.load(std::memory_order_seq_cst)) {
+    std::lock_guard<std::mutex> l(wd_mu_);
+    wd_wake_ = true;
+    wd_cv_.notify_one();
+  }
+}
+
+bool MemcachedStore::Disarm(Conn* c) {
+  if (!deadlines_ok_) return false;
+  int64_t d = c->deadline_ms.load(std::memory_order_acquire);
+  for (;;) {
+    if (d == Conn::kFiring) {  // the watchdog is shutting our sockets down
+      std::this_thread::yield();
+      d = c->deadline_ms.load(std::memory_order_acquire);
+      continue;
+    }
+    if (c->deadline_ms.compare_exchange_weak(d, 0, std::memory_order_acq_rel)) break;
+  }
+  if (!c->fired.load(std::memory_order_relaxed)) return false;
+  c->fired.store(false, std::memory_order_relaxed);
+  return true;
+}
+
+void MemcachedStore::Fire(Conn* c) {
+  int t = c->target.load(std::memory_order_relaxed);
+  for (size_t s = 0; s < c->n; ++s) {
+    if (t >= 0 && static_cast<size_t>(t) != s) continue;
+    // The owner thread is inside libmemcached, waiting on this socket. Work
+    // on a duplicate, checked to lead to this server: should libmemcached
+    // have closed the socket this instant and the number been reused, the
+    // duplicate is not that socket's, or the check fails.
+    int fd = __atomic_load_n(c->fd[s], __ATOMIC_RELAXED);
+    if (fd < 0) continue;
+    int dup = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (dup < 0) continue;
+    if (PeerIs(dup, servers_[s])) shutdown(dup, SHUT_RDWR);
+    close(dup);
+  }
+}
+
+bool MemcachedStore::ScanDeadlines() {
+  bool armed = false;
+  int64_t now = NowMs();
+  std::lock_guard<std::mutex> l(pool_mu_);
+  for (Conn* c : all_) {
+    int64_t d = c->deadline_ms.load(std::memory_order_seq_cst);
+    if (d <= 0) continue;
+    armed = true;
+    if (now >= d &&
+        c->deadline_ms.compare_exchange_strong(d, Conn::kFiring, std::memory_order_acq_rel)) {
+      Fire(c);
+      c->fired.store(true, std::memory_order_relaxed);
+      c->deadline_ms.store(0, std::memory_order_release);
+    }
+  }
+  return armed;
+}
+
+void MemcachedStore::WatchdogLoop() {
+  std::unique_lock<std::mutex> l(wd_mu_);
+  int64_t idle_since = NowMs();
+  while (!wd_stop_) {
+    bool armed = ScanDeadlines();
+    int64_t now = NowMs();
+    if (armed) idle_since = now;
+    if (!armed && now - idle_since > 1000) {
+      // Idle for a second: sleep until a call arms a deadline.
+      wd_sleeping_.store(true, std::memory_order_seq_cst);
+      if (!ScanDeadlines()) wd_cv_.wait(l, [&] { return wd_stop_ || wd_wake_; });
+      wd_wake_ = false;
+      wd_sleeping_.store(false, std::memory_order_seq_cst);
+      idle_since = NowMs();
+      continue;
+    }
+    wd_cv_.wait_for(l, std::chrono::milliseconds(tick_ms_));
+  }
 }
 
 // ---- routing and health -------------------------------------------------------
@@ -197,19 +440,39 @@ bool MemcachedStore::IsDown(memcached_return_t rc) {
   }
 }
 
-Status MemcachedStore::Failed(int s, memcached_st* h, memcached_return_t rc) {
-  std::string msg = Where() + "memcached server " + servers_[s].name + ": ";
-  const char* detail = memcached_last_error_message(h);
-  msg += detail && *detail ? detail : memcached_strerror(h, rc);
-  if (rc == MEMCACHED_E2BIG || rc == MEMCACHED_KEY_TOO_BIG) return Status::TooLarge(msg);
-  if (IsDown(rc)) {
+Status MemcachedStore::Failed(int s, memcached_st* h, memcached_return_t rc, bool fired) {
+  std::string what = "memcached server " + servers_[s].name + ": ";
+  bool refused = rc == MEMCACHED_MEMORY_ALLOCATION_FAILURE && t_refused != 0;
+  if (fired) {
+    what += "no complete reply within POLL_TIMEOUT (" + std::to_string(cfg_.poll_timeout_ms) +
+            " ms); connection closed";
+  } else if (refused) {
+    what += "reply claims a value of " + std::to_string(t_refused - 2) +
+            " bytes, more than MAX_ITEM_SIZE (" + std::to_string(cfg_.max_item_size) +
+            " bytes); connection closed";
+  } else {
+    const char* detail = memcached_last_error_message(h);
+    what += Printable(detail && *detail ? detail : memcached_strerror(h, rc), 200);
+  }
+  t_refused = 0;
+  if (rc == MEMCACHED_E2BIG || rc == MEMCACHED_KEY_TOO_BIG) return Status::TooLarge(Where() + what);
+  if (fired || IsDown(rc)) {
     Health& hl = health_[s];
     uint32_t f = hl.failures.fetch_add(1, std::memory_order_relaxed) + 1;
     if (f >= cfg_.failure_limit)
       hl.retry_at_ms.store(NowMs() + std::max<int64_t>(cfg_.retry_timeout_ms, 1),
                            std::memory_order_relaxed);
   }
-  return Status::Unavailable(msg);
+  // Whatever is still on this connection (the rest of a value, garbage, a
+  // late reply) is not in step with the next request: drop it. The socket
+  // is shut first so that quit's own write cannot wait on a stopped server.
+  if (deadlines_ok_) {
+    const int* fdp = FdOf(h);
+    if (fdp && *fdp >= 0) shutdown(*fdp, SHUT_RDWR);
+  }
+  memcached_quit(h);
+  Log(LogLevel::kWarning, region(), kind(), what);
+  return Status::Unavailable(Where() + what);
 }
 
 // ---- values --------------------------------------------------------------------
@@ -295,8 +558,9 @@ Status MemcachedStore::Get(std::string_view key, Value* out) {
   memcached_st* h = c->h[s];
   const char* keys[1] = {wire.data()};
   size_t lens[1] = {wire.size()};
+  Deadline dl(this, c.get(), s);
   memcached_return_t rc = memcached_mget(h, keys, lens, 1);
-  if (memcached_failed(rc)) return Failed(s, h, rc);
+  if (memcached_failed(rc)) return Failed(s, h, rc, dl.Done());
   Status result = Status::NotFound();
   memcached_result_st* r;
   while ((r = memcached_fetch_result(h, &c->result[s], &rc)) != nullptr) {
@@ -305,7 +569,8 @@ Status MemcachedStore::Get(std::string_view key, Value* out) {
                       memcached_result_flags(r), out);
   }
   if (rc != MEMCACHED_END && rc != MEMCACHED_NOTFOUND && rc != MEMCACHED_SUCCESS)
-    return Failed(s, h, rc);
+    return Failed(s, h, rc, dl.Done());
+  if (dl.Done()) return Failed(s, h, rc, true);
   MarkOk(s);
   return result;
 }
@@ -326,6 +591,7 @@ Status MemcachedStore::Write(Op op, std::string_view key, std::string_view data,
   if (!c.ok()) return Status::IOError(Where() + "out of memory for a connection");
   memcached_st* h = c->h[s];
   memcached_return_t rc;
+  Deadline dl(this, c.get(), s, static_cast<int64_t>(payload.size() >> 16));
   switch (op) {
     case Op::kSet:
       rc = memcached_set(h, wire.data(), wire.size(), payload.data(), payload.size(), exptime, f);
@@ -338,6 +604,7 @@ Status MemcachedStore::Write(Op op, std::string_view key, std::string_view data,
                              f);
       break;
   }
+  if (dl.Done()) return Failed(s, h, rc, true);
   if (rc == MEMCACHED_SUCCESS || rc == MEMCACHED_STORED) {
     MarkOk(s);
     return Status::OK();
@@ -372,8 +639,10 @@ Status MemcachedStore::Touch(std::string_view key, int64_t expires_ms) {
   Lease c(this);
   if (!c.ok()) return Status::IOError(Where() + "out of memory for a connection");
   memcached_st* h = c->h[s];
+  Deadline dl(this, c.get(), s);
   memcached_return_t rc =
       memcached_touch(h, wire.data(), wire.size(), ToExptime(expires_ms, NowMs()));
+  if (dl.Done()) return Failed(s, h, rc, true);
   if (rc == MEMCACHED_SUCCESS) {
     MarkOk(s);
     return Status::OK();
@@ -395,7 +664,9 @@ Status MemcachedStore::Delete(std::string_view key) {
   Lease c(this);
   if (!c.ok()) return Status::IOError(Where() + "out of memory for a connection");
   memcached_st* h = c->h[s];
+  Deadline dl(this, c.get(), s);
   memcached_return_t rc = memcached_delete(h, wire.data(), wire.size(), 0);
+  if (dl.Done()) return Failed(s, h, rc, true);
   if (rc == MEMCACHED_SUCCESS || rc == MEMCACHED_DELETED) {
     MarkOk(s);
     return Status::OK();
@@ -425,14 +696,17 @@ Status MemcachedStore::Incr(std::string_view key, int64_t delta, int64_t* result
   memcached_st* h = c->h[s];
   uint64_t v = 0;
   uint32_t off = static_cast<uint32_t>(mag);
+  Deadline dl(this, c.get(), s);
   memcached_return_t rc = delta < 0 ? memcached_decrement(h, wire.data(), wire.size(), off, &v)
                                     : memcached_increment(h, wire.data(), wire.size(), off, &v);
+  if (dl.Done()) return Failed(s, h, rc, true);
   if (rc == MEMCACHED_SUCCESS) {
     MarkOk(s);
     if (v > static_cast<uint64_t>(INT64_MAX)) {
       // Undo (old + delta < 2^64, so this restores the old value exactly)
       // and let the caller add in arbitrary precision.
       uint64_t back = 0;
+      Deadline undo(this, c.get(), s);
       memcached_decrement(h, wire.data(), wire.size(), off, &back);
       return Status::OutOfRange();
     }
@@ -481,7 +755,8 @@ Status MemcachedStore::GetMany(std::span<const std::string_view> keys, std::vect
   Lease c(this);
   if (!c.ok()) return Status::IOError(Where() + "out of memory for a connection");
   // Send every server its multi-get first, then read the replies: the
-  // servers work in parallel.
+  // servers work in parallel, and one deadline bounds the whole call.
+  Deadline dl(this, c.get(), -1);
   std::vector<bool> sent(servers_.size(), false);
   size_t failed_keys = n - routed;
   for (size_t s = 0; s < servers_.size(); ++s) {
@@ -495,7 +770,7 @@ Status MemcachedStore::GetMany(std::span<const std::string_view> keys, std::vect
     }
     memcached_return_t rc = memcached_mget(c->h[s], kp.data(), kl.data(), idx.size());
     if (memcached_failed(rc)) {
-      Status st = Failed(static_cast<int>(s), c->h[s], rc);
+      Status st = Failed(static_cast<int>(s), c->h[s], rc, dl.Fired());
       if (first_error.ok()) first_error = st;
       failed_keys += idx.size();
       continue;
@@ -529,13 +804,14 @@ Status MemcachedStore::GetMany(std::span<const std::string_view> keys, std::vect
       else if (!st.IsNotFound() && corrupt.ok()) corrupt = st;
     }
     if (rc != MEMCACHED_END && rc != MEMCACHED_NOTFOUND && rc != MEMCACHED_SUCCESS) {
-      Status st = Failed(static_cast<int>(s), h, rc);
+      Status st = Failed(static_cast<int>(s), h, rc, dl.Fired());
       if (first_error.ok()) first_error = st;
       failed_keys += idx.size();
     } else {
       MarkOk(static_cast<int>(s));
     }
   }
+  dl.Done();
   if (!corrupt.ok()) return corrupt;
   // Keys of failed servers are misses; only a call that reached nobody fails.
   if (failed_keys == n && !first_error.ok()) return first_error;
@@ -601,6 +877,9 @@ Status MemcachedStore::SetMany(std::span<const WriteItem> items, std::vector<siz
   // the replies to drop them later, lost most of a 1000-key batch here.)
   // What fails on the server (a value it refuses late) is lost for that
   // item silently, as with any cache write; a server down fails its items.
+  size_t bytes = 0;
+  for (const Packed& q : p) bytes += q.payload.size() + q.wire.size();
+  Deadline dl(this, c.get(), -1, static_cast<int64_t>(bytes >> 16));
   for (size_t s = 0; s < servers_.size(); ++s) {
     auto& idx = by_server[s];
     if (idx.empty()) continue;
@@ -612,7 +891,7 @@ Status MemcachedStore::SetMany(std::span<const WriteItem> items, std::vector<siz
       return r == MEMCACHED_STORED ? MEMCACHED_SUCCESS : r;
     });
     if (memcached_failed(rc)) {
-      Status st = Failed(static_cast<int>(s), h, rc);
+      Status st = Failed(static_cast<int>(s), h, rc, dl.Fired());
       if (first_error.ok()) first_error = st;
       // Nothing says which buffered requests reached the server.
       for (size_t j : idx) failed->push_back(j);
@@ -640,6 +919,7 @@ Status MemcachedStore::DeleteWire(const std::vector<std::string>& wire, uint64_t
   }
   Lease c(this);
   if (!c.ok()) return Status::IOError(Where() + "out of memory for a connection");
+  Deadline dl(this, c.get(), -1, static_cast<int64_t>(wire.size() >> 10));
   for (size_t s = 0; s < servers_.size(); ++s) {
     auto& idx = by_server[s];
     if (idx.empty()) continue;
@@ -650,7 +930,7 @@ Status MemcachedStore::DeleteWire(const std::vector<std::string>& wire, uint64_t
       return r == MEMCACHED_DELETED || r == MEMCACHED_NOTFOUND ? MEMCACHED_SUCCESS : r;
     });
     if (memcached_failed(rc)) {
-      Status st = Failed(static_cast<int>(s), h, rc);
+      Status st = Failed(static_cast<int>(s), h, rc, dl.Fired());
       if (first_error.ok()) first_error = st;
     } else {
       MarkOk(static_cast<int>(s));
