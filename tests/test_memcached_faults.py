@@ -127,3 +127,104 @@ def test_stopped_server_get_ends_within_the_deadline(make_cache):
         assert cache.get("k") == "v"
     finally:
         servers.stop()
+
+
+# --- the inspection path: stats(), list_entries(), the management command -------
+
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from io import StringIO  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from django.core.management import call_command  # noqa: E402
+from django.core.management.base import CommandError  # noqa: E402
+
+import regioncache  # noqa: E402
+
+TESTS_DIR = Path(__file__).resolve().parent
+
+
+@pytest.mark.parametrize("fault", ["trickle", "endless", "garbage"])
+def test_stats_reports_a_misbehaving_server_within_the_deadline(fake, make_cache, fault):
+    cache = make_cache(fake.location)
+    cache.set("k", "v")
+    fake.faults["stats"] = fault
+    stats, took = timed(cache.stats)
+    assert took < 2 * POLL + 0.1, f"stats() took {took:.2f} s against a {fault} server"
+    extra = dict(stats["extra"]) if isinstance(stats.get("extra"), list) else stats
+    text = repr(extra)
+    assert "servers_up" in text and fake.location in text
+
+
+@pytest.mark.parametrize("fault", ["trickle", "endless", "garbage"])
+def test_listing_a_misbehaving_server_is_an_error_naming_it(fake, make_cache, fault):
+    cache = make_cache(fake.location)
+    cache.set("k", "v")
+    fake.faults["metadump"] = fault
+    t0 = time.monotonic()
+    with pytest.raises(regioncache.RegionError) as info:
+        cache.list_entries()
+    took = time.monotonic() - t0
+    assert took < 1.0 + 2 * POLL, f"list_entries took {took:.2f} s against a {fault} server"
+    msg = str(info.value)
+    assert fake.location in msg and cache.alias in msg
+    assert "\n" not in msg and msg.isprintable()
+
+
+def test_mg_claiming_a_huge_value_is_an_error_not_a_read(make_cache):
+    with FakeMemcached() as fake:
+        cache = make_cache(fake.location)
+        long_key = "x" * 300  # a mapped key: the listing reads its envelope with mg
+        cache.set(long_key, "v")
+        original = fake._apply
+
+        def lying(cmd, parts, data):
+            if cmd == "mg":
+                return b"VA 2147483648 s5 f0\r\n"
+            return original(cmd, parts, data)
+
+        fake._apply = lying
+        value, took = timed(lambda: pytest.raises(regioncache.RegionError, cache.list_entries))
+        assert took < 0.5
+        assert "MAX_ITEM_SIZE" in str(value.value) and fake.location in str(value.value)
+
+
+@pytest.fixture
+def fake_alias(regions):
+    fakes = []
+
+    def make(faults):
+        f = FakeMemcached(faults=faults, delay=0.02).start()
+        fakes.append(f)
+        alias = regions.register({
+            "BACKEND": "regioncache.MemcachedCache", "LOCATION": f.location, "KEY_PREFIX": "",
+            "OPTIONS": {"POLL_TIMEOUT": POLL, "CONNECT_TIMEOUT": POLL},
+        })
+        caches[alias].set("k", "v")
+        return alias, f
+
+    yield make
+    for f in fakes:
+        f.stop()
+
+
+@pytest.mark.parametrize("fault", ["silent", "trickle", "garbage"])
+def test_command_keys_and_purge_fail_in_one_line(fake_alias, regions, fault):
+    alias, fake = fake_alias({"metadump": fault})
+    for args in (["keys", alias], ["purge", alias, "--pattern", "k*", "--yes"]):
+        t0 = time.monotonic()
+        with pytest.raises(CommandError) as info:
+            call_command("cacheregions", *args, stdout=StringIO())
+        assert time.monotonic() - t0 < 1.0 + 2 * POLL
+        msg = str(info.value)
+        assert alias in msg and fake.location in msg and "\n" not in msg
+    # a real manage.py: non-zero exit, one line on stderr, no traceback
+    proc = subprocess.run(
+        [sys.executable, "-m", "django", "cacheregions", "keys", alias],
+        env={**regions.child_env(), "DJANGO_SETTINGS_MODULE": "djangoproject.settings"},
+        capture_output=True, text=True, cwd=TESTS_DIR, timeout=30,
+    )
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and fake.location in lines[0], proc.stderr

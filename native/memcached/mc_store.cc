@@ -14,6 +14,7 @@
 #include <map>
 
 #include "memcached/mc_keys.h"
+#include "memcached/mc_text.h"
 #include "regioncache/clock.h"
 #include "regioncache/codec.h"
 #include "regioncache/log.h"
@@ -68,24 +69,6 @@ void* LimitedRealloc(const memcached_st*, void* mem, const size_t size, void* ct
     return nullptr;
   }
   return std::realloc(mem, size);
-}
-
-// Protocol text from a server, fit for a message: printable ASCII only.
-std::string Printable(std::string_view s, size_t max = 80) {
-  std::string out;
-  for (char ch : s.substr(0, max)) {
-    unsigned char c = static_cast<unsigned char>(ch);
-    if (c >= 0x20 && c < 0x7f) {
-      out.push_back(ch);
-    } else {
-      static const char kHex[] = "0123456789abcdef";
-      out += "\\x";
-      out.push_back(kHex[c >> 4]);
-      out.push_back(kHex[c & 0xf]);
-    }
-  }
-  if (s.size() > max) out += "...";
-  return out;
 }
 
 bool PeerIs(int fd, const ServerAddr& a) {
