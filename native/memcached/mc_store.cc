@@ -71,6 +71,16 @@ void* LimitedRealloc(const memcached_st*, void* mem, const size_t size, void* ct
   return std::realloc(mem, size);
 }
 
+// memcached_fetch_result ends with NOTFOUND/END even when the reply was
+// garbage or claimed too much (the error is only recorded on the handle):
+// the handle's last error tells.
+memcached_return_t FetchEnd(memcached_st* h, memcached_return_t rc) {
+  if (rc != MEMCACHED_END && rc != MEMCACHED_NOTFOUND && rc != MEMCACHED_SUCCESS) return rc;
+  memcached_return_t last = memcached_last_error(h);
+  if (memcached_failed(last) && last != MEMCACHED_NOTFOUND && last != MEMCACHED_END) return last;
+  return rc;
+}
+
 bool PeerIs(int fd, const ServerAddr& a) {
   sockaddr_storage ss{};
   socklen_t len = sizeof(ss);
@@ -551,6 +561,7 @@ Status MemcachedStore::Get(std::string_view key, Value* out) {
       result = Unpack(key, mapped, memcached_result_value(r), memcached_result_length(r),
                       memcached_result_flags(r), out);
   }
+  rc = FetchEnd(h, rc);
   if (rc != MEMCACHED_END && rc != MEMCACHED_NOTFOUND && rc != MEMCACHED_SUCCESS)
     return Failed(s, h, rc, dl.Done());
   if (dl.Done()) return Failed(s, h, rc, true);
@@ -786,6 +797,7 @@ Status MemcachedStore::GetMany(std::span<const std::string_view> keys, std::vect
       if (st.ok()) (*found)[i] = true;
       else if (!st.IsNotFound() && corrupt.ok()) corrupt = st;
     }
+    rc = FetchEnd(h, rc);
     if (rc != MEMCACHED_END && rc != MEMCACHED_NOTFOUND && rc != MEMCACHED_SUCCESS) {
       Status st = Failed(static_cast<int>(s), h, rc, dl.Fired());
       if (first_error.ok()) first_error = st;
