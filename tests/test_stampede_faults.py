@@ -167,3 +167,41 @@ def test_timed_out_acquire_applied_later_does_not_make_the_next_caller_wait(serv
     assert took < 1.0, f"the next caller waited {took:.2f} s for an abandoned lock"
     assert cache.get("k") == "from B"
     assert not server.has_key(lock_wire)  # B took the lock over and released it
+
+
+class RaisingMemcachedCache:
+    """Stands in for a RAISE_ERRORS region (that option is the `policy`
+    branch's, not on this one): a real MemcachedCache whose add() raises the
+    region's error where the store fails, as RAISE_ERRORS makes it do."""
+
+    def __new__(cls, server, params):
+        from regioncache import MemcachedCache, RegionError
+
+        class Raising(MemcachedCache):
+            def add(self, key, value, timeout=None, version=None):
+                if not super().add(key, value, timeout, version) and not self.has_key(key, version):
+                    raise RegionError(f"region {self.alias!r}: add failed: server down")
+                return True
+
+        return Raising(server, params)
+
+
+def test_an_add_that_raises_means_compute_now(make_cache):
+    alias = f"mcr-{uuid.uuid4().hex[:8]}"
+    settings.CACHES[alias] = {
+        "BACKEND": f"{__name__}.RaisingMemcachedCache",
+        "LOCATION": f"127.0.0.1:{free_port()}",
+        "OPTIONS": {"POLL_TIMEOUT": 0.2, "CONNECT_TIMEOUT": 0.2},
+    }
+    try:
+        cache = caches[alias]
+        cache.alias = alias  # (found by backend path otherwise)
+        with pytest.raises(Exception, match="add failed"):
+            cache.add("x", 1)
+        for name, call in all_paths(cache):
+            value, took = timed(call)
+            assert value == "computed" and took < 2.0, (name, took)
+    finally:
+        if getattr(caches._connections, alias, None) is not None:
+            delattr(caches._connections, alias)
+        settings.CACHES.pop(alias, None)
