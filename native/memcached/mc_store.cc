@@ -316,7 +316,8 @@ bool MemcachedStore::Disarm(Conn* c) {
   return true;
 }
 
-void MemcachedStore::Fire(Conn* c) {
+bool MemcachedStore::Fire(Conn* c) {
+  bool shut = false;
   int t = c->target.load(std::memory_order_relaxed);
   for (size_t s = 0; s < c->n; ++s) {
     if (t >= 0 && static_cast<size_t>(t) != s) continue;
@@ -328,9 +329,10 @@ void MemcachedStore::Fire(Conn* c) {
     if (fd < 0) continue;
     int dup = fcntl(fd, F_DUPFD_CLOEXEC, 0);
     if (dup < 0) continue;
-    if (PeerIs(dup, servers_[s])) shutdown(dup, SHUT_RDWR);
+    if (PeerIs(dup, servers_[s]) && shutdown(dup, SHUT_RDWR) == 0) shut = true;
     close(dup);
   }
+  return shut;
 }
 
 bool MemcachedStore::ScanDeadlines() {
@@ -343,9 +345,14 @@ bool MemcachedStore::ScanDeadlines() {
     armed = true;
     if (now >= d &&
         c->deadline_ms.compare_exchange_strong(d, Conn::kFiring, std::memory_order_acq_rel)) {
-      Fire(c);
-      c->fired.store(true, std::memory_order_relaxed);
-      c->deadline_ms.store(0, std::memory_order_release);
+      if (Fire(c)) {
+        c->fired.store(true, std::memory_order_relaxed);
+        c->deadline_ms.store(0, std::memory_order_release);
+      } else {
+        // No connected socket yet (the call is still connecting): look
+        // again at the next tick.
+        c->deadline_ms.store(now + tick_ms_, std::memory_order_release);
+      }
     }
   }
   return armed;

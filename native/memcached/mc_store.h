@@ -117,7 +117,7 @@ class MemcachedStore final : public Store {
   void StartWatchdog();
   void WatchdogLoop();
   bool ScanDeadlines();  // fires overdue calls; true if a call is armed
-  void Fire(Conn* c);
+  bool Fire(Conn* c);  // true if it shut a socket down
 
   // Routing and health.
   bool Live(int s, int64_t* now) const;
