@@ -367,6 +367,14 @@ TEST(MemcachedDeadline, TrickledReplyEndsWithinPollTimeoutAndIsLogged) {
   EXPECT_NE(s.message().find(fake.location()), std::string::npos) << s.message();
   EXPECT_NE(s.message().find("POLL_TIMEOUT"), std::string::npos) << s.message();
   EXPECT_TRUE(Logged("mc|memcached|memcached server " + fake.location()));
+  // Idle for over a second, the watchdog sleeps; the next call wakes it.
+  std::this_thread::sleep_for(std::chrono::milliseconds(1300));
+  t0 = std::chrono::steady_clock::now();
+  s = st->Get(":1:k", &v);
+  took = MsSince(t0);
+  EXPECT_TRUE(s.IsUnavailable()) << s.ToString();
+  EXPECT_LT(took, 400) << "after an idle second, a trickled reply held Get " << took << " ms";
+  EXPECT_NE(s.message().find("POLL_TIMEOUT"), std::string::npos) << s.message();
 }
 
 TEST(MemcachedDeadline, HugeClaimEndsAtOnce) {
