@@ -1,5 +1,6 @@
 // The memcached store against real memcached servers started on free
 // loopback ports (a missing memcached binary fails these tests).
+#include <dirent.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -9,6 +10,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -65,6 +68,26 @@ class Memcached {
   }
   bool up() const { return CanConnect(port_); }
   pid_t pid() const { return pid_; }
+  // SIGSTOP, and wait until every thread of the server has stopped.
+  void Stop() {
+    kill(pid_, SIGSTOP);
+    std::string path = "/proc/" + std::to_string(pid_) + "/task";
+    for (int i = 0; i < 500; ++i) {
+      bool all = true;
+      if (DIR* d = opendir(path.c_str())) {
+        while (dirent* e = readdir(d)) {
+          if (e->d_name[0] == '.') continue;
+          std::ifstream f(path + "/" + e->d_name + "/stat");
+          std::string stat((std::istreambuf_iterator<char>(f)), {});
+          size_t rp = stat.rfind(')');
+          if (rp == std::string::npos || rp + 2 >= stat.size() || stat[rp + 2] != 'T') all = false;
+        }
+        closedir(d);
+      }
+      if (all) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+  }
   std::string location() const { return "127.0.0.1:" + std::to_string(port_); }
 
  private:
@@ -405,7 +428,7 @@ TEST(MemcachedDeadline, StoppedServerAndForkedChildKeepTheDeadline) {
   ASSERT_TRUE(m.up());
   auto st = Open(m.location(), {{"POLL_TIMEOUT", "0.2"}});
   ASSERT_TRUE(st->Set(":1:k", "v", kEncStr, kNever).ok());
-  kill(m.pid(), SIGSTOP);
+  m.Stop();
   Value sv;
   auto t0 = std::chrono::steady_clock::now();
   Status ss = st->Get(":1:k", &sv);
