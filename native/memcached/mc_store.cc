@@ -9,9 +9,11 @@
 
 #include <algorithm>
 #include <climits>
+#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <thread>
 
 #include "memcached/mc_keys.h"
 #include "memcached/mc_text.h"
@@ -96,6 +98,147 @@ bool PeerIs(int fd, const ServerAddr& a) {
   return false;
 }
 
+// The process's one watchdog thread: it looks at every registered Conn of
+// every memcached store each tick (the smallest of the stores' ticks,
+// POLL_TIMEOUT / 8 between 2 and 50 ms) while calls run, and sleeps on a
+// condition variable after a second without any (a call arming a deadline
+// wakes it). Django makes a cache object per thread, so one thread per
+// store would mean one per request thread and alias.
+class Watchdog {
+ public:
+  static Watchdog& Instance() {
+    static Watchdog* w = new Watchdog();  // never destroyed: its thread may outlive exit's destructors
+    return *w;
+  }
+
+  // Starts the thread in this process if it is not running here (the first
+  // call, or the first in a forked child: the parent's thread is not there,
+  // and its lock may have been copied held).
+  void EnsureRunning() {
+    uint64_t gen = g_fork_generation.load(std::memory_order_relaxed);
+    if (generation_.load(std::memory_order_acquire) == gen) return;
+    bool expected = false;
+    while (!starting_.compare_exchange_weak(expected, true, std::memory_order_acquire)) {
+      expected = false;
+      std::this_thread::yield();
+    }
+    if (generation_.load(std::memory_order_acquire) != gen) {
+      if (generation_.load(std::memory_order_relaxed) != 0) {
+        new (&mu_) std::mutex();
+        new (&cv_) std::condition_variable();
+      }
+      wake_ = false;
+      sleeping_.store(false);
+      std::thread([this] { Loop(); }).detach();
+      generation_.store(gen, std::memory_order_release);
+    }
+    starting_.store(false, std::memory_order_release);
+  }
+
+  void Register(Conn* c) {
+    EnsureRunning();
+    std::lock_guard<std::mutex> l(mu_);
+    conns_.push_back(c);
+  }
+
+  void Unregister(const std::vector<Conn*>& gone) {
+    if (gone.empty()) return;
+    EnsureRunning();
+    std::lock_guard<std::mutex> l(mu_);  // not in a scan: the Conns may be freed after this
+    conns_.erase(std::remove_if(conns_.begin(), conns_.end(),
+                                [&](Conn* c) {
+                                  return std::find(gone.begin(), gone.end(), c) != gone.end();
+                                }),
+                 conns_.end());
+  }
+
+  // After a Conn's deadline was stored (seq_cst): wake the thread if it
+  // sleeps. (It publishes that it sleeps, then looks for armed Conns; a
+  // call publishes its deadline, then looks whether it sleeps: one of the
+  // two sees the other.)
+  void Armed() {
+    if (sleeping_.load(std::memory_order_seq_cst)) {
+      std::lock_guard<std::mutex> l(mu_);
+      wake_ = true;
+      cv_.notify_one();
+    }
+  }
+
+ private:
+  void Loop() {
+    std::unique_lock<std::mutex> l(mu_);
+    int64_t idle_since = NowMs();
+    for (;;) {
+      int64_t tick = 50;
+      bool armed = Scan(&tick);
+      int64_t now = NowMs();
+      if (armed) idle_since = now;
+      if (!armed && now - idle_since > 1000) {
+        sleeping_.store(true, std::memory_order_seq_cst);
+        if (!Scan(&tick)) cv_.wait(l, [&] { return wake_; });
+        wake_ = false;
+        sleeping_.store(false, std::memory_order_seq_cst);
+        idle_since = NowMs();
+        continue;
+      }
+      cv_.wait_for(l, std::chrono::milliseconds(tick));
+    }
+  }
+
+  // Fires overdue calls; true if a call is armed. *tick: the smallest tick
+  // of the Conns seen.
+  bool Scan(int64_t* tick) {
+    bool armed = false;
+    int64_t now = NowMs();
+    for (Conn* c : conns_) {
+      *tick = std::min(*tick, c->tick_ms);
+      int64_t d = c->deadline_ms.load(std::memory_order_seq_cst);
+      if (d <= 0) continue;
+      armed = true;
+      if (now >= d &&
+          c->deadline_ms.compare_exchange_strong(d, Conn::kFiring, std::memory_order_acq_rel)) {
+        if (Fire(c)) {
+          c->fired.store(true, std::memory_order_relaxed);
+          c->deadline_ms.store(0, std::memory_order_release);
+        } else {
+          // No connected socket yet (the call is still connecting): look
+          // again at the next tick.
+          c->deadline_ms.store(now + c->tick_ms, std::memory_order_release);
+        }
+      }
+    }
+    return armed;
+  }
+
+  // Shuts the sockets of the call's server(s) down; true if it shut one.
+  static bool Fire(Conn* c) {
+    bool shut = false;
+    int t = c->target.load(std::memory_order_relaxed);
+    for (size_t s = 0; s < c->n; ++s) {
+      if (t >= 0 && static_cast<size_t>(t) != s) continue;
+      // The owner thread is inside libmemcached, waiting on this socket.
+      // Work on a duplicate, checked to lead to this server: should
+      // libmemcached have closed the socket this instant and the number
+      // been reused, the duplicate is not that socket's, or the check fails.
+      int fd = __atomic_load_n(c->fd[s], __ATOMIC_RELAXED);
+      if (fd < 0) continue;
+      int dup = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+      if (dup < 0) continue;
+      if (PeerIs(dup, (*c->servers)[s]) && shutdown(dup, SHUT_RDWR) == 0) shut = true;
+      close(dup);
+    }
+    return shut;
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<Conn*> conns_;  // under mu_
+  bool wake_ = false;         // under mu_
+  std::atomic<bool> sleeping_{false};
+  std::atomic<uint64_t> generation_{0};  // the fork generation it runs in; 0: none yet
+  std::atomic<bool> starting_{false};
+};
+
 }  // namespace
 
 Status ParseConfig(const StoreSpec& spec, Config* cfg) {
@@ -172,6 +315,9 @@ std::unique_ptr<Conn> MemcachedStore::Acquire() {
     memcached_result_create(h, &c->result[i]);
     c->n = i + 1;
   }
+  c->servers = &servers_;
+  c->tick_ms = tick_ms_;
+  if (deadlines_ok_) Watchdog::Instance().Register(c.get());
   std::lock_guard<std::mutex> l(pool_mu_);
   all_.push_back(c.get());
   return c;
@@ -188,16 +334,7 @@ MemcachedStore::MemcachedStore(const StoreSpec& spec, Config cfg, std::vector<Se
     : Store(spec.region, spec.location), cfg_(std::move(cfg)), servers_(std::move(servers)) {}
 
 MemcachedStore::~MemcachedStore() {
-  if (wd_generation_.load() == g_fork_generation.load() && wd_.joinable()) {
-    {
-      std::lock_guard<std::mutex> l(wd_mu_);
-      wd_stop_ = true;
-    }
-    wd_cv_.notify_one();
-    wd_.join();
-  } else if (wd_.joinable()) {
-    wd_.detach();  // the parent's thread, not in this process
-  }
+  if (deadlines_ok_) Watchdog::Instance().Unregister(all_);
   idle_.clear();
   for (memcached_st* t : templates_) memcached_free(t);
 }
@@ -256,31 +393,10 @@ Status MemcachedStore::Init() {
 
 // ---- deadlines -------------------------------------------------------------------
 
-void MemcachedStore::StartWatchdog() {
-  // First call in this process (or in a forked child, where the parent's
-  // thread is gone and its lock may have been copied held).
-  static std::mutex start_mu;  // only ever locked here, never across fork
-  std::lock_guard<std::mutex> g(start_mu);
-  uint64_t gen = g_fork_generation.load(std::memory_order_relaxed);
-  if (wd_generation_.load(std::memory_order_acquire) == gen) return;
-  if (wd_.joinable()) {
-    // A thread of the parent: the handle is all there is of it here.
-    wd_.detach();
-    new (&wd_mu_) std::mutex();
-    new (&wd_cv_) std::condition_variable();
-  }
-  wd_stop_ = false;
-  wd_wake_ = false;
-  wd_sleeping_.store(false);
-  wd_ = std::thread([this] { WatchdogLoop(); });
-  wd_generation_.store(gen, std::memory_order_release);
-}
-
 void MemcachedStore::Arm(Conn* c, int server, int64_t extra_ms) {
   if (!deadlines_ok_) return;
-  if (wd_generation_.load(std::memory_order_acquire) !=
-      g_fork_generation.load(std::memory_order_relaxed))
-    StartWatchdog();
+  Watchdog& wd = Watchdog::Instance();
+  wd.EnsureRunning();
   // Not connected yet: the call connects first, within CONNECT_TIMEOUT.
   int64_t budget = cfg_.poll_timeout_ms + extra_ms;
   for (size_t i = 0; i < c->n; ++i) {
@@ -291,13 +407,7 @@ void MemcachedStore::Arm(Conn* c, int server, int64_t extra_ms) {
   }
   c->target.store(server, std::memory_order_relaxed);
   c->deadline_ms.store(NowMs() + budget, std::memory_order_seq_cst);
-  // (seq_cst on both sides: the watchdog publishes that it sleeps, then looks
-  // for armed Conns; we publish the deadline, then look whether it sleeps.)
-  if (wd_sleeping_.load(std::memory_order_seq_cst)) {
-    std::lock_guard<std::mutex> l(wd_mu_);
-    wd_wake_ = true;
-    wd_cv_.notify_one();
-  }
+  wd.Armed();
 }
 
 bool MemcachedStore::Disarm(Conn* c) {
@@ -314,68 +424,6 @@ bool MemcachedStore::Disarm(Conn* c) {
   if (!c->fired.load(std::memory_order_relaxed)) return false;
   c->fired.store(false, std::memory_order_relaxed);
   return true;
-}
-
-bool MemcachedStore::Fire(Conn* c) {
-  bool shut = false;
-  int t = c->target.load(std::memory_order_relaxed);
-  for (size_t s = 0; s < c->n; ++s) {
-    if (t >= 0 && static_cast<size_t>(t) != s) continue;
-    // The owner thread is inside libmemcached, waiting on this socket. Work
-    // on a duplicate, checked to lead to this server: should libmemcached
-    // have closed the socket this instant and the number been reused, the
-    // duplicate is not that socket's, or the check fails.
-    int fd = __atomic_load_n(c->fd[s], __ATOMIC_RELAXED);
-    if (fd < 0) continue;
-    int dup = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-    if (dup < 0) continue;
-    if (PeerIs(dup, servers_[s]) && shutdown(dup, SHUT_RDWR) == 0) shut = true;
-    close(dup);
-  }
-  return shut;
-}
-
-bool MemcachedStore::ScanDeadlines() {
-  bool armed = false;
-  int64_t now = NowMs();
-  std::lock_guard<std::mutex> l(pool_mu_);
-  for (Conn* c : all_) {
-    int64_t d = c->deadline_ms.load(std::memory_order_seq_cst);
-    if (d <= 0) continue;
-    armed = true;
-    if (now >= d &&
-        c->deadline_ms.compare_exchange_strong(d, Conn::kFiring, std::memory_order_acq_rel)) {
-      if (Fire(c)) {
-        c->fired.store(true, std::memory_order_relaxed);
-        c->deadline_ms.store(0, std::memory_order_release);
-      } else {
-        // No connected socket yet (the call is still connecting): look
-        // again at the next tick.
-        c->deadline_ms.store(now + tick_ms_, std::memory_order_release);
-      }
-    }
-  }
-  return armed;
-}
-
-void MemcachedStore::WatchdogLoop() {
-  std::unique_lock<std::mutex> l(wd_mu_);
-  int64_t idle_since = NowMs();
-  while (!wd_stop_) {
-    bool armed = ScanDeadlines();
-    int64_t now = NowMs();
-    if (armed) idle_since = now;
-    if (!armed && now - idle_since > 1000) {
-      // Idle for a second: sleep until a call arms a deadline.
-      wd_sleeping_.store(true, std::memory_order_seq_cst);
-      if (!ScanDeadlines()) wd_cv_.wait(l, [&] { return wd_stop_ || wd_wake_; });
-      wd_wake_ = false;
-      wd_sleeping_.store(false, std::memory_order_seq_cst);
-      idle_since = NowMs();
-      continue;
-    }
-    wd_cv_.wait_for(l, std::chrono::milliseconds(tick_ms_));
-  }
 }
 
 // ---- routing and health -------------------------------------------------------

@@ -11,11 +11,9 @@
 #include <libmemcached/memcached.h>
 
 #include <atomic>
-#include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "memcached/mc_servers.h"
@@ -45,6 +43,8 @@ struct Conn {
   std::unique_ptr<memcached_result_st[]> result;  // one per server, reused
   std::vector<const int*> fd;  // libmemcached's socket of each handle (see Deadline)
   size_t n = 0;
+  const std::vector<ServerAddr>* servers = nullptr;  // the store's, for the watchdog's check
+  int64_t tick_ms = 50;                               // how late the watchdog may look
   // The deadline of the call in progress on this Conn (ms, NowMs clock):
   // 0 none, kFiring while the watchdog shuts its sockets down.
   static constexpr int64_t kFiring = -1;
@@ -107,17 +107,14 @@ class MemcachedStore final : public Store {
 
   // Deadlines. libmemcached's POLL_TIMEOUT bounds each wait for the socket,
   // not a whole reply: a server sending a byte at a time holds a call for
-  // ever. Each call arms its Conn with a deadline; a watchdog thread shuts
-  // the sockets of a call that overruns it down, which ends the call at
-  // once with a read/write failure. Arm/disarm are two atomic operations
-  // and a clock read: no syscall, no lock on the hot path.
+  // ever. Each call arms its Conn with a deadline; one watchdog thread per
+  // process (mc_store.cc) shuts the sockets of a call that overruns it
+  // down, which ends the call at once with a read/write failure. Arm and
+  // disarm are a few atomic operations and a clock read: no syscall, no
+  // lock on the hot path.
   class Deadline;
   void Arm(Conn* c, int server, int64_t extra_ms = 0);
   bool Disarm(Conn* c);  // true if the watchdog fired for this call
-  void StartWatchdog();
-  void WatchdogLoop();
-  bool ScanDeadlines();  // fires overdue calls; true if a call is armed
-  bool Fire(Conn* c);  // true if it shut a socket down
 
   // Routing and health.
   bool Live(int s, int64_t* now) const;
@@ -164,16 +161,8 @@ class MemcachedStore final : public Store {
   std::vector<std::unique_ptr<Conn>> idle_;
   std::vector<Conn*> all_;  // every Conn made (owned by idle_ or a Lease), for the watchdog
 
-  // Watchdog (off when libmemcached's layout is not the one checked at Init).
-  bool deadlines_ok_ = false;
+  bool deadlines_ok_ = false;  // off when libmemcached's layout is not the one checked at Init
   int64_t tick_ms_ = 50;
-  std::mutex wd_mu_;
-  std::condition_variable wd_cv_;
-  std::thread wd_;
-  bool wd_stop_ = false;
-  bool wd_wake_ = false;
-  std::atomic<bool> wd_sleeping_{false};
-  std::atomic<uint64_t> wd_generation_{0};  // fork generation it runs in; 0: none
 };
 
 // Borrows a Conn from the pool for one call.

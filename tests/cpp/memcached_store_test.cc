@@ -454,5 +454,32 @@ TEST(MemcachedDeadline, StoppedServerAndForkedChildKeepTheDeadline) {
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "no deadline in a forked child";
 }
 
+int ThreadCount() {
+  int n = 0;
+  if (DIR* d = opendir("/proc/self/task")) {
+    while (dirent* e = readdir(d))
+      if (e->d_name[0] != '.') ++n;
+    closedir(d);
+  }
+  return n;
+}
+
+TEST(MemcachedDeadline, OneWatchdogThreadForEveryStore) {
+  // Django makes a cache object (a store) per thread and alias: the
+  // watchdog is one thread for the process, not one per store.
+  Memcached m;
+  ASSERT_TRUE(m.up());
+  std::vector<std::unique_ptr<Store>> stores;
+  auto first = Open(m.location(), {{"POLL_TIMEOUT", "0.5"}});
+  ASSERT_TRUE(first->Set(":1:k", "v", kEncStr, kNever).ok());  // the watchdog runs now
+  int before = ThreadCount();
+  for (int i = 0; i < 20; ++i) {
+    stores.push_back(Open(m.location(), {{"POLL_TIMEOUT", "0.5"}}));
+    Value v;
+    ASSERT_TRUE(stores.back()->Get(":1:k", &v).ok());
+  }
+  EXPECT_EQ(ThreadCount(), before);
+}
+
 }  // namespace
 }  // namespace regioncache
