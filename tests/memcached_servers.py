@@ -4,6 +4,7 @@ never a skip."""
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -62,8 +63,33 @@ class Server:
 
     def kill(self):
         if self.proc and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGCONT)  # a paused server too
             self.proc.kill()
             self.proc.wait()
+
+    def pause(self):
+        """SIGSTOP: the server accepts connections (the kernel does) and
+        answers nothing until resume()."""
+        os.kill(self.proc.pid, signal.SIGSTOP)
+        # The signal is delivered asynchronously: wait until every thread
+        # has stopped, or a request sent right now may still be answered.
+        task_dir = f"/proc/{self.proc.pid}/task"
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            states = []
+            for tid in os.listdir(task_dir):
+                try:
+                    with open(f"{task_dir}/{tid}/stat") as f:
+                        states.append(f.read().rsplit(")", 1)[1].split()[0])
+                except OSError:
+                    pass
+            if states and all(s == "T" for s in states):
+                return
+            time.sleep(0.002)
+        raise RuntimeError("memcached did not stop on SIGSTOP")
+
+    def resume(self):
+        os.kill(self.proc.pid, signal.SIGCONT)
 
     def command(self, line):
         """One text-protocol command; returns the reply up to END/the first line."""

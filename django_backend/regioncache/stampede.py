@@ -1,7 +1,7 @@
 """Stampede protection: when a value is missing, one caller computes it.
 
 The lock is an entry in the region itself, taken with the store's atomic
-add (``cache.add(key + LOCK_SUFFIX, token, lock_timeout)``): under the shared
+add (``cache.add(key + LOCK_SUFFIX, ..., lock_timeout)``): under the shared
 memory segment's mutex, with an exclusive create in the file store, with
 memcached's ``add`` command. So it holds across every process (and, for
 memcached, every host) that uses the region.
@@ -13,6 +13,25 @@ dies, its lock expires after ``lock_timeout`` seconds and a waiter takes
 over; a waiter that has waited ``wait`` seconds computes the value itself,
 so a caller is never held up longer than that (a slow computation then runs
 twice rather than stalling a request without bound).
+
+Only a lock held by someone else means "wait". When add() does not take
+the lock, the lock is read back to tell why:
+
+- it carries this caller's token: the add was applied but its reply was
+  lost (a timeout); the caller holds the lock;
+- it is not there, or the store cannot be read, or add() raised (a region
+  with RAISE_ERRORS): the store is failing, and waiting on it would only
+  stall the request: the caller computes now, without the lock;
+- it is held by another caller: wait, as above.
+
+A lock carries its owner's token and is written in two steps: add() stores
+``pending <time> <token>``, and the owner, once add() has said yes, confirms
+it as ``held <token>``. An add whose reply timed out may still be applied by
+the server later (its request was in the server's socket buffer): that lock
+stays "pending" with nobody to confirm it, and a lock pending for more than
+PENDING_GRACE seconds is treated as abandoned: the next caller removes it
+and takes the lock, instead of waiting for it. The caller whose acquire
+failed also removes the lock on its way out if it finds its own token there.
 
 With ``stale`` (the decorator's option), a value past its fresh life is kept
 ``stale`` seconds longer: one caller recomputes it while the others get the
@@ -26,8 +45,16 @@ import uuid
 LOCK_SUFFIX = ":regioncache-lock"
 DEFAULT_LOCK_TIMEOUT = 60.0
 DEFAULT_WAIT = 10.0
+# A lock still "pending" this long after its add was sent was applied late
+# (its owner gave up on the reply) or its owner died between add and confirm.
+PENDING_GRACE = 2.0
 
 _MISSING = object()
+
+# What an acquire found.
+HELD = "held"        # this caller holds the lock
+BUSY = "busy"        # another caller holds it: wait
+FAILED = "failed"    # the store could not take or show the lock: compute now
 
 
 class Envelope(tuple):
@@ -49,16 +76,81 @@ def _delays():
         delay = min(delay * 2, 0.1)
 
 
+def _pending(token):
+    return f"pending {time.time():.6f} {token}"
+
+
+def _parse(value):
+    """(state, token, sent_at) of a stored lock value; state None if the
+    value is not a lock this module wrote."""
+    if not isinstance(value, str):
+        return None, None, None
+    parts = value.split(" ")
+    if len(parts) == 3 and parts[0] == "pending":
+        try:
+            return "pending", parts[2], float(parts[1])
+        except ValueError:
+            return None, None, None
+    if len(parts) == 2 and parts[0] == "held":
+        return "held", parts[1], None
+    return None, None, None
+
+
+def _classify(value, token):
+    """HELD (ours), BUSY (someone else's), FAILED (absent or unreadable) or
+    'abandoned' for a lock read back after an add that did not take it."""
+    if value is _MISSING:
+        return FAILED
+    state, owner, sent_at = _parse(value)
+    if state is None:
+        return BUSY  # a lock value of another version of this module: respect it
+    if owner == token:
+        return HELD
+    if state == "pending" and time.time() - sent_at > PENDING_GRACE:
+        return "abandoned"
+    return BUSY
+
+
+# ---- sync ---------------------------------------------------------------------
+
+def _call(fn, *args, default=None):
+    # A lock operation that raises (a RAISE_ERRORS region whose server fails)
+    # is a failing store, not the caller's error.
+    try:
+        return fn(*args)
+    except Exception:
+        return default
+
+
+def _acquire(cache, lock_key, token, lock_timeout, version):
+    for attempt in range(3):
+        added = _call(cache.add, lock_key, _pending(token), lock_timeout, version)
+        if added:
+            _call(cache.set, lock_key, f"held {token}", lock_timeout, version)
+            return HELD
+        value = _call(cache.get, lock_key, _MISSING, version, default=_MISSING)
+        state = _classify(value, token)
+        if state == HELD:
+            _call(cache.set, lock_key, f"held {token}", lock_timeout, version)
+            return HELD
+        if state == "abandoned":
+            # Remove it if it is still the same lock, then try again.
+            if _call(cache.get, lock_key, _MISSING, version, default=_MISSING) == value:
+                _call(cache.delete, lock_key, version)
+            continue
+        if state == FAILED and added is False and attempt == 0:
+            continue  # maybe released between our add and get: once more
+        return state
+    return FAILED
+
+
 def _release(cache, lock_key, token, version):
     # Remove the lock only if it is still ours: a lock that expired while
-    # we computed may have been taken by another caller since.
-    if cache.get(lock_key, None, version) == token:
-        cache.delete(lock_key, version)
-
-
-async def _arelease(cache, lock_key, token, version):
-    if await cache.aget(lock_key, None, version) == token:
-        await cache.adelete(lock_key, version)
+    # we computed may have been taken by another caller since. Also run
+    # after a failed acquire: the server may have applied it meanwhile.
+    value = _call(cache.get, lock_key, _MISSING, version, default=_MISSING)
+    if _parse(value)[1] == token:
+        _call(cache.delete, lock_key, version)
 
 
 def compute_once(cache, key, compute, timeout, version, store,
@@ -69,12 +161,20 @@ def compute_once(cache, key, compute, timeout, version, store,
     token = uuid.uuid4().hex
     deadline = time.monotonic() + wait
     for delay in _delays():
-        if cache.add(lock_key, token, lock_timeout, version):
+        state = _acquire(cache, lock_key, token, lock_timeout, version)
+        if state == HELD:
             try:
                 value = cache.get(key, _MISSING, version)
                 if value is _MISSING:
                     value = compute()
                     store(value)
+                return value
+            finally:
+                _release(cache, lock_key, token, version)
+        if state == FAILED:
+            try:
+                value = compute()
+                store(value)
                 return value
             finally:
                 _release(cache, lock_key, token, version)
@@ -88,6 +188,53 @@ def compute_once(cache, key, compute, timeout, version, store,
         time.sleep(delay)
 
 
+def try_lock(cache, key, version, lock_timeout=DEFAULT_LOCK_TIMEOUT):
+    """Takes key's lock unless another caller holds it: returns a release()
+    callable (also when the store could not take the lock: compute now), or
+    None when another caller holds it."""
+    lock_key = key + LOCK_SUFFIX
+    token = uuid.uuid4().hex
+    if _acquire(cache, lock_key, token, lock_timeout, version) == BUSY:
+        return None
+    return lambda: _release(cache, lock_key, token, version)
+
+
+# ---- async --------------------------------------------------------------------
+
+async def _acall(fn, *args, default=None):
+    try:
+        return await fn(*args)
+    except Exception:
+        return default
+
+
+async def _aacquire(cache, lock_key, token, lock_timeout, version):
+    for attempt in range(3):
+        added = await _acall(cache.aadd, lock_key, _pending(token), lock_timeout, version)
+        if added:
+            await _acall(cache.aset, lock_key, f"held {token}", lock_timeout, version)
+            return HELD
+        value = await _acall(cache.aget, lock_key, _MISSING, version, default=_MISSING)
+        state = _classify(value, token)
+        if state == HELD:
+            await _acall(cache.aset, lock_key, f"held {token}", lock_timeout, version)
+            return HELD
+        if state == "abandoned":
+            if await _acall(cache.aget, lock_key, _MISSING, version, default=_MISSING) == value:
+                await _acall(cache.adelete, lock_key, version)
+            continue
+        if state == FAILED and added is False and attempt == 0:
+            continue
+        return state
+    return FAILED
+
+
+async def _arelease(cache, lock_key, token, version):
+    value = await _acall(cache.aget, lock_key, _MISSING, version, default=_MISSING)
+    if _parse(value)[1] == token:
+        await _acall(cache.adelete, lock_key, version)
+
+
 async def acompute_once(cache, key, compute, timeout, version, store,
                         lock_timeout=DEFAULT_LOCK_TIMEOUT, wait=DEFAULT_WAIT):
     """compute_once for coroutines: compute and store are async."""
@@ -95,12 +242,20 @@ async def acompute_once(cache, key, compute, timeout, version, store,
     token = uuid.uuid4().hex
     deadline = time.monotonic() + wait
     for delay in _delays():
-        if await cache.aadd(lock_key, token, lock_timeout, version):
+        state = await _aacquire(cache, lock_key, token, lock_timeout, version)
+        if state == HELD:
             try:
                 value = await cache.aget(key, _MISSING, version)
                 if value is _MISSING:
                     value = await compute()
                     await store(value)
+                return value
+            finally:
+                await _arelease(cache, lock_key, token, version)
+        if state == FAILED:
+            try:
+                value = await compute()
+                await store(value)
                 return value
             finally:
                 await _arelease(cache, lock_key, token, version)
@@ -114,18 +269,9 @@ async def acompute_once(cache, key, compute, timeout, version, store,
         await asyncio.sleep(delay)
 
 
-def try_lock(cache, key, version, lock_timeout=DEFAULT_LOCK_TIMEOUT):
-    """Takes key's lock if free: returns a release() callable, or None."""
-    lock_key = key + LOCK_SUFFIX
-    token = uuid.uuid4().hex
-    if cache.add(lock_key, token, lock_timeout, version):
-        return lambda: _release(cache, lock_key, token, version)
-    return None
-
-
 async def atry_lock(cache, key, version, lock_timeout=DEFAULT_LOCK_TIMEOUT):
     lock_key = key + LOCK_SUFFIX
     token = uuid.uuid4().hex
-    if await cache.aadd(lock_key, token, lock_timeout, version):
-        return lambda: _arelease(cache, lock_key, token, version)
-    return None
+    if await _aacquire(cache, lock_key, token, lock_timeout, version) == BUSY:
+        return None
+    return lambda: _arelease(cache, lock_key, token, version)

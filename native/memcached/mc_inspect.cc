@@ -13,13 +13,16 @@
 #include "regioncache/clock.h"
 #include "regioncache/codec.h"
 #include "regioncache/glob.h"
+#include "regioncache/log.h"
 
 namespace regioncache::mc {
 namespace {
 
-// Inspection replies may take a while on a big server: wait at least this
-// long for each chunk.
-constexpr int64_t kMinInspectTimeoutMs = 5000;
+// Each inspection reply (stats, a batch of mg) is due whole within
+// POLL_TIMEOUT, as a cache call's; a metadump has at least this long to
+// start (the crawler walks the hash table) and then earns time by the bytes
+// it sends (Dump).
+constexpr int64_t kMinDumpStartMs = 1000;
 
 std::string Hex(std::string_view s) {
   static const char kDigits[] = "0123456789abcdef";
@@ -76,7 +79,8 @@ Status ReadStats(TextConn* tc, std::map<std::string, std::string>* out) {
     Status s = tc->ReadLine(&line);
     if (!s.ok()) return s;
     if (line == "END") return Status::OK();
-    if (line.rfind("STAT ", 0) != 0) return Status::Corruption("unexpected stats line: " + line);
+    if (line.rfind("STAT ", 0) != 0)
+      return tc->Garbled("'" + Printable(line) + "' where a STAT line or END was due");
     size_t sp = line.find(' ', 5);
     if (sp == std::string::npos) continue;
     (*out)[line.substr(5, sp - 5)] = line.substr(sp + 1);
@@ -93,10 +97,13 @@ bool MemcachedStore::InRegion(std::string_view wire) const {
 
 Status MemcachedStore::Dump(int s, std::vector<Dumped>* out) {
   out->clear();
-  TextConn tc(region(), cfg_.connect_timeout_ms,
-              std::max(cfg_.poll_timeout_ms, kMinInspectTimeoutMs));
+  TextConn tc(region(), cfg_.connect_timeout_ms, std::max(cfg_.poll_timeout_ms, kMinDumpStartMs));
   Status st = tc.Connect(servers_[s]);
   if (!st.ok()) return st;
+  // A dump of a big server is long: it has the inspection timeout to start
+  // and one more second for each 64 KB it sends, so a server that trickles
+  // or never ends its dump is cut off, one that dumps at any real speed not.
+  tc.SetMinRate(64 << 10);
   std::string line;
   // "metadump hash" walks the hash table: it sees every item. "metadump all"
   // (servers before 1.6) walks the LRUs and silently skips a class the
@@ -121,7 +128,8 @@ Status MemcachedStore::Dump(int s, std::vector<Dumped>* out) {
     if (line == "END") return Status::OK();
     if (line.rfind("key=", 0) != 0)
       return Status::Unavailable(Where() + "memcached server " + servers_[s].name +
-                                 " cannot list keys (lru_crawler metadump answered '" + line +
+                                 " cannot list keys (lru_crawler metadump answered '" +
+                                 Printable(line) +
                                  "'; memcached 1.4.31 or later with the LRU crawler is needed)");
     std::string wire = UrlDecode(Field(line, "key"));
     if (InRegion(wire)) {
@@ -178,10 +186,19 @@ Status MemcachedStore::DisplayKeys(TextConn* tc, const Dumped* const* batch, siz
     value.clear();
     if (line.rfind("VA ", 0) == 0) {
       size_t sp = line.find(' ', 3);
-      uint64_t len = ToUInt(std::string_view(line).substr(3, sp == std::string::npos ? sp : sp - 3));
+      std::string_view digits =
+          std::string_view(line).substr(3, sp == std::string::npos ? sp : sp - 3);
+      uint64_t len = 0;
+      auto [p, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), len);
+      if (ec != std::errc() || p != digits.data() + digits.size() || digits.empty())
+        return tc->Garbled("'" + Printable(line) + "' for mg of '" + Printable(wire) + "'");
+      if (len > cfg_.max_item_size)
+        return tc->Garbled("mg of '" + Printable(wire) + "' claims a value of " +
+                           std::to_string(len) + " bytes, more than MAX_ITEM_SIZE (" +
+                           std::to_string(cfg_.max_item_size) + " bytes)");
       if (!(st = tc->ReadBlock(len, &value)).ok()) return st;
     } else if (line.rfind("HD", 0) != 0) {
-      return Status::Corruption(Where() + "unexpected mg reply for '" + wire + "': " + line);
+      return tc->Garbled("'" + Printable(line) + "' for mg of '" + Printable(wire) + "'");
     }
     std::string_view ls = line;
     size_t pos = 0;
@@ -241,7 +258,7 @@ Status MemcachedStore::List(const ListOptions& opts, ListPage* page) {
                            [](const std::string& k, const Dumped& d) { return k < d.wire; }) -
           dump.begin());
     TextConn tc(region(), cfg_.connect_timeout_ms,
-                std::max(cfg_.poll_timeout_ms, kMinInspectTimeoutMs));
+                cfg_.poll_timeout_ms);
     bool connected = false;
     size_t i = start;
     while (i < dump.size()) {
@@ -305,7 +322,7 @@ Status MemcachedStore::PurgeMatching(std::string_view glob, uint64_t* removed,
       // Plain keys are matched as dumped; mapped keys need their envelope,
       // fetched in batches.
       TextConn tc(region(), cfg_.connect_timeout_ms,
-                  std::max(cfg_.poll_timeout_ms, kMinInspectTimeoutMs));
+                  cfg_.poll_timeout_ms);
       bool connected = false;
       auto flush = [&]() -> Status {
         if (batch.empty()) return Status::OK();
@@ -350,10 +367,11 @@ Status MemcachedStore::Clear() {
     Lease c(this);
     if (!c.ok()) return Status::IOError(Where() + "out of memory for a connection");
     Status first;
+    Deadline dl(this, c.get(), -1);
     for (size_t s = 0; s < servers_.size(); ++s) {
       memcached_return_t rc = memcached_flush(c->h[s], 0);
       if (memcached_failed(rc)) {
-        Status st = Failed(static_cast<int>(s), c->h[s], rc);
+        Status st = Failed(static_cast<int>(s), c->h[s], rc, dl.Fired());
         if (first.ok()) first = st;
       } else {
         MarkOk(static_cast<int>(s));
@@ -403,7 +421,7 @@ Status MemcachedStore::GetStats(Stats* out) {
     const std::string& name = servers_[s].name;
     int64_t retry = health_[s].retry_at_ms.load(std::memory_order_relaxed);
     TextConn tc(region(), cfg_.connect_timeout_ms,
-                std::max(cfg_.poll_timeout_ms, kMinInspectTimeoutMs));
+                cfg_.poll_timeout_ms);
     std::map<std::string, std::string> st, items, slabs;
     Status r = tc.Connect(servers_[s]);
     if (r.ok()) r = tc.Send("stats\r\n");
@@ -415,6 +433,7 @@ Status MemcachedStore::GetStats(Stats* out) {
     std::vector<Dumped> dump;
     if (r.ok()) r = Dump(static_cast<int>(s), &dump);
     if (!r.ok()) {
+      Log(LogLevel::kWarning, region(), kind(), "stats: " + r.message());
       per_server.emplace_back(name + " status", "down: " + r.message());
       continue;
     }

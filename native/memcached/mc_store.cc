@@ -1,21 +1,245 @@
 #include "memcached/mc_store.h"
 
+#include <fcntl.h>
+#include <pthread.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 #include <zstd.h>
 
 #include <algorithm>
 #include <climits>
-#include <map>
+#include <condition_variable>
+#include <cstdlib>
 #include <cstring>
+#include <map>
+#include <thread>
 
 #include "memcached/mc_keys.h"
+#include "memcached/mc_text.h"
 #include "regioncache/clock.h"
 #include "regioncache/codec.h"
+#include "regioncache/log.h"
 #include "regioncache/memcached_store.h"
 #include "regioncache/options.h"
 
 namespace regioncache {
 
 namespace mc {
+
+namespace {
+
+// The first fields of libmemcached's memcached_instance_st (1.0.x and 1.1.x,
+// src/libmemcached/instance.hpp), which is opaque in the public headers:
+// there is no call that gives a handle's socket. Init checks the layout
+// against what the public calls say (the port, no socket before the first
+// call) and turns the deadline watchdog off if it does not match.
+struct InstanceHead {
+  struct {
+    bool is_allocated, is_initialized, is_shutting_down, is_dead, ready;
+  } options;
+  short events, revents;
+  uint32_t cursor_active;
+  in_port_t port;
+  memcached_socket_t fd;
+};
+
+const int* FdOf(memcached_st* h) {
+  const memcached_instance_st* inst = memcached_server_instance_by_position(h, 0);
+  return inst ? &reinterpret_cast<const InstanceHead*>(inst)->fd : nullptr;
+}
+
+// Bumped in a forked child: the parent's watchdog thread is not there.
+std::atomic<uint64_t> g_fork_generation{1};
+std::once_flag g_atfork_once;
+void OnForkChild() { g_fork_generation.fetch_add(1, std::memory_order_relaxed); }
+
+// libmemcached grows a result's buffer to the length a VALUE header claims
+// before reading the value. Refusing sizes over MAX_ITEM_SIZE ends the read
+// of a header claiming 2 GB at once (MEMCACHED_MEMORY_ALLOCATION_FAILURE)
+// instead of allocating and then reading it.
+thread_local size_t t_refused = 0;
+
+void* LimitedMalloc(const memcached_st*, const size_t size, void*) { return std::malloc(size); }
+void LimitedFree(const memcached_st*, void* mem, void*) { std::free(mem); }
+void* LimitedCalloc(const memcached_st*, size_t n, const size_t size, void*) {
+  return std::calloc(n, size);
+}
+void* LimitedRealloc(const memcached_st*, void* mem, const size_t size, void* ctx) {
+  if (size > *static_cast<const uint64_t*>(ctx)) {
+    t_refused = size;
+    return nullptr;
+  }
+  return std::realloc(mem, size);
+}
+
+// memcached_fetch_result ends with NOTFOUND/END even when the reply was
+// garbage or claimed too much (the error is only recorded on the handle):
+// the handle's last error tells.
+memcached_return_t FetchEnd(memcached_st* h, memcached_return_t rc) {
+  if (rc != MEMCACHED_END && rc != MEMCACHED_NOTFOUND && rc != MEMCACHED_SUCCESS) return rc;
+  memcached_return_t last = memcached_last_error(h);
+  if (memcached_failed(last) && last != MEMCACHED_NOTFOUND && last != MEMCACHED_END) return last;
+  return rc;
+}
+
+bool PeerIs(int fd, const ServerAddr& a) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof(ss);
+  if (getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return false;
+  if (ss.ss_family == AF_UNIX) {
+    const auto* un = reinterpret_cast<const sockaddr_un*>(&ss);
+    return a.unix_socket && strncmp(un->sun_path, a.host.c_str(), sizeof(un->sun_path)) == 0;
+  }
+  if (ss.ss_family == AF_INET)
+    return !a.unix_socket && ntohs(reinterpret_cast<const sockaddr_in*>(&ss)->sin_port) == a.port;
+  if (ss.ss_family == AF_INET6)
+    return !a.unix_socket && ntohs(reinterpret_cast<const sockaddr_in6*>(&ss)->sin6_port) == a.port;
+  return false;
+}
+
+// The process's one watchdog thread: it looks at every registered Conn of
+// every memcached store each tick (the smallest of the stores' ticks,
+// POLL_TIMEOUT / 8 between 2 and 50 ms) while calls run, and sleeps on a
+// condition variable after a second without any (a call arming a deadline
+// wakes it). Django makes a cache object per thread, so one thread per
+// store would mean one per request thread and alias.
+class Watchdog {
+ public:
+  static Watchdog& Instance() {
+    static Watchdog* w = new Watchdog();  // never destroyed: its thread may outlive exit's destructors
+    return *w;
+  }
+
+  // Starts the thread in this process if it is not running here (the first
+  // call, or the first in a forked child: the parent's thread is not there,
+  // and its lock may have been copied held).
+  void EnsureRunning() {
+    uint64_t gen = g_fork_generation.load(std::memory_order_relaxed);
+    if (generation_.load(std::memory_order_acquire) == gen) return;
+    bool expected = false;
+    while (!starting_.compare_exchange_weak(expected, true, std::memory_order_acquire)) {
+      expected = false;
+      std::this_thread::yield();
+    }
+    if (generation_.load(std::memory_order_acquire) != gen) {
+      if (generation_.load(std::memory_order_relaxed) != 0) {
+        new (&mu_) std::mutex();
+        new (&cv_) std::condition_variable();
+      }
+      wake_ = false;
+      sleeping_.store(false);
+      std::thread([this] { Loop(); }).detach();
+      generation_.store(gen, std::memory_order_release);
+    }
+    starting_.store(false, std::memory_order_release);
+  }
+
+  void Register(Conn* c) {
+    EnsureRunning();
+    std::lock_guard<std::mutex> l(mu_);
+    conns_.push_back(c);
+  }
+
+  void Unregister(const std::vector<Conn*>& gone) {
+    if (gone.empty()) return;
+    EnsureRunning();
+    std::lock_guard<std::mutex> l(mu_);  // not in a scan: the Conns may be freed after this
+    conns_.erase(std::remove_if(conns_.begin(), conns_.end(),
+                                [&](Conn* c) {
+                                  return std::find(gone.begin(), gone.end(), c) != gone.end();
+                                }),
+                 conns_.end());
+  }
+
+  // After a Conn's deadline was stored (seq_cst): wake the thread if it
+  // sleeps. (It publishes that it sleeps, then looks for armed Conns; a
+  // call publishes its deadline, then looks whether it sleeps: one of the
+  // two sees the other.)
+  void Armed() {
+    if (sleeping_.load(std::memory_order_seq_cst)) {
+      std::lock_guard<std::mutex> l(mu_);
+      wake_ = true;
+      cv_.notify_one();
+    }
+  }
+
+ private:
+  void Loop() {
+    std::unique_lock<std::mutex> l(mu_);
+    int64_t idle_since = NowMs();
+    for (;;) {
+      int64_t tick = 50;
+      bool armed = Scan(&tick);
+      int64_t now = NowMs();
+      if (armed) idle_since = now;
+      if (!armed && now - idle_since > 1000) {
+        sleeping_.store(true, std::memory_order_seq_cst);
+        if (!Scan(&tick)) cv_.wait(l, [&] { return wake_; });
+        wake_ = false;
+        sleeping_.store(false, std::memory_order_seq_cst);
+        idle_since = NowMs();
+        continue;
+      }
+      cv_.wait_for(l, std::chrono::milliseconds(tick));
+    }
+  }
+
+  // Fires overdue calls; true if a call is armed. *tick: the smallest tick
+  // of the Conns seen.
+  bool Scan(int64_t* tick) {
+    bool armed = false;
+    int64_t now = NowMs();
+    for (Conn* c : conns_) {
+      *tick = std::min(*tick, c->tick_ms);
+      int64_t d = c->deadline_ms.load(std::memory_order_seq_cst);
+      if (d <= 0) continue;
+      armed = true;
+      if (now >= d &&
+          c->deadline_ms.compare_exchange_strong(d, Conn::kFiring, std::memory_order_acq_rel)) {
+        if (Fire(c)) {
+          c->fired.store(true, std::memory_order_relaxed);
+          c->deadline_ms.store(0, std::memory_order_release);
+        } else {
+          // No connected socket yet (the call is still connecting): look
+          // again at the next tick.
+          c->deadline_ms.store(now + c->tick_ms, std::memory_order_release);
+        }
+      }
+    }
+    return armed;
+  }
+
+  // Shuts the sockets of the call's server(s) down; true if it shut one.
+  static bool Fire(Conn* c) {
+    bool shut = false;
+    int t = c->target.load(std::memory_order_relaxed);
+    for (size_t s = 0; s < c->n; ++s) {
+      if (t >= 0 && static_cast<size_t>(t) != s) continue;
+      // The owner thread is inside libmemcached, waiting on this socket.
+      // Work on a duplicate, checked to lead to this server: should
+      // libmemcached have closed the socket this instant and the number
+      // been reused, the duplicate is not that socket's, or the check fails.
+      int fd = __atomic_load_n(c->fd[s], __ATOMIC_RELAXED);
+      if (fd < 0) continue;
+      int dup = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+      if (dup < 0) continue;
+      if (PeerIs(dup, (*c->servers)[s]) && shutdown(dup, SHUT_RDWR) == 0) shut = true;
+      close(dup);
+    }
+    return shut;
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<Conn*> conns_;  // under mu_
+  bool wake_ = false;         // under mu_
+  std::atomic<bool> sleeping_{false};
+  std::atomic<uint64_t> generation_{0};  // the fork generation it runs in; 0: none yet
+  std::atomic<bool> starting_{false};
+};
+
+}  // namespace
 
 Status ParseConfig(const StoreSpec& spec, Config* cfg) {
   // REGION_PREFIX is free text (any key prefix); the reader has no type for
@@ -60,6 +284,7 @@ Status ParseConfig(const StoreSpec& spec, Config* cfg) {
 }
 
 Conn::~Conn() {
+  // (a Conn is destroyed with its store, after the watchdog has stopped)
   for (size_t i = 0; i < n; ++i) {
     memcached_result_free(&result[i]);
     memcached_free(h[i]);
@@ -79,14 +304,22 @@ std::unique_ptr<Conn> MemcachedStore::Acquire() {
   }
   auto c = std::make_unique<Conn>();
   c->h.resize(templates_.size(), nullptr);
+  c->fd.resize(templates_.size(), nullptr);
   c->result = std::make_unique<memcached_result_st[]>(templates_.size());
   for (size_t i = 0; i < templates_.size(); ++i) {
     memcached_st* h = memcached_clone(nullptr, templates_[i]);
     if (!h) return nullptr;
     c->h[i] = h;
+    c->fd[i] = FdOf(h);
+    if (!c->fd[i]) return nullptr;
     memcached_result_create(h, &c->result[i]);
     c->n = i + 1;
   }
+  c->servers = &servers_;
+  c->tick_ms = tick_ms_;
+  if (deadlines_ok_) Watchdog::Instance().Register(c.get());
+  std::lock_guard<std::mutex> l(pool_mu_);
+  all_.push_back(c.get());
   return c;
 }
 
@@ -101,6 +334,7 @@ MemcachedStore::MemcachedStore(const StoreSpec& spec, Config cfg, std::vector<Se
     : Store(spec.region, spec.location), cfg_(std::move(cfg)), servers_(std::move(servers)) {}
 
 MemcachedStore::~MemcachedStore() {
+  if (deadlines_ok_) Watchdog::Instance().Unregister(all_);
   idle_.clear();
   for (memcached_st* t : templates_) memcached_free(t);
 }
@@ -108,6 +342,7 @@ MemcachedStore::~MemcachedStore() {
 Status MemcachedStore::Init() {
   continuum_.Build(servers_);
   health_ = std::make_unique<Health[]>(servers_.size());
+  value_limit_ = cfg_.max_item_size + 4096;
   for (char c : cfg_.region_prefix)
     sanitized_prefix_.push_back(static_cast<unsigned char>(c) > 0x20 && c != 0x7f ? c : '_');
   for (const ServerAddr& a : servers_) {
@@ -131,8 +366,64 @@ Status MemcachedStore::Init() {
     // every Conn; each handle may always try to reconnect when asked.
     memcached_behavior_set(h, MEMCACHED_BEHAVIOR_RETRY_TIMEOUT, 0);
     memcached_behavior_set(h, MEMCACHED_BEHAVIOR_SERVER_FAILURE_LIMIT, 1u << 30);
+    // A reply may claim no more than this (the value, its "\r\n" and
+    // libmemcached's rounding up to 1 KB blocks); clones inherit it.
+    memcached_set_memory_allocators(h, LimitedMalloc, LimitedFree, LimitedRealloc,
+                                    LimitedCalloc, &value_limit_);
   }
+  // The watchdog needs each handle's socket: check that the private layout
+  // read by FdOf is the one this libmemcached has.
+  deadlines_ok_ = true;
+  for (size_t i = 0; i < servers_.size(); ++i) {
+    const memcached_instance_st* inst = memcached_server_instance_by_position(templates_[i], 0);
+    const auto* head = reinterpret_cast<const InstanceHead*>(inst);
+    if (!inst || head->fd != -1 || head->port != memcached_server_port(inst) ||
+        (!servers_[i].unix_socket && head->port != servers_[i].port))
+      deadlines_ok_ = false;
+  }
+  if (!deadlines_ok_)
+    Log(LogLevel::kWarning, region(), kind(),
+        std::string("libmemcached ") + memcached_lib_version() +
+            " has an unexpected connection layout: POLL_TIMEOUT bounds each wait for a "
+            "server, not a whole reply");
+  tick_ms_ = std::clamp<int64_t>(cfg_.poll_timeout_ms / 8, 2, 50);
+  std::call_once(g_atfork_once, [] { pthread_atfork(nullptr, nullptr, OnForkChild); });
   return Status::OK();
+}
+
+// ---- deadlines -------------------------------------------------------------------
+
+void MemcachedStore::Arm(Conn* c, int server, int64_t extra_ms) {
+  if (!deadlines_ok_) return;
+  Watchdog& wd = Watchdog::Instance();
+  wd.EnsureRunning();
+  // Not connected yet: the call connects first, within CONNECT_TIMEOUT.
+  int64_t budget = cfg_.poll_timeout_ms + extra_ms;
+  for (size_t i = 0; i < c->n; ++i) {
+    if ((server < 0 || static_cast<size_t>(server) == i) && *c->fd[i] < 0) {
+      budget += cfg_.connect_timeout_ms;
+      break;
+    }
+  }
+  c->target.store(server, std::memory_order_relaxed);
+  c->deadline_ms.store(NowMs() + budget, std::memory_order_seq_cst);
+  wd.Armed();
+}
+
+bool MemcachedStore::Disarm(Conn* c) {
+  if (!deadlines_ok_) return false;
+  int64_t d = c->deadline_ms.load(std::memory_order_acquire);
+  for (;;) {
+    if (d == Conn::kFiring) {  // the watchdog is shutting our sockets down
+      std::this_thread::yield();
+      d = c->deadline_ms.load(std::memory_order_acquire);
+      continue;
+    }
+    if (c->deadline_ms.compare_exchange_weak(d, 0, std::memory_order_acq_rel)) break;
+  }
+  if (!c->fired.load(std::memory_order_relaxed)) return false;
+  c->fired.store(false, std::memory_order_relaxed);
+  return true;
 }
 
 // ---- routing and health -------------------------------------------------------
@@ -197,19 +488,39 @@ bool MemcachedStore::IsDown(memcached_return_t rc) {
   }
 }
 
-Status MemcachedStore::Failed(int s, memcached_st* h, memcached_return_t rc) {
-  std::string msg = Where() + "memcached server " + servers_[s].name + ": ";
-  const char* detail = memcached_last_error_message(h);
-  msg += detail && *detail ? detail : memcached_strerror(h, rc);
-  if (rc == MEMCACHED_E2BIG || rc == MEMCACHED_KEY_TOO_BIG) return Status::TooLarge(msg);
-  if (IsDown(rc)) {
+Status MemcachedStore::Failed(int s, memcached_st* h, memcached_return_t rc, bool fired) {
+  std::string what = "memcached server " + servers_[s].name + ": ";
+  bool refused = rc == MEMCACHED_MEMORY_ALLOCATION_FAILURE && t_refused != 0;
+  if (fired) {
+    what += "no complete reply within POLL_TIMEOUT (" + std::to_string(cfg_.poll_timeout_ms) +
+            " ms); connection closed";
+  } else if (refused) {
+    what += "reply claims a value of " + std::to_string(t_refused - 2) +
+            " bytes, more than MAX_ITEM_SIZE (" + std::to_string(cfg_.max_item_size) +
+            " bytes); connection closed";
+  } else {
+    const char* detail = memcached_last_error_message(h);
+    what += Printable(detail && *detail ? detail : memcached_strerror(h, rc), 200);
+  }
+  t_refused = 0;
+  if (rc == MEMCACHED_E2BIG || rc == MEMCACHED_KEY_TOO_BIG) return Status::TooLarge(Where() + what);
+  if (fired || IsDown(rc)) {
     Health& hl = health_[s];
     uint32_t f = hl.failures.fetch_add(1, std::memory_order_relaxed) + 1;
     if (f >= cfg_.failure_limit)
       hl.retry_at_ms.store(NowMs() + std::max<int64_t>(cfg_.retry_timeout_ms, 1),
                            std::memory_order_relaxed);
   }
-  return Status::Unavailable(msg);
+  // Whatever is still on this connection (the rest of a value, garbage, a
+  // late reply) is not in step with the next request: drop it. The socket
+  // is shut first so that quit's own write cannot wait on a stopped server.
+  if (deadlines_ok_) {
+    const int* fdp = FdOf(h);
+    if (fdp && *fdp >= 0) shutdown(*fdp, SHUT_RDWR);
+  }
+  memcached_quit(h);
+  Log(LogLevel::kWarning, region(), kind(), what);
+  return Status::Unavailable(Where() + what);
 }
 
 // ---- values --------------------------------------------------------------------
@@ -295,8 +606,9 @@ Status MemcachedStore::Get(std::string_view key, Value* out) {
   memcached_st* h = c->h[s];
   const char* keys[1] = {wire.data()};
   size_t lens[1] = {wire.size()};
+  Deadline dl(this, c.get(), s);
   memcached_return_t rc = memcached_mget(h, keys, lens, 1);
-  if (memcached_failed(rc)) return Failed(s, h, rc);
+  if (memcached_failed(rc)) return Failed(s, h, rc, dl.Done());
   Status result = Status::NotFound();
   memcached_result_st* r;
   while ((r = memcached_fetch_result(h, &c->result[s], &rc)) != nullptr) {
@@ -304,8 +616,10 @@ Status MemcachedStore::Get(std::string_view key, Value* out) {
       result = Unpack(key, mapped, memcached_result_value(r), memcached_result_length(r),
                       memcached_result_flags(r), out);
   }
+  rc = FetchEnd(h, rc);
   if (rc != MEMCACHED_END && rc != MEMCACHED_NOTFOUND && rc != MEMCACHED_SUCCESS)
-    return Failed(s, h, rc);
+    return Failed(s, h, rc, dl.Done());
+  if (dl.Done()) return Failed(s, h, rc, true);
   MarkOk(s);
   return result;
 }
@@ -326,6 +640,7 @@ Status MemcachedStore::Write(Op op, std::string_view key, std::string_view data,
   if (!c.ok()) return Status::IOError(Where() + "out of memory for a connection");
   memcached_st* h = c->h[s];
   memcached_return_t rc;
+  Deadline dl(this, c.get(), s, static_cast<int64_t>(payload.size() >> 16));
   switch (op) {
     case Op::kSet:
       rc = memcached_set(h, wire.data(), wire.size(), payload.data(), payload.size(), exptime, f);
@@ -338,6 +653,7 @@ Status MemcachedStore::Write(Op op, std::string_view key, std::string_view data,
                              f);
       break;
   }
+  if (dl.Done()) return Failed(s, h, rc, true);
   if (rc == MEMCACHED_SUCCESS || rc == MEMCACHED_STORED) {
     MarkOk(s);
     return Status::OK();
@@ -372,8 +688,10 @@ Status MemcachedStore::Touch(std::string_view key, int64_t expires_ms) {
   Lease c(this);
   if (!c.ok()) return Status::IOError(Where() + "out of memory for a connection");
   memcached_st* h = c->h[s];
+  Deadline dl(this, c.get(), s);
   memcached_return_t rc =
       memcached_touch(h, wire.data(), wire.size(), ToExptime(expires_ms, NowMs()));
+  if (dl.Done()) return Failed(s, h, rc, true);
   if (rc == MEMCACHED_SUCCESS) {
     MarkOk(s);
     return Status::OK();
@@ -395,7 +713,9 @@ Status MemcachedStore::Delete(std::string_view key) {
   Lease c(this);
   if (!c.ok()) return Status::IOError(Where() + "out of memory for a connection");
   memcached_st* h = c->h[s];
+  Deadline dl(this, c.get(), s);
   memcached_return_t rc = memcached_delete(h, wire.data(), wire.size(), 0);
+  if (dl.Done()) return Failed(s, h, rc, true);
   if (rc == MEMCACHED_SUCCESS || rc == MEMCACHED_DELETED) {
     MarkOk(s);
     return Status::OK();
@@ -425,14 +745,17 @@ Status MemcachedStore::Incr(std::string_view key, int64_t delta, int64_t* result
   memcached_st* h = c->h[s];
   uint64_t v = 0;
   uint32_t off = static_cast<uint32_t>(mag);
+  Deadline dl(this, c.get(), s);
   memcached_return_t rc = delta < 0 ? memcached_decrement(h, wire.data(), wire.size(), off, &v)
                                     : memcached_increment(h, wire.data(), wire.size(), off, &v);
+  if (dl.Done()) return Failed(s, h, rc, true);
   if (rc == MEMCACHED_SUCCESS) {
     MarkOk(s);
     if (v > static_cast<uint64_t>(INT64_MAX)) {
       // Undo (old + delta < 2^64, so this restores the old value exactly)
       // and let the caller add in arbitrary precision.
       uint64_t back = 0;
+      Deadline undo(this, c.get(), s);
       memcached_decrement(h, wire.data(), wire.size(), off, &back);
       return Status::OutOfRange();
     }
@@ -481,7 +804,8 @@ Status MemcachedStore::GetMany(std::span<const std::string_view> keys, std::vect
   Lease c(this);
   if (!c.ok()) return Status::IOError(Where() + "out of memory for a connection");
   // Send every server its multi-get first, then read the replies: the
-  // servers work in parallel.
+  // servers work in parallel, and one deadline bounds the whole call.
+  Deadline dl(this, c.get(), -1);
   std::vector<bool> sent(servers_.size(), false);
   size_t failed_keys = n - routed;
   for (size_t s = 0; s < servers_.size(); ++s) {
@@ -495,7 +819,7 @@ Status MemcachedStore::GetMany(std::span<const std::string_view> keys, std::vect
     }
     memcached_return_t rc = memcached_mget(c->h[s], kp.data(), kl.data(), idx.size());
     if (memcached_failed(rc)) {
-      Status st = Failed(static_cast<int>(s), c->h[s], rc);
+      Status st = Failed(static_cast<int>(s), c->h[s], rc, dl.Fired());
       if (first_error.ok()) first_error = st;
       failed_keys += idx.size();
       continue;
@@ -528,14 +852,16 @@ Status MemcachedStore::GetMany(std::span<const std::string_view> keys, std::vect
       if (st.ok()) (*found)[i] = true;
       else if (!st.IsNotFound() && corrupt.ok()) corrupt = st;
     }
+    rc = FetchEnd(h, rc);
     if (rc != MEMCACHED_END && rc != MEMCACHED_NOTFOUND && rc != MEMCACHED_SUCCESS) {
-      Status st = Failed(static_cast<int>(s), h, rc);
+      Status st = Failed(static_cast<int>(s), h, rc, dl.Fired());
       if (first_error.ok()) first_error = st;
       failed_keys += idx.size();
     } else {
       MarkOk(static_cast<int>(s));
     }
   }
+  dl.Done();
   if (!corrupt.ok()) return corrupt;
   // Keys of failed servers are misses; only a call that reached nobody fails.
   if (failed_keys == n && !first_error.ok()) return first_error;
@@ -601,6 +927,9 @@ Status MemcachedStore::SetMany(std::span<const WriteItem> items, std::vector<siz
   // the replies to drop them later, lost most of a 1000-key batch here.)
   // What fails on the server (a value it refuses late) is lost for that
   // item silently, as with any cache write; a server down fails its items.
+  size_t bytes = 0;
+  for (const Packed& q : p) bytes += q.payload.size() + q.wire.size();
+  Deadline dl(this, c.get(), -1, static_cast<int64_t>(bytes >> 16));
   for (size_t s = 0; s < servers_.size(); ++s) {
     auto& idx = by_server[s];
     if (idx.empty()) continue;
@@ -612,7 +941,7 @@ Status MemcachedStore::SetMany(std::span<const WriteItem> items, std::vector<siz
       return r == MEMCACHED_STORED ? MEMCACHED_SUCCESS : r;
     });
     if (memcached_failed(rc)) {
-      Status st = Failed(static_cast<int>(s), h, rc);
+      Status st = Failed(static_cast<int>(s), h, rc, dl.Fired());
       if (first_error.ok()) first_error = st;
       // Nothing says which buffered requests reached the server.
       for (size_t j : idx) failed->push_back(j);
@@ -640,6 +969,7 @@ Status MemcachedStore::DeleteWire(const std::vector<std::string>& wire, uint64_t
   }
   Lease c(this);
   if (!c.ok()) return Status::IOError(Where() + "out of memory for a connection");
+  Deadline dl(this, c.get(), -1, static_cast<int64_t>(wire.size() >> 10));
   for (size_t s = 0; s < servers_.size(); ++s) {
     auto& idx = by_server[s];
     if (idx.empty()) continue;
@@ -650,7 +980,7 @@ Status MemcachedStore::DeleteWire(const std::vector<std::string>& wire, uint64_t
       return r == MEMCACHED_DELETED || r == MEMCACHED_NOTFOUND ? MEMCACHED_SUCCESS : r;
     });
     if (memcached_failed(rc)) {
-      Status st = Failed(static_cast<int>(s), h, rc);
+      Status st = Failed(static_cast<int>(s), h, rc, dl.Fired());
       if (first_error.ok()) first_error = st;
     } else {
       MarkOk(static_cast<int>(s));

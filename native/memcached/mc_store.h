@@ -41,7 +41,16 @@ Status ParseConfig(const StoreSpec& spec, Config* cfg);
 struct Conn {
   std::vector<memcached_st*> h;                   // one per server
   std::unique_ptr<memcached_result_st[]> result;  // one per server, reused
+  std::vector<const int*> fd;  // libmemcached's socket of each handle (see Deadline)
   size_t n = 0;
+  const std::vector<ServerAddr>* servers = nullptr;  // the store's, for the watchdog's check
+  int64_t tick_ms = 50;                               // how late the watchdog may look
+  // The deadline of the call in progress on this Conn (ms, NowMs clock):
+  // 0 none, kFiring while the watchdog shuts its sockets down.
+  static constexpr int64_t kFiring = -1;
+  std::atomic<int64_t> deadline_ms{0};
+  std::atomic<int> target{-1};  // the call's server, or -1: every server
+  std::atomic<bool> fired{false};
   ~Conn();
 };
 
@@ -96,11 +105,22 @@ class MemcachedStore final : public Store {
   void Release(std::unique_ptr<Conn> c);
   class Lease;
 
+  // Deadlines. libmemcached's POLL_TIMEOUT bounds each wait for the socket,
+  // not a whole reply: a server sending a byte at a time holds a call for
+  // ever. Each call arms its Conn with a deadline; one watchdog thread per
+  // process (mc_store.cc) shuts the sockets of a call that overruns it
+  // down, which ends the call at once with a read/write failure. Arm and
+  // disarm are a few atomic operations and a clock read: no syscall, no
+  // lock on the hot path.
+  class Deadline;
+  void Arm(Conn* c, int server, int64_t extra_ms = 0);
+  bool Disarm(Conn* c);  // true if the watchdog fired for this call
+
   // Routing and health.
   bool Live(int s, int64_t* now) const;
   Status Route(std::string_view wire, int* server);
   void MarkOk(int s);
-  Status Failed(int s, memcached_st* h, memcached_return_t rc);
+  Status Failed(int s, memcached_st* h, memcached_return_t rc, bool fired = false);
   static bool IsDown(memcached_return_t rc);
 
   // Values.
@@ -135,9 +155,14 @@ class MemcachedStore final : public Store {
   std::vector<memcached_st*> templates_;  // configured, never connected; cloned per Conn
   std::unique_ptr<Health[]> health_;
   std::string sanitized_prefix_;  // region_prefix as it appears in mapped keys
+  uint64_t value_limit_ = 0;      // largest value buffer a reply may make libmemcached grow
 
   std::mutex pool_mu_;
   std::vector<std::unique_ptr<Conn>> idle_;
+  std::vector<Conn*> all_;  // every Conn made (owned by idle_ or a Lease), for the watchdog
+
+  bool deadlines_ok_ = false;  // off when libmemcached's layout is not the one checked at Init
+  int64_t tick_ms_ = 50;
 };
 
 // Borrows a Conn from the pool for one call.
@@ -148,11 +173,37 @@ class MemcachedStore::Lease {
     if (c_) st_->Release(std::move(c_));
   }
   Conn* operator->() { return c_.get(); }
+  Conn* get() { return c_.get(); }
   bool ok() const { return c_ != nullptr; }
 
  private:
   MemcachedStore* st_;
   std::unique_ptr<Conn> c_;
+};
+
+// Arms a Conn's deadline for one call; Disarm on leaving (fired() tells
+// whether the watchdog ended the call).
+class MemcachedStore::Deadline {
+ public:
+  Deadline(MemcachedStore* st, Conn* c, int server, int64_t extra_ms = 0) : st_(st), c_(c) {
+    st_->Arm(c_, server, extra_ms);
+  }
+  ~Deadline() { Done(); }
+  // Whether the watchdog has fired (the call stays armed).
+  bool Fired() const { return c_ ? c_->fired.load(std::memory_order_relaxed) : fired_; }
+  // Disarms now; true if the watchdog fired.
+  bool Done() {
+    if (c_) {
+      fired_ = st_->Disarm(c_);
+      c_ = nullptr;
+    }
+    return fired_;
+  }
+
+ private:
+  MemcachedStore* st_;
+  Conn* c_;
+  bool fired_ = false;
 };
 
 }  // namespace regioncache::mc

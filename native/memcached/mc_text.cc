@@ -12,7 +12,27 @@
 #include <cerrno>
 #include <cstring>
 
+#include "regioncache/clock.h"
+
 namespace regioncache::mc {
+
+std::string Printable(std::string_view s, size_t max) {
+  static const char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (char ch : s.substr(0, max)) {
+    unsigned char c = static_cast<unsigned char>(ch);
+    if (c >= 0x20 && c < 0x7f) {
+      out.push_back(ch);
+    } else {
+      out += "\\x";
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 0xf]);
+    }
+  }
+  if (s.size() > max) out += "...";
+  return out;
+}
+
 namespace {
 
 // Waits for events on fd; 0 on readiness, ETIMEDOUT or errno.
@@ -51,6 +71,15 @@ Status TextConn::Fail(const std::string& what, int err) {
   std::string msg = "region '" + region_ + "': memcached server " + server_ + ": " + what;
   if (err) msg += ": " + ErrnoText(err);
   return Status::Unavailable(msg);
+}
+
+Status TextConn::Garbled(const std::string& what) {
+  if (fd_ >= 0) {
+    close(fd_);
+    fd_ = -1;
+  }
+  return Status::Corruption("region '" + region_ + "': memcached server " + server_ +
+                            ": garbled reply: " + what);
 }
 
 Status TextConn::Connect(const ServerAddr& server) {
@@ -98,6 +127,8 @@ Status TextConn::Connect(const ServerAddr& server) {
 
 Status TextConn::Send(std::string_view command) {
   if (fd_ < 0) return Fail("not connected", 0);
+  deadline_ms_ = NowMs() + io_timeout_ms_;
+  received_ = 0;
   while (!command.empty()) {
     ssize_t n = send(fd_, command.data(), command.size(), MSG_NOSIGNAL);
     if (n > 0) {
@@ -106,7 +137,10 @@ Status TextConn::Send(std::string_view command) {
     }
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      int w = WaitFor(fd_, POLLOUT, io_timeout_ms_);
+      int64_t left = deadline_ms_ - NowMs();
+      int w = left > 0 ? WaitFor(fd_, POLLOUT, left) : ETIMEDOUT;
+      if (w == ETIMEDOUT)
+        return Fail("command not taken within " + std::to_string(io_timeout_ms_) + " ms", 0);
       if (w) return Fail("write", w);
       continue;
     }
@@ -128,12 +162,20 @@ Status TextConn::Fill() {
     ssize_t n = recv(fd_, tmp, sizeof(tmp), 0);
     if (n > 0) {
       buf_.append(tmp, static_cast<size_t>(n));
+      received_ += static_cast<uint64_t>(n);
       return Status::OK();
     }
     if (n == 0) return Fail("connection closed by the server", 0);
     if (errno == EINTR) continue;
     if (errno == EAGAIN || errno == EWOULDBLOCK) {
-      int w = WaitFor(fd_, POLLIN, io_timeout_ms_);
+      // The whole reply is due by the deadline (a streaming one earns time
+      // by the bytes it has sent), whatever pace its bytes come at.
+      int64_t deadline = deadline_ms_;
+      if (min_rate_) deadline += static_cast<int64_t>(received_ * 1000 / min_rate_);
+      int64_t left = deadline - NowMs();
+      int w = left > 0 ? WaitFor(fd_, POLLIN, left) : ETIMEDOUT;
+      if (w == ETIMEDOUT)
+        return Fail("no complete reply within " + std::to_string(io_timeout_ms_) + " ms", 0);
       if (w) return Fail("read", w);
       continue;
     }
@@ -152,6 +194,9 @@ Status TextConn::ReadLine(std::string* line) {
       pos_ = nl + 1;
       return Status::OK();
     }
+    if (buf_.size() - pos_ > kMaxLine)
+      return Garbled("a line of more than " + std::to_string(kMaxLine) + " bytes: '" +
+                     Printable(std::string_view(buf_).substr(pos_, 40)) + "'");
     Status s = Fill();
     if (!s.ok()) return s;
   }
@@ -163,6 +208,8 @@ Status TextConn::ReadBlock(size_t n, std::string* out) {
     Status s = Fill();
     if (!s.ok()) return s;
   }
+  if (buf_.compare(pos_ + n, 2, "\r\n") != 0)
+    return Garbled("a value block not ended by \\r\\n");
   out->assign(buf_, pos_, n);
   pos_ += n + 2;
   return Status::OK();

@@ -14,6 +14,13 @@
 
 namespace regioncache::mc {
 
+// Protocol text from a server, fit for a message: printable ASCII, other
+// bytes as \xNN, at most max bytes of it.
+std::string Printable(std::string_view s, size_t max = 80);
+
+// Every reply has a deadline: Send starts it (io_timeout_ms for the whole
+// reply, not for each read), and a streaming reply (a metadump) may earn
+// more time by arriving at min_rate bytes a second or faster (SetMinRate).
 class TextConn {
  public:
   TextConn(std::string region, int64_t connect_timeout_ms, int64_t io_timeout_ms)
@@ -25,7 +32,16 @@ class TextConn {
   TextConn& operator=(const TextConn&) = delete;
 
   Status Connect(const ServerAddr& server);
+  // Writes a command and starts its reply's deadline.
   Status Send(std::string_view command);
+  // From the next Send on: the reply's deadline moves on by 1 s for each
+  // min_rate bytes received (0: a fixed deadline).
+  void SetMinRate(uint64_t min_rate) { min_rate_ = min_rate; }
+  // Longest line a reply may have.
+  static constexpr size_t kMaxLine = 64 << 10;
+  // A Corruption status naming the region and the server.
+  Status Garbled(const std::string& what);
+  const std::string& server() const { return server_; }
   // One line without its "\r\n" (or "\n": metadump ends lines with '\n').
   Status ReadLine(std::string* line);
   // n bytes then the "\r\n" that follows them.
@@ -42,6 +58,9 @@ class TextConn {
   int fd_ = -1;
   std::string buf_;
   size_t pos_ = 0;
+  int64_t deadline_ms_ = 0;  // of the reply being read
+  uint64_t received_ = 0;    // bytes of it so far
+  uint64_t min_rate_ = 0;
 };
 
 }  // namespace regioncache::mc

@@ -1,5 +1,6 @@
 // The memcached store against real memcached servers started on free
 // loopback ports (a missing memcached binary fails these tests).
+#include <dirent.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -7,14 +8,19 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
+#include <fstream>
+#include <iterator>
 #include <map>
+#include <mutex>
 #include <thread>
 
 #include "memcached/mc_keys.h"
 #include "memcached/mc_servers.h"
 #include "regioncache/clock.h"
 #include "regioncache/codec.h"
+#include "regioncache/log.h"
 #include "regioncache/store.h"
 
 namespace regioncache {
@@ -61,6 +67,27 @@ class Memcached {
     waitpid(pid_, nullptr, 0);
   }
   bool up() const { return CanConnect(port_); }
+  pid_t pid() const { return pid_; }
+  // SIGSTOP, and wait until every thread of the server has stopped.
+  void Stop() {
+    kill(pid_, SIGSTOP);
+    std::string path = "/proc/" + std::to_string(pid_) + "/task";
+    for (int i = 0; i < 500; ++i) {
+      bool all = true;
+      if (DIR* d = opendir(path.c_str())) {
+        while (dirent* e = readdir(d)) {
+          if (e->d_name[0] == '.') continue;
+          std::ifstream f(path + "/" + e->d_name + "/stat");
+          std::string stat((std::istreambuf_iterator<char>(f)), {});
+          size_t rp = stat.rfind(')');
+          if (rp == std::string::npos || rp + 2 >= stat.size() || stat[rp + 2] != 'T') all = false;
+        }
+        closedir(d);
+      }
+      if (all) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+  }
   std::string location() const { return "127.0.0.1:" + std::to_string(port_); }
 
  private:
@@ -267,6 +294,191 @@ TEST(MemcachedStore, ThreadsShareTheStore) {
   Value v;
   ASSERT_TRUE(st->Get(":1:n", &v).ok());
   EXPECT_EQ(v.data, "1000");
+}
+
+// A one-connection fake server on 127.0.0.1: reads a request line, then
+// sends `reply` one byte every `gap` (or all at once with gap 0), then
+// `forever` bytes until the client goes away.
+class FakeServer {
+ public:
+  FakeServer(std::string reply, std::chrono::milliseconds gap, bool forever)
+      : port_(FreePort()) {
+    lfd_ = socket(AF_INET, SOCK_STREAM, 0);
+    int one = 1;
+    setsockopt(lfd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<uint16_t>(port_));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(lfd_, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+    listen(lfd_, 8);
+    th_ = std::thread([=, this] {
+      while (!stop_) Serve(reply, gap, forever);
+    });
+  }
+  void Serve(const std::string& reply, std::chrono::milliseconds gap, bool forever) {
+    {
+      int fd = accept(lfd_, nullptr, nullptr);
+      if (fd < 0) return;
+      char buf[4096];
+      if (recv(fd, buf, sizeof(buf), 0) <= 0) return void(close(fd));
+      for (size_t i = 0; !stop_; ++i) {
+        if (i < reply.size()) {
+          size_t n = gap.count() ? 1 : reply.size();
+          if (send(fd, reply.data() + i, n, MSG_NOSIGNAL) <= 0) break;
+          i += n - 1;
+        } else if (!forever || send(fd, "0", 1, MSG_NOSIGNAL) <= 0) {
+          break;
+        }
+        std::this_thread::sleep_for(gap.count() ? gap : std::chrono::milliseconds(10));
+      }
+      // Until the client gives up.
+      while (!stop_ && recv(fd, buf, sizeof(buf), MSG_DONTWAIT) != 0)
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      close(fd);
+    }
+  }
+  ~FakeServer() {
+    stop_ = true;
+    shutdown(lfd_, SHUT_RDWR);
+    close(lfd_);
+    th_.join();
+  }
+  std::string location() const { return "127.0.0.1:" + std::to_string(port_); }
+
+ private:
+  int port_;
+  int lfd_;
+  std::atomic<bool> stop_{false};
+  std::thread th_;
+};
+
+std::mutex g_log_mu;
+std::vector<std::string> g_log;
+void CollectLog(LogLevel, std::string_view region, std::string_view store, std::string_view msg) {
+  std::lock_guard<std::mutex> l(g_log_mu);
+  g_log.push_back(std::string(region) + "|" + std::string(store) + "|" + std::string(msg));
+}
+
+bool Logged(const std::string& part) {
+  std::lock_guard<std::mutex> l(g_log_mu);
+  for (const auto& line : g_log)
+    if (line.find(part) != std::string::npos) return true;
+  return false;
+}
+
+int64_t MsSince(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                               t0)
+      .count();
+}
+
+TEST(MemcachedDeadline, TrickledReplyEndsWithinPollTimeoutAndIsLogged) {
+  // A correct reply, a byte every 20 ms: no 200 ms silence, 2+ s in all.
+  std::string reply = "VALUE :1:k 1 100\r\n" + std::string(100, 'v') + "\r\nEND\r\n";
+  FakeServer fake(reply, std::chrono::milliseconds(20), false);
+  SetLogSink(CollectLog);
+  // (a first call may connect too: its deadline is CONNECT_TIMEOUT + POLL_TIMEOUT)
+  auto st = Open(fake.location(), {{"POLL_TIMEOUT", "0.2"}, {"CONNECT_TIMEOUT", "0.05"}});
+  Value v;
+  auto t0 = std::chrono::steady_clock::now();
+  Status s = st->Get(":1:k", &v);
+  int64_t took = MsSince(t0);
+  SetLogSink(nullptr);
+  EXPECT_TRUE(s.IsUnavailable()) << s.ToString();
+  EXPECT_LT(took, 400) << "a trickled reply held Get " << took << " ms";
+  EXPECT_NE(s.message().find(fake.location()), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("POLL_TIMEOUT"), std::string::npos) << s.message();
+  EXPECT_TRUE(Logged("mc|memcached|memcached server " + fake.location()));
+  // Idle for over a second, the watchdog sleeps; the next call wakes it.
+  std::this_thread::sleep_for(std::chrono::milliseconds(1300));
+  t0 = std::chrono::steady_clock::now();
+  s = st->Get(":1:k", &v);
+  took = MsSince(t0);
+  EXPECT_TRUE(s.IsUnavailable()) << s.ToString();
+  EXPECT_LT(took, 400) << "after an idle second, a trickled reply held Get " << took << " ms";
+  EXPECT_NE(s.message().find("POLL_TIMEOUT"), std::string::npos) << s.message();
+}
+
+TEST(MemcachedDeadline, HugeClaimEndsAtOnce) {
+  FakeServer fake("VALUE :1:k 1 2147483648\r\n", std::chrono::milliseconds(0), true);
+  auto st = Open(fake.location(), {{"POLL_TIMEOUT", "5"}});
+  Value v;
+  auto t0 = std::chrono::steady_clock::now();
+  Status s = st->Get(":1:k", &v);
+  int64_t took = MsSince(t0);
+  EXPECT_TRUE(s.IsUnavailable()) << s.ToString();
+  EXPECT_LT(took, 500);
+  EXPECT_NE(s.message().find("MAX_ITEM_SIZE"), std::string::npos) << s.message();
+}
+
+TEST(MemcachedDeadline, GarbageIsUnavailableWithAPrintableMessage) {
+  FakeServer fake(std::string("\xff\xfe\x01garbage\r\n", 12), std::chrono::milliseconds(0),
+                  false);
+  auto st = Open(fake.location(), {{"POLL_TIMEOUT", "0.2"}});
+  Value v;
+  Status s = st->Get(":1:k", &v);
+  EXPECT_TRUE(s.IsUnavailable()) << s.ToString();
+  EXPECT_NE(s.message().find(fake.location()), std::string::npos) << s.message();
+  for (char c : s.message()) EXPECT_TRUE(c >= 0x20 && c < 0x7f) << s.message();
+}
+
+TEST(MemcachedDeadline, StoppedServerAndForkedChildKeepTheDeadline) {
+  Memcached m;
+  ASSERT_TRUE(m.up());
+  auto st = Open(m.location(), {{"POLL_TIMEOUT", "0.2"}});
+  ASSERT_TRUE(st->Set(":1:k", "v", kEncStr, kNever).ok());
+  m.Stop();
+  Value sv;
+  auto t0 = std::chrono::steady_clock::now();
+  Status ss = st->Get(":1:k", &sv);
+  EXPECT_TRUE(ss.IsUnavailable()) << ss.ToString();
+  EXPECT_LT(MsSince(t0), 400);
+  kill(m.pid(), SIGCONT);
+  // A child forked after the store has run its watchdog needs its own.
+  std::string reply = "VALUE :1:k 1 100\r\n" + std::string(100, 'v') + "\r\nEND\r\n";
+  FakeServer fake(reply, std::chrono::milliseconds(20), false);
+  auto slow = Open(fake.location(), {{"POLL_TIMEOUT", "0.2"}, {"CONNECT_TIMEOUT", "0.05"}});
+  Value v;
+  EXPECT_FALSE(slow->Get(":1:k", &v).ok());  // starts the watchdog in the parent
+  pid_t child = fork();
+  if (child == 0) {
+    // The inherited store, whose watchdog thread stayed in the parent.
+    auto t0 = std::chrono::steady_clock::now();
+    Value cv;
+    Status s = slow->Get(":1:k", &cv);
+    _exit(!s.ok() && MsSince(t0) < 400 ? 0 : 1);
+  }
+  int status = 0;
+  waitpid(child, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "no deadline in a forked child";
+}
+
+int ThreadCount() {
+  int n = 0;
+  if (DIR* d = opendir("/proc/self/task")) {
+    while (dirent* e = readdir(d))
+      if (e->d_name[0] != '.') ++n;
+    closedir(d);
+  }
+  return n;
+}
+
+TEST(MemcachedDeadline, OneWatchdogThreadForEveryStore) {
+  // Django makes a cache object (a store) per thread and alias: the
+  // watchdog is one thread for the process, not one per store.
+  Memcached m;
+  ASSERT_TRUE(m.up());
+  std::vector<std::unique_ptr<Store>> stores;
+  auto first = Open(m.location(), {{"POLL_TIMEOUT", "0.5"}});
+  ASSERT_TRUE(first->Set(":1:k", "v", kEncStr, kNever).ok());  // the watchdog runs now
+  int before = ThreadCount();
+  for (int i = 0; i < 20; ++i) {
+    stores.push_back(Open(m.location(), {{"POLL_TIMEOUT", "0.5"}}));
+    Value v;
+    ASSERT_TRUE(stores.back()->Get(":1:k", &v).ok());
+  }
+  EXPECT_EQ(ThreadCount(), before);
 }
 
 }  // namespace

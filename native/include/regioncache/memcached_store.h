@@ -17,7 +17,9 @@ namespace regioncache {
 // "unix:/run/mc.sock"). Options (defaults in brackets):
 //   TCP_NODELAY           disable Nagle on TCP connections [true]
 //   CONNECT_TIMEOUT       seconds to wait for a connection [1.0]
-//   POLL_TIMEOUT          seconds to wait for a server's reply [1.0]
+//   POLL_TIMEOUT          seconds a whole reply may take: a watchdog ends a
+//                         call that overruns it (plus CONNECT_TIMEOUT when
+//                         the call connects); each inspection reply too [1.0]
 //   RETRY_TIMEOUT         seconds a failed server is left alone [2]
 //   SERVER_FAILURE_LIMIT  consecutive failures that mark a server failed [2]
 //   REMOVE_FAILED_SERVERS a failed server's keys go to the next server of

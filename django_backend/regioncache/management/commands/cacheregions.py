@@ -6,6 +6,7 @@
     ... --json                                          machine-readable output
 """
 
+import contextlib
 import json
 import sys
 import time
@@ -31,6 +32,23 @@ def _region(alias):
             "not a regioncache backend: it cannot be inspected"
         )
     return cache
+
+
+def _one_line(e):
+    return " ".join(str(e).split()) or type(e).__name__
+
+
+@contextlib.contextmanager
+def _failures(action, alias):
+    """A store that fails mid-command (a server down, stopped, garbling, too
+    slow) ends the command with one line naming the region and what failed
+    (the store's message names the server), not a traceback."""
+    try:
+        yield
+    except (CommandError, KeyboardInterrupt):
+        raise
+    except Exception as e:
+        raise CommandError(f"{action} {alias}: {_one_line(e)}") from None
 
 
 def _when(t):
@@ -69,9 +87,11 @@ class Command(BaseCommand):
         as_json = opts["json"] or opts.get("json_sub", False)
         action = opts.get("action")
         if action == "keys":
-            return self.keys(opts["alias"], opts["pattern"], opts["limit"], as_json)
+            with _failures("keys", opts["alias"]):
+                return self.keys(opts["alias"], opts["pattern"], opts["limit"], as_json)
         if action == "purge":
-            return self.purge(opts, as_json)
+            with _failures("purge", opts["alias"]):
+                return self.purge(opts, as_json)
         return self.overview(as_json)
 
     def overview(self, as_json):
@@ -89,7 +109,7 @@ class Command(BaseCommand):
                 else:
                     row["kind"] = "django"
             except Exception as e:
-                row["error"] = str(e)
+                row["error"] = _one_line(e)
             rows.append(row)
         if as_json:
             self.stdout.write(json.dumps(rows, indent=2, default=str))

@@ -1,0 +1,231 @@
+"""MemcachedCache against servers that misbehave (issue 11, items 7 and 8):
+every call ends within its deadline (POLL_TIMEOUT bounds a whole reply, not
+each wait for a byte), a reply claiming more than MAX_ITEM_SIZE ends the
+read at once, garbage is a miss naming nobody's bytes, and the connection
+is usable again afterwards. Fake servers from fake_memcached.py and a
+SIGSTOPped real memcached, all on 127.0.0.1."""
+
+import resource
+import time
+import uuid
+
+import pytest
+from django.conf import settings
+from django.core.cache import caches
+
+from fake_memcached import FakeMemcached
+from memcached_servers import start_servers
+
+POLL = 0.2
+
+
+@pytest.fixture
+def make_cache():
+    aliases = []
+
+    def make(location, **options):
+        alias = f"mcx-{uuid.uuid4().hex[:8]}"
+        settings.CACHES[alias] = {
+            "BACKEND": "regioncache.MemcachedCache",
+            "LOCATION": location,
+            "OPTIONS": {"POLL_TIMEOUT": POLL, "CONNECT_TIMEOUT": POLL,
+                        "RETRY_TIMEOUT": 0.1, **options},
+        }
+        aliases.append(alias)
+        return caches[alias]
+
+    yield make
+    for alias in aliases:
+        if getattr(caches._connections, alias, None) is not None:
+            delattr(caches._connections, alias)
+        settings.CACHES.pop(alias, None)
+
+
+def timed(fn):
+    t0 = time.monotonic()
+    value = fn()
+    return value, time.monotonic() - t0
+
+
+@pytest.fixture
+def fake():
+    f = FakeMemcached(delay=0.02).start()  # a byte every 20 ms: never a 200 ms silence
+    yield f
+    f.stop()
+
+
+def recovers(cache, fake):
+    """With the fault gone, the next calls work on a clean connection."""
+    fake.faults.clear()
+    time.sleep(0.15)  # RETRY_TIMEOUT
+    cache.set("after", "fine")
+    assert cache.get("after") == "fine"
+    assert cache.get("k") == "v" * 200
+
+
+@pytest.mark.parametrize("fault", ["trickle", "endless", "silent"])
+def test_get_ends_within_the_deadline(fake, make_cache, fault):
+    cache = make_cache(fake.location)
+    cache.set("k", "v" * 200)  # its reply trickles for 4+ s at 20 ms a byte
+    assert cache.get("k") == "v" * 200
+    fake.faults["get"] = fault
+    value, took = timed(lambda: cache.get("k", "miss"))
+    assert value == "miss"
+    assert took < 2 * POLL + 0.1, f"get took {took:.2f} s against a {fault} server"
+    recovers(cache, fake)
+
+
+def test_get_many_and_set_end_within_the_deadline(fake, make_cache):
+    cache = make_cache(fake.location)
+    cache.set("k", "v" * 200)
+    fake.faults.update(get="trickle", set="trickle")
+    value, took = timed(lambda: cache.get_many(["k", "j"]))
+    assert value == {} and took < 2 * POLL + 0.1, took
+    time.sleep(0.15)
+    _, took = timed(lambda: cache.set("x", "y" * 100))
+    assert took < 2 * POLL + 0.1, took
+    recovers(cache, fake)
+
+
+def test_a_2gb_claim_ends_the_read_at_once_without_allocating(make_cache):
+    with FakeMemcached(delay=0.02) as fake:
+        cache = make_cache(fake.location, POLL_TIMEOUT=5)  # so "at once" is not a timeout
+        cache.set("k", "v" * 200)
+        fake.faults["get"] = "huge"
+        rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        value, took = timed(lambda: cache.get("k", "miss"))
+        assert value == "miss"
+        assert took < 0.5, f"a 2 GB claim held get() {took:.2f} s"
+        grown_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before
+        assert grown_kb < 100_000, f"{grown_kb} KB allocated for a claimed value"
+        recovers(cache, fake)
+
+
+def test_garbage_is_a_miss_and_the_connection_recovers(make_cache):
+    with FakeMemcached() as fake:
+        cache = make_cache(fake.location)
+        cache.set("k", "v" * 200)
+        fake.faults["get"] = "garbage"
+        assert cache.get("k", "miss") == "miss"
+        assert cache.get_many(["k"]) == {}
+        fake.faults.update(set="garbage", add="garbage")
+        cache.set("x", 1)  # no exception: a failed write is a quiet failure
+        assert cache.add("y", 1) is False
+        assert "y" not in fake.data or fake.data["y"] is None
+        recovers(cache, fake)
+
+
+def test_stopped_server_get_ends_within_the_deadline(make_cache):
+    servers = start_servers(1)
+    try:
+        cache = make_cache(servers[0].location)
+        cache.set("k", "v")
+        servers[0].pause()
+        value, took = timed(lambda: cache.get("k", "miss"))
+        assert value == "miss" and took < 2 * POLL + 0.1, took
+        servers[0].resume()
+        time.sleep(0.15)
+        assert cache.get("k") == "v"
+    finally:
+        servers.stop()
+
+
+# --- the inspection path: stats(), list_entries(), the management command -------
+
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from io import StringIO  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from django.core.management import call_command  # noqa: E402
+from django.core.management.base import CommandError  # noqa: E402
+
+import regioncache  # noqa: E402
+
+TESTS_DIR = Path(__file__).resolve().parent
+
+
+@pytest.mark.parametrize("fault", ["trickle", "endless", "garbage"])
+def test_stats_reports_a_misbehaving_server_within_the_deadline(fake, make_cache, fault):
+    cache = make_cache(fake.location)
+    cache.set("k", "v")
+    fake.faults["stats"] = fault
+    stats, took = timed(cache.stats)
+    assert took < 2 * POLL + 0.1, f"stats() took {took:.2f} s against a {fault} server"
+    extra = dict(stats["extra"]) if isinstance(stats.get("extra"), list) else stats
+    text = repr(extra)
+    assert "servers_up" in text and fake.location in text
+
+
+@pytest.mark.parametrize("fault", ["trickle", "endless", "garbage"])
+def test_listing_a_misbehaving_server_is_an_error_naming_it(fake, make_cache, fault):
+    cache = make_cache(fake.location)
+    cache.set("k", "v")
+    fake.faults["metadump"] = fault
+    t0 = time.monotonic()
+    with pytest.raises(regioncache.RegionError) as info:
+        cache.list_entries()
+    took = time.monotonic() - t0
+    assert took < 1.0 + 2 * POLL, f"list_entries took {took:.2f} s against a {fault} server"
+    msg = str(info.value)
+    assert fake.location in msg and cache.alias in msg
+    assert "\n" not in msg and msg.isprintable()
+
+
+def test_mg_claiming_a_huge_value_is_an_error_not_a_read(make_cache):
+    with FakeMemcached() as fake:
+        cache = make_cache(fake.location)
+        long_key = "x" * 300  # a mapped key: the listing reads its envelope with mg
+        cache.set(long_key, "v")
+        original = fake._apply
+
+        def lying(cmd, parts, data):
+            if cmd == "mg":
+                return b"VA 2147483648 s5 f0\r\n"
+            return original(cmd, parts, data)
+
+        fake._apply = lying
+        value, took = timed(lambda: pytest.raises(regioncache.RegionError, cache.list_entries))
+        assert took < 0.5
+        assert "MAX_ITEM_SIZE" in str(value.value) and fake.location in str(value.value)
+
+
+@pytest.fixture
+def fake_alias(regions):
+    fakes = []
+
+    def make(faults):
+        f = FakeMemcached(faults=faults, delay=0.02).start()
+        fakes.append(f)
+        alias = regions.register({
+            "BACKEND": "regioncache.MemcachedCache", "LOCATION": f.location, "KEY_PREFIX": "",
+            "OPTIONS": {"POLL_TIMEOUT": POLL, "CONNECT_TIMEOUT": POLL},
+        })
+        caches[alias].set("k", "v")
+        return alias, f
+
+    yield make
+    for f in fakes:
+        f.stop()
+
+
+@pytest.mark.parametrize("fault", ["silent", "trickle", "garbage"])
+def test_command_keys_and_purge_fail_in_one_line(fake_alias, regions, fault):
+    alias, fake = fake_alias({"metadump": fault})
+    for args in (["keys", alias], ["purge", alias, "--pattern", "k*", "--yes"]):
+        t0 = time.monotonic()
+        with pytest.raises(CommandError) as info:
+            call_command("cacheregions", *args, stdout=StringIO())
+        assert time.monotonic() - t0 < 1.0 + 2 * POLL
+        msg = str(info.value)
+        assert alias in msg and fake.location in msg and "\n" not in msg
+    # a real manage.py: non-zero exit, one line on stderr, no traceback
+    proc = subprocess.run(
+        [sys.executable, "-m", "django", "cacheregions", "keys", alias],
+        env={**regions.child_env(), "DJANGO_SETTINGS_MODULE": "djangoproject.settings"},
+        capture_output=True, text=True, cwd=TESTS_DIR, timeout=30,
+    )
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and fake.location in lines[0], proc.stderr

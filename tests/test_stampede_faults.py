@@ -1,0 +1,207 @@
+"""Stampede protection against failing memcached servers (issue 11, items 5
+and 6): a lock the store cannot take means "compute now", never "wait";
+a lock request applied by the server after its caller gave up does not make
+the next caller wait. Real memcached servers (stopped with SIGSTOP, or
+killed) and the fake server of fake_memcached.py, all on 127.0.0.1."""
+
+import asyncio
+import time
+import uuid
+
+import pytest
+from django.conf import settings
+from django.core.cache import caches
+
+from regioncache import region, stampede
+from fake_memcached import FakeMemcached
+from memcached_servers import free_port, start_servers
+
+WAIT = 10.0  # the default `wait`: every bound below is far under it
+
+
+@pytest.fixture
+def make_cache():
+    aliases = []
+
+    def make(location, **options):
+        alias = f"mcf-{uuid.uuid4().hex[:8]}"
+        settings.CACHES[alias] = {
+            "BACKEND": "regioncache.MemcachedCache",
+            "LOCATION": location,
+            "KEY_PREFIX": uuid.uuid4().hex[:6],
+            "OPTIONS": {"POLL_TIMEOUT": 0.2, "CONNECT_TIMEOUT": 0.2, **options},
+        }
+        aliases.append(alias)
+        return caches[alias]
+
+    yield make
+    for alias in aliases:
+        if getattr(caches._connections, alias, None) is not None:
+            delattr(caches._connections, alias)
+        settings.CACHES.pop(alias, None)
+
+
+@pytest.fixture
+def server():
+    s = start_servers(1)
+    yield s[0]
+    s.stop()
+
+
+def timed(fn):
+    t0 = time.monotonic()
+    value = fn()
+    return value, time.monotonic() - t0
+
+
+def all_paths(cache):
+    """Every path that takes the stampede lock, each with a fresh key:
+    (name, callable returning the computed value)."""
+    n = uuid.uuid4().hex[:6]
+
+    def sync_gos():
+        return cache.get_or_set(f"gos-{n}", lambda: "computed", 300)
+
+    def async_gos():
+        return asyncio.run(cache.aget_or_set(f"agos-{n}", lambda: "computed", 300))
+
+    def deco():
+        return region(cache.alias, namespace=f"deco-{n}")(lambda: "computed")()
+
+    def adeco():
+        async def f():
+            return "computed"
+        return asyncio.run(region(cache.alias, namespace=f"adeco-{n}")(f)())
+
+    return [("get_or_set", sync_gos), ("aget_or_set", async_gos),
+            ("@region", deco), ("async @region", adeco)]
+
+
+def test_server_down_computes_now(make_cache):
+    cache = make_cache(f"127.0.0.1:{free_port()}")  # nothing listens there
+    for name, call in all_paths(cache):
+        value, took = timed(call)
+        assert value == "computed", name
+        assert took < 2.0, f"{name} took {took:.2f} s with the server down (wait is {WAIT} s)"
+
+
+def test_server_stopped_computes_now(server, make_cache):
+    cache = make_cache(server.location)
+    cache.set("warm", 1)
+    assert cache.get("warm") == 1  # a connection is open when the server stops
+    server.pause()
+    try:
+        for name, call in all_paths(cache):
+            value, took = timed(call)
+            assert value == "computed", name
+            # a few POLL_TIMEOUTs (0.2 s) at most, not the 10 s wait
+            assert took < 2.5, f"{name} took {took:.2f} s with the server stopped"
+    finally:
+        server.resume()
+
+
+def test_garbling_server_computes_now(make_cache):
+    with FakeMemcached(faults={"add": "garbage", "get": "garbage"}) as fake:
+        cache = make_cache(fake.location)
+        for name, call in all_paths(cache):
+            value, took = timed(call)
+            assert value == "computed", name
+            assert took < 2.0, f"{name} took {took:.2f} s against a garbling server"
+
+
+def test_a_held_lock_still_makes_callers_wait(server, make_cache):
+    # The other side of the rule: a lock another caller holds means wait.
+    cache = make_cache(server.location)
+    release = stampede.try_lock(cache, "k", None)
+    assert release is not None
+    assert stampede.try_lock(cache, "k", None) is None  # held: not taken twice
+    t0 = time.monotonic()
+    assert stampede.compute_once(cache, "k", lambda: "mine", 300, None,
+                                 lambda v: cache.set("k", v), wait=0.5) == "mine"
+    assert time.monotonic() - t0 >= 0.5  # waited its `wait` for the holder
+    release()
+    assert cache.get("k" + stampede.LOCK_SUFFIX) is None
+
+
+def test_stale_mode_recomputes_when_the_lock_cannot_be_taken(make_cache):
+    # get works (serves the stale value), add fails: the one caller recomputes
+    # at once instead of serving stale forever or waiting.
+    with FakeMemcached(faults={"add": "garbage"}) as fake:
+        cache = make_cache(fake.location, SERVER_FAILURE_LIMIT=1000)
+        calls = []
+
+        @region(cache.alias, timeout=1, stale=60, namespace="stale-fn")
+        def f():
+            calls.append(1)
+            return len(calls)
+
+        assert f() == 1
+        time.sleep(1.1)  # past its fresh life, inside its stale life
+        value, took = timed(f)
+        assert value == 2 and took < 1.0
+
+
+def test_timed_out_acquire_applied_later_does_not_make_the_next_caller_wait(server, make_cache):
+    # A's add times out with the server stopped; the server applies it when it
+    # resumes (the request was in its socket buffer), leaving a lock nobody
+    # holds and no value. B must not wait the 10 s `wait` for that lock.
+    cache = make_cache(server.location, RETRY_TIMEOUT=0.3)
+    cache.set("warm", 1)
+    assert cache.get("warm") == 1
+    server.pause()
+    try:
+        value, took = timed(lambda: cache.get_or_set("k", lambda: "from A", 300))
+        assert value == "from A" and took < 2.5
+    finally:
+        server.resume()
+    lock_wire = cache.make_key("k") + stampede.LOCK_SUFFIX
+    deadline = time.monotonic() + 5
+    while not server.has_key(lock_wire):  # the late add lands
+        assert time.monotonic() < deadline, "the server never applied the timed-out add"
+        time.sleep(0.05)
+    assert "pending" in server.command(f"get {lock_wire}")
+    assert not server.has_key(cache.make_key("k"))  # A's set never reached it
+    time.sleep(stampede.PENDING_GRACE + 0.1)
+    value, took = timed(lambda: cache.get_or_set("k", lambda: "from B", 300))
+    assert value == "from B"
+    assert took < 1.0, f"the next caller waited {took:.2f} s for an abandoned lock"
+    assert cache.get("k") == "from B"
+    assert not server.has_key(lock_wire)  # B took the lock over and released it
+
+
+class RaisingMemcachedCache:
+    """Stands in for a RAISE_ERRORS region (that option is the `policy`
+    branch's, not on this one): a real MemcachedCache whose add() raises the
+    region's error where the store fails, as RAISE_ERRORS makes it do."""
+
+    def __new__(cls, server, params):
+        from regioncache import MemcachedCache, RegionError
+
+        class Raising(MemcachedCache):
+            def add(self, key, value, timeout=None, version=None):
+                if not super().add(key, value, timeout, version) and not self.has_key(key, version):
+                    raise RegionError(f"region {self.alias!r}: add failed: server down")
+                return True
+
+        return Raising(server, params)
+
+
+def test_an_add_that_raises_means_compute_now(make_cache):
+    alias = f"mcr-{uuid.uuid4().hex[:8]}"
+    settings.CACHES[alias] = {
+        "BACKEND": f"{__name__}.RaisingMemcachedCache",
+        "LOCATION": f"127.0.0.1:{free_port()}",
+        "OPTIONS": {"POLL_TIMEOUT": 0.2, "CONNECT_TIMEOUT": 0.2},
+    }
+    try:
+        cache = caches[alias]
+        cache.alias = alias  # (found by backend path otherwise)
+        with pytest.raises(Exception, match="add failed"):
+            cache.add("x", 1)
+        for name, call in all_paths(cache):
+            value, took = timed(call)
+            assert value == "computed" and took < 2.0, (name, took)
+    finally:
+        if getattr(caches._connections, alias, None) is not None:
+            delattr(caches._connections, alias)
+        settings.CACHES.pop(alias, None)
