@@ -488,6 +488,15 @@ bool MemcachedStore::IsDown(memcached_return_t rc) {
   }
 }
 
+void MemcachedStore::LogSwallowed(const Status& st) const {
+  if (st.ok()) return;
+  std::string_view m = st.message();
+  std::string where = Where();
+  if (m.substr(0, where.size()) == where) m.remove_prefix(where.size());
+  Log(LogLevel::kWarning, region(), kind(),
+      std::string(m) + " (a batch the other servers answered: its keys there are misses or not stored)");
+}
+
 Status MemcachedStore::Failed(int s, memcached_st* h, memcached_return_t rc, bool fired) {
   std::string what = "memcached server " + servers_[s].name + ": ";
   bool refused = rc == MEMCACHED_MEMORY_ALLOCATION_FAILURE && t_refused != 0;
@@ -519,7 +528,8 @@ Status MemcachedStore::Failed(int s, memcached_st* h, memcached_return_t rc, boo
     if (fdp && *fdp >= 0) shutdown(*fdp, SHUT_RDWR);
   }
   memcached_quit(h);
-  Log(LogLevel::kWarning, region(), kind(), what);
+  // Returned, not logged: the caller logs it once, or swallows it and logs
+  // it then (a batch whose other servers answered: LogSwallowed).
   return Status::Unavailable(Where() + what);
 }
 
@@ -865,6 +875,7 @@ Status MemcachedStore::GetMany(std::span<const std::string_view> keys, std::vect
   if (!corrupt.ok()) return corrupt;
   // Keys of failed servers are misses; only a call that reached nobody fails.
   if (failed_keys == n && !first_error.ok()) return first_error;
+  LogSwallowed(first_error);
   return Status::OK();
 }
 
@@ -951,6 +962,7 @@ Status MemcachedStore::SetMany(std::span<const WriteItem> items, std::vector<siz
   }
   std::sort(failed->begin(), failed->end());
   if (failed->size() == n) return first_error;
+  LogSwallowed(first_error);
   return Status::OK();
 }
 
@@ -988,6 +1000,7 @@ Status MemcachedStore::DeleteWire(const std::vector<std::string>& wire, uint64_t
     }
   }
   if (*sent == 0 && !wire.empty() && !first_error.ok()) return first_error;
+  LogSwallowed(first_error);
   return Status::OK();
 }
 

@@ -121,6 +121,9 @@ class MemcachedStore final : public Store {
   Status Route(std::string_view wire, int* server);
   void MarkOk(int s);
   Status Failed(int s, memcached_st* h, memcached_return_t rc, bool fired = false);
+  // Logs a server's failure inside a batch that still answered (so the
+  // caller never sees it); nothing for OK.
+  void LogSwallowed(const Status& st) const;
   static bool IsDown(memcached_return_t rc);
 
   // Values.
