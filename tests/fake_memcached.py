@@ -33,6 +33,9 @@ class FakeMemcached:
         self.data = {}  # key -> (flags, bytes)
         self.lock = threading.Lock()
         self.seen = []  # command names received
+        # When set, every get/gets reply goes through rewrite(reply) -> bytes
+        # (the corruption campaign's mutations).
+        self.rewrite = None
         self._sock = None
         self._stop = threading.Event()
         self._threads = []
@@ -154,6 +157,8 @@ class FakeMemcached:
         if fault == "late":
             time.sleep(self.late)
         reply = self._apply(cmd, parts, data)
+        if self.rewrite is not None and cmd in ("get", "gets"):
+            reply = self.rewrite(reply)
         if fault == "trickle":
             self._send_slowly(conn, reply)
         elif reply:
