@@ -91,23 +91,35 @@ class Server:
     def resume(self):
         os.kill(self.proc.pid, signal.SIGCONT)
 
-    def command(self, line):
-        """One text-protocol command; returns the reply up to END/the first line."""
+    def raw(self, payload):
+        """Sends raw protocol bytes; returns the reply as bytes, up to END for
+        a get or stats, else up to the first line."""
         if self.socket_path:
             s = socket.socket(socket.AF_UNIX)
             s.connect(self.socket_path)
         else:
             s = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+        multi = payload.startswith((b"get", b"stats"))
         with s:
-            s.sendall(line.encode() + b"\r\n")
+            s.sendall(payload)
             data = b""
-            while not (data.endswith(b"END\r\n") or (data.endswith(b"\r\n") and not
-                       line.startswith(("get", "stats")))):
+            while not (data.endswith(b"END\r\n") or (data.endswith(b"\r\n") and not multi)):
                 chunk = s.recv(65536)
                 if not chunk:
                     break
                 data += chunk
-            return data.decode("utf-8", "replace")
+            return data
+
+    def command(self, line):
+        """One text-protocol command; returns the reply up to END/the first line."""
+        return self.raw(line.encode() + b"\r\n").decode("utf-8", "replace")
+
+    def plant(self, wire_key, flags, value):
+        """Stores raw bytes under a wire key, as any client of the server could."""
+        if isinstance(wire_key, str):
+            wire_key = wire_key.encode()
+        reply = self.raw(b"set %s %d 0 %d\r\n%s\r\n" % (wire_key, flags, len(value), value))
+        assert reply == b"STORED\r\n", reply
 
     def has_key(self, wire_key):
         return f"VALUE {wire_key} " in self.command(f"get {wire_key}")

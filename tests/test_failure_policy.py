@@ -13,8 +13,6 @@ a memcached server with its own text protocol.
 import logging
 import os
 import pickle
-import shutil
-import socket
 import time
 import uuid
 
@@ -209,24 +207,6 @@ def test_pickle_that_fails_to_load_is_a_miss(regions, caplog):
     assert any("ModuleNotFoundError" in m for m in messages(caplog, c.alias))
 
 
-def mc_raw(server, payload):
-    """Sends raw bytes to a memcached server; returns its first reply line."""
-    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
-        s.sendall(payload)
-        data = b""
-        while not data.endswith(b"\r\n"):
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            data += chunk
-        return data
-
-
-def mc_plant(server, wire_key, flags, value):
-    reply = mc_raw(server, b"set %s %d 0 %d\r\n%s\r\n" % (wire_key.encode(), flags, len(value), value))
-    assert reply == b"STORED\r\n", reply
-
-
 def test_memcached_garbage_values_are_misses(regions, caplog):
     servers = start_servers(1)
     try:
@@ -234,11 +214,11 @@ def test_memcached_garbage_values_are_misses(regions, caplog):
                         OPTIONS={})
         strict = regions.new(location=servers[0].location, BACKEND="regioncache.MemcachedCache",
                              OPTIONS={"RAISE_ERRORS": True})
-        mc_plant(servers[0], ":1:badutf8", 1, b"\xff\xfe not utf-8")
-        mc_plant(servers[0], ":1:badpickle", 3, b"\x80\x05garbage")
-        mc_plant(servers[0], ":1:badflags", 7, b"whatever")
-        mc_plant(servers[0], ":1:badint", 2, b"12abc")
-        mc_plant(servers[0], ":1:good", 1, b"fine")
+        servers[0].plant(":1:badutf8", 1, b"\xff\xfe not utf-8")
+        servers[0].plant(":1:badpickle", 3, b"\x80\x05garbage")
+        servers[0].plant(":1:badflags", 7, b"whatever")
+        servers[0].plant(":1:badint", 2, b"12abc")
+        servers[0].plant(":1:good", 1, b"fine")
         keys = ["badutf8", "badpickle", "badflags", "badint"]
         for k in keys:
             assert c.get(k, "miss") == "miss", k

@@ -7,10 +7,8 @@ SIGSTOPped real memcached, all on 127.0.0.1."""
 
 import resource
 import time
-import uuid
 
 import pytest
-from django.conf import settings
 from django.core.cache import caches
 
 from fake_memcached import FakeMemcached
@@ -20,25 +18,15 @@ POLL = 0.2
 
 
 @pytest.fixture
-def make_cache():
-    aliases = []
+def make_cache(regions):
+    """make(location, **OPTIONS) -> a MemcachedCache alias of this test (removed after)."""
 
     def make(location, **options):
-        alias = f"mcx-{uuid.uuid4().hex[:8]}"
-        settings.CACHES[alias] = {
-            "BACKEND": "regioncache.MemcachedCache",
-            "LOCATION": location,
-            "OPTIONS": {"POLL_TIMEOUT": POLL, "CONNECT_TIMEOUT": POLL,
-                        "RETRY_TIMEOUT": 0.1, **options},
-        }
-        aliases.append(alias)
-        return caches[alias]
+        return regions.new(location=location, BACKEND="regioncache.MemcachedCache",
+                           OPTIONS={"POLL_TIMEOUT": POLL, "CONNECT_TIMEOUT": POLL,
+                                    "RETRY_TIMEOUT": 0.1, **options})
 
-    yield make
-    for alias in aliases:
-        if getattr(caches._connections, alias, None) is not None:
-            delattr(caches._connections, alias)
-        settings.CACHES.pop(alias, None)
+    return make
 
 
 def timed(fn):

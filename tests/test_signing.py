@@ -11,7 +11,6 @@ would create a file.
 import logging
 import os
 import pickle
-import socket
 import uuid
 
 import pytest
@@ -186,18 +185,6 @@ def test_reader_without_a_key_reads_signed_values(store):
     assert store().get("k") == {"v": 1}
 
 
-def mc_command(server, payload):
-    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
-        s.sendall(payload)
-        data = b""
-        while not (data.endswith(b"END\r\n") or data in (b"STORED\r\n", b"NOT_STORED\r\n")):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-        return data
-
-
 def test_memcached_raw_plants_and_replays(regions, mc, caplog, tmp_path):
     prefix = uuid.uuid4().hex[:8]
     c = regions.new(location=mc.location, BACKEND="regioncache.MemcachedCache",
@@ -206,23 +193,23 @@ def test_memcached_raw_plants_and_replays(regions, mc, caplog, tmp_path):
     blob = pickle.dumps(Planted(str(proof)))
     # anyone who reaches the port: a pickle with the pickle flag, no tag
     wire = f"{prefix}:1:planted".encode()
-    assert mc_command(mc, b"set %s 3 0 %d\r\n%s\r\n" % (wire, len(blob), blob)) == b"STORED\r\n"
+    assert mc.raw(b"set %s 3 0 %d\r\n%s\r\n" % (wire, len(blob), blob)) == b"STORED\r\n"
     # the same with the signed flag and a tag of zeros
     forged = blob + bytes(32)
     wire2 = f"{prefix}:1:forged".encode()
-    assert mc_command(mc, b"set %s %d 0 %d\r\n%s\r\n" % (wire2, 3 | 512, len(forged), forged)) \
+    assert mc.raw(b"set %s %d 0 %d\r\n%s\r\n" % (wire2, 3 | 512, len(forged), forged)) \
         == b"STORED\r\n"
     assert c.get("planted", "miss") == "miss"
     assert c.get("forged", "miss") == "miss"
     assert not proof.exists()
     # a value this site signed, copied under another key: the tag binds the key
     c.set("genuine", {"for": "genuine"})
-    reply = mc_command(mc, b"get %s:1:genuine\r\n" % prefix.encode())
+    reply = mc.raw(b"get %s:1:genuine\r\n" % prefix.encode())
     header, rest = reply.split(b"\r\n", 1)
     _, _, flags, length = header.split()
     value = rest[: int(length)]
     wire3 = f"{prefix}:1:copied".encode()
-    assert mc_command(mc, b"set %s %s 0 %d\r\n%s\r\n" % (wire3, flags, len(value), value)) \
+    assert mc.raw(b"set %s %s 0 %d\r\n%s\r\n" % (wire3, flags, len(value), value)) \
         == b"STORED\r\n"
     assert c.get("copied", "miss") == "miss"
     assert c.get("genuine") == {"for": "genuine"}

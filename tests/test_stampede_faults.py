@@ -11,8 +11,6 @@ import uuid
 import pytest
 
 import regioncache
-from django.conf import settings
-from django.core.cache import caches
 
 from regioncache import region, stampede
 from fake_memcached import FakeMemcached
@@ -22,25 +20,15 @@ WAIT = 10.0  # the default `wait`: every bound below is far under it
 
 
 @pytest.fixture
-def make_cache():
-    aliases = []
+def make_cache(regions):
+    """make(location, **OPTIONS) -> a MemcachedCache alias of this test (removed after)."""
 
     def make(location, **options):
-        alias = f"mcf-{uuid.uuid4().hex[:8]}"
-        settings.CACHES[alias] = {
-            "BACKEND": "regioncache.MemcachedCache",
-            "LOCATION": location,
-            "KEY_PREFIX": uuid.uuid4().hex[:6],
-            "OPTIONS": {"POLL_TIMEOUT": 0.2, "CONNECT_TIMEOUT": 0.2, **options},
-        }
-        aliases.append(alias)
-        return caches[alias]
+        return regions.new(location=location, BACKEND="regioncache.MemcachedCache",
+                           KEY_PREFIX=uuid.uuid4().hex[:6],
+                           OPTIONS={"POLL_TIMEOUT": 0.2, "CONNECT_TIMEOUT": 0.2, **options})
 
-    yield make
-    for alias in aliases:
-        if getattr(caches._connections, alias, None) is not None:
-            delattr(caches._connections, alias)
-        settings.CACHES.pop(alias, None)
+    return make
 
 
 @pytest.fixture
