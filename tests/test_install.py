@@ -361,3 +361,39 @@ def test_stub_names_every_native_method_with_its_parameters():
     # get, set, list_entries, stats, purge ... say what they return
     for name in ("get", "set", "get_many", "set_many", "list_entries", "stats", "purge"):
         assert stub[name].returns is not None, name
+
+
+# --- the desktop app: cmake --install ---------------------------------------------------
+
+def test_cmake_install_puts_the_app_and_its_desktop_entry_in_place(tmp_path):
+    """The release build of .ci/setup (build/release, with the app) installed
+    into a prefix: bin/regioncache-gui runs from there, and the desktop entry
+    launches it by that name."""
+    build = ROOT / "build" / "release"
+    if not (build / "regioncache-gui").exists():
+        pytest.fail(f"no {build}/regioncache-gui: .ci/setup builds it (cmake --build build/release)")
+    prefix = tmp_path / "prefix"
+    proc = subprocess.run(["cmake", "--install", str(build), "--prefix", str(prefix)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    installed = sorted(str(p.relative_to(prefix)) for p in prefix.rglob("*") if p.is_file())
+    assert installed == ["bin/regioncache-gui", "share/applications/regioncache-gui.desktop"], \
+        installed
+    app = prefix / "bin" / "regioncache-gui"
+    assert os.access(app, os.X_OK)
+    ran = subprocess.run([str(app), "--version"], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
+    assert ran.returncode == 0, ran.stderr
+    assert "regioncache-gui" in ran.stdout + ran.stderr
+    entry = (prefix / "share" / "applications" / "regioncache-gui.desktop").read_text()
+    lines = entry.splitlines()
+    assert lines[0] == "[Desktop Entry]"
+    fields = dict(line.split("=", 1) for line in lines[1:] if "=" in line)
+    assert fields["Type"] == "Application"
+    assert fields["Exec"].split()[0] == "regioncache-gui"  # found on PATH under bin/
+    assert fields["Name"] and fields["Categories"].endswith(";")
+    # freedesktop.org's validator (Debian desktop-file-utils, .ci/setup installs it)
+    check = subprocess.run(["desktop-file-validate", str(prefix / "share" / "applications" /
+                                                     "regioncache-gui.desktop")],
+                           capture_output=True, text=True)
+    assert check.returncode == 0 and not check.stdout.strip(), check.stdout + check.stderr
