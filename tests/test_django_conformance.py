@@ -71,11 +71,13 @@ def test_every_method_binds_with_func(one_of_each):
     for kind, cache in one_of_each.items():
         for name in SYNC_METHODS:
             bound = getattr(cache, name)
-            assert inspect.ismethod(bound), (kind, name, type(bound))
             assert bound.__func__ is inspect.getattr_static(type(cache), name), (kind, name)
             assert bound.__self__ is cache
-            # the class attribute is callable with the instance, as a function is
+            assert bound.__name__ == name and bound == getattr(cache, name)
             assert getattr(type(cache), name).__name__ == name
+        # the class attribute is callable with the instance first, as a function is
+        type(cache).set(cache, "f", 1)
+        assert type(cache).get(cache, "f") == 1 and type(cache).get(cache, key="f") == 1
         # What Django 6.x's BaseCache does in aget_many & co: find the
         # specialised sync method through __func__, then call it.
         assert cache.get_many.__func__ is not BaseCache.get_many
@@ -90,3 +92,11 @@ def test_every_method_binds_with_func(one_of_each):
         # a wrong self is a TypeError, not a crash
         with pytest.raises(TypeError):
             type(cache).get(object(), "a")
+        with pytest.raises(TypeError):
+            type(cache).get.__get__(object())
+        # every calling convention through a bound method and the class
+        stats, purge, close = cache.stats, cache.purge, cache.close
+        assert stats()["kind"] == kind and purge("no-such-key*") == 0 and close() is None
+        assert type(cache).stats(cache)["kind"] == kind
+        entries, _ = cache.list_entries(limit=1000)
+        assert len(entries) >= 3

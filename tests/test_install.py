@@ -397,3 +397,27 @@ def test_cmake_install_puts_the_app_and_its_desktop_entry_in_place(tmp_path):
                                                      "regioncache-gui.desktop")],
                            capture_output=True, text=True)
     assert check.returncode == 0 and not check.stdout.strip(), check.stdout + check.stderr
+
+
+def test_installed_stub_matches_the_module_for_mypy(raw_venv):
+    """mypy's stubtest on the installed package (stub and module from the
+    wheel): every name of regioncache._native in the stub and the other way
+    round; and mypy type-checks a use of it (an error where one is due)."""
+    pip = run_in(raw_venv, ["-m", "pip", "install", "-q", "--only-binary", ":all:", "mypy>=1.18"],
+                 timeout=300)
+    assert pip.returncode == 0, pip.stderr
+    proc = run_in(raw_venv, ["-m", "mypy.stubtest", "regioncache._native"], timeout=300)
+    assert proc.returncode == 0 and "Success" in proc.stdout, proc.stdout + proc.stderr
+    use = Path(raw_venv) / "use_native.py"
+    use.write_text(
+        "from regioncache import _native\n"
+        "def f(c: _native.Cache) -> None:\n"
+        "    entries, cursor = c.list_entries(glob='*', limit=10)\n"
+        "    size: int = entries[0]['size']\n"
+        "    hits: int = c.stats()['hits']\n"
+        "    removed: str = c.purge('*')\n"  # purge returns int: the one error
+    )
+    proc = run_in(raw_venv, ["-m", "mypy", str(use)], timeout=300)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "use_native.py:6: error: Incompatible types in assignment" in proc.stdout, proc.stdout
+    assert "Found 1 error" in proc.stdout, proc.stdout

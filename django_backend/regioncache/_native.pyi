@@ -4,6 +4,8 @@
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypedDict
 
+from typing_extensions import disjoint_base
+
 class RegionError(Exception): ...
 class ConfigError(RegionError): ...
 class ValueTooLargeError(RegionError, ValueError): ...
@@ -30,6 +32,7 @@ class _Entry(TypedDict):
     encoding: str
     flags: int
 
+@disjoint_base  # a C type with its own instance layout
 class Cache:
     """Django's BaseCache contract on a native store (the timeout arguments
     take Django's DEFAULT_TIMEOUT sentinel, a number of seconds or None)."""
