@@ -43,8 +43,8 @@ def _check_versions():
 _check_versions()
 # ---------------------------------------------------------------------------
 
-from regioncache._native import ConfigError, RegionError, ValueTooLargeError  # noqa: E402
-from regioncache._native import remove_shm_region, shm_regions, shm_segment_name  # noqa: E402
+from regioncache._native import ConfigError, RegionError, ValueTooLargeError
+from regioncache._native import remove_shm_region, shm_regions, shm_segment_name
 
 __all__ = [
     "ConfigError",
