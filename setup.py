@@ -1,11 +1,14 @@
-"""Builds regioncache: the Python package in django_backend/ and the native
-module regioncache._native, which CMake builds (CMakeLists.txt is the one
-description of the native build; this file only drives it).
+"""Builds the native module regioncache._native with CMake (CMakeLists.txt is
+the one description of the native build; this file only drives it). The
+package's metadata is in pyproject.toml.
 
-    pip install .        # or: pip install -e .
+    pip install .                    # a normal install (builds the module)
+    pip install -e .                 # a developer's editable install
+    tools/build-wheels python3.12    # a wheel with its libraries inside
 
 Needs the Debian build packages listed in README.md (libmemcached-dev,
-libzstd-dev, libxxhash-dev, cmake, g++).
+libzstd-dev, libxxhash-dev, cmake, g++); a wheel from tools/build-wheels
+needs none of them.
 """
 
 import os
@@ -46,19 +49,6 @@ class CMakeBuild(build_ext):
 
 
 setup(
-    name="regioncache",
-    version="0.1.0",
-    description="Cache regions for Django on native stores (shared memory, files, memcached)",
-    long_description=open(os.path.join(os.path.dirname(__file__), "README.md")).read()
-    if os.path.exists(os.path.join(os.path.dirname(__file__), "README.md"))
-    else "",
-    long_description_content_type="text/markdown",
-    license="BSD-3-Clause",
-    python_requires=">=3.11",
-    package_dir={"": "django_backend"},
-    packages=["regioncache"],
-    install_requires=["Django>=4.2"],
     ext_modules=[CMakeExtension("regioncache._native")],
     cmdclass={"build_ext": CMakeBuild},
-    zip_safe=False,
 )

@@ -12,6 +12,37 @@ a directory of files and memcached next), behind Django's own cache API::
     }
 """
 
+# --- supported versions (pyproject.toml says the same to pip) ----------------
+# Checked before the native module loads, so that an unsupported Python or
+# Django gets this message and not an error from inside the package.
+_PYTHONS = ((3, 11), (3, 12), (3, 13))
+_DJANGOS = {(3, 11): ("4.2", "5.2"), (3, 12): ("4.2", "5.2", "6.1"), (3, 13): ("5.2", "6.1")}
+_SUPPORTED = (
+    "regioncache supports Python 3.11, 3.12 and 3.13 with Django 4.2 LTS or 5.2 LTS, "
+    "and Python 3.12 and 3.13 with Django 6.1"
+)
+
+
+def _check_versions():
+    import sys
+
+    py = sys.version_info[:2]
+    if py not in _PYTHONS:
+        raise ImportError(f"{_SUPPORTED}; this is Python {py[0]}.{py[1]}")
+    try:
+        import django
+    except ImportError:  # tools that only list regions need no Django
+        return
+    series = "%d.%d" % tuple(django.VERSION[:2])
+    if series not in _DJANGOS[py]:
+        raise ImportError(
+            f"{_SUPPORTED}; this is Django {django.get_version()} on Python {py[0]}.{py[1]}"
+        )
+
+
+_check_versions()
+# ---------------------------------------------------------------------------
+
 from regioncache._native import ConfigError, RegionError, ValueTooLargeError
 from regioncache._native import remove_shm_region, shm_regions, shm_segment_name
 from regioncache import _log  # noqa: F401  (the stores' log lines go to logging)

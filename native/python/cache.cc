@@ -1470,8 +1470,12 @@ PyType_Spec kSpec = {
 
 }  // namespace
 
+int WrapMethods(PyObject* type);  // methods.cc: methods that carry __func__ (Django 6)
+
 PyObject* MakeCacheType(PyObject* module) {
-  return PyType_FromModuleAndSpec(module, &kSpec, nullptr);
+  PyObject* type = PyType_FromModuleAndSpec(module, &kSpec, nullptr);
+  if (type && WrapMethods(type) < 0) Py_CLEAR(type);
+  return type;
 }
 
 }  // namespace regioncache::py
