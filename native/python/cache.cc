@@ -1416,7 +1416,7 @@ PyMethodDef kMethods[] = {
     ONEARG("clear", Cache_clear_all, METH_NOARGS, "Remove every entry of the region."),
     {"close", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(Cache_close)), METH_VARARGS | METH_KEYWORDS,
      "Django's per-request close: the store stays open."},
-    FASTKW("_open", Cache_open, "_open(kind, location, region, options)"),
+    FASTKW("_open", Cache_open, "_open(kind, location, region, options, lazy=False)"),
     FASTKW("_set_policy", Cache_set_policy, "_set_policy(raise_errors, signing_keys)"),
     ONEARG("stats", Cache_stats, METH_NOARGS, "Region statistics as a dict."),
     FASTKW("list_entries", Cache_list_entries,
