@@ -157,11 +157,9 @@ FlockHold::~FlockHold() {
   if (held_) flock(fd_, LOCK_UN);
 }
 
-void Segment::WriteGeometry() {
+void Segment::StoreGeometry() {
   Header* h = header();
   const Geometry& g = geo_;
-  h->layout_version = kLayoutVersion;
-  h->header_bytes = kHeaderBytes;
   h->segment_size = size_;
   h->max_item_size = max_item_;
   h->min_order = kMinOrder;
@@ -171,21 +169,20 @@ void Segment::WriteGeometry() {
   h->visited_off = g.visited_off;
   h->arena_off = g.arena_off;
   h->arena_size = g.arena_size;
+}
+
+void Segment::WriteGeometry() {
+  Header* h = header();
+  h->layout_version = kLayoutVersion;
+  h->header_bytes = kHeaderBytes;
+  StoreGeometry();
   reinterpret_cast<std::atomic<uint64_t>*>(&h->magic)->store(kMagic, std::memory_order_release);
 }
 
 void Segment::ResetArena() {
   Header* h = header();
   const Geometry& g = geo_;
-  h->segment_size = size_;
-  h->max_item_size = max_item_;
-  h->min_order = kMinOrder;
-  h->max_order = g.max_order;
-  h->buckets_off = g.buckets_off;
-  h->nbuckets = g.nbuckets;
-  h->visited_off = g.visited_off;
-  h->arena_off = g.arena_off;
-  h->arena_size = g.arena_size;
+  StoreGeometry();
   std::memset(base_ + g.buckets_off, 0, g.nbuckets * 8);
   std::memset(base_ + g.visited_off, 0, g.arena_size >> kMinOrder);
   for (auto& f : h->free_heads) f = 0;

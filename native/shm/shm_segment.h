@@ -64,6 +64,9 @@ class Segment {
 
  private:
   Status Initialise(const SegmentParams& p, int fd);
+  // The header's geometry fields (sizes, orders, offsets) from the copy
+  // checked at open: WriteGeometry and ResetArena both restore them.
+  void StoreGeometry();
   Status Validate(const SegmentParams& p);
 
   char* base_ = nullptr;
