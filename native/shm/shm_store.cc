@@ -438,6 +438,7 @@ class ShmStore final : public Store {
   Status DoClear();
   Status DoGetMany(std::span<const std::string_view> keys, std::vector<Value>* values,
                    std::vector<bool>* found);
+  Status ParseCursor(const std::string& cursor, uint64_t* pos) const;
   Status DoList(const ListOptions& opts, ListPage* page);
   Status ListReadOnly(const ListOptions& opts, ListPage* page);
   Status DoGetStats(Stats* out);
@@ -1211,16 +1212,22 @@ uint64_t ShmStore::BlockAtOrAfter(uint64_t target) const {
   return pos;
 }
 
+// A listing cursor is the arena position to resume at, in decimal ("" = 0).
+Status ShmStore::ParseCursor(const std::string& cursor, uint64_t* pos) const {
+  *pos = 0;
+  if (cursor.empty()) return Status::OK();
+  auto [p, ec] = std::from_chars(cursor.data(), cursor.data() + cursor.size(), *pos);
+  if (ec != std::errc() || p != cursor.data() + cursor.size())
+    return Status::InvalidArgument(Where() + "bad listing cursor '" + cursor + "'");
+  return Status::OK();
+}
+
 Status ShmStore::DoList(const ListOptions& opts, ListPage* page) {
   page->entries.clear();
   page->next_cursor.clear();
   page->scanned = 0;
   uint64_t pos = 0;
-  if (!opts.cursor.empty()) {
-    auto [p, ec] = std::from_chars(opts.cursor.data(), opts.cursor.data() + opts.cursor.size(), pos);
-    if (ec != std::errc() || p != opts.cursor.data() + opts.cursor.size())
-      return Status::InvalidArgument(Where() + "bad listing cursor '" + opts.cursor + "'");
-  }
+  if (Status cs = ParseCursor(opts.cursor, &pos); !cs.ok()) return cs;
   size_t limit = opts.limit ? opts.limit : 1000;
   while (pos < g_.arena_size && page->entries.size() < limit) {
     Status st = Locking([&]() -> Status {
@@ -1272,11 +1279,7 @@ Status ShmStore::ListReadOnly(const ListOptions& opts, ListPage* page) {
   page->next_cursor.clear();
   page->scanned = 0;
   uint64_t pos = 0;
-  if (!opts.cursor.empty()) {
-    auto [p, ec] = std::from_chars(opts.cursor.data(), opts.cursor.data() + opts.cursor.size(), pos);
-    if (ec != std::errc() || p != opts.cursor.data() + opts.cursor.size())
-      return Status::InvalidArgument(Where() + "bad listing cursor '" + opts.cursor + "'");
-  }
+  if (Status cs = ParseCursor(opts.cursor, &pos); !cs.ok()) return cs;
   size_t limit = opts.limit ? opts.limit : 1000;
   while (pos < g_.arena_size && page->entries.size() < limit) {
     bool done = false;
