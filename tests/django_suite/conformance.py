@@ -154,21 +154,21 @@ def _start_memcached():
 MEMCACHED_LOCATION = _start_memcached()
 
 
-@conformance(
-    "memcached",
-    excluded={
-        "test_cull": "memcached evicts by LRU itself: no MAX_ENTRIES (as Django's memcached backends)",
-        "test_zero_cull": "memcached evicts by LRU itself: no CULL_FREQUENCY",
-        "test_cull_delete_when_store_empty": "memcached evicts by LRU itself: no _max_entries",
-        "test_close": "mocks the python-memcached client's disconnect_all; libmemcached "
-        "connections are pooled by the store and kept across requests",
-        "test_invalid_with_version_key_length": "expects the InvalidCacheKey of Django's "
-        "memcached backends; MemcachedCache maps keys over 250 bytes to safe ones and warns "
-        "(CacheKeyWarning), checked by BaseCacheTests.test_invalid_key_length",
-        "test_set_many_returns_failing_keys": "mocks the client's set_multi; failing keys are "
-        "tested against the real server in tests/test_memcached_backend.py",
-    },
-)
+MEMCACHED_EXCLUDED = {
+    "test_cull": "memcached evicts by LRU itself: no MAX_ENTRIES (as Django's memcached backends)",
+    "test_zero_cull": "memcached evicts by LRU itself: no CULL_FREQUENCY",
+    "test_cull_delete_when_store_empty": "memcached evicts by LRU itself: no _max_entries",
+    "test_close": "mocks the python-memcached client's disconnect_all; libmemcached "
+    "connections are pooled by the store and kept across requests",
+    "test_invalid_with_version_key_length": "expects the InvalidCacheKey of Django's "
+    "memcached backends; MemcachedCache maps keys over 250 bytes to safe ones and warns "
+    "(CacheKeyWarning), checked by BaseCacheTests.test_invalid_key_length",
+    "test_set_many_returns_failing_keys": "mocks the client's set_multi; failing keys are "
+    "tested against the real server in tests/test_memcached_backend.py",
+}
+
+
+@conformance("memcached", excluded=MEMCACHED_EXCLUDED)
 @override_settings(
     CACHES={
         alias: params
@@ -188,21 +188,7 @@ class MemcachedCacheTests(BaseMemcachedTests, TestCase):
     should_disconnect_on_close = False
 
 
-@conformance(
-    "memcached-signed",
-    excluded={
-        "test_cull": "memcached evicts by LRU itself: no MAX_ENTRIES (as Django's memcached backends)",
-        "test_zero_cull": "memcached evicts by LRU itself: no CULL_FREQUENCY",
-        "test_cull_delete_when_store_empty": "memcached evicts by LRU itself: no _max_entries",
-        "test_close": "mocks the python-memcached client's disconnect_all; libmemcached "
-        "connections are pooled by the store and kept across requests",
-        "test_invalid_with_version_key_length": "expects the InvalidCacheKey of Django's "
-        "memcached backends; MemcachedCache maps keys over 250 bytes to safe ones and warns "
-        "(CacheKeyWarning), checked by BaseCacheTests.test_invalid_key_length",
-        "test_set_many_returns_failing_keys": "mocks the client's set_multi; failing keys are "
-        "tested against the real server in tests/test_memcached_backend.py",
-    },
-)
+@conformance("memcached-signed", excluded=MEMCACHED_EXCLUDED)
 @override_settings(
     CACHES={
         alias: params
@@ -213,18 +199,12 @@ class MemcachedCacheTests(BaseMemcachedTests, TestCase):
         if alias not in ("cull", "zero_cull")
     }
 )
-class SignedMemcachedCacheTests(BaseMemcachedTests, TestCase):
+class SignedMemcachedCacheTests(MemcachedCacheTests):
     """The memcached contract with every value signed (OPTIONS SIGNING_KEY):
     a second configuration, the default one above stays unsigned."""
 
     base_params = {"BACKEND": "regioncache.MemcachedCache", "LOCATION": MEMCACHED_LOCATION,
                    "OPTIONS": {"SIGNING_KEY": "conformance-signing-key"}}
-    # Keys memcached cannot take are mapped to safe ones (issue 4), so, like
-    # every backend but Django's memcached ones, MemcachedCache warns about
-    # them (CacheKeyWarning) and works: BaseCacheTests' version of the
-    # invalid-key check applies, not BaseMemcachedTests' InvalidCacheKey one.
-    _perform_invalid_key_test = BaseCacheTests._perform_invalid_key_test
-    should_disconnect_on_close = False
 
 
 def labels(backends):
