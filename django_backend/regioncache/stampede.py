@@ -19,9 +19,12 @@ the lock, the lock is read back to tell why:
 
 - it carries this caller's token: the add was applied but its reply was
   lost (a timeout); the caller holds the lock;
-- it is not there, or the store cannot be read, or add() raised (a region
-  with RAISE_ERRORS): the store is failing, and waiting on it would only
-  stall the request: the caller computes now, without the lock;
+- it is not there and the store answered both calls (the region's
+  `failures` count did not move): its holder released it in between; the
+  caller waits as for a held lock (it reads the value, then tries again);
+- it is not there and the store failed, or it cannot be read, or add()
+  raised (a region with RAISE_ERRORS): the store is failing, and waiting on
+  it would only stall the request: the caller computes now, without the lock;
 - it is held by another caller: wait, as above.
 
 A lock carries its owner's token and is written in two steps: add() stores
@@ -48,6 +51,9 @@ DEFAULT_WAIT = 10.0
 # A lock still "pending" this long after its add was sent was applied late
 # (its owner gave up on the reply) or its owner died between add and confirm.
 PENDING_GRACE = 2.0
+# Rounds of add-then-read in one acquire (an abandoned lock removed is tried
+# again).
+ACQUIRE_TRIES = 3
 
 _MISSING = object()
 
@@ -122,8 +128,19 @@ def _call(fn, *args, default=None):
         return default
 
 
+def _answered(cache, failures_before, attempt):
+    """After an add that did not take the lock and a read that found none:
+    True if the store answered both (the lock was released in between, so
+    try again), False if it failed (compute now). A region's `failures`
+    counter tells; without one, one more try."""
+    if failures_before is None:
+        return attempt == 0
+    return getattr(cache, "failures", None) == failures_before
+
+
 def _acquire(cache, lock_key, token, lock_timeout, version):
-    for attempt in range(3):
+    for attempt in range(ACQUIRE_TRIES):
+        failures = getattr(cache, "failures", None)
         added = _call(cache.add, lock_key, _pending(token), lock_timeout, version)
         if added:
             _call(cache.set, lock_key, f"held {token}", lock_timeout, version)
@@ -138,8 +155,11 @@ def _acquire(cache, lock_key, token, lock_timeout, version):
             if _call(cache.get, lock_key, _MISSING, version, default=_MISSING) == value:
                 _call(cache.delete, lock_key, version)
             continue
-        if state == FAILED and added is False and attempt == 0:
-            continue  # maybe released between our add and get: once more
+        if state == FAILED and added is False and _answered(cache, failures, attempt):
+            # Released between our add and our read: its holder has just
+            # stored the value, or the lock is free next round. Wait as for
+            # a held lock (the caller reads the value before trying again).
+            return BUSY
         return state
     return FAILED
 
@@ -209,7 +229,8 @@ async def _acall(fn, *args, default=None):
 
 
 async def _aacquire(cache, lock_key, token, lock_timeout, version):
-    for attempt in range(3):
+    for attempt in range(ACQUIRE_TRIES):
+        failures = getattr(cache, "failures", None)
         added = await _acall(cache.aadd, lock_key, _pending(token), lock_timeout, version)
         if added:
             await _acall(cache.aset, lock_key, f"held {token}", lock_timeout, version)
@@ -223,8 +244,8 @@ async def _aacquire(cache, lock_key, token, lock_timeout, version):
             if await _acall(cache.aget, lock_key, _MISSING, version, default=_MISSING) == value:
                 await _acall(cache.adelete, lock_key, version)
             continue
-        if state == FAILED and added is False and attempt == 0:
-            continue
+        if state == FAILED and added is False and _answered(cache, failures, attempt):
+            return BUSY
         return state
     return FAILED
 
