@@ -4,6 +4,7 @@
 
 #include "regioncache/codec.h"
 #include "regioncache/store.h"
+#include "core/compress.h"
 
 namespace rcgui {
 

@@ -5,6 +5,7 @@
 #include <zstd.h>
 
 #include "regioncache/codec.h"
+#include "core/compress.h"
 
 namespace rcgui {
 

@@ -9,6 +9,7 @@
 #include <QtTest>
 #include <zstd.h>
 
+#include "core/compress.h"
 #include "pickle_disasm.h"
 #include "region.h"
 #include "regioncache/codec.h"

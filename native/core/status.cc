@@ -38,4 +38,24 @@ std::string ErrnoText(int err) {
   return std::string(m) + " (errno " + std::to_string(err) + ")";
 }
 
+std::string RegionPrefix(std::string_view region) {
+  std::string s = "region '";
+  s += region;
+  s += "': ";
+  return s;
+}
+
+std::string RegionMessage(std::string_view region, std::string_view what) {
+  std::string s = RegionPrefix(region);
+  s += what;
+  return s;
+}
+
+Status ErrnoStatus(std::string_view region, std::string_view what, int err) {
+  std::string s = RegionMessage(region, what);
+  s += ": ";
+  s += ErrnoText(err);
+  return Status::IOError(std::move(s));
+}
+
 }  // namespace regioncache

@@ -8,6 +8,7 @@
 
 #include "file/file_io.h"
 #include "regioncache/codec.h"
+#include "core/compress.h"
 
 namespace regioncache::file {
 namespace {

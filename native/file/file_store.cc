@@ -88,6 +88,7 @@
 #include "regioncache/glob.h"
 #include "regioncache/log.h"
 #include "regioncache/options.h"
+#include "core/compress.h"
 
 namespace regioncache {
 namespace {

@@ -22,6 +22,7 @@
 #include "regioncache/log.h"
 #include "regioncache/memcached_store.h"
 #include "regioncache/options.h"
+#include "core/compress.h"
 
 namespace regioncache {
 

@@ -21,6 +21,7 @@
 #include "regioncache/codec.h"
 #include "regioncache/log.h"
 #include "regioncache/store.h"
+#include "core/compress.h"
 
 namespace regioncache::py {
 namespace {

@@ -4,6 +4,7 @@
 
 #include "python/signing.h"
 #include "regioncache/codec.h"
+#include "core/compress.h"
 
 namespace regioncache::py {
 

@@ -30,6 +30,7 @@
 #include "regioncache/file_store.h"
 #include "regioncache/log.h"
 #include "regioncache/store.h"
+#include "core/compress.h"
 
 namespace regioncache {
 namespace {

@@ -15,11 +15,14 @@ enum : uint32_t {
   kEncPickle = 3,   // pickle, highest protocol (everything else)
   kEncodingMask = 0xff,
 
-  kFlagZstd = 1u << 8,  // the bytes above are zstd-compressed (file and memcached stores)
+  // Bit 8 belongs to the stores (core/compress.h): set on the stored entry
+  // only, stripped before a value leaves the store.
   // The value's bytes end with a 32-byte HMAC-SHA256 tag over the full key,
   // these flags and the bytes before it (OPTIONS SIGNING_KEY; the Python
   // module signs and checks, stores pass it through like any other bit).
   kFlagSigned = 1u << 9,
+  // Every bit a value handed to or returned by a store may carry.
+  kKnownFlags = kEncodingMask | kFlagSigned,
 };
 
 inline uint32_t Encoding(uint32_t flags) { return flags & kEncodingMask; }

@@ -41,7 +41,14 @@ class Status {
   bool ok() const { return code_ == Code::kOk; }
   bool IsNotFound() const { return code_ == Code::kNotFound; }
   bool IsNotStored() const { return code_ == Code::kNotStored; }
+  bool IsTooLarge() const { return code_ == Code::kTooLarge; }
+  bool IsInvalidArgument() const { return code_ == Code::kInvalidArgument; }
+  bool IsCorruption() const { return code_ == Code::kCorruption; }
+  bool IsIOError() const { return code_ == Code::kIOError; }
   bool IsUnavailable() const { return code_ == Code::kUnavailable; }
+  bool IsNotANumber() const { return code_ == Code::kNotANumber; }
+  bool IsOutOfRange() const { return code_ == Code::kOutOfRange; }
+  bool IsCancelled() const { return code_ == Code::kCancelled; }
   Code code() const { return code_; }
   const std::string& message() const { return msg_; }
   // The same code with another message (e.g. one that adds a count).
@@ -57,7 +64,16 @@ class Status {
 
 const char* CodeName(Status::Code c);
 
-// errno as text, for IOError messages.
+// errno as text, for IOError messages: "No such file or directory (errno 2)".
 std::string ErrnoText(int err);
+
+// "region 'files': " — the prefix every message about a region starts with.
+std::string RegionPrefix(std::string_view region);
+
+// "region 'files': <what>", the whole message.
+std::string RegionMessage(std::string_view region, std::string_view what);
+
+// IOError "region 'files': <what>: <errno text>", for a refused system call.
+Status ErrnoStatus(std::string_view region, std::string_view what, int err);
 
 }  // namespace regioncache

@@ -173,7 +173,7 @@ class Store {
   Store(std::string region, std::string location)
       : region_(std::move(region)), location_(std::move(location)) {}
   // "region 'files': " — the prefix every error message of this store carries.
-  std::string Where() const { return "region '" + region_ + "': "; }
+  std::string Where() const { return RegionPrefix(region_); }
 
  private:
   std::string region_;
