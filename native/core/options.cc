@@ -60,15 +60,14 @@ bool ParseSize(std::string_view text, uint64_t* out) {
 }
 
 const std::string* OptionReader::Find(const char* name) {
+  asked_.insert(name);  // an option asked for is one this store knows
   auto it = options_.find(name);
-  if (it == options_.end()) return nullptr;
-  used_.insert(name);
-  return &it->second;
+  return it == options_.end() ? nullptr : &it->second;
 }
 
 Status OptionReader::Bad(const char* name, const std::string& value, const char* expected) const {
-  return Status::InvalidArgument("region '" + region_ + "': option " + name + "=" + "'" + value +
-                                 "' is not " + expected);
+  return Status::InvalidArgument(RegionMessage(region_, std::string("option ") + name + "='" +
+                                                            value + "' is not " + expected));
 }
 
 Status OptionReader::Size(const char* name, uint64_t def, uint64_t* out) {
@@ -142,10 +141,11 @@ Status OptionReader::Choice(const char* name, std::set<std::string> allowed, std
 
 Status OptionReader::CheckAllUsed() const {
   for (const auto& [k, v] : options_) {
-    if (!used_.count(k)) {
+    if (!asked_.count(k)) {
       std::string known;
-      for (const auto& u : used_) known += (known.empty() ? "" : ", ") + u;
-      return Status::InvalidArgument("region '" + region_ + "': unknown option " + k);
+      for (const auto& u : asked_) known += (known.empty() ? "" : ", ") + u;
+      return Status::InvalidArgument(RegionMessage(
+          region_, "unknown option " + k + " (this store knows: " + known + ")"));
     }
   }
   return Status::OK();

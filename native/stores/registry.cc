@@ -13,8 +13,8 @@ Status OpenStore(const StoreSpec& spec, std::unique_ptr<Store>* out) {
   if (spec.kind == "memcached") return OpenMemcachedStore(spec, out);
   std::string known;
   for (const auto& k : StoreKinds()) known += (known.empty() ? "" : ", ") + k;
-  return Status::InvalidArgument("region '" + spec.region + "': unknown store kind '" + spec.kind +
-                                 "' (this build knows: " + known + ")");
+  return Status::InvalidArgument(RegionMessage(
+      spec.region, "unknown store kind '" + spec.kind + "' (this build knows: " + known + ")"));
 }
 
 }  // namespace regioncache

@@ -28,7 +28,8 @@ class OptionReader {
   // One of the given words.
   Status Choice(const char* name, std::set<std::string> allowed, std::string def,
                 std::string* out);
-  // After reading every known option: an error naming any option left unread.
+  // After reading every known option: an error naming any option left unread
+  // and the ones this store knows (those it asked for).
   Status CheckAllUsed() const;
 
  private:
@@ -37,7 +38,7 @@ class OptionReader {
 
   std::string region_;
   const std::map<std::string, std::string>& options_;
-  std::set<std::string> used_;
+  std::set<std::string> asked_;
 };
 
 // Exposed for tests and the Python layer.

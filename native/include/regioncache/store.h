@@ -191,6 +191,8 @@ struct StoreSpec {
 };
 
 // Opens (creating where that is the store's way) the store a spec names.
+// Defined a floor above core, in native/stores (CMake regioncache_stores),
+// the one place that knows every store; core itself never calls it.
 Status OpenStore(const StoreSpec& spec, std::unique_ptr<Store>* out);
 
 // The kinds this build knows, for messages.
