@@ -357,13 +357,15 @@ def test_twenty_processes_one_cold_key_compute_once(any_region, regions, child_p
         )
         for _ in range(20)
     ]
-    outs = []
+    outs, errs = [], []
     for p in procs:
         out, err = p.communicate(timeout=60)
         assert p.returncode == 0, err
         outs.append(out.strip())
+        errs.append(err.strip())
     runs = counter.read_text().split()
-    assert len(runs) == 1, f"computed {len(runs)} times"
+    logged = "\n".join(e for e in errs if e)
+    assert len(runs) == 1, f"computed {len(runs)} times; the children logged:\n{logged}"
     assert set(outs) == {runs[0]}  # every process got the one computed value
 
 
