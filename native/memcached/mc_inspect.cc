@@ -365,7 +365,7 @@ Status MemcachedStore::PurgeMatching(std::string_view glob, uint64_t* removed,
 Status MemcachedStore::Clear() {
   if (cfg_.flush_all_on_clear) {
     Lease c(this);
-    if (!c.ok()) return Status::IOError(Where() + "out of memory for a connection");
+    if (!c.ok()) return NoConnection();
     Status first;
     Deadline dl(this, c.get(), -1);
     for (size_t s = 0; s < servers_.size(); ++s) {

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "core/store_base.h"
 #include "memcached/mc_servers.h"
 #include "regioncache/store.h"
 
@@ -54,19 +55,13 @@ struct Conn {
   ~Conn();
 };
 
-class MemcachedStore final : public Store {
+class MemcachedStore final : public StoreBase {
  public:
   MemcachedStore(const StoreSpec& spec, Config cfg, std::vector<ServerAddr> servers);
   ~MemcachedStore() override;
   Status Init();
 
   Status Get(std::string_view key, Value* out) override;
-  Status Set(std::string_view key, std::string_view data, uint32_t flags,
-             int64_t expires_ms) override;
-  Status Add(std::string_view key, std::string_view data, uint32_t flags,
-             int64_t expires_ms) override;
-  Status Replace(std::string_view key, std::string_view data, uint32_t flags,
-                 int64_t expires_ms) override;
   Status Touch(std::string_view key, int64_t expires_ms) override;
   Status Delete(std::string_view key) override;
   Status Incr(std::string_view key, int64_t delta, int64_t* result) override;
@@ -87,7 +82,6 @@ class MemcachedStore final : public Store {
   uint64_t MaxItemSize() const override { return cfg_.max_item_size; }
 
  private:
-  enum class Op { kSet, kAdd, kReplace };
   struct Health {
     std::atomic<uint32_t> failures{0};
     std::atomic<int64_t> retry_at_ms{0};  // 0: healthy
@@ -124,17 +118,23 @@ class MemcachedStore final : public Store {
   // Logs a server's failure inside a batch that still answered (so the
   // caller never sees it); nothing for OK.
   void LogSwallowed(const Status& st) const;
+  // IOError: no Conn could be made (out of memory).
+  Status NoConnection() const;
   static bool IsDown(memcached_return_t rc);
 
   // Values.
   Status Pack(std::string_view made, bool mapped, std::string_view data, uint32_t flags,
-              size_t wire_size, std::string* buf, std::string* zbuf, std::string_view* out,
+              std::string_view wire, std::string* buf, std::string* zbuf, std::string_view* out,
               uint32_t* out_flags) const;
   Status Unpack(std::string_view made, bool mapped, const char* data, size_t len, uint32_t flags,
                 Value* out) const;
-  Status Write(Op op, std::string_view key, std::string_view data, uint32_t flags,
-               int64_t expires_ms);
+  Status Write(WriteMode mode, std::string_view key, std::string_view data, uint32_t flags,
+               int64_t expires_ms) override;
   Status DeleteWire(const std::vector<std::string>& wire, uint64_t* sent);
+  // One request on a key's server (Touch, Delete): send(handle, wire key)
+  // returns libmemcached's answer; OK when done, NotFound when not found.
+  template <class Send>
+  Status KeyedCall(std::string_view key, Send&& send);
 
   // What a listing shows for a dumped entry (from its "mg" reply).
   struct Shown {
