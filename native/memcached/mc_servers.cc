@@ -1,3 +1,5 @@
+// LOCATION parsed into servers (host:port, [v6]:port, socket paths) and the
+// continuum that picks a key's server (see mc_servers.h).
 #include "memcached/mc_servers.h"
 
 #include <xxhash.h>

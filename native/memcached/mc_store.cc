@@ -1,3 +1,7 @@
+// The memcached cache calls: options, the connection pool and its deadline
+// watchdog, routing and server health, packing values (compression, the key
+// envelope), and the contract (get, write, touch, delete, incr, batches).
+// Inspection lives in mc_inspect.cc.
 #include "memcached/mc_store.h"
 
 #include <fcntl.h>
@@ -457,6 +461,18 @@ Status MemcachedStore::Route(std::string_view wire, int* server) {
   return Status::OK();
 }
 
+bool MemcachedStore::RouteInto(std::string_view wire, size_t i,
+                               std::vector<std::vector<size_t>>* by_server, Status* first_error) {
+  int s;
+  Status st = Route(wire, &s);
+  if (!st.ok()) {
+    if (first_error->ok()) *first_error = std::move(st);
+    return false;
+  }
+  (*by_server)[s].push_back(i);
+  return true;
+}
+
 void MemcachedStore::MarkOk(int s) {
   Health& h = health_[s];
   if (h.failures.load(std::memory_order_relaxed) != 0) {
@@ -673,10 +689,10 @@ Status MemcachedStore::Write(WriteMode mode, std::string_view key, std::string_v
   return Failed(s, h, rc);
 }
 
-// Touch and Delete: one request on the key's server, answered done or not
-// found.
-template <class Send>
-Status MemcachedStore::KeyedCall(std::string_view key, Send&& send) {
+// One call on a key's server: the key routed, a Conn leased; then
+// call(conn, server, wire key).
+template <class Call>
+Status MemcachedStore::OnKeyServer(std::string_view key, Call&& call) {
   std::string storage;
   std::string_view wire;
   WireKey(key, &storage, &wire);
@@ -685,19 +701,28 @@ Status MemcachedStore::KeyedCall(std::string_view key, Send&& send) {
   if (!st.ok()) return st;
   Lease c(this);
   if (!c.ok()) return NoConnection();
-  memcached_st* h = c->h[s];
-  Deadline dl(this, c.get(), s);
-  memcached_return_t rc = send(h, wire);
-  if (dl.Done()) return Failed(s, h, rc, true);
-  if (rc == MEMCACHED_SUCCESS || rc == MEMCACHED_DELETED) {
-    MarkOk(s);
-    return Status::OK();
-  }
-  if (rc == MEMCACHED_NOTFOUND) {
-    MarkOk(s);
-    return Status::NotFound();
-  }
-  return Failed(s, h, rc);
+  return call(c.get(), s, wire);
+}
+
+// Touch and Delete: one request on the key's server, answered done or not
+// found.
+template <class Send>
+Status MemcachedStore::KeyedCall(std::string_view key, Send&& send) {
+  return OnKeyServer(key, [&](Conn* c, int s, std::string_view wire) {
+    memcached_st* h = c->h[s];
+    Deadline dl(this, c, s);
+    memcached_return_t rc = send(h, wire);
+    if (dl.Done()) return Failed(s, h, rc, true);
+    if (rc == MEMCACHED_SUCCESS || rc == MEMCACHED_DELETED) {
+      MarkOk(s);
+      return Status::OK();
+    }
+    if (rc == MEMCACHED_NOTFOUND) {
+      MarkOk(s);
+      return Status::NotFound();
+    }
+    return Failed(s, h, rc);
+  });
 }
 
 Status MemcachedStore::Touch(std::string_view key, int64_t expires_ms) {
@@ -719,41 +744,35 @@ Status MemcachedStore::Delete(std::string_view key) {
 Status MemcachedStore::Incr(std::string_view key, int64_t delta, int64_t* result) {
   uint64_t mag = delta < 0 ? uint64_t(0) - static_cast<uint64_t>(delta) : static_cast<uint64_t>(delta);
   if (mag > UINT32_MAX) return Status::NotANumber();
-  std::string storage;
-  std::string_view wire;
-  WireKey(key, &storage, &wire);
-  int s;
-  Status st = Route(wire, &s);
-  if (!st.ok()) return st;
-  Lease c(this);
-  if (!c.ok()) return NoConnection();
-  memcached_st* h = c->h[s];
-  uint64_t v = 0;
-  uint32_t off = static_cast<uint32_t>(mag);
-  Deadline dl(this, c.get(), s);
-  memcached_return_t rc = delta < 0 ? memcached_decrement(h, wire.data(), wire.size(), off, &v)
-                                    : memcached_increment(h, wire.data(), wire.size(), off, &v);
-  if (dl.Done()) return Failed(s, h, rc, true);
-  if (rc == MEMCACHED_SUCCESS) {
-    MarkOk(s);
-    if (v > static_cast<uint64_t>(INT64_MAX)) {
-      // Undo (old + delta < 2^64, so this restores the old value exactly)
-      // and let the caller add in arbitrary precision.
-      uint64_t back = 0;
-      Deadline undo(this, c.get(), s);
-      memcached_decrement(h, wire.data(), wire.size(), off, &back);
-      return Status::OutOfRange();
+  return OnKeyServer(key, [&](Conn* c, int s, std::string_view wire) {
+    memcached_st* h = c->h[s];
+    uint64_t v = 0;
+    uint32_t off = static_cast<uint32_t>(mag);
+    Deadline dl(this, c, s);
+    memcached_return_t rc = delta < 0 ? memcached_decrement(h, wire.data(), wire.size(), off, &v)
+                                      : memcached_increment(h, wire.data(), wire.size(), off, &v);
+    if (dl.Done()) return Failed(s, h, rc, true);
+    if (rc == MEMCACHED_SUCCESS) {
+      MarkOk(s);
+      if (v > static_cast<uint64_t>(INT64_MAX)) {
+        // Undo (old + delta < 2^64, so this restores the old value exactly)
+        // and let the caller add in arbitrary precision.
+        uint64_t back = 0;
+        Deadline undo(this, c, s);
+        memcached_decrement(h, wire.data(), wire.size(), off, &back);
+        return Status::OutOfRange();
+      }
+      *result = static_cast<int64_t>(v);
+      return Status::OK();
     }
-    *result = static_cast<int64_t>(v);
-    return Status::OK();
-  }
-  if (rc == MEMCACHED_NOTFOUND) {
+    if (rc == MEMCACHED_NOTFOUND) {
+      MarkOk(s);
+      return Status::NotFound();
+    }
+    if (IsDown(rc)) return Failed(s, h, rc);
     MarkOk(s);
-    return Status::NotFound();
-  }
-  if (IsDown(rc)) return Failed(s, h, rc);
-  MarkOk(s);
-  return Status::NotANumber();
+    return Status::NotANumber();
+  });
 }
 
 Status MemcachedStore::GetMany(std::span<const std::string_view> keys, std::vector<Value>* values,
@@ -777,14 +796,7 @@ Status MemcachedStore::GetMany(std::span<const std::string_view> keys, std::vect
   size_t routed = 0;
   for (size_t i = 0; i < n; ++i) {
     mapped[i] = WireKey(keys[i], &storage[i], &wire[i]);
-    int s;
-    Status st = Route(wire[i], &s);
-    if (!st.ok()) {
-      if (first_error.ok()) first_error = st;
-      continue;
-    }
-    by_server[s].push_back(i);
-    ++routed;
+    if (RouteInto(wire[i], i, &by_server, &first_error)) ++routed;
   }
   Lease c(this);
   if (!c.ok()) return NoConnection();
@@ -945,15 +957,7 @@ Status MemcachedStore::DeleteWire(const std::vector<std::string>& wire, uint64_t
   *sent = 0;
   std::vector<std::vector<size_t>> by_server(servers_.size());
   Status first_error;
-  for (size_t i = 0; i < wire.size(); ++i) {
-    int s;
-    Status st = Route(wire[i], &s);
-    if (!st.ok()) {
-      if (first_error.ok()) first_error = st;
-      continue;
-    }
-    by_server[s].push_back(i);
-  }
+  for (size_t i = 0; i < wire.size(); ++i) RouteInto(wire[i], i, &by_server, &first_error);
   Lease c(this);
   if (!c.ok()) return NoConnection();
   Deadline dl(this, c.get(), -1, static_cast<int64_t>(wire.size() >> 10));

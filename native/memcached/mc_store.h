@@ -1,5 +1,12 @@
-// MemcachedStore: the Store of regioncache/memcached_store.h. The cache calls
-// live in mc_store.cc, inspection (listing, stats, purge) in mc_inspect.cc.
+// MemcachedStore: the Store of regioncache/memcached_store.h, derived from
+// the core skeleton (core/store_base.h). What lives where in native/memcached:
+//   mc_store.h/.cc   this class: options, pool, deadline watchdog, routing and
+//                    server health, packing values, the cache calls, batches
+//   mc_inspect.cc    inspection: listing (lru_crawler metadump + mg), stats
+//                    and each server's health, purges, clear
+//   mc_servers.h/.cc LOCATION parsing, the continuum that picks a key's server
+//   mc_keys.h/.cc    key mapping and the key envelope, exptime
+//   mc_text.h/.cc    TextConn, the text-protocol connection inspection speaks
 //
 // Connections: every server gets a libmemcached handle of its own (so the
 // store's continuum, not libmemcached's, picks the server), and a thread
@@ -113,6 +120,10 @@ class MemcachedStore final : public StoreBase {
   // Routing and health.
   bool Live(int s, int64_t* now) const;
   Status Route(std::string_view wire, int* server);
+  // For a batch: item i goes on its server's list in by_server; false, with
+  // the first routing error kept in *first_error, when it has no server.
+  bool RouteInto(std::string_view wire, size_t i, std::vector<std::vector<size_t>>* by_server,
+                 Status* first_error);
   void MarkOk(int s);
   Status Failed(int s, memcached_st* h, memcached_return_t rc, bool fired = false);
   // Logs a server's failure inside a batch that still answered (so the
@@ -131,6 +142,9 @@ class MemcachedStore final : public StoreBase {
   Status Write(WriteMode mode, std::string_view key, std::string_view data, uint32_t flags,
                int64_t expires_ms) override;
   Status DeleteWire(const std::vector<std::string>& wire, uint64_t* sent);
+  // Routes key and leases a Conn, then returns call(conn, server, wire key).
+  template <class Call>
+  Status OnKeyServer(std::string_view key, Call&& call);
   // One request on a key's server (Touch, Delete): send(handle, wire key)
   // returns libmemcached's answer; OK when done, NotFound when not found.
   template <class Send>

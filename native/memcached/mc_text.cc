@@ -1,3 +1,6 @@
+// TextConn: a text-protocol connection of its own to one server, with a
+// deadline on every reply, for what libmemcached has no call for (used by
+// mc_inspect.cc); and Printable, server text made fit for a message.
 #include "memcached/mc_text.h"
 
 #include <fcntl.h>
