@@ -52,10 +52,9 @@ QString StatusText(const Region& r, const regioncache::Status& s) {
 
 QString DownServersText(const Region& r, const regioncache::Stats& stats) {
   QStringList down;
-  for (const auto& [key, value] : stats.extra) {
-    const QString k = QString::fromStdString(key), v = QString::fromStdString(value);
-    if (k.endsWith(" status") && v.startsWith("down")) down << k.chopped(7) + " " + v;
-  }
+  for (const regioncache::ServerHealth& server : stats.servers)
+    if (!server.up)
+      down << QString::fromStdString(server.address) + " down: " + QString::fromStdString(server.error);
   if (down.isEmpty()) return {};
   return QString("region '%1' (%2 %3): %4 of its servers down: %5")
       .arg(r.spec().name, r.spec().kind, r.spec().location)

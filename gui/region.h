@@ -51,7 +51,7 @@ using RegionPtr = std::shared_ptr<Region>;
 QString StatusText(const Region& r, const regioncache::Status& s);
 
 // Stores of several servers answer GetStats while some servers are down and
-// say so in their extra figures ("<server> status" = "down: ..."). Returns
+// say so in Stats::servers. Returns
 // the message naming the region and each server down, or "" when none is.
 QString DownServersText(const Region& r, const regioncache::Stats& stats);
 

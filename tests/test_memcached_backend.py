@@ -164,6 +164,22 @@ def test_many(servers, make_cache):
         c.set("huge", big)
 
 
+def test_too_large_names_the_region_the_option_and_the_sizes(servers, make_cache):
+    import os
+
+    alias = f"big-{uuid.uuid4().hex[:6]}"
+    c = make_cache(servers[:1], alias=alias, OPTIONS={"MAX_ITEM_SIZE": "64KB"})
+    # over the limit as given, under it compressed: stored
+    c.set("fits", "ab" * 500_000)
+    assert c.get("fits") == "ab" * 500_000
+    with pytest.raises(regioncache.ValueTooLargeError) as err:
+        c.set("huge", os.urandom(100_000))
+    text = str(err.value)
+    assert f"region '{alias}'" in text and "MAX_ITEM_SIZE" in text and "65536" in text, text
+    assert "as stored" in text and "nothing was stored" in text, text
+    assert c.get("huge") is None
+
+
 def test_keys_spread_evenly_over_three_servers(servers, make_cache):
     c = make_cache(servers)
     n = 30_000

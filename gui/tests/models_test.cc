@@ -32,6 +32,7 @@ class ModelsTest : public QObject {
   void regionListUnderTester();
   void keyTableUnderTester_data();
   void keyTableUnderTester();
+  void deadServerShowsDownWithItsError();
   void recentSourcesRoundTrip();
 
  private:
@@ -291,6 +292,39 @@ void ModelsTest::keyTableUnderTester() {
   model.RemoveKeys({":1:session:abc"});
   QCOMPARE(model.rowCount(), 1);
   QCOMPARE(model.entry(0).key, std::string(":1:session:def"));
+}
+
+void ModelsTest::deadServerShowsDownWithItsError() {
+  // A memcached region over the filled server and a port nobody listens on:
+  // the row keeps the figures of the server up, and the typed health (no
+  // text parsed) names the dead one with its error.
+  const Filled* mc = nullptr;
+  for (const Filled& f : filled_)
+    if (f.kind.kind == "memcached") mc = &f;
+  QVERIFY(mc != nullptr);
+  const QString live = mc->conf["LOCATION"].toString();
+  QJsonObject conf = mc->kind.absent_conf(UniqueName("dead"));
+  const QString dead = conf["LOCATION"].toString();
+  conf["LOCATION"] = live + ";" + dead;
+  RegionListModel model;
+  QCOMPARE(model.AddRegions({SpecFromConf("half", "memcached", conf)}), 1);
+  QSignalSpy refreshed(&model, &RegionListModel::refreshed);
+  model.Refresh();
+  QVERIFY(refreshed.wait(30000));
+  const RegionRow& row = model.row(0);
+  QCOMPARE(row.stats.entries, uint64_t(10));
+  QCOMPARE(row.stats.servers.size(), size_t(2));
+  const regioncache::ServerHealth& up = row.stats.servers[0];
+  const regioncache::ServerHealth& down = row.stats.servers[1];
+  QCOMPARE(QString::fromStdString(up.address), live);
+  QVERIFY(up.up && up.error.empty());
+  QCOMPARE(up.entries, uint64_t(10));
+  QCOMPARE(QString::fromStdString(down.address), dead);
+  QVERIFY(!down.up);
+  QVERIFY2(QString::fromStdString(down.error).contains(dead), down.error.c_str());
+  QVERIFY2(row.error.contains("1 of its servers down") && row.error.contains(dead + " down: ") &&
+               !row.error.contains(live + " down"),
+           qPrintable(row.error));
 }
 
 void ModelsTest::recentSourcesRoundTrip() {

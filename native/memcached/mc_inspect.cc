@@ -365,7 +365,7 @@ Status MemcachedStore::PurgeMatching(std::string_view glob, uint64_t* removed,
 Status MemcachedStore::Clear() {
   if (cfg_.flush_all_on_clear) {
     Lease c(this);
-    if (!c.ok()) return Status::IOError(Where() + "out of memory for a connection");
+    if (!c.ok()) return NoConnection();
     Status first;
     Deadline dl(this, c.get(), -1);
     for (size_t s = 0; s < servers_.size(); ++s) {
@@ -405,7 +405,9 @@ Status MemcachedStore::PurgeExpired(uint64_t* removed) {
 // Entries and bytes are this region's (from a dump); hits, misses, sets,
 // evictions and expirations are the servers' own counters, shared by every
 // region on them. Extras give each server's figures; a server that cannot be
-// reached is reported as such rather than failing the call.
+// reached is reported as such rather than failing the call: typed in
+// Stats::servers (what the app reads), and as "<server> status" lines among
+// the extras (what the management command prints).
 Status MemcachedStore::GetStats(Stats* out) {
   *out = Stats{};
   int64_t now = NowMs();
@@ -432,17 +434,24 @@ Status MemcachedStore::GetStats(Stats* out) {
     if (r.ok()) r = ReadStats(&tc, &slabs);
     std::vector<Dumped> dump;
     if (r.ok()) r = Dump(static_cast<int>(s), &dump);
+    ServerHealth& health = out->servers.emplace_back();
+    health.address = name;
     if (!r.ok()) {
       Log(LogLevel::kWarning, region(), kind(), "stats: " + r.message());
+      health.error = r.message();
       per_server.emplace_back(name + " status", "down: " + r.message());
       continue;
     }
     ++up;
+    health.up = true;
+    health.marked_failed = retry != 0 && now < retry;
     for (const Dumped& d : dump) {
       if (IsExpired(d.expires_ms, now)) continue;
-      ++out->entries;
-      out->bytes_used += d.size;
+      ++health.entries;
+      health.bytes_used += d.size;
     }
+    out->entries += health.entries;
+    out->bytes_used += health.bytes_used;
     auto num = [&](const std::map<std::string, std::string>& m, const char* k) -> uint64_t {
       auto it = m.find(k);
       return it == m.end() ? 0 : ToUInt(it->second);
@@ -460,9 +469,8 @@ Status MemcachedStore::GetStats(Stats* out) {
         crawler_reclaimed += ToUInt(v);
     }
     out->expirations += crawler_reclaimed;
-    std::string status = "up";
-    if (retry != 0) status = now < retry ? "up (marked failed; retried soon)" : "up";
-    per_server.emplace_back(name + " status", status);
+    per_server.emplace_back(name + " status",
+                            health.marked_failed ? "up (marked failed; retried soon)" : "up");
     for (const char* k : {"version", "uptime", "curr_items", "bytes", "limit_maxbytes",
                           "curr_connections", "get_hits", "get_misses", "cmd_set", "evictions"}) {
       auto it = st.find(k);

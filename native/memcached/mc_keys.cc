@@ -1,3 +1,6 @@
+// Memcached's view of keys and values: the mapping of made keys that are not
+// memcached keys, the envelope that carries the made key, and expiry as
+// memcached's exptime. The scheme is described in mc_keys.h.
 #include "memcached/mc_keys.h"
 
 #include <xxhash.h>

@@ -1,3 +1,5 @@
+// LOCATION parsed into servers (host:port, [v6]:port, socket paths) and the
+// continuum that picks a key's server (see mc_servers.h).
 #include "memcached/mc_servers.h"
 
 #include <xxhash.h>
@@ -15,8 +17,8 @@ std::string_view Trim(std::string_view s) {
 }
 
 Status BadServer(const std::string& region, std::string_view item, const char* why) {
-  return Status::InvalidArgument("region '" + region + "': LOCATION server '" + std::string(item) +
-                                 "' " + why);
+  return Status::InvalidArgument(
+      RegionMessage(region, "LOCATION server '" + std::string(item) + "' " + why));
 }
 
 bool ParsePort(std::string_view s, uint16_t* port) {
@@ -80,9 +82,10 @@ Status ParseLocation(const std::string& region, const std::string& location,
     out->push_back(std::move(a));
   }
   if (out->empty())
-    return Status::InvalidArgument("region '" + region +
-                                   "': LOCATION names no memcached server (expected "
-                                   "'host:port', several separated by ';', or a socket path)");
+    return Status::InvalidArgument(
+        RegionMessage(region,
+                      "LOCATION names no memcached server (expected 'host:port', several "
+                      "separated by ';', or a socket path)"));
   return Status::OK();
 }
 

@@ -1,3 +1,7 @@
+// The memcached cache calls: options, the connection pool and its deadline
+// watchdog, routing and server health, packing values (compression, the key
+// envelope), and the contract (get, write, touch, delete, incr, batches).
+// Inspection lives in mc_inspect.cc.
 #include "memcached/mc_store.h"
 
 #include <fcntl.h>
@@ -5,7 +9,6 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
-#include <zstd.h>
 
 #include <algorithm>
 #include <climits>
@@ -267,7 +270,8 @@ Status ParseConfig(const StoreSpec& spec, Config* cfg) {
   if (!(s = r.Bool("FLUSH_ALL_ON_CLEAR", false, &cfg->flush_all_on_clear)).ok()) return s;
   if (!(s = r.CheckAllUsed()).ok()) return s;
   auto bad = [&](const char* name, const std::string& why) {
-    return Status::InvalidArgument("region '" + spec.region + "': option " + name + " " + why);
+    return Status::InvalidArgument(
+        RegionMessage(spec.region, std::string("option ") + name + " " + why));
   };
   if (cfg->connect_timeout_ms <= 0) return bad("CONNECT_TIMEOUT", "must be more than 0 seconds");
   if (cfg->poll_timeout_ms <= 0) return bad("POLL_TIMEOUT", "must be more than 0 seconds");
@@ -277,9 +281,9 @@ Status ParseConfig(const StoreSpec& spec, Config* cfg) {
     return bad("SERVER_FAILURE_LIMIT", "must be between 1 and 1000000");
   if (cfg->max_item_size < 1024 || cfg->max_item_size > (1ull << 30))
     return bad("MAX_ITEM_SIZE", "must be between 1KB and 1GB (memcached's -I)");
-  if (level < 1 || level > static_cast<uint64_t>(ZSTD_maxCLevel()))
+  if (level < 1 || level > static_cast<uint64_t>(MaxCompressLevel()))
     return bad("COMPRESS_LEVEL",
-               "must be between 1 and " + std::to_string(ZSTD_maxCLevel()) + " (zstd levels)");
+               "must be between 1 and " + std::to_string(MaxCompressLevel()) + " (zstd levels)");
   cfg->compress_level = level;
   return Status::OK();
 }
@@ -332,7 +336,7 @@ void MemcachedStore::Release(std::unique_ptr<Conn> c) {
 // ---- construction ------------------------------------------------------------
 
 MemcachedStore::MemcachedStore(const StoreSpec& spec, Config cfg, std::vector<ServerAddr> servers)
-    : Store(spec.region, spec.location), cfg_(std::move(cfg)), servers_(std::move(servers)) {}
+    : StoreBase(spec.region, spec.location), cfg_(std::move(cfg)), servers_(std::move(servers)) {}
 
 MemcachedStore::~MemcachedStore() {
   if (deadlines_ok_) Watchdog::Instance().Unregister(all_);
@@ -457,6 +461,18 @@ Status MemcachedStore::Route(std::string_view wire, int* server) {
   return Status::OK();
 }
 
+bool MemcachedStore::RouteInto(std::string_view wire, size_t i,
+                               std::vector<std::vector<size_t>>* by_server, Status* first_error) {
+  int s;
+  Status st = Route(wire, &s);
+  if (!st.ok()) {
+    if (first_error->ok()) *first_error = std::move(st);
+    return false;
+  }
+  (*by_server)[s].push_back(i);
+  return true;
+}
+
 void MemcachedStore::MarkOk(int s) {
   Health& h = health_[s];
   if (h.failures.load(std::memory_order_relaxed) != 0) {
@@ -487,6 +503,10 @@ bool MemcachedStore::IsDown(memcached_return_t rc) {
     default:
       return false;
   }
+}
+
+Status MemcachedStore::NoConnection() const {
+  return Status::IOError(Where() + "out of memory for a connection");
 }
 
 void MemcachedStore::LogSwallowed(const Status& st) const {
@@ -537,18 +557,15 @@ Status MemcachedStore::Failed(int s, memcached_st* h, memcached_return_t rc, boo
 // ---- values --------------------------------------------------------------------
 
 Status MemcachedStore::Pack(std::string_view made, bool mapped, std::string_view data,
-                            uint32_t flags, size_t wire_size, std::string* buf, std::string* zbuf,
+                            uint32_t flags, std::string_view wire, std::string* buf, std::string* zbuf,
                             std::string_view* out, uint32_t* out_flags) const {
   std::string_view payload = data;
   uint32_t f = flags;
   if (cfg_.compress_min && data.size() >= cfg_.compress_min && Encoding(flags) != kEncInt &&
       !(flags & kFlagZstd)) {
-    zbuf->resize(ZSTD_compressBound(data.size()));
-    size_t n = ZSTD_compress(zbuf->data(), zbuf->size(), data.data(), data.size(),
-                             static_cast<int>(cfg_.compress_level));
     // Worth it only if it saves an eighth: reading pays the decompression.
-    if (!ZSTD_isError(n) && n <= data.size() - data.size() / 8) {
-      zbuf->resize(n);
+    if (Compress(data, static_cast<int>(cfg_.compress_level), data.size() - data.size() / 8,
+                 zbuf)) {
       payload = *zbuf;
       f |= kFlagZstd;
     }
@@ -560,11 +577,8 @@ Status MemcachedStore::Pack(std::string_view made, bool mapped, std::string_view
     payload = *buf;
     f |= kFlagKeyEnvelope;
   }
-  if (wire_size + payload.size() > cfg_.max_item_size)
-    return Status::TooLarge(Where() + "value of " + std::to_string(data.size()) + " bytes (" +
-                            std::to_string(payload.size()) + " as stored, key " +
-                            std::to_string(wire_size) + " bytes) exceeds MAX_ITEM_SIZE of " +
-                            std::to_string(cfg_.max_item_size) + " bytes");
+  if (wire.size() + payload.size() > cfg_.max_item_size)
+    return TooLargeError(wire, data.size(), cfg_.max_item_size, payload.size());
   *out = payload;
   *out_flags = f;
   return Status::OK();
@@ -582,14 +596,13 @@ Status MemcachedStore::Unpack(std::string_view made, bool mapped, const char* da
     return Status::NotFound();
   }
   if (flags & kFlagZstd) {
-    unsigned long long n = ZSTD_getFrameContentSize(payload.data(), payload.size());
-    if (n == ZSTD_CONTENTSIZE_ERROR || n == ZSTD_CONTENTSIZE_UNKNOWN || n > (1ull << 31))
+    uint64_t n = 0;
+    if (!FrameContentSize(payload, 1ull << 31, &n))
       return Status::Corruption(Where() + "compressed value has no valid zstd frame size");
     out->data.resize(static_cast<size_t>(n));
-    size_t got = ZSTD_decompress(out->data.data(), out->data.size(), payload.data(), payload.size());
-    if (ZSTD_isError(got) || got != n)
-      return Status::Corruption(Where() + "compressed value does not decompress: " +
-                                (ZSTD_isError(got) ? ZSTD_getErrorName(got) : "short"));
+    std::string why;
+    if (!Decompress(payload, out->data.data(), out->data.size(), &why))
+      return Status::Corruption(Where() + "compressed value does not decompress: " + why);
     flags &= ~kFlagZstd;
   } else {
     out->data.assign(payload.data(), payload.size());
@@ -613,7 +626,7 @@ Status MemcachedStore::Get(std::string_view key, Value* out) {
   Status st = Route(wire, &s);
   if (!st.ok()) return st;
   Lease c(this);
-  if (!c.ok()) return Status::IOError(Where() + "out of memory for a connection");
+  if (!c.ok()) return NoConnection();
   memcached_st* h = c->h[s];
   const char* keys[1] = {wire.data()};
   size_t lens[1] = {wire.size()};
@@ -635,28 +648,28 @@ Status MemcachedStore::Get(std::string_view key, Value* out) {
   return result;
 }
 
-Status MemcachedStore::Write(Op op, std::string_view key, std::string_view data, uint32_t flags,
+Status MemcachedStore::Write(WriteMode mode, std::string_view key, std::string_view data, uint32_t flags,
                              int64_t expires_ms) {
   std::string storage, buf, zbuf;
   std::string_view wire;
   bool mapped = WireKey(key, &storage, &wire);
   std::string_view payload;
   uint32_t f;
-  Status st = Pack(key, mapped, data, flags, wire.size(), &buf, &zbuf, &payload, &f);
+  Status st = Pack(key, mapped, data, flags, wire, &buf, &zbuf, &payload, &f);
   if (!st.ok()) return st;
   int s;
   if (!(st = Route(wire, &s)).ok()) return st;
   time_t exptime = ToExptime(expires_ms, NowMs());
   Lease c(this);
-  if (!c.ok()) return Status::IOError(Where() + "out of memory for a connection");
+  if (!c.ok()) return NoConnection();
   memcached_st* h = c->h[s];
   memcached_return_t rc;
   Deadline dl(this, c.get(), s, static_cast<int64_t>(payload.size() >> 16));
-  switch (op) {
-    case Op::kSet:
+  switch (mode) {
+    case WriteMode::kSet:
       rc = memcached_set(h, wire.data(), wire.size(), payload.data(), payload.size(), exptime, f);
       break;
-    case Op::kAdd:
+    case WriteMode::kAdd:
       rc = memcached_add(h, wire.data(), wire.size(), payload.data(), payload.size(), exptime, f);
       break;
     default:
@@ -676,66 +689,52 @@ Status MemcachedStore::Write(Op op, std::string_view key, std::string_view data,
   return Failed(s, h, rc);
 }
 
-Status MemcachedStore::Set(std::string_view key, std::string_view data, uint32_t flags,
-                           int64_t expires_ms) {
-  return Write(Op::kSet, key, data, flags, expires_ms);
+// One call on a key's server: the key routed, a Conn leased; then
+// call(conn, server, wire key).
+template <class Call>
+Status MemcachedStore::OnKeyServer(std::string_view key, Call&& call) {
+  std::string storage;
+  std::string_view wire;
+  WireKey(key, &storage, &wire);
+  int s;
+  Status st = Route(wire, &s);
+  if (!st.ok()) return st;
+  Lease c(this);
+  if (!c.ok()) return NoConnection();
+  return call(c.get(), s, wire);
 }
-Status MemcachedStore::Add(std::string_view key, std::string_view data, uint32_t flags,
-                           int64_t expires_ms) {
-  return Write(Op::kAdd, key, data, flags, expires_ms);
-}
-Status MemcachedStore::Replace(std::string_view key, std::string_view data, uint32_t flags,
-                               int64_t expires_ms) {
-  return Write(Op::kReplace, key, data, flags, expires_ms);
+
+// Touch and Delete: one request on the key's server, answered done or not
+// found.
+template <class Send>
+Status MemcachedStore::KeyedCall(std::string_view key, Send&& send) {
+  return OnKeyServer(key, [&](Conn* c, int s, std::string_view wire) {
+    memcached_st* h = c->h[s];
+    Deadline dl(this, c, s);
+    memcached_return_t rc = send(h, wire);
+    if (dl.Done()) return Failed(s, h, rc, true);
+    if (rc == MEMCACHED_SUCCESS || rc == MEMCACHED_DELETED) {
+      MarkOk(s);
+      return Status::OK();
+    }
+    if (rc == MEMCACHED_NOTFOUND) {
+      MarkOk(s);
+      return Status::NotFound();
+    }
+    return Failed(s, h, rc);
+  });
 }
 
 Status MemcachedStore::Touch(std::string_view key, int64_t expires_ms) {
-  std::string storage;
-  std::string_view wire;
-  WireKey(key, &storage, &wire);
-  int s;
-  Status st = Route(wire, &s);
-  if (!st.ok()) return st;
-  Lease c(this);
-  if (!c.ok()) return Status::IOError(Where() + "out of memory for a connection");
-  memcached_st* h = c->h[s];
-  Deadline dl(this, c.get(), s);
-  memcached_return_t rc =
-      memcached_touch(h, wire.data(), wire.size(), ToExptime(expires_ms, NowMs()));
-  if (dl.Done()) return Failed(s, h, rc, true);
-  if (rc == MEMCACHED_SUCCESS) {
-    MarkOk(s);
-    return Status::OK();
-  }
-  if (rc == MEMCACHED_NOTFOUND) {
-    MarkOk(s);
-    return Status::NotFound();
-  }
-  return Failed(s, h, rc);
+  return KeyedCall(key, [&](memcached_st* h, std::string_view wire) {
+    return memcached_touch(h, wire.data(), wire.size(), ToExptime(expires_ms, NowMs()));
+  });
 }
 
 Status MemcachedStore::Delete(std::string_view key) {
-  std::string storage;
-  std::string_view wire;
-  WireKey(key, &storage, &wire);
-  int s;
-  Status st = Route(wire, &s);
-  if (!st.ok()) return st;
-  Lease c(this);
-  if (!c.ok()) return Status::IOError(Where() + "out of memory for a connection");
-  memcached_st* h = c->h[s];
-  Deadline dl(this, c.get(), s);
-  memcached_return_t rc = memcached_delete(h, wire.data(), wire.size(), 0);
-  if (dl.Done()) return Failed(s, h, rc, true);
-  if (rc == MEMCACHED_SUCCESS || rc == MEMCACHED_DELETED) {
-    MarkOk(s);
-    return Status::OK();
-  }
-  if (rc == MEMCACHED_NOTFOUND) {
-    MarkOk(s);
-    return Status::NotFound();
-  }
-  return Failed(s, h, rc);
+  return KeyedCall(key, [](memcached_st* h, std::string_view wire) {
+    return memcached_delete(h, wire.data(), wire.size(), 0);
+  });
 }
 
 // memcached counts in unsigned 64 bits, takes deltas of 32 bits, and stops a
@@ -745,41 +744,35 @@ Status MemcachedStore::Delete(std::string_view key) {
 Status MemcachedStore::Incr(std::string_view key, int64_t delta, int64_t* result) {
   uint64_t mag = delta < 0 ? uint64_t(0) - static_cast<uint64_t>(delta) : static_cast<uint64_t>(delta);
   if (mag > UINT32_MAX) return Status::NotANumber();
-  std::string storage;
-  std::string_view wire;
-  WireKey(key, &storage, &wire);
-  int s;
-  Status st = Route(wire, &s);
-  if (!st.ok()) return st;
-  Lease c(this);
-  if (!c.ok()) return Status::IOError(Where() + "out of memory for a connection");
-  memcached_st* h = c->h[s];
-  uint64_t v = 0;
-  uint32_t off = static_cast<uint32_t>(mag);
-  Deadline dl(this, c.get(), s);
-  memcached_return_t rc = delta < 0 ? memcached_decrement(h, wire.data(), wire.size(), off, &v)
-                                    : memcached_increment(h, wire.data(), wire.size(), off, &v);
-  if (dl.Done()) return Failed(s, h, rc, true);
-  if (rc == MEMCACHED_SUCCESS) {
-    MarkOk(s);
-    if (v > static_cast<uint64_t>(INT64_MAX)) {
-      // Undo (old + delta < 2^64, so this restores the old value exactly)
-      // and let the caller add in arbitrary precision.
-      uint64_t back = 0;
-      Deadline undo(this, c.get(), s);
-      memcached_decrement(h, wire.data(), wire.size(), off, &back);
-      return Status::OutOfRange();
+  return OnKeyServer(key, [&](Conn* c, int s, std::string_view wire) {
+    memcached_st* h = c->h[s];
+    uint64_t v = 0;
+    uint32_t off = static_cast<uint32_t>(mag);
+    Deadline dl(this, c, s);
+    memcached_return_t rc = delta < 0 ? memcached_decrement(h, wire.data(), wire.size(), off, &v)
+                                      : memcached_increment(h, wire.data(), wire.size(), off, &v);
+    if (dl.Done()) return Failed(s, h, rc, true);
+    if (rc == MEMCACHED_SUCCESS) {
+      MarkOk(s);
+      if (v > static_cast<uint64_t>(INT64_MAX)) {
+        // Undo (old + delta < 2^64, so this restores the old value exactly)
+        // and let the caller add in arbitrary precision.
+        uint64_t back = 0;
+        Deadline undo(this, c, s);
+        memcached_decrement(h, wire.data(), wire.size(), off, &back);
+        return Status::OutOfRange();
+      }
+      *result = static_cast<int64_t>(v);
+      return Status::OK();
     }
-    *result = static_cast<int64_t>(v);
-    return Status::OK();
-  }
-  if (rc == MEMCACHED_NOTFOUND) {
+    if (rc == MEMCACHED_NOTFOUND) {
+      MarkOk(s);
+      return Status::NotFound();
+    }
+    if (IsDown(rc)) return Failed(s, h, rc);
     MarkOk(s);
-    return Status::NotFound();
-  }
-  if (IsDown(rc)) return Failed(s, h, rc);
-  MarkOk(s);
-  return Status::NotANumber();
+    return Status::NotANumber();
+  });
 }
 
 Status MemcachedStore::GetMany(std::span<const std::string_view> keys, std::vector<Value>* values,
@@ -803,17 +796,10 @@ Status MemcachedStore::GetMany(std::span<const std::string_view> keys, std::vect
   size_t routed = 0;
   for (size_t i = 0; i < n; ++i) {
     mapped[i] = WireKey(keys[i], &storage[i], &wire[i]);
-    int s;
-    Status st = Route(wire[i], &s);
-    if (!st.ok()) {
-      if (first_error.ok()) first_error = st;
-      continue;
-    }
-    by_server[s].push_back(i);
-    ++routed;
+    if (RouteInto(wire[i], i, &by_server, &first_error)) ++routed;
   }
   Lease c(this);
-  if (!c.ok()) return Status::IOError(Where() + "out of memory for a connection");
+  if (!c.ok()) return NoConnection();
   // Send every server its multi-get first, then read the replies: the
   // servers work in parallel, and one deadline bounds the whole call.
   Deadline dl(this, c.get(), -1);
@@ -921,7 +907,7 @@ Status MemcachedStore::SetMany(std::span<const WriteItem> items, std::vector<siz
   int64_t now = NowMs();
   for (size_t i = 0; i < n; ++i) {
     bool mapped = MakeWireKey(items[i].key, &p[i].wire);
-    Status st = Pack(items[i].key, mapped, items[i].data, items[i].flags, p[i].wire.size(),
+    Status st = Pack(items[i].key, mapped, items[i].data, items[i].flags, p[i].wire,
                      &p[i].buf, &p[i].zbuf, &p[i].payload, &p[i].flags);
     int s = -1;
     if (st.ok()) st = Route(p[i].wire, &s);
@@ -933,7 +919,7 @@ Status MemcachedStore::SetMany(std::span<const WriteItem> items, std::vector<siz
     by_server[s].push_back(i);
   }
   Lease c(this);
-  if (!c.ok()) return Status::IOError(Where() + "out of memory for a connection");
+  if (!c.ok()) return NoConnection();
   // Pipelined with noreply: the requests go out back to back and nobody
   // waits for a reply a key. (libmemcached's BUFFER_REQUESTS, which keeps
   // the replies to drop them later, lost most of a 1000-key batch here.)
@@ -971,17 +957,9 @@ Status MemcachedStore::DeleteWire(const std::vector<std::string>& wire, uint64_t
   *sent = 0;
   std::vector<std::vector<size_t>> by_server(servers_.size());
   Status first_error;
-  for (size_t i = 0; i < wire.size(); ++i) {
-    int s;
-    Status st = Route(wire[i], &s);
-    if (!st.ok()) {
-      if (first_error.ok()) first_error = st;
-      continue;
-    }
-    by_server[s].push_back(i);
-  }
+  for (size_t i = 0; i < wire.size(); ++i) RouteInto(wire[i], i, &by_server, &first_error);
   Lease c(this);
-  if (!c.ok()) return Status::IOError(Where() + "out of memory for a connection");
+  if (!c.ok()) return NoConnection();
   Deadline dl(this, c.get(), -1, static_cast<int64_t>(wire.size() >> 10));
   for (size_t s = 0; s < servers_.size(); ++s) {
     auto& idx = by_server[s];

@@ -1,5 +1,12 @@
-// MemcachedStore: the Store of regioncache/memcached_store.h. The cache calls
-// live in mc_store.cc, inspection (listing, stats, purge) in mc_inspect.cc.
+// MemcachedStore: the Store of regioncache/memcached_store.h, derived from
+// the core skeleton (core/store_base.h). What lives where in native/memcached:
+//   mc_store.h/.cc   this class: options, pool, deadline watchdog, routing and
+//                    server health, packing values, the cache calls, batches
+//   mc_inspect.cc    inspection: listing (lru_crawler metadump + mg), stats
+//                    and each server's health, purges, clear
+//   mc_servers.h/.cc LOCATION parsing, the continuum that picks a key's server
+//   mc_keys.h/.cc    key mapping and the key envelope, exptime
+//   mc_text.h/.cc    TextConn, the text-protocol connection inspection speaks
 //
 // Connections: every server gets a libmemcached handle of its own (so the
 // store's continuum, not libmemcached's, picks the server), and a thread
@@ -16,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "core/store_base.h"
 #include "memcached/mc_servers.h"
 #include "regioncache/store.h"
 
@@ -54,19 +62,13 @@ struct Conn {
   ~Conn();
 };
 
-class MemcachedStore final : public Store {
+class MemcachedStore final : public StoreBase {
  public:
   MemcachedStore(const StoreSpec& spec, Config cfg, std::vector<ServerAddr> servers);
   ~MemcachedStore() override;
   Status Init();
 
   Status Get(std::string_view key, Value* out) override;
-  Status Set(std::string_view key, std::string_view data, uint32_t flags,
-             int64_t expires_ms) override;
-  Status Add(std::string_view key, std::string_view data, uint32_t flags,
-             int64_t expires_ms) override;
-  Status Replace(std::string_view key, std::string_view data, uint32_t flags,
-                 int64_t expires_ms) override;
   Status Touch(std::string_view key, int64_t expires_ms) override;
   Status Delete(std::string_view key) override;
   Status Incr(std::string_view key, int64_t delta, int64_t* result) override;
@@ -87,7 +89,6 @@ class MemcachedStore final : public Store {
   uint64_t MaxItemSize() const override { return cfg_.max_item_size; }
 
  private:
-  enum class Op { kSet, kAdd, kReplace };
   struct Health {
     std::atomic<uint32_t> failures{0};
     std::atomic<int64_t> retry_at_ms{0};  // 0: healthy
@@ -119,22 +120,35 @@ class MemcachedStore final : public Store {
   // Routing and health.
   bool Live(int s, int64_t* now) const;
   Status Route(std::string_view wire, int* server);
+  // For a batch: item i goes on its server's list in by_server; false, with
+  // the first routing error kept in *first_error, when it has no server.
+  bool RouteInto(std::string_view wire, size_t i, std::vector<std::vector<size_t>>* by_server,
+                 Status* first_error);
   void MarkOk(int s);
   Status Failed(int s, memcached_st* h, memcached_return_t rc, bool fired = false);
   // Logs a server's failure inside a batch that still answered (so the
   // caller never sees it); nothing for OK.
   void LogSwallowed(const Status& st) const;
+  // IOError: no Conn could be made (out of memory).
+  Status NoConnection() const;
   static bool IsDown(memcached_return_t rc);
 
   // Values.
   Status Pack(std::string_view made, bool mapped, std::string_view data, uint32_t flags,
-              size_t wire_size, std::string* buf, std::string* zbuf, std::string_view* out,
+              std::string_view wire, std::string* buf, std::string* zbuf, std::string_view* out,
               uint32_t* out_flags) const;
   Status Unpack(std::string_view made, bool mapped, const char* data, size_t len, uint32_t flags,
                 Value* out) const;
-  Status Write(Op op, std::string_view key, std::string_view data, uint32_t flags,
-               int64_t expires_ms);
+  Status Write(WriteMode mode, std::string_view key, std::string_view data, uint32_t flags,
+               int64_t expires_ms) override;
   Status DeleteWire(const std::vector<std::string>& wire, uint64_t* sent);
+  // Routes key and leases a Conn, then returns call(conn, server, wire key).
+  template <class Call>
+  Status OnKeyServer(std::string_view key, Call&& call);
+  // One request on a key's server (Touch, Delete): send(handle, wire key)
+  // returns libmemcached's answer; OK when done, NotFound when not found.
+  template <class Send>
+  Status KeyedCall(std::string_view key, Send&& send);
 
   // What a listing shows for a dumped entry (from its "mg" reply).
   struct Shown {

@@ -1,3 +1,6 @@
+// TextConn: a text-protocol connection of its own to one server, with a
+// deadline on every reply, for what libmemcached has no call for (used by
+// mc_inspect.cc); and Printable, server text made fit for a message.
 #include "memcached/mc_text.h"
 
 #include <fcntl.h>
@@ -63,23 +66,31 @@ TextConn::~TextConn() {
   if (fd_ >= 0) close(fd_);
 }
 
-Status TextConn::Fail(const std::string& what, int err) {
+std::string TextConn::Abandon(std::string_view what) {
   if (fd_ >= 0) {
     close(fd_);
     fd_ = -1;
   }
-  std::string msg = "region '" + region_ + "': memcached server " + server_ + ": " + what;
+  return RegionMessage(region_, "memcached server " + server_ + ": " + std::string(what));
+}
+
+Status TextConn::Fail(const std::string& what, int err) {
+  std::string msg = Abandon(what);
   if (err) msg += ": " + ErrnoText(err);
-  return Status::Unavailable(msg);
+  return Status::Unavailable(std::move(msg));
 }
 
 Status TextConn::Garbled(const std::string& what) {
-  if (fd_ >= 0) {
-    close(fd_);
-    fd_ = -1;
-  }
-  return Status::Corruption("region '" + region_ + "': memcached server " + server_ +
-                            ": garbled reply: " + what);
+  return Status::Corruption(Abandon("garbled reply: " + what));
+}
+
+Status TextConn::Await(short events, int64_t deadline_ms, const char* late, const char* op) {
+  int64_t left = deadline_ms - NowMs();
+  int w = left > 0 ? WaitFor(fd_, events, left) : ETIMEDOUT;
+  if (w == ETIMEDOUT)
+    return Fail(late + std::string(" within ") + std::to_string(io_timeout_ms_) + " ms", 0);
+  if (w) return Fail(op, w);
+  return Status::OK();
 }
 
 Status TextConn::Connect(const ServerAddr& server) {
@@ -90,8 +101,7 @@ Status TextConn::Connect(const ServerAddr& server) {
     sockaddr_un sa{};
     sa.sun_family = AF_UNIX;
     if (server.host.size() >= sizeof(sa.sun_path))
-      return Status::InvalidArgument("region '" + region_ + "': socket path too long: " +
-                                     server.host);
+      return Status::InvalidArgument(RegionMessage(region_, "socket path too long: " + server.host));
     std::memcpy(sa.sun_path, server.host.c_str(), server.host.size() + 1);
     fd_ = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd_ < 0) return Fail("socket", errno);
@@ -137,11 +147,8 @@ Status TextConn::Send(std::string_view command) {
     }
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      int64_t left = deadline_ms_ - NowMs();
-      int w = left > 0 ? WaitFor(fd_, POLLOUT, left) : ETIMEDOUT;
-      if (w == ETIMEDOUT)
-        return Fail("command not taken within " + std::to_string(io_timeout_ms_) + " ms", 0);
-      if (w) return Fail("write", w);
+      Status s = Await(POLLOUT, deadline_ms_, "command not taken", "write");
+      if (!s.ok()) return s;
       continue;
     }
     return Fail("write", errno);
@@ -172,11 +179,8 @@ Status TextConn::Fill() {
       // by the bytes it has sent), whatever pace its bytes come at.
       int64_t deadline = deadline_ms_;
       if (min_rate_) deadline += static_cast<int64_t>(received_ * 1000 / min_rate_);
-      int64_t left = deadline - NowMs();
-      int w = left > 0 ? WaitFor(fd_, POLLIN, left) : ETIMEDOUT;
-      if (w == ETIMEDOUT)
-        return Fail("no complete reply within " + std::to_string(io_timeout_ms_) + " ms", 0);
-      if (w) return Fail("read", w);
+      Status s = Await(POLLIN, deadline, "no complete reply", "read");
+      if (!s.ok()) return s;
       continue;
     }
     return Fail("read", errno);

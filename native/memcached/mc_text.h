@@ -48,7 +48,13 @@ class TextConn {
   Status ReadBlock(size_t n, std::string* out);
 
  private:
+  // Closes the connection; "region 'x': memcached server S: <what>".
+  std::string Abandon(std::string_view what);
+  // Unavailable naming the region and the server (and errno when err != 0).
   Status Fail(const std::string& what, int err);
+  // Waits until the socket is ready for events; by deadline_ms, else Fail:
+  // "<late> within <io timeout> ms", or "<op>: <errno text>".
+  Status Await(short events, int64_t deadline_ms, const char* late, const char* op);
   Status Fill();
 
   std::string region_;

@@ -90,6 +90,17 @@ struct ListPage {
   uint64_t scanned = 0;      // entries looked at to fill this page (for progress)
 };
 
+// How one server of a store spread over several (memcached) was found by
+// GetStats. A store answers GetStats while some of its servers are down.
+struct ServerHealth {
+  std::string address;         // the server as LOCATION names it ("127.0.0.1:11211", a socket path)
+  bool up = false;             // it answered
+  bool marked_failed = false;  // up, but marked failed by recent calls (retried soon)
+  std::string error;           // when down: why, the whole message (region and server named)
+  uint64_t entries = 0;        // when up: this region's live entries on it
+  uint64_t bytes_used = 0;     // when up: their bytes
+};
+
 struct Stats {
   uint64_t entries = 0;
   uint64_t bytes_used = 0;   // memory or disk the entries take, headers included
@@ -101,6 +112,8 @@ struct Stats {
   uint64_t expirations = 0;
   // Store-specific figures, in display order ("layout_version", "servers", ...).
   std::vector<std::pair<std::string, std::string>> extra;
+  // Each server's health, in LOCATION order; empty for a store in one place.
+  std::vector<ServerHealth> servers;
 };
 
 // Called during long operations with the count done so far; returning false
