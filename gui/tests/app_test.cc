@@ -51,8 +51,13 @@ class AppTest : public QObject {
 
  private:
   void kinds();
+  // The helpers below that return bool have failed the test, with the
+  // reason, when they return false: the caller then returns at once, never
+  // going on with a region or window that is not there.
+  // A fresh region of kind filled by Django (removed after the test).
+  bool Fill(const KindUnderTest& kind, const QString& tag, QJsonObject* conf, QJsonArray* stored = nullptr);
   // Opens a window on a fresh region of the current row's kind, keys loaded.
-  void OpenFilled();
+  bool OpenFilled();
   QJsonObject Has(const QStringList& names);
   int SelectKeys(const QStringList& keys);
   bool WaitOperation();
@@ -90,15 +95,23 @@ void AppTest::cleanup() {
   cleanups_.clear();
 }
 
-void AppTest::OpenFilled() {
+bool AppTest::Fill(const KindUnderTest& kind, const QString& tag, QJsonObject* conf, QJsonArray* stored) {
+  *conf = kind.django_conf(UniqueName(tag));
+  cleanups_.push_back([kind, c = *conf] { kind.cleanup(c); });
+  QString error;
+  const QByteArray out = DjangoRegion(*conf, {"fill"}, &error);
+  if (!error.isEmpty()) {
+    QTest::qFail(qPrintable("the region could not be filled: " + error), __FILE__, __LINE__);
+    return false;
+  }
+  if (stored) *stored = QJsonDocument::fromJson(out).array();
+  return true;
+}
+
+bool AppTest::OpenFilled() {
   QFETCH(int, kind);
   kind_ = AllKinds()[kind];
-  conf_ = kind_.django_conf(UniqueName("app-" + kind_.kind));
-  cleanups_.push_back([k = kind_, c = conf_] { k.cleanup(c); });
-  QString error;
-  QByteArray out = DjangoRegion(conf_, {"fill"}, &error);
-  QVERIFY2(error.isEmpty(), qPrintable(error));
-  stored_ = QJsonDocument::fromJson(out).array();
+  if (!Fill(kind_, "app-" + kind_.kind, &conf_, &stored_)) return false;
   window_ = std::make_unique<MainWindow>();
   window_->resize(1200, 700);
   window_->show();
@@ -108,7 +121,14 @@ void AppTest::OpenFilled() {
   });
   window_->AddRegion(SpecFromConf("site", kind_.kind, conf_));
   KeyBrowser* b = window_->browser();
-  QVERIFY(WaitUntil([&] { return b->region() && !b->loader()->running() && b->model()->rowCount() == 10; }));
+  if (WaitUntil([&] { return b->region() && !b->loader()->running() && b->model()->rowCount() == 10; }))
+    return true;
+  QTest::qFail(qPrintable(QString("the window did not list the 10 keys of %1 (%2 rows; %3)")
+                              .arg(conf_["LOCATION"].toString())
+                              .arg(b->model()->rowCount())
+                              .arg(b->lastError())),
+               __FILE__, __LINE__);
+  return false;
 }
 
 QJsonObject AppTest::Has(const QStringList& names) {
@@ -137,7 +157,7 @@ bool AppTest::WaitOperation() {
 }
 
 void AppTest::keysAreListedAsDjangoStoredThem() {
-  OpenFilled();
+  if (!OpenFilled()) return;
   KeyTableModel* m = window_->browser()->model();
   QCOMPARE(m->rowCount(), stored_.size());
   for (const auto& v : stored_) {
@@ -160,7 +180,7 @@ void AppTest::keysAreListedAsDjangoStoredThem() {
 }
 
 void AppTest::deleteIsSeenByDjango() {
-  OpenFilled();
+  if (!OpenFilled()) return;
   KeyBrowser* b = window_->browser();
   QCOMPARE(SelectKeys({":1:user:1", ":1:counter"}), 2);
   QVERIFY(b->deleteAction()->isEnabled());
@@ -181,7 +201,7 @@ void AppTest::deleteIsSeenByDjango() {
 }
 
 void AppTest::purgeByFilterIsSeenByDjango() {
-  OpenFilled();
+  if (!OpenFilled()) return;
   KeyBrowser* b = window_->browser();
   b->SetFilter("session:", false);
   QVERIFY(WaitOperation());
@@ -223,7 +243,7 @@ void AppTest::purgeByFilterIsSeenByDjango() {
 }
 
 void AppTest::purgeExpiredRemovesOnlyExpired() {
-  OpenFilled();
+  if (!OpenFilled()) return;
   QString error;
   DjangoRegion(conf_, {"set-many", "5", "short-", "0.5"}, &error);
   QVERIFY2(error.isEmpty(), qPrintable(error));
@@ -248,7 +268,7 @@ void AppTest::purgeExpiredRemovesOnlyExpired() {
 }
 
 void AppTest::clearNamesTheRegionAndEmptiesIt() {
-  OpenFilled();
+  if (!OpenFilled()) return;
   KeyBrowser* b = window_->browser();
   answer_ = false;
   b->clearAction()->trigger();
@@ -269,7 +289,7 @@ void AppTest::clearNamesTheRegionAndEmptiesIt() {
 }
 
 void AppTest::readOnlyRefusesEveryWrite() {
-  OpenFilled();
+  if (!OpenFilled()) return;
   KeyBrowser* b = window_->browser();
   window_->readOnlyAction()->trigger();
   QVERIFY(window_->readOnly());
@@ -312,12 +332,8 @@ void AppTest::readOnlyRefusesEveryWrite() {
 
 void AppTest::readOnlyNeverRepairsADamagedSegment() {
   // A region Django filled, then one block header damaged from outside.
-  KindUnderTest shm = AllKinds().first();
-  QJsonObject conf = shm.django_conf(UniqueName("ro-damaged"));
-  cleanups_.push_back([shm, conf] { shm.cleanup(conf); });
-  QString error;
-  DjangoRegion(conf, {"fill"}, &error);
-  QVERIFY2(error.isEmpty(), qPrintable(error));
+  QJsonObject conf;
+  if (!Fill(AllKinds().first(), "ro-damaged", &conf)) return;
   const std::string seg = regioncache::ShmSegmentName(conf["LOCATION"].toString().toStdString());
   int fd = shm_open(seg.c_str(), O_RDWR, 0);
   QVERIFY(fd >= 0);
@@ -364,12 +380,9 @@ void AppTest::readOnlyNeverRepairsADamagedSegment() {
 
 void AppTest::failuresNameWhatAndWhere() {
   // A healthy region, a region that does not exist, and a segment of another layout.
-  KindUnderTest shm = AllKinds().first();
-  QJsonObject good = shm.django_conf(UniqueName("good"));
-  cleanups_.push_back([shm, good] { shm.cleanup(good); });
-  QString error;
-  DjangoRegion(good, {"fill"}, &error);
-  QVERIFY2(error.isEmpty(), qPrintable(error));
+  const KindUnderTest shm = AllKinds().first();
+  QJsonObject good;
+  if (!Fill(shm, "good", &good)) return;
   const QString junk = UniqueName("junk");
   const std::string seg = regioncache::ShmSegmentName(junk.toStdString());
   int fd = shm_open(seg.c_str(), O_CREAT | O_RDWR, 0600);
@@ -399,13 +412,16 @@ void AppTest::failuresNameWhatAndWhere() {
   window_->SelectRegion(0);
   QVERIFY(WaitUntil([&] { return !b->loader()->running() && !b->lastError().isEmpty(); }));
   QVERIFY2(b->lastError().contains("not a regioncache segment"), qPrintable(b->lastError()));
-  QVERIFY(b->findChild<QLabel*>("error")->isVisible());
+  const QLabel* error_label = b->findChild<QLabel*>("error");
+  QVERIFY(error_label);
+  QVERIFY(error_label->isVisible());
   window_->SelectRegion(2);
   QVERIFY(WaitUntil([&] { return !b->loader()->running() && b->model()->rowCount() == 10; }));
-  QVERIFY(!b->findChild<QLabel*>("error")->isVisible());
+  QVERIFY(!error_label->isVisible());
   // The absent region appears (a Django process creates it): the next refresh opens it.
   QJsonObject late = shm.django_conf(absent);
   cleanups_.push_back([shm, late] { shm.cleanup(late); });
+  QString error;
   DjangoRegion(late, {"set-many", "4", "k", "60"}, &error);
   QVERIFY2(error.isEmpty(), qPrintable(error));
   regions->Refresh();
@@ -433,12 +449,7 @@ void AppTest::shortcutsCopyAndSettings() {
   QCOMPARE(window_->browser()->deleteAction()->shortcut(), QKeySequence(QKeySequence::Delete));
   window_.reset();
 
-  KindUnderTest shm = AllKinds().first();
-  conf_ = shm.django_conf(UniqueName("keys"));
-  cleanups_.push_back([shm, c = conf_] { shm.cleanup(c); });
-  QString error;
-  DjangoRegion(conf_, {"fill"}, &error);
-  QVERIFY2(error.isEmpty(), qPrintable(error));
+  if (!Fill(AllKinds().first(), "keys", &conf_)) return;
   window_ = std::make_unique<MainWindow>();
   window_->show();
   QApplication::setActiveWindow(window_.get());
@@ -448,9 +459,13 @@ void AppTest::shortcutsCopyAndSettings() {
   QVERIFY(WaitUntil([&] { return !b->loader()->running() && b->model()->rowCount() == 10; }));
   // Ctrl+F puts the cursor in the filter.
   QTest::keyClick(window_.get(), Qt::Key_F, Qt::ControlModifier);
-  QVERIFY(b->findChild<QLineEdit*>("filter")->hasFocus());
+  const QLineEdit* filter = b->findChild<QLineEdit*>("filter");
+  QVERIFY(filter);
+  QVERIFY(filter->hasFocus());
   // F5 lists again (the region changed under us meanwhile).
+  QString error;
   DjangoRegion(conf_, {"set-many", "3", "later-", "60"}, &error);
+  QVERIFY2(error.isEmpty(), qPrintable(error));
   QTest::keyClick(window_.get(), Qt::Key_F5);
   QVERIFY(WaitUntil([&] { return !b->loader()->running() && b->model()->rowCount() == 13; }));
   // Copy key.

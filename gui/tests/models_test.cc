@@ -46,10 +46,8 @@ class ModelsTest : public QObject {
 
 void ModelsTest::initTestCase() {
   QVERIFY(tmp_.isValid());
-  // The describe helper (a child of the app) must import this tree's package.
-  const QByteArray pkg = QByteArray(REGIONCACHE_SOURCE_DIR) + "/django_backend";
-  const QByteArray old = qgetenv("PYTHONPATH");
-  qputenv("PYTHONPATH", old.isEmpty() ? pkg : pkg + ":" + old);
+  // The describe helper (a child of the app) imports the regioncache the tests use.
+  qputenv("PYTHONPATH", TestPythonPath().toLocal8Bit());
   for (const KindUnderTest& k : AllKinds()) {
     Filled f{k, k.django_conf(UniqueName("models-" + k.kind)), {}};
     QString error;

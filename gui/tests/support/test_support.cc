@@ -28,12 +28,21 @@ QString PythonExe() {
   return env.isEmpty() ? QString(REGIONCACHE_TEST_PYTHON) : env;
 }
 
+QString TestPythonPath() {
+  const QString old = qEnvironmentVariable("PYTHONPATH");
+  const QString pkg = QString(REGIONCACHE_SOURCE_DIR) + "/django_backend";
+  // The native module built in place lands beside the package's Python files;
+  // without it the source tree's package would not import, and the
+  // interpreter's installed regioncache (pip install .) is the one to test.
+  const QStringList built = QDir(pkg + "/regioncache").entryList({"_native*.so"}, QDir::Files);
+  if (built.isEmpty() || old.split(':').contains(pkg)) return old;
+  return old.isEmpty() ? pkg : pkg + ":" + old;
+}
+
 bool RunPython(const QStringList& args, QByteArray* out, QString* error, int timeout_ms) {
   QProcess p;
   QProcessEnvironment env = QProcessEnvironment::systemEnvironment();
-  const QString pkg = QString(REGIONCACHE_SOURCE_DIR) + "/django_backend";
-  const QString old = env.value("PYTHONPATH");
-  env.insert("PYTHONPATH", old.isEmpty() ? pkg : pkg + ":" + old);
+  env.insert("PYTHONPATH", TestPythonPath());
   p.setProcessEnvironment(env);
   p.start(PythonExe(), args);
   const QString cmd = PythonExe() + " " + args.join(' ').left(300);

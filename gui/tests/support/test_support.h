@@ -14,9 +14,14 @@
 namespace rcgui::testing {
 
 // The interpreter that has Django and regioncache (CMake's Python3, or
-// $REGIONCACHE_TEST_PYTHON), run with this source tree's package first on
-// its path.
+// $REGIONCACHE_TEST_PYTHON).
 QString PythonExe();
+
+// PYTHONPATH for the Python the tests run (RunPython, the app's describe
+// child): this source tree's django_backend/ first when the native module is
+// built there (a _native*.so beside the package), else $PYTHONPATH as it is,
+// so that a regioncache installed with `pip install .` is the one imported.
+QString TestPythonPath();
 
 // Runs python with args; returns its stdout. On failure (cannot start, exit
 // status != 0, timeout) *error names the command and holds its stderr.
