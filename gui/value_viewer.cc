@@ -46,25 +46,22 @@ RenderedValue RenderValue(Region& region, const std::string& key, qsizetype cap)
                   : StatusText(region, s);
     return r;
   }
-  QByteArray stored(value.data.data(), static_cast<qsizetype>(value.data.size()));
-  DecodedValue d = DecodeStored(stored, value.flags);
+  const QByteArray bytes(value.data.data(), static_cast<qsizetype>(value.data.size()));
   r.ok = true;
-  r.total = static_cast<uint64_t>(d.bytes.size());
-  r.best = BestView(d);
+  r.total = static_cast<uint64_t>(bytes.size());
+  r.best = BestView(bytes, value.flags);
   r.summary = QString("%1 · %2 · %3").arg(HumanBytes(r.total), EncodingText(value.flags),
                                            "expires " + ExpiryText(value.expires_ms, regioncache::NowMs()));
-  if (d.decompressed) r.summary += QString(" · zstd %1 stored").arg(HumanBytes(d.stored_size));
-  if (!d.error.isEmpty()) r.summary += " · " + d.error;
 
-  const bool capped = cap > 0 && d.bytes.size() > cap;
+  const bool capped = cap > 0 && bytes.size() > cap;
   r.capped = capped;
-  const QByteArray head = capped ? d.bytes.left(cap) : d.bytes;
+  const QByteArray head = capped ? bytes.left(cap) : bytes;
   r.text = QString::fromUtf8(head);
   if (!LooksLikeText(head) && regioncache::Encoding(value.flags) != regioncache::kEncStr)
     r.text.prepend("[not text: shown with replacement characters; see Hex]\n");
-  r.hex = HexDump(d.bytes, capped ? cap : d.bytes.size());
+  r.hex = HexDump(bytes, capped ? cap : bytes.size());
   QJsonParseError perr;
-  QJsonDocument doc = QJsonDocument::fromJson(d.bytes, &perr);
+  QJsonDocument doc = QJsonDocument::fromJson(bytes, &perr);
   if (doc.isNull()) {
     r.json = QString("not JSON: %1 at offset %2").arg(perr.errorString()).arg(perr.offset);
   } else {
@@ -72,9 +69,9 @@ RenderedValue RenderValue(Region& region, const std::string& key, qsizetype cap)
     r.json = QString::fromUtf8(capped ? pretty.left(cap * 2) : pretty);
     if (capped && pretty.size() > cap * 2) r.json += QString::fromUtf8("\n… (Load all shows the rest)");
   }
-  QString fmt = ImageFormat(d.bytes);
+  QString fmt = ImageFormat(bytes);
   if (!fmt.isEmpty()) {
-    if (r.image.loadFromData(d.bytes, fmt.toLatin1().constData()))
+    if (r.image.loadFromData(bytes, fmt.toLatin1().constData()))
       r.image_info = QString("%1 image, %2 × %3").arg(fmt).arg(r.image.width()).arg(r.image.height());
     else
       r.image_info = QString("looks like %1 but does not decode").arg(fmt);
@@ -82,7 +79,7 @@ RenderedValue RenderValue(Region& region, const std::string& key, qsizetype cap)
     r.image_info = "not a PNG, JPEG or GIF image";
   }
   if (regioncache::Encoding(value.flags) == regioncache::kEncPickle || r.best == ValueView::kPickle) {
-    PickleListing l = DisassemblePickle(d.bytes, capped ? 20000 : 5000000);
+    PickleListing l = DisassemblePickle(bytes, capped ? 20000 : 5000000);
     r.pickle = PickleListingText(l);
   } else {
     r.pickle = "not a pickle (encoding " + EncodingText(value.flags) + ")";
