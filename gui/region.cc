@@ -13,7 +13,7 @@ std::atomic<bool> g_read_only{false};
 void SetStoresReadOnly(bool on) { g_read_only.store(on); }
 bool StoresReadOnly() { return g_read_only.load(); }
 
-std::shared_ptr<regioncache::Store> Region::Acquire(regioncache::Status* error) {
+std::shared_ptr<regioncache::Store> Region::acquire(regioncache::Status* error) {
   std::lock_guard<std::mutex> lock(mu_);
   const bool read_only = StoresReadOnly();
   if (store_ && store_read_only_ != read_only) store_.reset();  // the mode changed: reopen
@@ -35,7 +35,7 @@ std::shared_ptr<regioncache::Store> Region::Acquire(regioncache::Status* error) 
   return store_;
 }
 
-void Region::Reset() {
+void Region::forgetStore() {
   std::lock_guard<std::mutex> lock(mu_);
   store_.reset();
 }

@@ -51,7 +51,7 @@ QStringList TakeScreenshots(MainWindow* w, const QString& dir, QString* error) {
   }
   // Samples a few seconds apart so the chart has lines.
   for (int i = 0; i < 12; ++i) {
-    w->regions()->Refresh();
+    w->regions()->refresh();
     WaitFor([&] { return !w->regions()->refreshing(); }, 10000);
     WaitFor([] { return false; }, 250);
   }
@@ -86,7 +86,7 @@ QStringList TakeScreenshots(MainWindow* w, const QString& dir, QString* error) {
     }
   }
   // The filter in use, for the purge workflow.
-  b->SetFilter("session", false);
+  b->setFilter("session", false);
   WaitFor([&] { return !b->loader()->running(); }, 30000);
   if (b->model()->rowCount() > 0) {
     table->selectRow(0);

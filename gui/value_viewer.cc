@@ -36,7 +36,7 @@ QPlainTextEdit* MakeTextView(bool mono) {
 RenderedValue RenderValue(Region& region, const std::string& key, qsizetype cap) {
   RenderedValue r;
   regioncache::Status s;
-  auto store = region.Acquire(&s);
+  auto store = region.acquire(&s);
   regioncache::Value value;
   if (store) s = store->Peek(key, &value);
   if (!s.ok()) {
@@ -117,48 +117,48 @@ ValueViewer::ValueViewer(QWidget* parent) : QWidget(parent) {
   layout->addWidget(summary_);
   layout->addWidget(tabs_, 1);
   layout->addLayout(cap_row);
-  connect(load_all_, &QPushButton::clicked, this, &ValueViewer::LoadAll);
+  connect(load_all_, &QPushButton::clicked, this, &ValueViewer::loadAll);
   connect(&watcher_, &QFutureWatcher<RenderedValue>::finished, this, [this] {
     if (watched_generation_ == generation_) {
       waiting_ = false;
-      Show(watcher_.result());
+      showRendered(watcher_.result());
       emit loaded();
     } else {
-      Start();  // a newer key (or Load all) was asked for while this one rendered
+      startRender();  // a newer key (or Load all) was asked for while this one rendered
     }
   });
-  ShowNothing();
+  showNothing();
 }
 
 ValueViewer::~ValueViewer() { watcher_.waitForFinished(); }
 
-void ValueViewer::ShowNothing() {
+void ValueViewer::showNothing() {
   ++generation_;
   waiting_ = false;
   region_.reset();
   key_.clear();
-  Show(RenderedValue{false, {}, "select a key to see its value", {}, {}, {}, {}, {}, {}, ValueView::kText, 0, false});
+  showRendered(RenderedValue{false, {}, "select a key to see its value", {}, {}, {}, {}, {}, {}, ValueView::kText, 0, false});
 }
 
-void ValueViewer::ShowKey(RegionPtr region, const std::string& key) {
+void ValueViewer::showKey(RegionPtr region, const std::string& key) {
   region_ = std::move(region);
   key_ = key;
   ++generation_;
   waiting_ = true;
   want_all_ = false;
   summary_->setText(QString::fromUtf8("reading %1 …").arg(QString::fromStdString(key)));
-  if (!watcher_.isRunning()) Start();
+  if (!watcher_.isRunning()) startRender();
 }
 
-void ValueViewer::LoadAll() {
+void ValueViewer::loadAll() {
   if (!region_) return;
   ++generation_;
   waiting_ = true;
   want_all_ = true;
-  if (!watcher_.isRunning()) Start();
+  if (!watcher_.isRunning()) startRender();
 }
 
-void ValueViewer::Start() {
+void ValueViewer::startRender() {
   if (!region_) return;
   watched_generation_ = generation_;
   watcher_.setFuture(QtConcurrent::run([region = region_, key = key_, all = want_all_] {
@@ -168,7 +168,7 @@ void ValueViewer::Start() {
 
 ValueView ValueViewer::currentView() const { return static_cast<ValueView>(tabs_->currentIndex()); }
 
-void ValueViewer::Show(const RenderedValue& v) {
+void ValueViewer::showRendered(const RenderedValue& v) {
   shown_ = v;
   if (!v.ok) {
     summary_->setText(v.error.isEmpty() ? v.summary : v.error);

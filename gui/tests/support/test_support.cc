@@ -19,6 +19,7 @@
 #include <map>
 #include <memory>
 
+#include "key_loader.h"
 #include "regioncache/shm_store.h"
 
 namespace rcgui::testing {
@@ -197,6 +198,28 @@ RegionSpec SpecFromConf(const QString& alias, const QString& kind, const QJsonOb
   const QJsonObject opts = conf["OPTIONS"].toObject();
   for (auto it = opts.begin(); it != opts.end(); ++it) s.options[it.key()] = it.value().toVariant().toString();
   return s;
+}
+
+bool ListInto(KeyTableModel* model, const RegionPtr& region, const QString& glob, QString* error,
+              int timeout_ms) {
+  KeyLoader loader;
+  QObject::connect(&loader, &KeyLoader::batchReady, model, &KeyTableModel::append);
+  bool done = false, ok = false;
+  QObject::connect(&loader, &KeyLoader::finished, [&](bool success, bool, const QString& why, quint64) {
+    done = true;
+    ok = success;
+    *error = why;
+  });
+  loader.start(region, glob);
+  if (!WaitUntil([&] { return done; }, timeout_ms)) {
+    loader.cancel();
+    WaitUntil([&] { return done; }, timeout_ms);
+    *error = QString("listing %1 of region '%2' did not finish in %3 ms")
+                 .arg(glob, region->spec().name).arg(timeout_ms);
+    return false;
+  }
+  if (!ok && error->isEmpty()) *error = QString("listing %1 of region '%2' failed").arg(glob, region->spec().name);
+  return ok;
 }
 
 bool WaitUntil(const std::function<bool()>& pred, int timeout_ms) {

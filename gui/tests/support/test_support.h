@@ -9,6 +9,8 @@
 #include <QStringList>
 #include <functional>
 
+#include "key_table_model.h"
+#include "region.h"
 #include "region_spec.h"
 
 namespace rcgui::testing {
@@ -50,6 +52,12 @@ QList<KindUnderTest> AllKinds();
 
 // The spec the app opens for a CACHES entry (as `describe` would print it).
 RegionSpec SpecFromConf(const QString& alias, const QString& kind, const QJsonObject& conf);
+
+// Lists the keys of region matching glob into model through a KeyLoader, as
+// the app does; false, with *error naming why, when the listing fails or does
+// not finish within timeout_ms.
+bool ListInto(KeyTableModel* model, const RegionPtr& region, const QString& glob, QString* error,
+              int timeout_ms = 30000);
 
 // Waits (running the event loop) until pred holds; false on timeout.
 bool WaitUntil(const std::function<bool()>& pred, int timeout_ms = 30000);
