@@ -4,6 +4,8 @@
 
 #include <atomic>
 
+#include "regioncache/status.h"
+
 namespace rcgui {
 
 namespace {
@@ -22,9 +24,9 @@ std::shared_ptr<regioncache::Store> Region::acquire(regioncache::Status* error) 
     return store_;
   }
   if (spec_.kind == "django") {
-    *error = regioncache::Status::InvalidArgument(
-        "region '" + spec_.name.toStdString() + "': backend " + spec_.backend.toStdString() +
-        " is not a regioncache store; the app cannot open it");
+    *error = regioncache::Status::InvalidArgument(regioncache::RegionMessage(
+        spec_.name.toStdString(),
+        "backend " + spec_.backend.toStdString() + " is not a regioncache store; the app cannot open it"));
     return nullptr;
   }
   std::unique_ptr<regioncache::Store> s;

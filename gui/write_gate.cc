@@ -2,13 +2,15 @@
 
 #include <string_view>
 
+#include "regioncache/status.h"
+
 namespace rcgui {
 
 using regioncache::Status;
 
 Status WriteGate::refuse(const Region& r, const char* what) const {
-  return Status::InvalidArgument("region '" + r.spec().name.toStdString() + "': " + what +
-                                 " refused: the app is in read-only mode");
+  return Status::InvalidArgument(regioncache::RegionMessage(
+      r.spec().name.toStdString(), std::string(what) + " refused: the app is in read-only mode"));
 }
 
 Status WriteGate::deleteKeys(Region& r, const std::vector<std::string>& keys,
@@ -27,8 +29,8 @@ Status WriteGate::purgeMatching(Region& r, const std::string& glob, uint64_t* re
   *removed = 0;
   if (readOnly()) return refuse(r, "purge");
   if (glob.empty())
-    return Status::InvalidArgument("region '" + r.spec().name.toStdString() +
-                                   "': purge needs a filter (clearing the region is its own action)");
+    return Status::InvalidArgument(regioncache::RegionMessage(
+        r.spec().name.toStdString(), "purge needs a filter (clearing the region is its own action)"));
   Status s;
   auto store = r.acquire(&s);
   if (!store) return s;
