@@ -1,34 +1,21 @@
 #include "screenshot.h"
 
 #include <QDir>
-#include <QElapsedTimer>
-#include <QEventLoop>
 #include <QPixmap>
 #include <QTableView>
-#include <QTimer>
+#include <functional>
 
 #include "key_browser.h"
 #include "key_table_model.h"
 #include "main_window.h"
+#include "run_events.h"
 #include "value_viewer.h"
 
 namespace rcgui {
 
 namespace {
 
-// Runs the event loop until done() holds or timeout_ms passes.
-template <typename Pred>
-bool WaitFor(Pred done, int timeout_ms) {
-  QElapsedTimer t;
-  t.start();
-  while (!done()) {
-    if (t.elapsed() > timeout_ms) return false;
-    QEventLoop loop;
-    QTimer::singleShot(20, &loop, &QEventLoop::quit);
-    loop.exec();
-  }
-  return true;
-}
+bool WaitFor(const std::function<bool()>& done, int timeout_ms) { return RunEventsUntil(done, timeout_ms, 20); }
 
 }  // namespace
 

@@ -20,6 +20,7 @@
 #include <memory>
 
 #include "key_loader.h"
+#include "run_events.h"
 #include "regioncache/shm_store.h"
 
 namespace rcgui::testing {
@@ -223,15 +224,7 @@ bool ListInto(KeyTableModel* model, const RegionPtr& region, const QString& glob
 }
 
 bool WaitUntil(const std::function<bool()>& pred, int timeout_ms) {
-  QElapsedTimer t;
-  t.start();
-  while (!pred()) {
-    if (t.elapsed() > timeout_ms) return false;
-    QEventLoop loop;
-    QTimer::singleShot(5, &loop, &QEventLoop::quit);
-    loop.exec();
-  }
-  return true;
+  return RunEventsUntil(pred, timeout_ms, 5);
 }
 
 }  // namespace rcgui::testing
