@@ -4,7 +4,6 @@
 
 #include "regioncache/codec.h"
 #include "regioncache/store.h"
-#include "core/compress.h"
 
 namespace rcgui {
 
@@ -43,10 +42,8 @@ QString ExpiryText(int64_t expires_ms, int64_t now_ms) {
 
 QString EncodingText(uint32_t flags) {
   using namespace regioncache;
-  QString base = Encoding(flags) <= kEncPickle ? QString(EncodingName(flags))
-                                               : QString("unknown(%1)").arg(Encoding(flags));
-  if (flags & kFlagZstd) base += "+zstd";
-  return base;
+  return Encoding(flags) <= kEncPickle ? QString(EncodingName(flags))
+                                       : QString("unknown(%1)").arg(Encoding(flags));
 }
 
 QString HitRatioText(uint64_t hits, uint64_t misses) {

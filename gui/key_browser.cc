@@ -36,7 +36,7 @@ KeyBrowser::KeyBrowser(WriteGate* gate, QWidget* parent) : QWidget(parent), gate
   filter_->setClearButtonEnabled(true);
   mode_ = new QComboBox;
   mode_->addItems({"substring", "glob"});
-  reload_ = new QPushButton("Reload");
+  reload_ = new QPushButton("reload");
   progress_ = new QProgressBar;
   progress_->setMaximumWidth(220);
   progress_->setTextVisible(true);
@@ -96,11 +96,11 @@ KeyBrowser::KeyBrowser(WriteGate* gate, QWidget* parent) : QWidget(parent), gate
     addAction(a);
     return a;
   };
-  delete_ = make("Delete selected keys", QKeySequence::Delete, &KeyBrowser::DeleteSelected);
-  purge_filter_ = make(QString::fromUtf8("Purge keys matching the filter…"), {}, &KeyBrowser::PurgeByFilter);
-  purge_expired_ = make("Purge expired entries", {}, &KeyBrowser::PurgeExpired);
-  clear_ = make(QString::fromUtf8("Clear region…"), {}, &KeyBrowser::ClearRegion);
-  copy_key_ = make("Copy key", QKeySequence::Copy, &KeyBrowser::CopyKey);
+  delete_ = make("Delete selected keys", QKeySequence::Delete, &KeyBrowser::deleteSelected);
+  purge_filter_ = make(QString::fromUtf8("Purge keys matching the filter…"), {}, &KeyBrowser::purgeByFilter);
+  purge_expired_ = make("Purge expired entries", {}, &KeyBrowser::purgeExpired);
+  clear_ = make(QString::fromUtf8("Clear region…"), {}, &KeyBrowser::clearRegion);
+  copy_key_ = make("Copy key", QKeySequence::Copy, &KeyBrowser::copyKey);
   copy_key_->setShortcutContext(Qt::WidgetWithChildrenShortcut);
   find_ = new QAction("Filter keys", this);
   find_->setShortcut(QKeySequence::Find);
@@ -113,29 +113,29 @@ KeyBrowser::KeyBrowser(WriteGate* gate, QWidget* parent) : QWidget(parent), gate
   filter_timer_ = new QTimer(this);
   filter_timer_->setSingleShot(true);
   filter_timer_->setInterval(400);
-  connect(filter_timer_, &QTimer::timeout, this, &KeyBrowser::Reload);
+  connect(filter_timer_, &QTimer::timeout, this, &KeyBrowser::reload);
   connect(filter_, &QLineEdit::textEdited, filter_timer_, qOverload<>(&QTimer::start));
-  connect(filter_, &QLineEdit::returnPressed, this, &KeyBrowser::Reload);
-  connect(mode_, &QComboBox::currentIndexChanged, this, &KeyBrowser::Reload);
-  connect(reload_, &QPushButton::clicked, this, &KeyBrowser::Reload);
+  connect(filter_, &QLineEdit::returnPressed, this, &KeyBrowser::reload);
+  connect(mode_, &QComboBox::currentIndexChanged, this, &KeyBrowser::reload);
+  connect(reload_, &QPushButton::clicked, this, &KeyBrowser::reload);
   connect(cancel_, &QPushButton::clicked, this, [this] {
-    if (busy()) CancelOperation();
-    else loader_->Cancel();
+    if (busy()) cancelOperation();
+    else loader_->cancel();
   });
 
   connect(loader_, &KeyLoader::started, this, [this](quint64 estimate) {
     progress_->setRange(0, static_cast<int>(std::min<quint64>(estimate ? estimate : 1, INT_MAX)));
     progress_->setValue(0);
   });
-  connect(loader_, &KeyLoader::batchReady, model_, &KeyTableModel::Append);
+  connect(loader_, &KeyLoader::batchReady, model_, &KeyTableModel::append);
   connect(loader_, &KeyLoader::progress, this, [this](quint64 rows, quint64 scanned, quint64 estimate) {
-    quint64 done = CurrentGlob().empty() ? rows : std::min(scanned, estimate);
+    quint64 done = currentGlob().empty() ? rows : std::min(scanned, estimate);
     progress_->setValue(static_cast<int>(std::min<quint64>(done, quint64(progress_->maximum()))));
     count_->setText(QString::fromUtf8("%1 keys loaded…").arg(rows));
   });
-  connect(loader_, &KeyLoader::finished, this, &KeyBrowser::OnLoadFinished);
+  connect(loader_, &KeyLoader::finished, this, &KeyBrowser::onLoadFinished);
   connect(table_->selectionModel(), &QItemSelectionModel::selectionChanged, this,
-          &KeyBrowser::OnSelectionChanged);
+          &KeyBrowser::onSelectionChanged);
   connect(model_, &KeyTableModel::sortingChanged, this, [this](bool busy_sorting) {
     if (busy_sorting) count_->setText(QString::fromUtf8("sorting %1 keys…").arg(model_->rowCount()));
     else count_->setText(QString("%1 keys").arg(model_->rowCount()));
@@ -149,7 +149,7 @@ KeyBrowser::KeyBrowser(WriteGate* gate, QWidget* parent) : QWidget(parent), gate
     const int first = table_->rowAt(0);
     int last = table_->rowAt(table_->viewport()->height() - 1);
     if (last < 0) last = model_->rowCount() - 1;
-    model_->TimePassed(first, last);
+    model_->timePassed(first, last);
   });
   clock->start();
 
@@ -170,10 +170,10 @@ KeyBrowser::KeyBrowser(WriteGate* gate, QWidget* parent) : QWidget(parent), gate
     progress_->setValue(1);
     auto done = std::move(op_done_);
     op_progress_.reset();
-    UpdateActions();
+    updateActions();
     if (done) done(op_watcher_.result());
   });
-  UpdateActions();
+  updateActions();
 }
 
 KeyBrowser::~KeyBrowser() {
@@ -181,7 +181,7 @@ KeyBrowser::~KeyBrowser() {
   op_watcher_.waitForFinished();
 }
 
-std::string KeyBrowser::FilterGlob(const QString& text, bool glob_mode) {
+std::string KeyBrowser::filterGlob(const QString& text, bool glob_mode) {
   if (text.isEmpty()) return {};
   if (glob_mode) return text.toStdString();
   std::string out = "*";
@@ -192,48 +192,48 @@ std::string KeyBrowser::FilterGlob(const QString& text, bool glob_mode) {
   return out + "*";
 }
 
-std::string KeyBrowser::CurrentGlob() const {
-  return FilterGlob(filter_->text(), mode_->currentIndex() == 1);
+std::string KeyBrowser::currentGlob() const {
+  return filterGlob(filter_->text(), mode_->currentIndex() == 1);
 }
 
-void KeyBrowser::SetFilter(const QString& text, bool glob_mode) {
+void KeyBrowser::setFilter(const QString& text, bool glob_mode) {
   QSignalBlocker block(mode_);
   filter_->setText(text);
   mode_->setCurrentIndex(glob_mode ? 1 : 0);
-  Reload();
+  reload();
 }
 
-void KeyBrowser::SetRegion(RegionPtr region) {
+void KeyBrowser::setRegion(RegionPtr region) {
   if (region_ == region) return;
   region_ = std::move(region);
-  viewer_->ShowNothing();
-  Reload();
+  viewer_->showNothing();
+  reload();
 }
 
-void KeyBrowser::Reload() {
+void KeyBrowser::reload() {
   filter_timer_->stop();
   error_->hide();
-  model_->Clear();
-  viewer_->ShowNothing();
+  model_->clear();
+  viewer_->showNothing();
   if (!region_) {
-    loader_->Cancel();
+    loader_->cancel();
     count_->setText("no region selected");
-    UpdateActions();
+    updateActions();
     return;
   }
   count_->setText(QString::fromUtf8("listing %1…").arg(region_->spec().name));
   progress_->setRange(0, 0);  // busy until the worker knows the size
   cancel_->setEnabled(true);
-  loader_->Start(region_, QString::fromStdString(CurrentGlob()));
-  UpdateActions();
+  loader_->start(region_, QString::fromStdString(currentGlob()));
+  updateActions();
 }
 
-void KeyBrowser::OnLoadFinished(bool ok, bool cancelled, const QString& error, quint64 rows) {
+void KeyBrowser::onLoadFinished(bool ok, bool cancelled, const QString& error, quint64 rows) {
   cancel_->setEnabled(busy());
   progress_->setRange(0, 1);
   progress_->setValue(ok ? 1 : 0);
   if (!ok) {
-    ShowError(error);
+    showError(error);
     count_->setText(QString("%1 keys (listing failed)").arg(rows));
   } else {
     count_->setText(QString("%1 keys%2").arg(rows).arg(cancelled ? " (listing cancelled)" : ""));
@@ -241,16 +241,16 @@ void KeyBrowser::OnLoadFinished(bool ok, bool cancelled, const QString& error, q
     if (model_->sortColumn() >= 0)
       model_->sort(model_->sortColumn(), table_->horizontalHeader()->sortIndicatorOrder());
   }
-  UpdateActions();
+  updateActions();
 }
 
-void KeyBrowser::SetReadOnly(bool on) {
-  gate_->set_read_only(on);
-  UpdateActions();
+void KeyBrowser::setReadOnly(bool on) {
+  gate_->setReadOnly(on);
+  updateActions();
 }
 
-void KeyBrowser::UpdateActions() {
-  const bool writable = region_ && !gate_->read_only() && !busy();
+void KeyBrowser::updateActions() {
+  const bool writable = region_ && !gate_->readOnly() && !busy();
   const bool selected = table_->selectionModel() && table_->selectionModel()->hasSelection();
   delete_->setEnabled(writable && selected);
   purge_filter_->setEnabled(writable && !filter_->text().isEmpty());
@@ -260,37 +260,37 @@ void KeyBrowser::UpdateActions() {
   reload_->setEnabled(region_ != nullptr);
 }
 
-void KeyBrowser::OnSelectionChanged() {
-  UpdateActions();
+void KeyBrowser::onSelectionChanged() {
+  updateActions();
   QModelIndex current = table_->selectionModel()->currentIndex();
   QModelIndexList rows = table_->selectionModel()->selectedRows();
   if (rows.isEmpty() || !region_) return;
   QModelIndex show = current.isValid() && table_->selectionModel()->isRowSelected(current.row())
                          ? current : rows.first();
   QByteArray key = model_->data(model_->index(show.row(), 0), KeyTableModel::kRawKeyRole).toByteArray();
-  viewer_->ShowKey(region_, key.toStdString());
+  viewer_->showKey(region_, key.toStdString());
 }
 
-void KeyBrowser::ShowError(const QString& text) {
+void KeyBrowser::showError(const QString& text) {
   last_error_ = text;
   error_->setText(text);
   error_->setVisible(!text.isEmpty());
   emit message(text);
 }
 
-void KeyBrowser::ShowMessage(const QString& text) {
+void KeyBrowser::showMessage(const QString& text) {
   last_message_ = text;
   emit message(text);
 }
 
-void KeyBrowser::RunOperation(const QString& what, uint64_t estimate, OpFn fn,
+void KeyBrowser::runOperation(const QString& what, uint64_t estimate, OpFn fn,
                               std::function<void(const OpResult&)> done) {
   if (busy()) return;
   op_what_ = what;
   op_cancel_ = std::make_shared<std::atomic<bool>>(false);
   op_progress_ = std::make_shared<std::atomic<uint64_t>>(0);
   op_done_ = std::move(done);
-  loader_->Cancel();
+  loader_->cancel();
   error_->hide();
   progress_->setRange(0, estimate ? static_cast<int>(std::min<uint64_t>(estimate, INT_MAX)) : 0);
   progress_->setValue(0);
@@ -300,44 +300,44 @@ void KeyBrowser::RunOperation(const QString& what, uint64_t estimate, OpFn fn,
   op_watcher_.setFuture(QtConcurrent::run([fn, cancel = op_cancel_, prog = op_progress_] {
     return fn(*cancel, [prog](uint64_t n) { prog->store(n); });
   }));
-  UpdateActions();
+  updateActions();
 }
 
-void KeyBrowser::CancelOperation() {
+void KeyBrowser::cancelOperation() {
   if (op_cancel_) *op_cancel_ = true;
 }
 
-void KeyBrowser::DeleteSelected() {
+void KeyBrowser::deleteSelected() {
   if (!region_ || busy()) return;
   std::vector<std::string> keys;
   for (const QModelIndex& i : table_->selectionModel()->selectedRows())
     keys.push_back(model_->data(i, KeyTableModel::kRawKeyRole).toByteArray().toStdString());
   if (keys.empty()) return;
-  if (gate_->read_only()) {
+  if (gate_->readOnly()) {
     uint64_t none = 0;
-    ShowError(QString::fromStdString(gate_->DeleteKeys(*region_, keys, &none).ToString()));
+    showError(QString::fromStdString(gate_->deleteKeys(*region_, keys, &none).ToString()));
     return;
   }
   RegionPtr region = region_;
   WriteGate* gate = gate_;
-  RunOperation(QString("deleting %1 keys").arg(keys.size()), keys.size(),
+  runOperation(QString("deleting %1 keys").arg(keys.size()), keys.size(),
                [region, gate, keys](const std::atomic<bool>&, const std::function<void(uint64_t)>&) {
                  OpResult r;
-                 r.status = gate->DeleteKeys(*region, keys, &r.count);
+                 r.status = gate->deleteKeys(*region, keys, &r.count);
                  r.deleted_keys = keys;
                  return r;
                },
                [this, region](const OpResult& r) {
                  if (!r.status.ok()) {
-                   ShowError(StatusText(*region, r.status));
+                   showError(StatusText(*region, r.status));
                    emit operationDone(false, last_error_);
                    return;
                  }
                  if (region_ == region) {  // the user may have moved to another region meanwhile
-                   model_->RemoveKeys(r.deleted_keys);
-                   viewer_->ShowNothing();
+                   model_->removeKeys(r.deleted_keys);
+                   viewer_->showNothing();
                  }
-                 ShowMessage(QString("deleted %1 of %2 keys from %3")
+                 showMessage(QString("deleted %1 of %2 keys from %3")
                                  .arg(r.count).arg(r.deleted_keys.size()).arg(region->spec().name));
                  count_->setText(QString("%1 keys").arg(model_->rowCount()));
                  emit regionChanged();
@@ -345,22 +345,22 @@ void KeyBrowser::DeleteSelected() {
                });
 }
 
-void KeyBrowser::PurgeByFilter() {
+void KeyBrowser::purgeByFilter() {
   if (!region_ || busy()) return;
-  const std::string glob = CurrentGlob();
+  const std::string glob = currentGlob();
   if (glob.empty()) {
-    ShowError("purge by filter needs a filter; to remove every key use Clear region");
+    showError("purge by filter needs a filter; to remove every key use Clear region");
     return;
   }
   RegionPtr region = region_;
   WriteGate* gate = gate_;
-  if (gate_->read_only()) {
+  if (gate_->readOnly()) {
     uint64_t none = 0;
-    ShowError(QString::fromStdString(gate_->PurgeMatching(*region_, glob, &none, {}).ToString()));
+    showError(QString::fromStdString(gate_->purgeMatching(*region_, glob, &none, {}).ToString()));
     return;
   }
   // First the preview: how many live keys match; then the question; then the purge.
-  RunOperation(QString("counting keys matching %1").arg(QString::fromStdString(glob)), 0,
+  runOperation(QString("counting keys matching %1").arg(QString::fromStdString(glob)), 0,
                [region, glob](const std::atomic<bool>& cancel, const std::function<void(uint64_t)>& progress) {
                  OpResult r;
                  r.status = CountMatching(*region, glob, &r.count, [&](uint64_t n) {
@@ -372,15 +372,15 @@ void KeyBrowser::PurgeByFilter() {
                [this, region, gate, glob](const OpResult& counted) {
                  if (!counted.status.ok()) {
                    if (counted.status.code() == regioncache::Status::Code::kCancelled)
-                     ShowMessage("purge cancelled");
+                     showMessage("purge cancelled");
                    else
-                     ShowError(StatusText(*region, counted.status));
+                     showError(StatusText(*region, counted.status));
                    emit operationDone(false, counted.status.ToString().c_str());
                    return;
                  }
                  const QString g = QString::fromStdString(glob);
                  if (counted.count == 0) {
-                   ShowMessage(QString("no key of %1 matches %2: nothing to purge").arg(region->spec().name, g));
+                   showMessage(QString("no key of %1 matches %2: nothing to purge").arg(region->spec().name, g));
                    emit operationDone(true, last_message_);
                    return;
                  }
@@ -388,92 +388,89 @@ void KeyBrowser::PurgeByFilter() {
                                QString("Delete the %1 keys matching %2 from region '%3' (%4 %5)?")
                                    .arg(counted.count).arg(g, region->spec().name, region->spec().kind,
                                                            region->spec().location))) {
-                   ShowMessage("purge cancelled");
+                   showMessage("purge cancelled");
                    emit operationDone(false, last_message_);
                    return;
                  }
-                 RunOperation(QString("purging keys matching %1").arg(g), counted.count,
+                 runOperation(QString("purging keys matching %1").arg(g), counted.count,
                               [region, gate, glob](const std::atomic<bool>& cancel,
                                                    const std::function<void(uint64_t)>& progress) {
                                 OpResult r;
-                                r.status = gate->PurgeMatching(*region, glob, &r.count, [&](uint64_t n) {
+                                r.status = gate->purgeMatching(*region, glob, &r.count, [&](uint64_t n) {
                                   progress(n);
                                   return !cancel.load();
                                 });
                                 return r;
                               },
                               [this, region, g](const OpResult& r) {
-                                if (!r.status.ok()) ShowError(StatusText(*region, r.status));
-                                else ShowMessage(QString("purged %1 keys matching %2 from %3")
-                                                     .arg(r.count).arg(g, region->spec().name));
-                                emit regionChanged();
-                                Reload();
-                                emit operationDone(r.status.ok(), r.status.ok() ? last_message_ : last_error_);
+                                finishWrite(*region, r, QString("purged %1 keys matching %2 from %3")
+                                                            .arg(r.count).arg(g, region->spec().name));
                               });
                });
 }
 
-void KeyBrowser::PurgeExpired() {
+void KeyBrowser::purgeExpired() {
   if (!region_ || busy()) return;
   RegionPtr region = region_;
   WriteGate* gate = gate_;
-  if (gate_->read_only()) {
+  if (gate_->readOnly()) {
     uint64_t none = 0;
-    ShowError(QString::fromStdString(gate_->PurgeExpired(*region_, &none).ToString()));
+    showError(QString::fromStdString(gate_->purgeExpired(*region_, &none).ToString()));
     return;
   }
-  RunOperation("purging expired entries", 0,
+  runOperation("purging expired entries", 0,
                [region, gate](const std::atomic<bool>&, const std::function<void(uint64_t)>&) {
                  OpResult r;
-                 r.status = gate->PurgeExpired(*region, &r.count);
+                 r.status = gate->purgeExpired(*region, &r.count);
                  return r;
                },
                [this, region](const OpResult& r) {
-                 if (!r.status.ok()) ShowError(StatusText(*region, r.status));
-                 else ShowMessage(QString("purged %1 expired entries from %2").arg(r.count).arg(region->spec().name));
-                 emit regionChanged();
-                 Reload();
-                 emit operationDone(r.status.ok(), r.status.ok() ? last_message_ : last_error_);
+                 finishWrite(*region, r,
+                             QString("purged %1 expired entries from %2").arg(r.count).arg(region->spec().name));
                });
 }
 
-void KeyBrowser::ClearRegion() {
+void KeyBrowser::clearRegion() {
   if (!region_ || busy()) return;
   RegionPtr region = region_;
   WriteGate* gate = gate_;
-  if (gate_->read_only()) {
-    ShowError(QString::fromStdString(gate_->Clear(*region_).ToString()));
+  if (gate_->readOnly()) {
+    showError(QString::fromStdString(gate_->clear(*region_).ToString()));
     return;
   }
   const RegionSpec& s = region->spec();
   if (!confirm_("Clear region", QString("Remove EVERY entry of region '%1' (%2 %3)? Every process "
                                         "using it loses its cached data.")
                                     .arg(s.name, s.kind, s.location))) {
-    ShowMessage("clear cancelled");
+    showMessage("clear cancelled");
     return;
   }
-  RunOperation(QString("clearing %1").arg(s.name), 0,
+  runOperation(QString("clearing %1").arg(s.name), 0,
                [region, gate](const std::atomic<bool>&, const std::function<void(uint64_t)>&) {
                  OpResult r;
-                 r.status = gate->Clear(*region);
+                 r.status = gate->clear(*region);
                  return r;
                },
                [this, region](const OpResult& r) {
-                 if (!r.status.ok()) ShowError(StatusText(*region, r.status));
-                 else ShowMessage(QString("cleared region %1").arg(region->spec().name));
-                 emit regionChanged();
-                 Reload();
-                 emit operationDone(r.status.ok(), r.status.ok() ? last_message_ : last_error_);
+                 finishWrite(*region, r, QString("cleared region %1").arg(region->spec().name));
                });
 }
 
-void KeyBrowser::CopyKey() {
+void KeyBrowser::finishWrite(const Region& region, const OpResult& r, const QString& done_text) {
+  if (r.status.ok()) showMessage(done_text);
+  else showError(StatusText(region, r.status));
+  emit regionChanged();
+  reload();
+  emit operationDone(r.status.ok(), r.status.ok() ? last_message_ : last_error_);
+}
+
+void KeyBrowser::copyKey() {
   QStringList keys;
   for (const QModelIndex& i : table_->selectionModel()->selectedRows())
     keys << model_->data(i, Qt::DisplayRole).toString();
   if (keys.isEmpty()) return;
   QApplication::clipboard()->setText(keys.join('\n'));
-  ShowMessage(keys.size() == 1 ? QString("copied %1").arg(keys.first())
+  showMessage(keys.size() == 1 ? QString("copied %1").arg(keys.first())
                                : QString("copied %1 keys").arg(keys.size()));
 }
 

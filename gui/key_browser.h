@@ -39,17 +39,17 @@ class KeyBrowser : public QWidget {
   KeyBrowser(WriteGate* gate, QWidget* parent = nullptr);
   ~KeyBrowser() override;
 
-  void SetRegion(RegionPtr region);
+  void setRegion(RegionPtr region);
   RegionPtr region() const { return region_; }
-  void Reload();                 // lists the keys again with the current filter
-  void SetReadOnly(bool on);     // enables or disables every write action
-  void SetConfirmer(Confirmer c) { confirm_ = std::move(c); }
+  void reload();                 // lists the keys again with the current filter
+  void setReadOnly(bool on);     // enables or disables every write action
+  void setConfirmer(Confirmer c) { confirm_ = std::move(c); }
 
   // "*foo*" for substring "foo" (glob characters in it escaped), the text as
   // is for a glob, "" for an empty filter.
-  static std::string FilterGlob(const QString& text, bool glob_mode);
-  std::string CurrentGlob() const;
-  void SetFilter(const QString& text, bool glob_mode);
+  static std::string filterGlob(const QString& text, bool glob_mode);
+  std::string currentGlob() const;
+  void setFilter(const QString& text, bool glob_mode);
 
   // The actions (also in the main window's menus).
   QAction* deleteAction() const { return delete_; }
@@ -62,12 +62,12 @@ class KeyBrowser : public QWidget {
   // The same operations without their dialogs' questions (the confirmer is
   // still asked for the destructive ones). Each runs on a worker; done()
   // follows with the outcome.
-  void DeleteSelected();
-  void PurgeByFilter();
-  void PurgeExpired();
-  void ClearRegion();
-  void CopyKey();
-  void CancelOperation();
+  void deleteSelected();
+  void purgeByFilter();
+  void purgeExpired();
+  void clearRegion();
+  void copyKey();
+  void cancelOperation();
 
   KeyTableModel* model() const { return model_; }
   QTableView* table() const { return table_; }
@@ -92,13 +92,16 @@ class KeyBrowser : public QWidget {
                                       const std::function<void(uint64_t)>& progress)>;
   // Runs fn on a worker with the progress bar and Cancel; then calls done on
   // the UI thread.
-  void RunOperation(const QString& what, uint64_t estimate, OpFn fn,
+  void runOperation(const QString& what, uint64_t estimate, OpFn fn,
                     std::function<void(const OpResult&)> done);
-  void ShowError(const QString& text);
-  void ShowMessage(const QString& text);
-  void UpdateActions();
-  void OnSelectionChanged();
-  void OnLoadFinished(bool ok, bool cancelled, const QString& error, quint64 rows);
+  // The end of a purge or clear: says how it went (done_text when it
+  // succeeded), tells the region changed and lists the keys again.
+  void finishWrite(const Region& region, const OpResult& r, const QString& done_text);
+  void showError(const QString& text);
+  void showMessage(const QString& text);
+  void updateActions();
+  void onSelectionChanged();
+  void onLoadFinished(bool ok, bool cancelled, const QString& error, quint64 rows);
 
   WriteGate* gate_;
   RegionPtr region_;

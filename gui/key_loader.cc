@@ -10,29 +10,29 @@ namespace rcgui {
 KeyLoader::KeyLoader(QObject* parent) : QObject(parent) {}
 
 KeyLoader::~KeyLoader() {
-  Cancel();
+  cancel();
   // The worker posts to this object; once it has stopped nothing more is
   // posted, and Qt drops what is still queued for a deleted receiver.
   for (auto& f : futures_) f.waitForFinished();
 }
 
-void KeyLoader::Cancel() {
+void KeyLoader::cancel() {
   if (job_) job_->cancel = true;
 }
 
-void KeyLoader::Start(RegionPtr region, const QString& glob) {
-  Cancel();  // its batches still queued are dropped by the generation check
+void KeyLoader::start(RegionPtr region, const QString& glob) {
+  cancel();  // its batches still queued are dropped by the generation check
   std::erase_if(futures_, [](const QFuture<void>& f) { return f.isFinished(); });
   job_ = std::make_shared<Job>();
   job_->generation = ++generation_;
   running_ = true;
   rows_ = 0;
   futures_.push_back(QtConcurrent::run([this, job = job_, region, g = glob.toStdString()] {
-    Run(job, region, g);
+    run(job, region, g);
   }));
 }
 
-void KeyLoader::Run(std::shared_ptr<Job> job, RegionPtr region, std::string glob) {
+void KeyLoader::run(std::shared_ptr<Job> job, RegionPtr region, std::string glob) {
   auto post = [this, job](auto fn) {
     QMetaObject::invokeMethod(
         this,
@@ -50,7 +50,7 @@ void KeyLoader::Run(std::shared_ptr<Job> job, RegionPtr region, std::string glob
   };
 
   regioncache::Status s;
-  auto store = region->Acquire(&s);
+  auto store = region->acquire(&s);
   if (!store) return finish(false, false, StatusText(*region, s));
   regioncache::Stats stats;
   s = store->GetStats(&stats);

@@ -28,8 +28,8 @@ class KeyLoader : public QObject {
 
   // Starts listing region's live keys matching glob ("" for all), cancelling
   // any listing under way (its batches still queued are dropped).
-  void Start(RegionPtr region, const QString& glob);
-  void Cancel();
+  void start(RegionPtr region, const QString& glob);
+  void cancel();
   bool running() const { return running_; }
 
   // Pages grow from kPage to kMaxPage: inserting rows costs the view a little
@@ -51,7 +51,7 @@ class KeyLoader : public QObject {
     std::atomic<bool> cancel{false};
     std::atomic<int> pending{0};  // batches posted, not yet delivered
   };
-  void Run(std::shared_ptr<Job> job, RegionPtr region, std::string glob);
+  void run(std::shared_ptr<Job> job, RegionPtr region, std::string glob);
 
   uint64_t generation_ = 0;  // UI thread only: batches of older jobs are dropped
   std::shared_ptr<Job> job_;

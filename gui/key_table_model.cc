@@ -12,15 +12,16 @@ namespace rcgui {
 
 using regioncache::EntryInfo;
 
-KeyTableModel::KeyTableModel(QObject* parent) : QAbstractTableModel(parent) {
+KeyTableModel::KeyTableModel(QObject* parent)
+    : ColumnModel({"Key", "Value size", "Expires", "Time left", "Stored", "Accessed", "Encoding"}, parent) {
   connect(&sort_watcher_, &QFutureWatcher<std::vector<RowRef>>::finished, this, [this] {
     sort_busy_ = false;
     if (sort_again_) {
       sort_again_ = false;
-      StartSort();
+      startSort();
       return;
     }
-    ApplySort(sort_generation_, sort_watcher_.result());
+    applySort(sort_generation_, sort_watcher_.result());
     if (!sorting()) emit sortingChanged(false);
   });
 }
@@ -29,10 +30,6 @@ KeyTableModel::~KeyTableModel() { sort_watcher_.waitForFinished(); }
 
 int KeyTableModel::rowCount(const QModelIndex& parent) const {
   return parent.isValid() ? 0 : static_cast<int>(rows_.size());
-}
-
-int KeyTableModel::columnCount(const QModelIndex& parent) const {
-  return parent.isValid() ? 0 : kColumnCount;
 }
 
 const EntryInfo& KeyTableModel::entry(int row) const {
@@ -75,28 +72,14 @@ QVariant KeyTableModel::data(const QModelIndex& index, int role) const {
   return {};
 }
 
-QVariant KeyTableModel::headerData(int section, Qt::Orientation o, int role) const {
-  if (o != Qt::Horizontal || role != Qt::DisplayRole) return QAbstractTableModel::headerData(section, o, role);
-  switch (section) {
-    case kKey: return "Key";
-    case kSize: return "Value size";
-    case kExpires: return "Expires";
-    case kTimeLeft: return "Time left";
-    case kStored: return "Stored";
-    case kAccessed: return "Accessed";
-    case kEncoding: return "Encoding";
-  }
-  return {};
-}
-
-void KeyTableModel::TimePassed(int first, int last) {
+void KeyTableModel::timePassed(int first, int last) {
   first = std::max(first, 0);
   last = std::min(last, rowCount() - 1);
   if (first > last) return;
   emit dataChanged(index(first, kTimeLeft), index(last, kTimeLeft), {Qt::DisplayRole});
 }
 
-void KeyTableModel::Clear() {
+void KeyTableModel::clear() {
   beginResetModel();
   batches_.clear();
   rows_.clear();
@@ -104,7 +87,7 @@ void KeyTableModel::Clear() {
   endResetModel();
 }
 
-void KeyTableModel::Append(const EntryBatch& batch) {
+void KeyTableModel::append(const EntryBatch& batch) {
   if (!batch || batch->empty()) return;
   const int first = static_cast<int>(rows_.size());
   const int last = first + static_cast<int>(batch->size()) - 1;
@@ -116,7 +99,7 @@ void KeyTableModel::Append(const EntryBatch& batch) {
   endInsertRows();
 }
 
-void KeyTableModel::RemoveKeys(const std::vector<std::string>& keys) {
+void KeyTableModel::removeKeys(const std::vector<std::string>& keys) {
   if (keys.empty() || rows_.empty()) return;
   std::unordered_set<std::string_view> gone(keys.begin(), keys.end());
   ++generation_;
@@ -179,11 +162,11 @@ void KeyTableModel::sort(int column, Qt::SortOrder order) {
     sort_again_ = true;  // never wait on the UI thread: sort again when it is done
     return;
   }
-  StartSort();
+  startSort();
   emit sortingChanged(true);
 }
 
-void KeyTableModel::StartSort() {
+void KeyTableModel::startSort() {
   sort_busy_ = true;
   const int column = sort_column_;
   const Qt::SortOrder order = sort_order_;
@@ -200,13 +183,13 @@ void KeyTableModel::StartSort() {
   sort_watcher_.setFuture(future);
 }
 
-void KeyTableModel::ApplySort(uint64_t generation, std::vector<RowRef> sorted) {
+void KeyTableModel::applySort(uint64_t generation, std::vector<RowRef> sorted) {
   if (generation != generation_) {
     // Rows were removed or cleared meanwhile: sort the current rows again.
-    if (!rows_.empty()) StartSort();
+    if (!rows_.empty()) startSort();
     return;
   }
-  // rows_ = sorted prefix + rows appended while sorting (Append only adds at the end).
+  // rows_ = sorted prefix + rows appended while sorting (append() only adds at the end).
   emit layoutAboutToBeChanged({}, QAbstractItemModel::VerticalSortHint);
   const size_t n = sorted.size();
   auto pack = [](const RowRef& r) { return (uint64_t(r.batch) << 32) | r.offset; };

@@ -4,18 +4,18 @@
 // of the index while the UI keeps reading the batches, which never change.
 #pragma once
 
-#include <QAbstractTableModel>
 #include <QFutureWatcher>
 #include <QSet>
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "column_model.h"
 #include "key_loader.h"
 
 namespace rcgui {
 
-class KeyTableModel : public QAbstractTableModel {
+class KeyTableModel : public ColumnModel {
   Q_OBJECT
 
  public:
@@ -27,21 +27,19 @@ class KeyTableModel : public QAbstractTableModel {
   ~KeyTableModel() override;
 
   int rowCount(const QModelIndex& parent = QModelIndex()) const override;
-  int columnCount(const QModelIndex& parent = QModelIndex()) const override;
   QVariant data(const QModelIndex& index, int role = Qt::DisplayRole) const override;
-  QVariant headerData(int section, Qt::Orientation o, int role = Qt::DisplayRole) const override;
   // Sorting runs on a worker; sortingChanged() brackets it. Rows appended
   // while it runs stay after the sorted ones until the next sort.
   void sort(int column, Qt::SortOrder order = Qt::AscendingOrder) override;
 
-  void Clear();
-  void Append(const EntryBatch& batch);
+  void clear();
+  void append(const EntryBatch& batch);
   // Drops the rows of these keys (after a delete or purge in the app).
-  void RemoveKeys(const std::vector<std::string>& keys);
+  void removeKeys(const std::vector<std::string>& keys);
 
   // "Time left" changes with the clock: tells the views to repaint it for
   // rows first..last (the visible ones; a million rows need no repaint).
-  void TimePassed(int first, int last);
+  void timePassed(int first, int last);
 
   const regioncache::EntryInfo& entry(int row) const;
   bool sorting() const { return sort_busy_ || sort_again_; }
@@ -55,14 +53,14 @@ class KeyTableModel : public QAbstractTableModel {
     uint32_t batch;
     uint32_t offset;
   };
-  void StartSort();
-  void ApplySort(uint64_t generation, std::vector<RowRef> sorted);
+  void startSort();
+  void applySort(uint64_t generation, std::vector<RowRef> sorted);
 
   std::vector<EntryBatch> batches_;
   std::vector<RowRef> rows_;  // display order
   int sort_column_ = -1;
   Qt::SortOrder sort_order_ = Qt::AscendingOrder;
-  uint64_t generation_ = 0;   // bumped by Clear and removals: a sort of an older state is dropped
+  uint64_t generation_ = 0;   // bumped by clear() and removals: a sort of an older state is dropped
   QFutureWatcher<std::vector<RowRef>> sort_watcher_;
   uint64_t sort_generation_ = 0;
   bool sort_busy_ = false;   // a sort runs, or its result is not applied yet

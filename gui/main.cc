@@ -46,20 +46,20 @@ int main(int argc, char** argv) {
 
   rcgui::MainWindow window(cli.isSet(read_only));
   window.resize(1400, 820);
-  if (!cli.isSet(no_discovery)) window.DiscoverShm();
+  if (!cli.isSet(no_discovery)) window.discoverShm();
   for (const QString& name : cli.values(shm)) {
     rcgui::RegionSpec spec;
     QString error;
-    if (rcgui::ManualRegion("shm", name, QString(), &spec, &error)) window.AddRegion(spec);
+    if (rcgui::ManualRegion("shm", name, QString(), &spec, &error)) window.addRegion(spec);
   }
-  for (const QString& file : cli.values(json)) window.OpenJsonFile(file);
+  for (const QString& file : cli.values(json)) window.openJsonFile(file);
   if (cli.isSet(settings)) {
     rcgui::DjangoProject project;
     project.python = cli.value(python);
     if (project.python.isEmpty()) project.python = qEnvironmentVariable("REGIONCACHE_PYTHON", "python3");
     project.settings = cli.value(settings);
     project.pythonpath = cli.values(pythonpath);
-    window.OpenDjangoProject(project);
+    window.openDjangoProject(project);
   }
   window.show();
 

@@ -33,7 +33,7 @@ const char* kRecentKey = "recentSources";
 
 MainWindow::MainWindow(bool read_only, QWidget* parent) : QMainWindow(parent), gate_(read_only) {
   // Read-only reaches the stores too: a shared-memory region is then mapped
-  // read-only and never repaired by the app (Region::Acquire reopens it).
+  // read-only and never repaired by the app (Region::acquire reopens it).
   SetStoresReadOnly(read_only);
   setWindowTitle("regioncache");
   regions_ = new RegionListModel(this);
@@ -74,66 +74,66 @@ MainWindow::MainWindow(bool read_only, QWidget* parent) : QMainWindow(parent), g
 
   describer_ = new DjangoDescriber(this);
   refresh_timer_ = new QTimer(this);
-  connect(refresh_timer_, &QTimer::timeout, regions_, &RegionListModel::Refresh);
-  BuildMenus();
+  connect(refresh_timer_, &QTimer::timeout, regions_, &RegionListModel::refresh);
+  buildMenus();
 
   connect(region_view_->selectionModel(), &QItemSelectionModel::selectionChanged, this,
-          &MainWindow::OnRegionSelected);
-  connect(regions_, &RegionListModel::refreshed, this, &MainWindow::UpdateChart);
+          &MainWindow::onRegionSelected);
+  connect(regions_, &RegionListModel::refreshed, this, &MainWindow::updateChart);
   connect(regions_, &RegionListModel::refreshed, this, [this] {
     // Fit the columns when regions were added, not on every refresh (the user may have resized).
     if (regions_->rowCount() == sized_rows_) return;
     sized_rows_ = regions_->rowCount();
     for (int c = 0; c < RegionListModel::kStatus; ++c) region_view_->resizeColumnToContents(c);
   });
-  connect(browser_, &KeyBrowser::regionChanged, regions_, &RegionListModel::Refresh);
+  connect(browser_, &KeyBrowser::regionChanged, regions_, &RegionListModel::refresh);
   connect(browser_, &KeyBrowser::message, this, [this](const QString& t) { statusBar()->showMessage(t, 10000); });
   connect(describer_, &DjangoDescriber::done, this,
           [this](bool ok, const QList<RegionSpec>& specs, const QString& error) {
             if (!ok) {
-              ShowSourceError(error);
+              showSourceError(error);
               emit sourceDone(false, error);
               return;
             }
-            Remember(pending_django_);
-            int added = regions_->AddRegions(specs);
-            QString text = QString("%1: %2 regions (%3 new)").arg(pending_django_.Label()).arg(specs.size()).arg(added);
+            remember(pending_django_);
+            int added = regions_->addRegions(specs);
+            QString text = QString("%1: %2 regions (%3 new)").arg(pending_django_.label()).arg(specs.size()).arg(added);
             statusBar()->showMessage(text, 10000);
-            regions_->Refresh();
+            regions_->refresh();
             if (region_view_->selectionModel()->selectedRows().isEmpty() && regions_->rowCount() > 0)
-              SelectRegion(regions_->RowOf(specs.isEmpty() ? QString() : specs.first().Identity()));
+              selectRegion(regions_->rowOf(specs.isEmpty() ? QString() : specs.first().Identity()));
             emit sourceDone(true, text);
           });
-  RestoreSettings();
-  browser_->SetReadOnly(gate_.read_only());
+  restoreSettings();
+  browser_->setReadOnly(gate_.readOnly());
 }
 
 MainWindow::~MainWindow() = default;
 
-void MainWindow::BuildMenus() {
+void MainWindow::buildMenus() {
   QMenu* file = menuBar()->addMenu("&Sources");
   file->addAction(QString::fromUtf8("Open &Django project…"), this, [this] {
     DjangoProjectDialog dlg(pending_django_.django, this);
-    if (dlg.exec() == QDialog::Accepted) OpenDjangoProject(dlg.project());
+    if (dlg.exec() == QDialog::Accepted) openDjangoProject(dlg.project());
   });
   file->addAction(QString::fromUtf8("Open regions &JSON file…"), this, [this] {
     QString path = QFileDialog::getOpenFileName(this, "Regions JSON", QString(), "JSON (*.json);;All files (*)");
-    if (!path.isEmpty()) OpenJsonFile(path);
+    if (!path.isEmpty()) openJsonFile(path);
   });
   file->addAction(QString::fromUtf8("Add region by &hand…"), this, [this] {
     ManualRegionDialog dlg(this);
     if (dlg.exec() != QDialog::Accepted) return;
     RegionSpec spec;
     QString error;
-    if (!dlg.spec(&spec, &error)) return ShowSourceError(error);
-    AddRegion(spec);
+    if (!dlg.spec(&spec, &error)) return showSourceError(error);
+    addRegion(spec);
   });
-  file->addAction("Find my &shared-memory regions", this, &MainWindow::DiscoverShm);
+  file->addAction("Find my &shared-memory regions", this, &MainWindow::discoverShm);
   recent_menu_ = file->addMenu("&Recent sources");
   file->addSeparator();
   file->addAction("Remove region from list", this, [this] {
     QModelIndexList rows = region_view_->selectionModel()->selectedRows();
-    if (!rows.isEmpty()) regions_->RemoveRegion(rows.first().row());
+    if (!rows.isEmpty()) regions_->removeRegion(rows.first().row());
   });
   file->addSeparator();
   file->addAction("&Quit", QKeySequence::Quit, this, &QWidget::close);
@@ -150,16 +150,16 @@ void MainWindow::BuildMenus() {
   QMenu* view = menuBar()->addMenu("&View");
   refresh_ = new QAction("&Refresh", this);
   refresh_->setShortcuts({QKeySequence(Qt::Key_F5), QKeySequence(Qt::CTRL | Qt::Key_R)});
-  connect(refresh_, &QAction::triggered, this, &MainWindow::RefreshAll);
+  connect(refresh_, &QAction::triggered, this, &MainWindow::refreshAll);
   view->addAction(refresh_);
   auto_refresh_ = new QAction("&Auto-refresh", this);
   auto_refresh_->setCheckable(true);
-  connect(auto_refresh_, &QAction::toggled, this, [this](bool on) { SetAutoRefresh(on, interval_->value()); });
+  connect(auto_refresh_, &QAction::toggled, this, [this](bool on) { setAutoRefresh(on, interval_->value()); });
   view->addAction(auto_refresh_);
   read_only_ = new QAction("Read-&only mode", this);
   read_only_->setCheckable(true);
-  read_only_->setChecked(gate_.read_only());
-  connect(read_only_, &QAction::toggled, this, &MainWindow::SetReadOnly);
+  read_only_->setChecked(gate_.readOnly());
+  connect(read_only_, &QAction::toggled, this, &MainWindow::setReadOnly);
   view->addAction(read_only_);
 
   interval_ = new QSpinBox;
@@ -168,7 +168,7 @@ void MainWindow::BuildMenus() {
   interval_->setSuffix(" s");
   interval_->setToolTip("auto-refresh interval");
   connect(interval_, &QSpinBox::valueChanged, this, [this](int s) {
-    if (auto_refresh_->isChecked()) SetAutoRefresh(true, s);
+    if (auto_refresh_->isChecked()) setAutoRefresh(true, s);
   });
   QToolBar* bar = addToolBar("Main");
   bar->setObjectName("mainToolBar");
@@ -180,128 +180,128 @@ void MainWindow::BuildMenus() {
   bar->addSeparator();
   bar->addAction(browser_->purgeExpiredAction());
   bar->addAction(browser_->clearAction());
-  RebuildRecentMenu();
+  rebuildRecentMenu();
 }
 
-void MainWindow::SetReadOnly(bool on) {
+void MainWindow::setReadOnly(bool on) {
   SetStoresReadOnly(on);
-  browser_->SetReadOnly(on);
+  browser_->setReadOnly(on);
   if (read_only_->isChecked() != on) read_only_->setChecked(on);
   setWindowTitle(on ? "regioncache (read-only)" : "regioncache");
 }
 
-void MainWindow::SetAutoRefresh(bool on, int interval_s) {
+void MainWindow::setAutoRefresh(bool on, int interval_s) {
   if (interval_->value() != interval_s) interval_->setValue(interval_s);
   if (auto_refresh_->isChecked() != on) auto_refresh_->setChecked(on);
   if (on) {
     refresh_timer_->start(interval_s * 1000);
-    regions_->Refresh();
+    regions_->refresh();
   } else {
     refresh_timer_->stop();
   }
 }
 
-void MainWindow::RefreshAll() {
-  regions_->Refresh();
-  browser_->Reload();
+void MainWindow::refreshAll() {
+  regions_->refresh();
+  browser_->reload();
 }
 
-void MainWindow::SelectRegion(int row) {
+void MainWindow::selectRegion(int row) {
   if (row < 0 || row >= regions_->rowCount()) return;
   region_view_->selectionModel()->select(regions_->index(row, 0),
                                          QItemSelectionModel::ClearAndSelect | QItemSelectionModel::Rows);
   region_view_->setCurrentIndex(regions_->index(row, 0));
 }
 
-void MainWindow::OnRegionSelected() {
+void MainWindow::onRegionSelected() {
   QModelIndexList rows = region_view_->selectionModel()->selectedRows();
-  browser_->SetRegion(rows.isEmpty() ? nullptr : regions_->region(rows.first().row()));
-  UpdateChart();
+  browser_->setRegion(rows.isEmpty() ? nullptr : regions_->region(rows.first().row()));
+  updateChart();
 }
 
-void MainWindow::UpdateChart() {
+void MainWindow::updateChart() {
   QModelIndexList rows = region_view_->selectionModel()->selectedRows();
-  if (rows.isEmpty()) return chart_->SetSeries(QString(), {});
+  if (rows.isEmpty()) return chart_->setSeries(QString(), {});
   const RegionRow& r = regions_->row(rows.first().row());
-  chart_->SetSeries(QString("%1 — fill and hit ratio").arg(r.region->spec().name), r.history);
+  chart_->setSeries(QString("%1 — fill and hit ratio").arg(r.region->spec().name), r.history);
 }
 
 QString MainWindow::sourceError() const { return source_error_->isVisible() ? source_error_->text() : QString(); }
 
-void MainWindow::ShowSourceError(const QString& text) {
+void MainWindow::showSourceError(const QString& text) {
   source_error_->setText(text);
   source_error_->setVisible(!text.isEmpty());
   if (!text.isEmpty()) statusBar()->showMessage(text, 15000);
 }
 
-void MainWindow::OpenDjangoProject(const DjangoProject& project) {
+void MainWindow::openDjangoProject(const DjangoProject& project) {
   pending_django_.type = SourceRef::Type::kDjango;
   pending_django_.django = project;
-  ShowSourceError(QString());
+  showSourceError(QString());
   statusBar()->showMessage(QString::fromUtf8("asking %1 for its regions…").arg(project.settings));
   describer_->Start(project);
 }
 
-void MainWindow::OpenJsonFile(const QString& path) {
+void MainWindow::openJsonFile(const QString& path) {
   QFile f(path);
   if (!f.open(QIODevice::ReadOnly)) {
     QString e = QString("cannot read %1: %2").arg(path, f.errorString());
-    ShowSourceError(e);
+    showSourceError(e);
     emit sourceDone(false, e);
     return;
   }
   QList<RegionSpec> specs;
   QString error;
   if (!ParseRegionsJson(f.readAll(), path, &specs, &error)) {
-    ShowSourceError(error);
+    showSourceError(error);
     emit sourceDone(false, error);
     return;
   }
   SourceRef ref;
   ref.type = SourceRef::Type::kJsonFile;
   ref.path = path;
-  Remember(ref);
-  ShowSourceError(QString());
-  int added = regions_->AddRegions(specs);
-  regions_->Refresh();
+  remember(ref);
+  showSourceError(QString());
+  int added = regions_->addRegions(specs);
+  regions_->refresh();
   if (region_view_->selectionModel()->selectedRows().isEmpty() && !specs.isEmpty())
-    SelectRegion(regions_->RowOf(specs.first().Identity()));
+    selectRegion(regions_->rowOf(specs.first().Identity()));
   QString text = QString("%1: %2 regions (%3 new)").arg(path).arg(specs.size()).arg(added);
   statusBar()->showMessage(text, 10000);
   emit sourceDone(true, text);
 }
 
-void MainWindow::AddRegion(const RegionSpec& spec) {
+void MainWindow::addRegion(const RegionSpec& spec) {
   SourceRef ref;
   ref.type = SourceRef::Type::kManual;
   ref.manual = spec;
-  Remember(ref);
-  regions_->AddRegions({spec});
-  regions_->Refresh();
-  SelectRegion(regions_->RowOf(spec.Identity()));
+  remember(ref);
+  regions_->addRegions({spec});
+  regions_->refresh();
+  selectRegion(regions_->rowOf(spec.Identity()));
   emit sourceDone(true, spec.Identity());
 }
 
-void MainWindow::DiscoverShm() {
+void MainWindow::discoverShm() {
   QList<RegionSpec> specs;
   QString error;
   if (!DiscoverShmRegions(&specs, &error)) {
-    ShowSourceError(error);
+    showSourceError(error);
     emit sourceDone(false, error);
     return;
   }
-  int added = regions_->AddRegions(specs);
-  regions_->Refresh();
+  int added = regions_->addRegions(specs);
+  regions_->refresh();
   QString text = QString("%1 shared-memory regions of this user (%2 new)").arg(specs.size()).arg(added);
   statusBar()->showMessage(text, 10000);
   emit sourceDone(true, text);
 }
 
-void MainWindow::OpenSource(const SourceRef& ref) {
+void MainWindow::openSource(const SourceRef& ref) {
   switch (ref.type) {
-    case SourceRef::Type::kDjango: return OpenDjangoProject(ref.django);
-    case SourceRef::Type::kJsonFile: return OpenJsonFile(ref.path);
-    case SourceRef::Type::kManual: return AddRegion(ref.manual);
+    case SourceRef::Type::kDjango: return openDjangoProject(ref.django);
+    case SourceRef::Type::kJsonFile: return openJsonFile(ref.path);
+    case SourceRef::Type::kManual: return addRegion(ref.manual);
   }
 }
 
@@ -309,28 +309,28 @@ QStringList MainWindow::recentSources() const {
   return QSettings().value(kRecentKey).toStringList();
 }
 
-void MainWindow::Remember(const SourceRef& ref) {
+void MainWindow::remember(const SourceRef& ref) {
   QSettings settings;
   QStringList list = settings.value(kRecentKey).toStringList();
-  const QString code = ref.Encode();
+  const QString code = ref.encode();
   list.removeAll(code);
   list.prepend(code);
   while (list.size() > kMaxRecent) list.removeLast();
   settings.setValue(kRecentKey, list);
-  RebuildRecentMenu();
+  rebuildRecentMenu();
 }
 
-void MainWindow::RebuildRecentMenu() {
+void MainWindow::rebuildRecentMenu() {
   recent_menu_->clear();
   for (const QString& code : recentSources()) {
     SourceRef ref;
-    if (!SourceRef::Decode(code, &ref)) continue;
-    recent_menu_->addAction(ref.Label(), this, [this, ref] { OpenSource(ref); });
+    if (!SourceRef::decode(code, &ref)) continue;
+    recent_menu_->addAction(ref.label(), this, [this, ref] { openSource(ref); });
   }
   recent_menu_->setEnabled(!recent_menu_->isEmpty());
 }
 
-void MainWindow::SaveSettings() {
+void MainWindow::saveSettings() {
   QSettings s;
   s.setValue("window/geometry", saveGeometry());
   s.setValue("window/state", saveState());
@@ -340,18 +340,18 @@ void MainWindow::SaveSettings() {
   s.setValue("refresh/interval", interval_->value());
 }
 
-void MainWindow::RestoreSettings() {
+void MainWindow::restoreSettings() {
   QSettings s;
   restoreGeometry(s.value("window/geometry").toByteArray());
   restoreState(s.value("window/state").toByteArray());
   split_->restoreState(s.value("window/split").toByteArray());
   left_split_->restoreState(s.value("window/leftSplit").toByteArray());
   interval_->setValue(s.value("refresh/interval", 5).toInt());
-  if (s.value("refresh/auto", false).toBool()) SetAutoRefresh(true, interval_->value());
+  if (s.value("refresh/auto", false).toBool()) setAutoRefresh(true, interval_->value());
 }
 
 void MainWindow::closeEvent(QCloseEvent* event) {
-  SaveSettings();
+  saveSettings();
   event->accept();
 }
 

@@ -33,17 +33,17 @@ class MainWindow : public QMainWindow {
   // Sources. Each adds its regions to the list (no duplicates) and records
   // itself in the recent sources; failures show in the window and in
   // sourceDone().
-  void OpenDjangoProject(const DjangoProject& project);
-  void OpenJsonFile(const QString& path);
-  void AddRegion(const RegionSpec& spec);
-  void DiscoverShm();
-  void OpenSource(const SourceRef& ref);
+  void openDjangoProject(const DjangoProject& project);
+  void openJsonFile(const QString& path);
+  void addRegion(const RegionSpec& spec);
+  void discoverShm();
+  void openSource(const SourceRef& ref);
 
-  void SetReadOnly(bool on);
-  bool readOnly() const { return gate_.read_only(); }
-  void SetAutoRefresh(bool on, int interval_s);
-  void RefreshAll();        // F5 / Ctrl+R: stats of every region and the keys shown
-  void SelectRegion(int row);
+  void setReadOnly(bool on);
+  bool readOnly() const { return gate_.readOnly(); }
+  void setAutoRefresh(bool on, int interval_s);
+  void refreshAll();        // F5 / Ctrl+R: stats of every region and the keys shown
+  void selectRegion(int row);
 
   RegionListModel* regions() const { return regions_; }
   QTableView* regionView() const { return region_view_; }
@@ -61,14 +61,14 @@ class MainWindow : public QMainWindow {
   void closeEvent(QCloseEvent* event) override;
 
  private:
-  void BuildMenus();
-  void Remember(const SourceRef& ref);
-  void RebuildRecentMenu();
-  void ShowSourceError(const QString& text);
-  void OnRegionSelected();
-  void UpdateChart();
-  void SaveSettings();
-  void RestoreSettings();
+  void buildMenus();
+  void remember(const SourceRef& ref);
+  void rebuildRecentMenu();
+  void showSourceError(const QString& text);
+  void onRegionSelected();
+  void updateChart();
+  void saveSettings();
+  void restoreSettings();
 
   WriteGate gate_;
   RegionListModel* regions_;

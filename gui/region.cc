@@ -4,6 +4,8 @@
 
 #include <atomic>
 
+#include "regioncache/status.h"
+
 namespace rcgui {
 
 namespace {
@@ -13,7 +15,7 @@ std::atomic<bool> g_read_only{false};
 void SetStoresReadOnly(bool on) { g_read_only.store(on); }
 bool StoresReadOnly() { return g_read_only.load(); }
 
-std::shared_ptr<regioncache::Store> Region::Acquire(regioncache::Status* error) {
+std::shared_ptr<regioncache::Store> Region::acquire(regioncache::Status* error) {
   std::lock_guard<std::mutex> lock(mu_);
   const bool read_only = StoresReadOnly();
   if (store_ && store_read_only_ != read_only) store_.reset();  // the mode changed: reopen
@@ -22,9 +24,9 @@ std::shared_ptr<regioncache::Store> Region::Acquire(regioncache::Status* error) 
     return store_;
   }
   if (spec_.kind == "django") {
-    *error = regioncache::Status::InvalidArgument(
-        "region '" + spec_.name.toStdString() + "': backend " + spec_.backend.toStdString() +
-        " is not a regioncache store; the app cannot open it");
+    *error = regioncache::Status::InvalidArgument(regioncache::RegionMessage(
+        spec_.name.toStdString(),
+        "backend " + spec_.backend.toStdString() + " is not a regioncache store; the app cannot open it"));
     return nullptr;
   }
   std::unique_ptr<regioncache::Store> s;
@@ -35,7 +37,7 @@ std::shared_ptr<regioncache::Store> Region::Acquire(regioncache::Status* error) 
   return store_;
 }
 
-void Region::Reset() {
+void Region::forgetStore() {
   std::lock_guard<std::mutex> lock(mu_);
   store_.reset();
 }

@@ -25,11 +25,11 @@ class Region {
   // next call (the server may be back, the directory recreated). May block:
   // call it from a worker, never from the UI thread. A store opened in the
   // other mode than the app's current one (SetStoresReadOnly) is reopened.
-  std::shared_ptr<regioncache::Store> Acquire(regioncache::Status* error);
+  std::shared_ptr<regioncache::Store> acquire(regioncache::Status* error);
 
-  // Forgets the open store, so that the next Acquire opens it again (after
+  // Forgets the open store, so that the next acquire opens it again (after
   // an error that suggests the segment was replaced, say).
-  void Reset();
+  void forgetStore();
 
  private:
   const RegionSpec spec_;

@@ -8,14 +8,15 @@
 
 namespace rcgui {
 
-RegionListModel::RegionListModel(QObject* parent) : QAbstractTableModel(parent) {
+RegionListModel::RegionListModel(QObject* parent)
+    : ColumnModel({"Region", "Kind", "Location", "Entries", "Used / capacity", "Hit ratio", "Status"}, parent) {
   connect(&watcher_, &QFutureWatcher<std::vector<Result>>::finished, this, [this] {
     busy_ = false;
-    Apply(watcher_.result());
+    apply(watcher_.result());
     emit refreshed();
     if (again_) {
       again_ = false;
-      Refresh();
+      refresh();
     }
   });
 }
@@ -24,10 +25,6 @@ RegionListModel::~RegionListModel() { watcher_.waitForFinished(); }
 
 int RegionListModel::rowCount(const QModelIndex& parent) const {
   return parent.isValid() ? 0 : static_cast<int>(rows_.size());
-}
-
-int RegionListModel::columnCount(const QModelIndex& parent) const {
-  return parent.isValid() ? 0 : kColumnCount;
 }
 
 QVariant RegionListModel::data(const QModelIndex& index, int role) const {
@@ -65,30 +62,16 @@ QVariant RegionListModel::data(const QModelIndex& index, int role) const {
   return {};
 }
 
-QVariant RegionListModel::headerData(int section, Qt::Orientation o, int role) const {
-  if (o != Qt::Horizontal || role != Qt::DisplayRole) return QAbstractTableModel::headerData(section, o, role);
-  switch (section) {
-    case kName: return "Region";
-    case kKind: return "Kind";
-    case kLocation: return "Location";
-    case kEntries: return "Entries";
-    case kUsed: return "Used / capacity";
-    case kHitRatio: return "Hit ratio";
-    case kStatus: return "Status";
-  }
-  return {};
-}
-
-int RegionListModel::RowOf(const QString& identity) const {
+int RegionListModel::rowOf(const QString& identity) const {
   for (size_t i = 0; i < rows_.size(); ++i)
     if (rows_[i].region->spec().Identity() == identity) return static_cast<int>(i);
   return -1;
 }
 
-int RegionListModel::AddRegions(const QList<RegionSpec>& specs) {
+int RegionListModel::addRegions(const QList<RegionSpec>& specs) {
   std::vector<RegionSpec> fresh;
   for (const RegionSpec& s : specs) {
-    bool dup = RowOf(s.Identity()) >= 0;
+    bool dup = rowOf(s.Identity()) >= 0;
     for (const RegionSpec& f : fresh) dup = dup || f.Identity() == s.Identity();
     if (!dup) fresh.push_back(s);
   }
@@ -100,14 +83,14 @@ int RegionListModel::AddRegions(const QList<RegionSpec>& specs) {
   return static_cast<int>(fresh.size());
 }
 
-void RegionListModel::RemoveRegion(int r) {
+void RegionListModel::removeRegion(int r) {
   if (r < 0 || r >= rowCount()) return;
   beginRemoveRows(QModelIndex(), r, r);
   rows_.erase(rows_.begin() + r);
   endRemoveRows();
 }
 
-void RegionListModel::Refresh() {
+void RegionListModel::refresh() {
   // busy_, not watcher_.isRunning(): a pass that has finished on its thread
   // but whose result the UI thread has not applied yet is still this pass
   // (a new setFuture would drop its finished signal).
@@ -124,14 +107,14 @@ void RegionListModel::Refresh() {
       Result res;
       res.region = region;
       regioncache::Status s;
-      auto store = region->Acquire(&s);
+      auto store = region->acquire(&s);
       if (store) s = store->GetStats(&res.stats);
       res.ok = s.ok();
       if (s.ok()) res.error = DownServersText(*region, res.stats);  // figures of the servers up
       if (!s.ok()) {
         res.error = StatusText(*region, s);
         // The store may be stale (segment replaced, directory gone): reopen next time.
-        if (store) region->Reset();
+        if (store) region->forgetStore();
       }
       out.push_back(std::move(res));
     }
@@ -139,7 +122,7 @@ void RegionListModel::Refresh() {
   }));
 }
 
-void RegionListModel::Apply(const std::vector<Result>& results) {
+void RegionListModel::apply(const std::vector<Result>& results) {
   const qint64 now = QDateTime::currentMSecsSinceEpoch();
   for (const Result& res : results) {
     int i = -1;

@@ -3,11 +3,11 @@
 // history of fill and hit ratio per region for the chart.
 #pragma once
 
-#include <QAbstractTableModel>
 #include <QFutureWatcher>
 #include <deque>
 #include <vector>
 
+#include "column_model.h"
 #include "region.h"
 
 namespace rcgui {
@@ -26,7 +26,7 @@ struct RegionRow {
   std::deque<RegionSample> history;
 };
 
-class RegionListModel : public QAbstractTableModel {
+class RegionListModel : public ColumnModel {
   Q_OBJECT
 
  public:
@@ -37,21 +37,19 @@ class RegionListModel : public QAbstractTableModel {
   ~RegionListModel() override;
 
   int rowCount(const QModelIndex& parent = QModelIndex()) const override;
-  int columnCount(const QModelIndex& parent = QModelIndex()) const override;
   QVariant data(const QModelIndex& index, int role = Qt::DisplayRole) const override;
-  QVariant headerData(int section, Qt::Orientation o, int role = Qt::DisplayRole) const override;
 
   // Adds the regions not shown yet (same kind and location = same region);
   // returns how many were added.
-  int AddRegions(const QList<RegionSpec>& specs);
-  void RemoveRegion(int row);
+  int addRegions(const QList<RegionSpec>& specs);
+  void removeRegion(int row);
   const RegionRow& row(int r) const { return rows_[static_cast<size_t>(r)]; }
   RegionPtr region(int r) const { return rows_[static_cast<size_t>(r)].region; }
-  int RowOf(const QString& identity) const;
+  int rowOf(const QString& identity) const;
 
   // Reads every region's stats on a worker; refreshed() when the figures are
   // in. A refresh asked for while one runs is folded into the next one.
-  void Refresh();
+  void refresh();
   bool refreshing() const { return busy_; }
 
  signals:
@@ -64,7 +62,7 @@ class RegionListModel : public QAbstractTableModel {
     regioncache::Stats stats;
     QString error;
   };
-  void Apply(const std::vector<Result>& results);
+  void apply(const std::vector<Result>& results);
 
   std::vector<RegionRow> rows_;
   QFutureWatcher<std::vector<Result>> watcher_;

@@ -1,34 +1,21 @@
 #include "screenshot.h"
 
 #include <QDir>
-#include <QElapsedTimer>
-#include <QEventLoop>
 #include <QPixmap>
 #include <QTableView>
-#include <QTimer>
+#include <functional>
 
 #include "key_browser.h"
 #include "key_table_model.h"
 #include "main_window.h"
+#include "run_events.h"
 #include "value_viewer.h"
 
 namespace rcgui {
 
 namespace {
 
-// Runs the event loop until done() holds or timeout_ms passes.
-template <typename Pred>
-bool WaitFor(Pred done, int timeout_ms) {
-  QElapsedTimer t;
-  t.start();
-  while (!done()) {
-    if (t.elapsed() > timeout_ms) return false;
-    QEventLoop loop;
-    QTimer::singleShot(20, &loop, &QEventLoop::quit);
-    loop.exec();
-  }
-  return true;
-}
+bool WaitFor(const std::function<bool()>& done, int timeout_ms) { return RunEventsUntil(done, timeout_ms, 20); }
 
 }  // namespace
 
@@ -51,7 +38,7 @@ QStringList TakeScreenshots(MainWindow* w, const QString& dir, QString* error) {
   }
   // Samples a few seconds apart so the chart has lines.
   for (int i = 0; i < 12; ++i) {
-    w->regions()->Refresh();
+    w->regions()->refresh();
     WaitFor([&] { return !w->regions()->refreshing(); }, 10000);
     WaitFor([] { return false; }, 250);
   }
@@ -86,7 +73,7 @@ QStringList TakeScreenshots(MainWindow* w, const QString& dir, QString* error) {
     }
   }
   // The filter in use, for the purge workflow.
-  b->SetFilter("session", false);
+  b->setFilter("session", false);
   WaitFor([&] { return !b->loader()->running(); }, 30000);
   if (b->model()->rowCount() > 0) {
     table->selectRow(0);

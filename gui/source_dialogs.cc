@@ -7,27 +7,40 @@
 #include <QLabel>
 #include <QLineEdit>
 #include <QPlainTextEdit>
+#include <functional>
 
 #include "regioncache/store.h"
 
 namespace rcgui {
 
+namespace {
+
+// The form both dialogs lay out: the title, then the rows add() puts in, then
+// OK and Cancel.
+void DialogForm(QDialog* dialog, const QString& title, const std::function<void(QFormLayout*)>& add) {
+  dialog->setWindowTitle(title);
+  auto* form = new QFormLayout(dialog);
+  add(form);
+  auto* buttons = new QDialogButtonBox(QDialogButtonBox::Ok | QDialogButtonBox::Cancel);
+  QObject::connect(buttons, &QDialogButtonBox::accepted, dialog, &QDialog::accept);
+  QObject::connect(buttons, &QDialogButtonBox::rejected, dialog, &QDialog::reject);
+  form->addRow(buttons);
+}
+
+}  // namespace
+
 DjangoProjectDialog::DjangoProjectDialog(const DjangoProject& initial, QWidget* parent) : QDialog(parent) {
-  setWindowTitle("Open a Django project");
   python_ = new QLineEdit(initial.python);
   settings_ = new QLineEdit(initial.settings);
   settings_->setPlaceholderText("mysite.settings");
   pythonpath_ = new QLineEdit(initial.pythonpath.join(QDir::listSeparator()));
   pythonpath_->setPlaceholderText("directory that holds the settings package (optional)");
-  auto* form = new QFormLayout(this);
-  form->addRow(new QLabel("The app runs  python -m regioncache describe  to read the project's CACHES."));
-  form->addRow("Python", python_);
-  form->addRow("Settings module", settings_);
-  form->addRow("Python path", pythonpath_);
-  auto* buttons = new QDialogButtonBox(QDialogButtonBox::Ok | QDialogButtonBox::Cancel);
-  connect(buttons, &QDialogButtonBox::accepted, this, &QDialog::accept);
-  connect(buttons, &QDialogButtonBox::rejected, this, &QDialog::reject);
-  form->addRow(buttons);
+  DialogForm(this, "Open a Django project", [this](QFormLayout* form) {
+    form->addRow(new QLabel("The app runs  python -m regioncache describe  to read the project's CACHES."));
+    form->addRow("Python", python_);
+    form->addRow("Settings module", settings_);
+    form->addRow("Python path", pythonpath_);
+  });
 }
 
 DjangoProject DjangoProjectDialog::project() const {
@@ -39,7 +52,6 @@ DjangoProject DjangoProjectDialog::project() const {
 }
 
 ManualRegionDialog::ManualRegionDialog(QWidget* parent) : QDialog(parent) {
-  setWindowTitle("Add a region by hand");
   kind_ = new QComboBox;
   for (const auto& k : regioncache::StoreKinds()) kind_->addItem(QString::fromStdString(k));
   location_ = new QLineEdit;
@@ -47,14 +59,11 @@ ManualRegionDialog::ManualRegionDialog(QWidget* parent) : QDialog(parent) {
   options_ = new QPlainTextEdit;
   options_->setPlaceholderText("NAME=value, one per line (e.g. SIZE=64MB)");
   options_->setMaximumHeight(90);
-  auto* form = new QFormLayout(this);
-  form->addRow("Kind", kind_);
-  form->addRow("Location", location_);
-  form->addRow("Options", options_);
-  auto* buttons = new QDialogButtonBox(QDialogButtonBox::Ok | QDialogButtonBox::Cancel);
-  connect(buttons, &QDialogButtonBox::accepted, this, &QDialog::accept);
-  connect(buttons, &QDialogButtonBox::rejected, this, &QDialog::reject);
-  form->addRow(buttons);
+  DialogForm(this, "Add a region by hand", [this](QFormLayout* form) {
+    form->addRow("Kind", kind_);
+    form->addRow("Location", location_);
+    form->addRow("Options", options_);
+  });
 }
 
 bool ManualRegionDialog::spec(RegionSpec* out, QString* error) const {

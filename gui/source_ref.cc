@@ -6,7 +6,7 @@
 
 namespace rcgui {
 
-QString SourceRef::Label() const {
+QString SourceRef::label() const {
   switch (type) {
     case Type::kDjango:
       return QString("Django %1%2").arg(django.settings,
@@ -18,7 +18,7 @@ QString SourceRef::Label() const {
   return {};
 }
 
-QString SourceRef::Encode() const {
+QString SourceRef::encode() const {
   QJsonObject o;
   switch (type) {
     case Type::kDjango:
@@ -44,7 +44,7 @@ QString SourceRef::Encode() const {
   return QString::fromUtf8(QJsonDocument(o).toJson(QJsonDocument::Compact));
 }
 
-bool SourceRef::Decode(const QString& text, SourceRef* out) {
+bool SourceRef::decode(const QString& text, SourceRef* out) {
   QJsonObject o = QJsonDocument::fromJson(text.toUtf8()).object();
   const QString type = o.value("type").toString();
   SourceRef r;

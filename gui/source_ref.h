@@ -17,9 +17,9 @@ struct SourceRef {
   QString path;           // kJsonFile
   RegionSpec manual;      // kManual (kind, location, options)
 
-  QString Label() const;  // for the menu: "Django demo.settings (examples/demo_site)"
-  QString Encode() const;
-  static bool Decode(const QString& text, SourceRef* out);
+  QString label() const;  // for the menu: "Django demo.settings (examples/demo_site)"
+  QString encode() const;
+  static bool decode(const QString& text, SourceRef* out);
 };
 
 }  // namespace rcgui

@@ -10,7 +10,7 @@ StatsChart::StatsChart(QWidget* parent) : QWidget(parent) {
   setSizePolicy(QSizePolicy::Expanding, QSizePolicy::Preferred);
 }
 
-void StatsChart::SetSeries(const QString& title, const std::deque<RegionSample>& samples) {
+void StatsChart::setSeries(const QString& title, const std::deque<RegionSample>& samples) {
   title_ = title;
   samples_ = samples;
   update();

@@ -14,7 +14,7 @@ class StatsChart : public QWidget {
 
  public:
   explicit StatsChart(QWidget* parent = nullptr);
-  void SetSeries(const QString& title, const std::deque<RegionSample>& samples);
+  void setSeries(const QString& title, const std::deque<RegionSample>& samples);
   QSize sizeHint() const override { return {320, 140}; }
 
  protected:

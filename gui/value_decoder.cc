@@ -2,54 +2,10 @@
 
 #include <QJsonDocument>
 #include <QStringDecoder>
-#include <zstd.h>
 
 #include "regioncache/codec.h"
-#include "core/compress.h"
 
 namespace rcgui {
-
-DecodedValue DecodeStored(const QByteArray& stored, uint32_t flags, uint64_t max_output) {
-  DecodedValue v;
-  v.flags = flags;
-  v.stored_size = static_cast<uint64_t>(stored.size());
-  if (!(flags & regioncache::kFlagZstd)) {
-    v.bytes = stored;
-    return v;
-  }
-  // Stream the frame: its declared size may be absent or a lie.
-  ZSTD_DCtx* dctx = ZSTD_createDCtx();
-  QByteArray out;
-  ZSTD_inBuffer in{stored.constData(), static_cast<size_t>(stored.size()), 0};
-  std::string chunk(ZSTD_DStreamOutSize(), '\0');
-  size_t ret = 1;
-  while (in.pos < in.size || ret != 0) {
-    ZSTD_outBuffer ob{chunk.data(), chunk.size(), 0};
-    size_t before = in.pos;
-    ret = ZSTD_decompressStream(dctx, &ob, &in);
-    if (ZSTD_isError(ret)) {
-      v.error = QString("zstd: %1").arg(ZSTD_getErrorName(ret));
-      break;
-    }
-    out.append(chunk.data(), static_cast<qsizetype>(ob.pos));
-    if (static_cast<uint64_t>(out.size()) > max_output) {
-      v.error = QString("zstd: value decompresses to more than %1 bytes").arg(max_output);
-      break;
-    }
-    if (ob.pos == 0 && in.pos == before) {
-      if (ret != 0) v.error = "zstd: truncated frame";
-      break;
-    }
-  }
-  ZSTD_freeDCtx(dctx);
-  if (!v.error.isEmpty()) {
-    v.bytes = stored;
-    return v;
-  }
-  v.bytes = out;
-  v.decompressed = true;
-  return v;
-}
 
 QString ImageFormat(const QByteArray& b) {
   if (b.startsWith("\x89PNG\r\n\x1a\n")) return "PNG";
@@ -68,16 +24,15 @@ bool LooksLikeText(const QByteArray& bytes) {
   return !dec.hasError();
 }
 
-ValueView BestView(const DecodedValue& v) {
-  if (!v.error.isEmpty()) return ValueView::kHex;
-  switch (regioncache::Encoding(v.flags)) {
+ValueView BestView(const QByteArray& bytes, uint32_t flags) {
+  switch (regioncache::Encoding(flags)) {
     case regioncache::kEncPickle: return ValueView::kPickle;
     case regioncache::kEncInt: return ValueView::kText;
     default: break;
   }
-  if (!ImageFormat(v.bytes).isEmpty()) return ValueView::kImage;
-  if (!LooksLikeText(v.bytes)) return ValueView::kHex;
-  QByteArray t = v.bytes.trimmed();
+  if (!ImageFormat(bytes).isEmpty()) return ValueView::kImage;
+  if (!LooksLikeText(bytes)) return ValueView::kHex;
+  QByteArray t = bytes.trimmed();
   if ((t.startsWith('{') || t.startsWith('[')) && !QJsonDocument::fromJson(t).isNull())
     return ValueView::kJson;
   return ValueView::kText;

@@ -1,5 +1,6 @@
-// Turns a stored value into what the viewer shows: undoes zstd (codec.h
-// kFlagZstd) and guesses the best view (text, JSON, image, pickle, hex).
+// Guesses the best view of a value as a store returns it (text, JSON,
+// image, pickle, hex), and renders hex dumps. The stores undo their own
+// compression before a value leaves them, so the bytes here are the value.
 // Pure functions, no widgets, so the tests check them directly.
 #pragma once
 
@@ -11,21 +12,8 @@ namespace rcgui {
 
 enum class ValueView { kText, kHex, kJson, kImage, kPickle };
 
-struct DecodedValue {
-  QByteArray bytes;        // the payload after decompression
-  uint32_t flags = 0;      // the stored flags
-  uint64_t stored_size = 0;  // bytes in the store (compressed size for zstd values)
-  bool decompressed = false;
-  QString error;           // decompression failure (bytes then holds the stored bytes)
-};
-
-// Decompresses when flags carry kFlagZstd; the output is bounded by
-// max_output so a hostile frame cannot exhaust memory.
-DecodedValue DecodeStored(const QByteArray& stored, uint32_t flags,
-                          uint64_t max_output = uint64_t(1) << 30);
-
-// The view that shows this value best.
-ValueView BestView(const DecodedValue& v);
+// The view that shows this value (bytes stored with flags) best.
+ValueView BestView(const QByteArray& bytes, uint32_t flags);
 
 // "PNG", "JPEG", "GIF" from the magic bytes, or "" when not an image we show.
 QString ImageFormat(const QByteArray& bytes);

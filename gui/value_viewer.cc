@@ -36,7 +36,7 @@ QPlainTextEdit* MakeTextView(bool mono) {
 RenderedValue RenderValue(Region& region, const std::string& key, qsizetype cap) {
   RenderedValue r;
   regioncache::Status s;
-  auto store = region.Acquire(&s);
+  auto store = region.acquire(&s);
   regioncache::Value value;
   if (store) s = store->Peek(key, &value);
   if (!s.ok()) {
@@ -46,25 +46,22 @@ RenderedValue RenderValue(Region& region, const std::string& key, qsizetype cap)
                   : StatusText(region, s);
     return r;
   }
-  QByteArray stored(value.data.data(), static_cast<qsizetype>(value.data.size()));
-  DecodedValue d = DecodeStored(stored, value.flags);
+  const QByteArray bytes(value.data.data(), static_cast<qsizetype>(value.data.size()));
   r.ok = true;
-  r.total = static_cast<uint64_t>(d.bytes.size());
-  r.best = BestView(d);
+  r.total = static_cast<uint64_t>(bytes.size());
+  r.best = BestView(bytes, value.flags);
   r.summary = QString("%1 · %2 · %3").arg(HumanBytes(r.total), EncodingText(value.flags),
                                            "expires " + ExpiryText(value.expires_ms, regioncache::NowMs()));
-  if (d.decompressed) r.summary += QString(" · zstd %1 stored").arg(HumanBytes(d.stored_size));
-  if (!d.error.isEmpty()) r.summary += " · " + d.error;
 
-  const bool capped = cap > 0 && d.bytes.size() > cap;
+  const bool capped = cap > 0 && bytes.size() > cap;
   r.capped = capped;
-  const QByteArray head = capped ? d.bytes.left(cap) : d.bytes;
+  const QByteArray head = capped ? bytes.left(cap) : bytes;
   r.text = QString::fromUtf8(head);
   if (!LooksLikeText(head) && regioncache::Encoding(value.flags) != regioncache::kEncStr)
     r.text.prepend("[not text: shown with replacement characters; see Hex]\n");
-  r.hex = HexDump(d.bytes, capped ? cap : d.bytes.size());
+  r.hex = HexDump(bytes, capped ? cap : bytes.size());
   QJsonParseError perr;
-  QJsonDocument doc = QJsonDocument::fromJson(d.bytes, &perr);
+  QJsonDocument doc = QJsonDocument::fromJson(bytes, &perr);
   if (doc.isNull()) {
     r.json = QString("not JSON: %1 at offset %2").arg(perr.errorString()).arg(perr.offset);
   } else {
@@ -72,9 +69,9 @@ RenderedValue RenderValue(Region& region, const std::string& key, qsizetype cap)
     r.json = QString::fromUtf8(capped ? pretty.left(cap * 2) : pretty);
     if (capped && pretty.size() > cap * 2) r.json += QString::fromUtf8("\n… (Load all shows the rest)");
   }
-  QString fmt = ImageFormat(d.bytes);
+  QString fmt = ImageFormat(bytes);
   if (!fmt.isEmpty()) {
-    if (r.image.loadFromData(d.bytes, fmt.toLatin1().constData()))
+    if (r.image.loadFromData(bytes, fmt.toLatin1().constData()))
       r.image_info = QString("%1 image, %2 × %3").arg(fmt).arg(r.image.width()).arg(r.image.height());
     else
       r.image_info = QString("looks like %1 but does not decode").arg(fmt);
@@ -82,7 +79,7 @@ RenderedValue RenderValue(Region& region, const std::string& key, qsizetype cap)
     r.image_info = "not a PNG, JPEG or GIF image";
   }
   if (regioncache::Encoding(value.flags) == regioncache::kEncPickle || r.best == ValueView::kPickle) {
-    PickleListing l = DisassemblePickle(d.bytes, capped ? 20000 : 5000000);
+    PickleListing l = DisassemblePickle(bytes, capped ? 20000 : 5000000);
     r.pickle = PickleListingText(l);
   } else {
     r.pickle = "not a pickle (encoding " + EncodingText(value.flags) + ")";
@@ -120,48 +117,48 @@ ValueViewer::ValueViewer(QWidget* parent) : QWidget(parent) {
   layout->addWidget(summary_);
   layout->addWidget(tabs_, 1);
   layout->addLayout(cap_row);
-  connect(load_all_, &QPushButton::clicked, this, &ValueViewer::LoadAll);
+  connect(load_all_, &QPushButton::clicked, this, &ValueViewer::loadAll);
   connect(&watcher_, &QFutureWatcher<RenderedValue>::finished, this, [this] {
     if (watched_generation_ == generation_) {
       waiting_ = false;
-      Show(watcher_.result());
+      showRendered(watcher_.result());
       emit loaded();
     } else {
-      Start();  // a newer key (or Load all) was asked for while this one rendered
+      startRender();  // a newer key (or Load all) was asked for while this one rendered
     }
   });
-  ShowNothing();
+  showNothing();
 }
 
 ValueViewer::~ValueViewer() { watcher_.waitForFinished(); }
 
-void ValueViewer::ShowNothing() {
+void ValueViewer::showNothing() {
   ++generation_;
   waiting_ = false;
   region_.reset();
   key_.clear();
-  Show(RenderedValue{false, {}, "select a key to see its value", {}, {}, {}, {}, {}, {}, ValueView::kText, 0, false});
+  showRendered(RenderedValue{false, {}, "select a key to see its value", {}, {}, {}, {}, {}, {}, ValueView::kText, 0, false});
 }
 
-void ValueViewer::ShowKey(RegionPtr region, const std::string& key) {
+void ValueViewer::showKey(RegionPtr region, const std::string& key) {
   region_ = std::move(region);
   key_ = key;
   ++generation_;
   waiting_ = true;
   want_all_ = false;
   summary_->setText(QString::fromUtf8("reading %1 …").arg(QString::fromStdString(key)));
-  if (!watcher_.isRunning()) Start();
+  if (!watcher_.isRunning()) startRender();
 }
 
-void ValueViewer::LoadAll() {
+void ValueViewer::loadAll() {
   if (!region_) return;
   ++generation_;
   waiting_ = true;
   want_all_ = true;
-  if (!watcher_.isRunning()) Start();
+  if (!watcher_.isRunning()) startRender();
 }
 
-void ValueViewer::Start() {
+void ValueViewer::startRender() {
   if (!region_) return;
   watched_generation_ = generation_;
   watcher_.setFuture(QtConcurrent::run([region = region_, key = key_, all = want_all_] {
@@ -171,7 +168,7 @@ void ValueViewer::Start() {
 
 ValueView ValueViewer::currentView() const { return static_cast<ValueView>(tabs_->currentIndex()); }
 
-void ValueViewer::Show(const RenderedValue& v) {
+void ValueViewer::showRendered(const RenderedValue& v) {
   shown_ = v;
   if (!v.ok) {
     summary_->setText(v.error.isEmpty() ? v.summary : v.error);

@@ -42,11 +42,11 @@ class ValueViewer : public QWidget {
   ~ValueViewer() override;
 
   // Reads and shows region's entry under key; replaces what was shown.
-  void ShowKey(RegionPtr region, const std::string& key);
-  void ShowNothing();
-  void LoadAll();  // renders the whole value of the entry shown
+  void showKey(RegionPtr region, const std::string& key);
+  void showNothing();
+  void loadAll();  // renders the whole value of the entry shown
 
-  // True from ShowKey/LoadAll until the value is on screen (the worker may
+  // True from showKey/loadAll until the value is on screen (the worker may
   // be done while its result waits in the event queue).
   bool busy() const { return waiting_; }
   const RenderedValue& rendered() const { return shown_; }
@@ -56,8 +56,8 @@ class ValueViewer : public QWidget {
   void loaded();  // the entry asked for last is shown (or its error)
 
  private:
-  void Start();  // renders key_ of region_, whole if want_all_
-  void Show(const RenderedValue& v);
+  void startRender();  // renders key_ of region_, whole if want_all_
+  void showRendered(const RenderedValue& v);
 
   RegionPtr region_;
   std::string key_;

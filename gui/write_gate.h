@@ -17,21 +17,21 @@ class WriteGate {
  public:
   explicit WriteGate(bool read_only = false) : read_only_(read_only) {}
 
-  bool read_only() const { return read_only_.load(); }
-  void set_read_only(bool on) { read_only_.store(on); }
+  bool readOnly() const { return read_only_.load(); }
+  void setReadOnly(bool on) { read_only_.store(on); }
 
   // Each returns InvalidArgument naming the region and the refused action in
   // read-only mode. They may block: call them from workers.
-  regioncache::Status DeleteKeys(Region& r, const std::vector<std::string>& keys,
+  regioncache::Status deleteKeys(Region& r, const std::vector<std::string>& keys,
                                  uint64_t* deleted) const;
-  // glob must not be empty (use Clear to empty a region).
-  regioncache::Status PurgeMatching(Region& r, const std::string& glob, uint64_t* removed,
+  // glob must not be empty (use clear() to empty a region).
+  regioncache::Status purgeMatching(Region& r, const std::string& glob, uint64_t* removed,
                                     const regioncache::Progress& progress) const;
-  regioncache::Status PurgeExpired(Region& r, uint64_t* removed) const;
-  regioncache::Status Clear(Region& r) const;
+  regioncache::Status purgeExpired(Region& r, uint64_t* removed) const;
+  regioncache::Status clear(Region& r) const;
 
  private:
-  regioncache::Status Refuse(const Region& r, const char* what) const;
+  regioncache::Status refuse(const Region& r, const char* what) const;
 
   std::atomic<bool> read_only_;
 };

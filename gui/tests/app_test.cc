@@ -51,11 +51,16 @@ class AppTest : public QObject {
 
  private:
   void kinds();
+  // The helpers below that return bool have failed the test, with the
+  // reason, when they return false: the caller then returns at once, never
+  // going on with a region or window that is not there.
+  // A fresh region of kind filled by Django (removed after the test).
+  bool fill(const KindUnderTest& kind, const QString& tag, QJsonObject* conf, QJsonArray* stored = nullptr);
   // Opens a window on a fresh region of the current row's kind, keys loaded.
-  void OpenFilled();
-  QJsonObject Has(const QStringList& names);
-  int SelectKeys(const QStringList& keys);
-  bool WaitOperation();
+  bool openFilled();
+  QJsonObject djangoHas(const QStringList& names);
+  int selectKeys(const QStringList& keys);
+  bool waitOperation();
 
   KindUnderTest kind_;
   QJsonObject conf_;
@@ -90,35 +95,50 @@ void AppTest::cleanup() {
   cleanups_.clear();
 }
 
-void AppTest::OpenFilled() {
+bool AppTest::fill(const KindUnderTest& kind, const QString& tag, QJsonObject* conf, QJsonArray* stored) {
+  *conf = kind.django_conf(UniqueName(tag));
+  cleanups_.push_back([kind, c = *conf] { kind.cleanup(c); });
+  QString error;
+  const QByteArray out = DjangoRegion(*conf, {"fill"}, &error);
+  if (!error.isEmpty()) {
+    QTest::qFail(qPrintable("the region could not be filled: " + error), __FILE__, __LINE__);
+    return false;
+  }
+  if (stored) *stored = QJsonDocument::fromJson(out).array();
+  return true;
+}
+
+bool AppTest::openFilled() {
   QFETCH(int, kind);
   kind_ = AllKinds()[kind];
-  conf_ = kind_.django_conf(UniqueName("app-" + kind_.kind));
-  cleanups_.push_back([k = kind_, c = conf_] { k.cleanup(c); });
-  QString error;
-  QByteArray out = DjangoRegion(conf_, {"fill"}, &error);
-  QVERIFY2(error.isEmpty(), qPrintable(error));
-  stored_ = QJsonDocument::fromJson(out).array();
+  if (!fill(kind_, "app-" + kind_.kind, &conf_, &stored_)) return false;
   window_ = std::make_unique<MainWindow>();
   window_->resize(1200, 700);
   window_->show();
-  window_->browser()->SetConfirmer([this](const QString&, const QString& text) {
+  window_->browser()->setConfirmer([this](const QString&, const QString& text) {
     confirmations_ << text;
     return answer_;
   });
-  window_->AddRegion(SpecFromConf("site", kind_.kind, conf_));
+  window_->addRegion(SpecFromConf("site", kind_.kind, conf_));
   KeyBrowser* b = window_->browser();
-  QVERIFY(WaitUntil([&] { return b->region() && !b->loader()->running() && b->model()->rowCount() == 10; }));
+  if (WaitUntil([&] { return b->region() && !b->loader()->running() && b->model()->rowCount() == 10; }))
+    return true;
+  QTest::qFail(qPrintable(QString("the window did not list the 10 keys of %1 (%2 rows; %3)")
+                              .arg(conf_["LOCATION"].toString())
+                              .arg(b->model()->rowCount())
+                              .arg(b->lastError())),
+               __FILE__, __LINE__);
+  return false;
 }
 
-QJsonObject AppTest::Has(const QStringList& names) {
+QJsonObject AppTest::djangoHas(const QStringList& names) {
   QString error;
   QByteArray out = DjangoRegion(conf_, QStringList{"has"} + names, &error);
   if (!error.isEmpty()) qWarning("%s", qPrintable(error));
   return QJsonDocument::fromJson(out).object();
 }
 
-int AppTest::SelectKeys(const QStringList& keys) {
+int AppTest::selectKeys(const QStringList& keys) {
   KeyBrowser* b = window_->browser();
   b->table()->clearSelection();
   int n = 0;
@@ -131,13 +151,13 @@ int AppTest::SelectKeys(const QStringList& keys) {
   return n;
 }
 
-bool AppTest::WaitOperation() {
+bool AppTest::waitOperation() {
   KeyBrowser* b = window_->browser();
   return WaitUntil([&] { return !b->busy() && !b->loader()->running(); });
 }
 
 void AppTest::keysAreListedAsDjangoStoredThem() {
-  OpenFilled();
+  if (!openFilled()) return;
   KeyTableModel* m = window_->browser()->model();
   QCOMPARE(m->rowCount(), stored_.size());
   for (const auto& v : stored_) {
@@ -160,9 +180,9 @@ void AppTest::keysAreListedAsDjangoStoredThem() {
 }
 
 void AppTest::deleteIsSeenByDjango() {
-  OpenFilled();
+  if (!openFilled()) return;
   KeyBrowser* b = window_->browser();
-  QCOMPARE(SelectKeys({":1:user:1", ":1:counter"}), 2);
+  QCOMPARE(selectKeys({":1:user:1", ":1:counter"}), 2);
   QVERIFY(b->deleteAction()->isEnabled());
   QSignalSpy done(b, &KeyBrowser::operationDone);
   // The Del key, as a user presses it in the table.
@@ -173,7 +193,7 @@ void AppTest::deleteIsSeenByDjango() {
   QVERIFY(done.wait(10000));
   QVERIFY2(done[0][0].toBool(), qPrintable(done[0][1].toString()));
   QCOMPARE(b->model()->rowCount(), 8);
-  const QJsonObject has = Has({"user:1", "counter", "user:2", "image"});
+  const QJsonObject has = djangoHas({"user:1", "counter", "user:2", "image"});
   QCOMPARE(has["user:1"].toBool(), false);
   QCOMPARE(has["counter"].toBool(), false);
   QCOMPARE(has["user:2"].toBool(), true);
@@ -181,10 +201,10 @@ void AppTest::deleteIsSeenByDjango() {
 }
 
 void AppTest::purgeByFilterIsSeenByDjango() {
-  OpenFilled();
+  if (!openFilled()) return;
   KeyBrowser* b = window_->browser();
-  b->SetFilter("session:", false);
-  QVERIFY(WaitOperation());
+  b->setFilter("session:", false);
+  QVERIFY(waitOperation());
   QCOMPARE(b->model()->rowCount(), 2);
   QVERIFY(b->purgeFilterAction()->isEnabled());
   // Refused at the question: nothing goes.
@@ -193,7 +213,7 @@ void AppTest::purgeByFilterIsSeenByDjango() {
   b->purgeFilterAction()->trigger();
   QVERIFY(done.wait(10000));
   QCOMPARE(done[0][0].toBool(), false);
-  QCOMPARE(Has({"session:abc"})["session:abc"].toBool(), true);
+  QCOMPARE(djangoHas({"session:abc"})["session:abc"].toBool(), true);
   // Accepted: the preview count and the region are named, then the keys go.
   answer_ = true;
   b->purgeFilterAction()->trigger();
@@ -204,26 +224,26 @@ void AppTest::purgeByFilterIsSeenByDjango() {
   QVERIFY2(q.contains("2 keys") && q.contains("*session:*") && q.contains("'site'") &&
                q.contains(conf_["LOCATION"].toString()),
            qPrintable(q));
-  QVERIFY(WaitOperation());
+  QVERIFY(waitOperation());
   QCOMPARE(b->model()->rowCount(), 0);
-  const QJsonObject has = Has({"session:abc", "session:def", "user:1", "json"});
+  const QJsonObject has = djangoHas({"session:abc", "session:def", "user:1", "json"});
   QCOMPARE(has["session:abc"].toBool(), false);
   QCOMPARE(has["session:def"].toBool(), false);
   QCOMPARE(has["user:1"].toBool(), true);
   QCOMPARE(has["json"].toBool(), true);
   QVERIFY2(b->lastMessage().contains("purged 2 keys"), qPrintable(b->lastMessage()));
   // A glob filter.
-  b->SetFilter(":1:user:[12]", true);
-  QVERIFY(WaitOperation());
+  b->setFilter(":1:user:[12]", true);
+  QVERIFY(waitOperation());
   QCOMPARE(b->model()->rowCount(), 2);
-  b->PurgeByFilter();
+  b->purgeByFilter();
   QVERIFY(done.wait(10000));
   QVERIFY(done.last()[0].toBool());
-  QCOMPARE(Has({"user:2"})["user:2"].toBool(), false);
+  QCOMPARE(djangoHas({"user:2"})["user:2"].toBool(), false);
 }
 
 void AppTest::purgeExpiredRemovesOnlyExpired() {
-  OpenFilled();
+  if (!openFilled()) return;
   QString error;
   DjangoRegion(conf_, {"set-many", "5", "short-", "0.5"}, &error);
   QVERIFY2(error.isEmpty(), qPrintable(error));
@@ -236,26 +256,26 @@ void AppTest::purgeExpiredRemovesOnlyExpired() {
   QVERIFY2(b->lastMessage().contains("purged 5 expired"), qPrintable(b->lastMessage()));
   // Gone even from a listing that includes expired entries; the rest stays.
   regioncache::Status s;
-  auto store = b->region()->Acquire(&s);
+  auto store = b->region()->acquire(&s);
   QVERIFY(store);
   regioncache::ListOptions opts;
   opts.include_expired = true;
   regioncache::ListPage page;
   QVERIFY(store->List(opts, &page).ok());
   QCOMPARE(page.entries.size(), size_t(10));
-  QVERIFY(WaitOperation());
+  QVERIFY(waitOperation());
   QCOMPARE(b->model()->rowCount(), 10);
 }
 
 void AppTest::clearNamesTheRegionAndEmptiesIt() {
-  OpenFilled();
+  if (!openFilled()) return;
   KeyBrowser* b = window_->browser();
   answer_ = false;
   b->clearAction()->trigger();
   QCOMPARE(confirmations_.size(), 1);
   QVERIFY2(confirmations_[0].contains("'site'") && confirmations_[0].contains(conf_["LOCATION"].toString()),
            qPrintable(confirmations_[0]));
-  QCOMPARE(Has({"json"})["json"].toBool(), true);
+  QCOMPARE(djangoHas({"json"})["json"].toBool(), true);
   answer_ = true;
   QSignalSpy done(b, &KeyBrowser::operationDone);
   b->clearAction()->trigger();
@@ -264,29 +284,29 @@ void AppTest::clearNamesTheRegionAndEmptiesIt() {
   QString error;
   QByteArray out = DjangoRegion(conf_, {"count"}, &error);
   QCOMPARE(QJsonDocument::fromJson(out)["count"].toInt(), 0);
-  QVERIFY(WaitOperation());
+  QVERIFY(waitOperation());
   QCOMPARE(b->model()->rowCount(), 0);
 }
 
 void AppTest::readOnlyRefusesEveryWrite() {
-  OpenFilled();
+  if (!openFilled()) return;
   KeyBrowser* b = window_->browser();
   window_->readOnlyAction()->trigger();
   QVERIFY(window_->readOnly());
-  b->SetFilter("user", false);
-  QVERIFY(WaitOperation());
-  QCOMPARE(SelectKeys({":1:user:1"}), 1);
+  b->setFilter("user", false);
+  QVERIFY(waitOperation());
+  QCOMPARE(selectKeys({":1:user:1"}), 1);
   for (QAction* a : {b->deleteAction(), b->purgeFilterAction(), b->purgeExpiredAction(), b->clearAction()})
     QVERIFY2(!a->isEnabled(), qPrintable(a->text()));
   QVERIFY(b->copyKeyAction()->isEnabled());  // reading is fine
   // Even called directly (a shortcut, a stale button), every write is refused.
-  b->DeleteSelected();
+  b->deleteSelected();
   QVERIFY2(b->lastError().contains("read-only") && b->lastError().contains("site"), qPrintable(b->lastError()));
-  b->PurgeByFilter();
+  b->purgeByFilter();
   QVERIFY2(b->lastError().contains("purge refused"), qPrintable(b->lastError()));
-  b->PurgeExpired();
+  b->purgeExpired();
   QVERIFY2(b->lastError().contains("expired entries refused"), qPrintable(b->lastError()));
-  b->ClearRegion();
+  b->clearRegion();
   QVERIFY2(b->lastError().contains("clear refused"), qPrintable(b->lastError()));
   QVERIFY(confirmations_.isEmpty());
   QVERIFY(!b->busy());
@@ -296,10 +316,10 @@ void AppTest::readOnlyRefusesEveryWrite() {
   // The gate itself, below the UI.
   WriteGate gate(true);
   uint64_t n = 0;
-  QVERIFY(!gate.DeleteKeys(*b->region(), {":1:json"}, &n).ok());
-  QVERIFY(!gate.PurgeMatching(*b->region(), "*", &n, {}).ok());
-  QVERIFY(!gate.Clear(*b->region()).ok());
-  QCOMPARE(Has({"json"})["json"].toBool(), true);
+  QVERIFY(!gate.deleteKeys(*b->region(), {":1:json"}, &n).ok());
+  QVERIFY(!gate.purgeMatching(*b->region(), "*", &n, {}).ok());
+  QVERIFY(!gate.clear(*b->region()).ok());
+  QCOMPARE(djangoHas({"json"})["json"].toBool(), true);
   // And back to writable.
   window_->readOnlyAction()->trigger();
   QVERIFY(!window_->readOnly());
@@ -312,12 +332,8 @@ void AppTest::readOnlyRefusesEveryWrite() {
 
 void AppTest::readOnlyNeverRepairsADamagedSegment() {
   // A region Django filled, then one block header damaged from outside.
-  KindUnderTest shm = AllKinds().first();
-  QJsonObject conf = shm.django_conf(UniqueName("ro-damaged"));
-  cleanups_.push_back([shm, conf] { shm.cleanup(conf); });
-  QString error;
-  DjangoRegion(conf, {"fill"}, &error);
-  QVERIFY2(error.isEmpty(), qPrintable(error));
+  QJsonObject conf;
+  if (!fill(AllKinds().first(), "ro-damaged", &conf)) return;
   const std::string seg = regioncache::ShmSegmentName(conf["LOCATION"].toString().toStdString());
   int fd = shm_open(seg.c_str(), O_RDWR, 0);
   QVERIFY(fd >= 0);
@@ -342,9 +358,9 @@ void AppTest::readOnlyNeverRepairsADamagedSegment() {
   // --read-only: the app shows the damage and leaves every byte as it was.
   window_ = std::make_unique<MainWindow>(true);
   window_->show();
-  window_->AddRegion(SpecFromConf("damaged", "shm", conf));
+  window_->addRegion(SpecFromConf("damaged", "shm", conf));
   KeyBrowser* b = window_->browser();
-  window_->SelectRegion(0);
+  window_->selectRegion(0);
   QVERIFY(WaitUntil([&] { return b->region() && !b->loader()->running() && !b->lastError().isEmpty(); }));
   QVERIFY2(b->lastError().contains("damaged") && b->lastError().contains("read-only") &&
                b->lastError().contains(QString::fromStdString(seg)),
@@ -355,8 +371,8 @@ void AppTest::readOnlyNeverRepairsADamagedSegment() {
 
   // Writable again: the app's next listing repairs the region.
   window_->readOnlyAction()->trigger();
-  window_->SelectRegion(0);
-  b->Reload();
+  window_->selectRegion(0);
+  b->reload();
   QVERIFY(WaitUntil([&] { return !b->loader()->running(); }));
   QVERIFY(QByteArray(raw, size) != before);
   munmap(raw, size);
@@ -364,12 +380,9 @@ void AppTest::readOnlyNeverRepairsADamagedSegment() {
 
 void AppTest::failuresNameWhatAndWhere() {
   // A healthy region, a region that does not exist, and a segment of another layout.
-  KindUnderTest shm = AllKinds().first();
-  QJsonObject good = shm.django_conf(UniqueName("good"));
-  cleanups_.push_back([shm, good] { shm.cleanup(good); });
-  QString error;
-  DjangoRegion(good, {"fill"}, &error);
-  QVERIFY2(error.isEmpty(), qPrintable(error));
+  const KindUnderTest shm = AllKinds().first();
+  QJsonObject good;
+  if (!fill(shm, "good", &good)) return;
   const QString junk = UniqueName("junk");
   const std::string seg = regioncache::ShmSegmentName(junk.toStdString());
   int fd = shm_open(seg.c_str(), O_CREAT | O_RDWR, 0600);
@@ -382,9 +395,9 @@ void AppTest::failuresNameWhatAndWhere() {
 
   window_ = std::make_unique<MainWindow>();
   window_->show();
-  window_->AddRegion(SpecFromConf("junk", "shm", QJsonObject{{"LOCATION", junk}}));
-  window_->AddRegion(SpecFromConf("absent", "shm", QJsonObject{{"LOCATION", absent}}));
-  window_->AddRegion(SpecFromConf("good", "shm", good));
+  window_->addRegion(SpecFromConf("junk", "shm", QJsonObject{{"LOCATION", junk}}));
+  window_->addRegion(SpecFromConf("absent", "shm", QJsonObject{{"LOCATION", absent}}));
+  window_->addRegion(SpecFromConf("good", "shm", good));
   RegionListModel* regions = window_->regions();
   QVERIFY(WaitUntil([&] { return regions->rowCount() == 3 && regions->row(2).have_stats; }));
   QVERIFY(WaitUntil([&] { return !regions->row(0).error.isEmpty() && !regions->row(1).error.isEmpty(); }));
@@ -396,28 +409,31 @@ void AppTest::failuresNameWhatAndWhere() {
   QCOMPARE(regions->row(2).stats.entries, uint64_t(10));
   // The key browser on the broken region shows the error; the good one works after it.
   KeyBrowser* b = window_->browser();
-  window_->SelectRegion(0);
+  window_->selectRegion(0);
   QVERIFY(WaitUntil([&] { return !b->loader()->running() && !b->lastError().isEmpty(); }));
   QVERIFY2(b->lastError().contains("not a regioncache segment"), qPrintable(b->lastError()));
-  QVERIFY(b->findChild<QLabel*>("error")->isVisible());
-  window_->SelectRegion(2);
+  const QLabel* error_label = b->findChild<QLabel*>("error");
+  QVERIFY(error_label);
+  QVERIFY(error_label->isVisible());
+  window_->selectRegion(2);
   QVERIFY(WaitUntil([&] { return !b->loader()->running() && b->model()->rowCount() == 10; }));
-  QVERIFY(!b->findChild<QLabel*>("error")->isVisible());
+  QVERIFY(!error_label->isVisible());
   // The absent region appears (a Django process creates it): the next refresh opens it.
   QJsonObject late = shm.django_conf(absent);
   cleanups_.push_back([shm, late] { shm.cleanup(late); });
+  QString error;
   DjangoRegion(late, {"set-many", "4", "k", "60"}, &error);
   QVERIFY2(error.isEmpty(), qPrintable(error));
-  regions->Refresh();
+  regions->refresh();
   QVERIFY(WaitUntil([&] { return regions->row(1).error.isEmpty() && regions->row(1).have_stats; }));
   QCOMPARE(regions->row(1).stats.entries, uint64_t(4));
   QVERIFY(!regions->row(0).error.isEmpty());  // the junk segment is still reported
   // Sources that fail: a missing JSON file, a Django project that does not import.
   QSignalSpy source(window_.get(), &MainWindow::sourceDone);
-  window_->OpenJsonFile("/nonexistent/regions.json");
+  window_->openJsonFile("/nonexistent/regions.json");
   QCOMPARE(source.size(), 1);
   QVERIFY2(window_->sourceError().contains("/nonexistent/regions.json"), qPrintable(window_->sourceError()));
-  window_->OpenDjangoProject({PythonExe(), "no_such_project.settings", {}});
+  window_->openDjangoProject({PythonExe(), "no_such_project.settings", {}});
   QVERIFY(source.wait(60000));
   QVERIFY(!source.last()[0].toBool());
   QVERIFY2(window_->sourceError().contains("no_such_project.settings"), qPrintable(window_->sourceError()));
@@ -433,35 +449,34 @@ void AppTest::shortcutsCopyAndSettings() {
   QCOMPARE(window_->browser()->deleteAction()->shortcut(), QKeySequence(QKeySequence::Delete));
   window_.reset();
 
-  KindUnderTest shm = AllKinds().first();
-  conf_ = shm.django_conf(UniqueName("keys"));
-  cleanups_.push_back([shm, c = conf_] { shm.cleanup(c); });
-  QString error;
-  DjangoRegion(conf_, {"fill"}, &error);
-  QVERIFY2(error.isEmpty(), qPrintable(error));
+  if (!fill(AllKinds().first(), "keys", &conf_)) return;
   window_ = std::make_unique<MainWindow>();
   window_->show();
   QApplication::setActiveWindow(window_.get());
   QVERIFY(QTest::qWaitForWindowActive(window_.get()));
-  window_->AddRegion(SpecFromConf("site", "shm", conf_));
+  window_->addRegion(SpecFromConf("site", "shm", conf_));
   KeyBrowser* b = window_->browser();
   QVERIFY(WaitUntil([&] { return !b->loader()->running() && b->model()->rowCount() == 10; }));
   // Ctrl+F puts the cursor in the filter.
   QTest::keyClick(window_.get(), Qt::Key_F, Qt::ControlModifier);
-  QVERIFY(b->findChild<QLineEdit*>("filter")->hasFocus());
+  const QLineEdit* filter = b->findChild<QLineEdit*>("filter");
+  QVERIFY(filter);
+  QVERIFY(filter->hasFocus());
   // F5 lists again (the region changed under us meanwhile).
+  QString error;
   DjangoRegion(conf_, {"set-many", "3", "later-", "60"}, &error);
+  QVERIFY2(error.isEmpty(), qPrintable(error));
   QTest::keyClick(window_.get(), Qt::Key_F5);
   QVERIFY(WaitUntil([&] { return !b->loader()->running() && b->model()->rowCount() == 13; }));
   // Copy key.
-  QCOMPARE(SelectKeys({":1:json"}), 1);
+  QCOMPARE(selectKeys({":1:json"}), 1);
   b->copyKeyAction()->trigger();
   QCOMPARE(QApplication::clipboard()->text(), QString(":1:json"));
   // Settings: the source is remembered, window state saved on close.
   QVERIFY(!window_->recentSources().isEmpty());
   QVERIFY2(window_->recentSources().first().contains(conf_["LOCATION"].toString()),
            qPrintable(window_->recentSources().first()));
-  window_->SetAutoRefresh(true, 7);
+  window_->setAutoRefresh(true, 7);
   window_->close();
   QSettings settings;
   QVERIFY(!settings.value("window/geometry").toByteArray().isEmpty());

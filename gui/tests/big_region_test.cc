@@ -56,18 +56,18 @@ class StallProbe {
       last_cpu_ = cpu;
     });
   }
-  void Start() {
+  void start() {
     clock_.start();
     last_ = 0;
     last_cpu_ = ThreadCpuMs();
     gap_ = busy_ = 0;
     timer_.start();
   }
-  void Stop() { timer_.stop(); }
+  void stop() { timer_.stop(); }
   qint64 gap() const { return gap_; }
   qint64 busy() const { return busy_; }
   // Prints the figures and checks them against the bounds.
-  bool Check(const char* what, QString* message) const {
+  bool check(const char* what, QString* message) const {
     std::printf("%s: longest event-loop stall %lld ms (UI thread busy %lld ms of it)\n", what,
                 static_cast<long long>(gap_), static_cast<long long>(busy_));
     *message = QString("%1: stall %2 ms, UI thread busy %3 ms").arg(what).arg(gap_).arg(busy_);
@@ -154,12 +154,12 @@ void BigRegionTest::millionKeysLoadWithoutFreezing() {
   KeyBrowser* b = window_->browser();
   StallProbe probe;
   QElapsedTimer t;
-  probe.Start();
+  probe.start();
   t.start();
   RegionSpec spec;
   QString error;
   QVERIFY(ManualRegion("shm", name_, QString(), &spec, &error));
-  window_->AddRegion(spec);
+  window_->addRegion(spec);
   QVERIFY(WaitUntil([&] { return b->model()->rowCount() > 0; }, 10000));
   const qint64 first_rows = t.elapsed();
   // Scroll about while it loads, as a user would.
@@ -169,12 +169,12 @@ void BigRegionTest::millionKeysLoadWithoutFreezing() {
     return !b->loader()->running();
   }, 120000));
   const qint64 all_rows = t.elapsed();
-  probe.Stop();
+  probe.stop();
   QCOMPARE(b->model()->rowCount(), kKeys);
   std::printf("1,000,000 keys: first rows after %lld ms, all rows after %lld ms\n",
               static_cast<long long>(first_rows), static_cast<long long>(all_rows));
   QString message;
-  QVERIFY2(probe.Check("loading 1,000,000 keys", &message), qPrintable(message));
+  QVERIFY2(probe.check("loading 1,000,000 keys", &message), qPrintable(message));
   QVERIFY2(first_rows < 1000, qPrintable(QString("first rows after %1 ms").arg(first_rows)));
 }
 
@@ -183,28 +183,28 @@ void BigRegionTest::sortAndFilterWithoutFreezing() {
   QCOMPARE(b->model()->rowCount(), kKeys);
   StallProbe probe;
   QElapsedTimer t;
-  probe.Start();
+  probe.start();
   t.start();
   b->table()->horizontalHeader()->setSortIndicator(KeyTableModel::kSize, Qt::DescendingOrder);
   QVERIFY(WaitUntil([&] { return !b->model()->sorting(); }, 60000));
   const qint64 sort_ms = t.elapsed();
-  probe.Stop();
+  probe.stop();
   std::printf("sort of 1,000,000 keys by size: %lld ms\n", static_cast<long long>(sort_ms));
   QString message;
-  QVERIFY2(probe.Check("sorting 1,000,000 keys", &message), qPrintable(message));
+  QVERIFY2(probe.check("sorting 1,000,000 keys", &message), qPrintable(message));
   QCOMPARE(b->model()->entry(0).value_size, uint64_t(49 + 6));  // 'v' * 49 + a 6-digit number
   for (int r = 1; r < 1000; ++r) QVERIFY(b->model()->entry(r - 1).value_size >= b->model()->entry(r).value_size);
 
-  probe.Start();
+  probe.start();
   t.start();
-  b->SetFilter(":1:big:00012*", true);
+  b->setFilter(":1:big:00012*", true);
   QVERIFY(WaitUntil([&] { return !b->loader()->running() && !b->model()->sorting(); }, 60000));
   const qint64 filter_ms = t.elapsed();
-  probe.Stop();
+  probe.stop();
   std::printf("glob filter over 1,000,000 keys: %lld ms\n", static_cast<long long>(filter_ms));
   QCOMPARE(b->model()->rowCount(), 100);
-  QVERIFY2(probe.Check("filtering 1,000,000 keys", &message), qPrintable(message));
-  b->SetFilter("0099999", false);
+  QVERIFY2(probe.check("filtering 1,000,000 keys", &message), qPrintable(message));
+  b->setFilter("0099999", false);
   QVERIFY(WaitUntil([&] { return !b->loader()->running() && !b->model()->sorting(); }, 60000));
   QCOMPARE(b->model()->rowCount(), 1);
   QCOMPARE(b->model()->entry(0).key, std::string(":1:big:0099999"));
@@ -214,9 +214,9 @@ void BigRegionTest::listingAndPurgeCanBeCancelled() {
   KeyBrowser* b = window_->browser();
   b->table()->horizontalHeader()->setSortIndicator(-1, Qt::AscendingOrder);
   QSignalSpy finished(b->loader(), &KeyLoader::finished);
-  b->SetFilter("", false);
+  b->setFilter("", false);
   QVERIFY(WaitUntil([&] { return b->model()->rowCount() > 0; }, 10000));
-  b->loader()->Cancel();
+  b->loader()->cancel();
   QVERIFY(WaitUntil([&] { return !b->loader()->running(); }, 10000));
   QVERIFY(!finished.isEmpty());
   QCOMPARE(finished.last()[1].toBool(), true);  // cancelled
@@ -224,19 +224,19 @@ void BigRegionTest::listingAndPurgeCanBeCancelled() {
 
   // Purge by filter: cancelled during its count preview, nothing is deleted.
   bool asked = false;
-  b->SetConfirmer([&](const QString&, const QString&) { return asked = true; });
-  b->SetFilter(":1:big:*", true);
-  b->loader()->Cancel();
+  b->setConfirmer([&](const QString&, const QString&) { return asked = true; });
+  b->setFilter(":1:big:*", true);
+  b->loader()->cancel();
   QVERIFY(WaitUntil([&] { return !b->loader()->running(); }, 10000));
   QSignalSpy done(b, &KeyBrowser::operationDone);
-  b->PurgeByFilter();
+  b->purgeByFilter();
   QVERIFY(b->busy());
-  b->CancelOperation();
+  b->cancelOperation();
   QVERIFY(done.wait(30000));
   QCOMPARE(done[0][0].toBool(), false);
   QVERIFY(!asked);
   regioncache::Status s;
-  auto store = b->region()->Acquire(&s);
+  auto store = b->region()->acquire(&s);
   regioncache::Stats stats;
   QVERIFY(store && store->GetStats(&stats).ok());
   QCOMPARE(stats.entries, uint64_t(kKeys));

@@ -8,7 +8,6 @@
 #include <QtTest>
 
 #include "django_describer.h"
-#include "key_loader.h"
 #include "key_table_model.h"
 #include "region_list_model.h"
 #include "source_ref.h"
@@ -47,10 +46,8 @@ class ModelsTest : public QObject {
 
 void ModelsTest::initTestCase() {
   QVERIFY(tmp_.isValid());
-  // The describe helper (a child of the app) must import this tree's package.
-  const QByteArray pkg = QByteArray(REGIONCACHE_SOURCE_DIR) + "/django_backend";
-  const QByteArray old = qgetenv("PYTHONPATH");
-  qputenv("PYTHONPATH", old.isEmpty() ? pkg : pkg + ":" + old);
+  // The describe helper (a child of the app) imports the regioncache the tests use.
+  qputenv("PYTHONPATH", TestPythonPath().toLocal8Bit());
   for (const KindUnderTest& k : AllKinds()) {
     Filled f{k, k.django_conf(UniqueName("models-" + k.kind)), {}};
     QString error;
@@ -140,14 +137,14 @@ void ModelsTest::djangoProjectIsDescribed() {
   // The region the project names opens and shows Django's entries.
   Region r(specs[0]);
   regioncache::Status s;
-  auto store = r.Acquire(&s);
+  auto store = r.acquire(&s);
   QVERIFY2(store, s.ToString().c_str());
   regioncache::Stats stats;
   QVERIFY(store->GetStats(&stats).ok());
   QCOMPARE(stats.entries, uint64_t(10));
   // The foreign backend is listed but not opened, with a reason.
   Region foreign(specs[1]);
-  QVERIFY(!foreign.Acquire(&s));
+  QVERIFY(!foreign.acquire(&s));
   QVERIFY2(s.message().find("LocMemCache") != std::string::npos, s.ToString().c_str());
 }
 
@@ -177,7 +174,7 @@ void ModelsTest::shmRegionsAreDiscovered() {
       // Discovered with no SIZE: the app attaches at whatever size it has.
       Region r(s);
       regioncache::Status st;
-      QVERIFY2(r.Acquire(&st), st.ToString().c_str());
+      QVERIFY2(r.acquire(&st), st.ToString().c_str());
     }
     QVERIFY(found);
   }
@@ -200,11 +197,11 @@ void ModelsTest::regionListUnderTester() {
   foreign.kind = "django";
   foreign.location = "";
   foreign.backend = "django.core.cache.backends.locmem.LocMemCache";
-  QCOMPARE(model.AddRegions({good, missing, foreign}), 3);
-  QCOMPARE(model.AddRegions({good}), 0);  // no duplicates
+  QCOMPARE(model.addRegions({good, missing, foreign}), 3);
+  QCOMPARE(model.addRegions({good}), 0);  // no duplicates
   QSignalSpy refreshed(&model, &RegionListModel::refreshed);
-  model.Refresh();
-  model.Refresh();  // folded into one more pass
+  model.refresh();
+  model.refresh();  // folded into one more pass
   QVERIFY(refreshed.wait(30000));
   QVERIFY(WaitUntil([&] { return refreshed.size() >= 2 && !model.refreshing(); }));
   const RegionRow& row = model.row(0);
@@ -223,10 +220,10 @@ void ModelsTest::regionListUnderTester() {
   QString e;
   DjangoRegion(f.conf, {"get", "user:1"}, &e);
   QVERIFY2(e.isEmpty(), qPrintable(e));
-  model.RemoveRegion(2);
-  model.RemoveRegion(1);
+  model.removeRegion(2);
+  model.removeRegion(1);
   QCOMPARE(model.rowCount(), 1);
-  model.Refresh();
+  model.refresh();
   QVERIFY(refreshed.wait(30000));
   QVERIFY(model.row(0).stats.hits + model.row(0).stats.misses > 0);
   QVERIFY(model.data(model.index(0, RegionListModel::kHitRatio)).toString().endsWith("%"));
@@ -240,12 +237,8 @@ void ModelsTest::keyTableUnderTester() {
   auto region = std::make_shared<Region>(SpecFromConf("keys", f.kind.kind, f.conf));
   KeyTableModel model;
   QAbstractItemModelTester tester(&model, QAbstractItemModelTester::FailureReportingMode::QtTest);
-  KeyLoader loader;
-  connect(&loader, &KeyLoader::batchReady, &model, &KeyTableModel::Append);
-  QSignalSpy finished(&loader, &KeyLoader::finished);
-  loader.Start(region, "");
-  QVERIFY(finished.wait(30000));
-  QVERIFY2(finished[0][0].toBool(), qPrintable(finished[0][2].toString()));
+  QString error;
+  QVERIFY2(ListInto(&model, region, "", &error), qPrintable(error));
   QCOMPARE(model.rowCount(), 10);
   // Every key Django stored, with its size, expiry and encoding.
   for (const auto& v : f.stored) {
@@ -270,7 +263,7 @@ void ModelsTest::keyTableUnderTester() {
   }
   // The countdown repaint of the visible rows, clamped to the rows there are.
   QSignalSpy changed(&model, &QAbstractItemModel::dataChanged);
-  model.TimePassed(-3, 100);
+  model.timePassed(-3, 100);
   QCOMPARE(changed.size(), 1);
   QCOMPARE(changed[0][1].toModelIndex().row(), model.rowCount() - 1);
   // Sorting by size (on a worker), both ways.
@@ -285,11 +278,10 @@ void ModelsTest::keyTableUnderTester() {
   QVERIFY(WaitUntil([&] { return !model.sorting() && sorting.size() >= 6; }));
   QCOMPARE(model.entry(model.rowCount() - 1).expires_ms, int64_t(0));  // "never" sorts last
   // A filter by glob lists only what matches.
-  model.Clear();
-  loader.Start(region, ":1:session:*");
-  QVERIFY(finished.wait(30000));
+  model.clear();
+  QVERIFY2(ListInto(&model, region, ":1:session:*", &error), qPrintable(error));
   QCOMPARE(model.rowCount(), 2);
-  model.RemoveKeys({":1:session:abc"});
+  model.removeKeys({":1:session:abc"});
   QCOMPARE(model.rowCount(), 1);
   QCOMPARE(model.entry(0).key, std::string(":1:session:def"));
 }
@@ -332,7 +324,7 @@ void ModelsTest::recentSourcesRoundTrip() {
   d.type = SourceRef::Type::kDjango;
   d.django = {"/usr/bin/python3", "demo.settings", {"examples/demo_site"}};
   SourceRef back;
-  QVERIFY(SourceRef::Decode(d.Encode(), &back));
+  QVERIFY(SourceRef::decode(d.encode(), &back));
   QCOMPARE(back.django.settings, QString("demo.settings"));
   QCOMPARE(back.django.pythonpath, QStringList{"examples/demo_site"});
   QCOMPARE(back.django.python, QString("/usr/bin/python3"));
@@ -340,11 +332,11 @@ void ModelsTest::recentSourcesRoundTrip() {
   m.type = SourceRef::Type::kManual;
   QString error;
   QVERIFY(ManualRegion("shm", "abc", "SIZE=8MB", &m.manual, &error));
-  QVERIFY(SourceRef::Decode(m.Encode(), &back));
+  QVERIFY(SourceRef::decode(m.encode(), &back));
   QCOMPARE(back.manual.Identity(), QString("shm:abc"));
   QCOMPARE(back.manual.options["SIZE"], QString("8MB"));
-  QVERIFY(!SourceRef::Decode("{\"type\": \"ftp\"}", &back));
-  QVERIFY(!SourceRef::Decode("garbage", &back));
+  QVERIFY(!SourceRef::decode("{\"type\": \"ftp\"}", &back));
+  QVERIFY(!SourceRef::decode("garbage", &back));
 }
 
 QTEST_MAIN(ModelsTest)

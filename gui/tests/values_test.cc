@@ -1,15 +1,16 @@
 // The value side of the app: the pickle disassembler (checked opcode by
-// opcode against Python's own pickletools), zstd decoding, hex dumps, and the
-// viewer on real values stored by Django.
+// opcode against Python's own pickletools), hex dumps, and the viewer on real
+// values stored by Django (compressed by the file store among them).
 #include <QDir>
+#include <QDirIterator>
 #include <QFile>
 #include <QJsonArray>
 #include <QJsonDocument>
 #include <QPushButton>
 #include <QtTest>
-#include <zstd.h>
 
-#include "core/compress.h"
+#include "format.h"
+#include "key_table_model.h"
 #include "pickle_disasm.h"
 #include "region.h"
 #include "regioncache/codec.h"
@@ -29,7 +30,7 @@ class ValuesTest : public QObject {
   void pickleMatchesPickletools();
   void malformedPicklesAreReportedNotCrashed();
   void hostilePickleIsNeverRun();
-  void zstdValuesAreDecoded();
+  void compressedValuesShowDecoded();
   void hexDumpLayout();
   void realValuesPickTheirView();
   void hugeValueIsCappedUntilLoadAll();
@@ -151,31 +152,47 @@ void ValuesTest::hostilePickleIsNeverRun() {
   QVERIFY(!QFile::exists(marker));
 }
 
-void ValuesTest::zstdValuesAreDecoded() {
-  QByteArray text;
-  for (int i = 0; i < 2000; ++i) text += QByteArray("line ") + QByteArray::number(i) + "\n";
-  QByteArray packed(qsizetype(ZSTD_compressBound(size_t(text.size()))), '\0');
-  size_t n = ZSTD_compress(packed.data(), size_t(packed.size()), text.constData(), size_t(text.size()), 3);
-  QVERIFY(!ZSTD_isError(n));
-  packed.resize(qsizetype(n));
-  DecodedValue v = DecodeStored(packed, regioncache::kEncStr | regioncache::kFlagZstd);
-  QVERIFY2(v.error.isEmpty(), qPrintable(v.error));
-  QVERIFY(v.decompressed);
-  QCOMPARE(v.bytes, text);
-  QCOMPARE(v.stored_size, uint64_t(n));
-  QCOMPARE(BestView(v), ValueView::kText);
-  // A damaged frame: the error says so and the stored bytes stay viewable.
-  QByteArray bad = packed;
-  bad[bad.size() / 2] = char(bad[bad.size() / 2] ^ 0x5a);
-  bad.chop(3);
-  DecodedValue b = DecodeStored(bad, regioncache::kEncBytes | regioncache::kFlagZstd);
-  QVERIFY(!b.error.isEmpty());
-  QCOMPARE(b.bytes, bad);
-  // A bound on what a frame may expand to.
-  DecodedValue bomb = DecodeStored(packed, regioncache::kEncStr | regioncache::kFlagZstd, 1000);
-  QVERIFY2(bomb.error.contains("more than 1000 bytes"), qPrintable(bomb.error));
-  // Not compressed: untouched.
-  QCOMPARE(DecodeStored(text, regioncache::kEncStr).bytes, text);
+void ValuesTest::compressedValuesShowDecoded() {
+  // A file region that compresses what is over 1 KiB, filled by Django.
+  const KindUnderTest file = AllKinds().last();
+  QCOMPARE(file.kind, QString("file"));
+  QJsonObject conf = file.django_conf(UniqueName("compressed"));
+  QJsonObject options = conf["OPTIONS"].toObject();
+  options["COMPRESS_MIN_SIZE"] = "1024";
+  conf["OPTIONS"] = options;
+  struct Removed {
+    KindUnderTest kind;
+    QJsonObject conf;
+    ~Removed() { kind.cleanup(conf); }
+  } removed{file, conf};
+  const int length = 200000;
+  QString error;
+  const QByteArray out = DjangoRegion(conf, {"set-text", "long", QString::number(length)}, &error);
+  QVERIFY2(error.isEmpty(), qPrintable(error));
+  const std::string key = QJsonDocument::fromJson(out)["key"].toString().toStdString();
+  // It went to disk compressed: the region's files hold far fewer bytes than the value.
+  qint64 on_disk = 0;
+  for (QDirIterator it(conf["LOCATION"].toString(), QDir::Files, QDirIterator::Subdirectories); it.hasNext();) {
+    it.next();
+    on_disk += it.fileInfo().size();
+  }
+  QVERIFY2(on_disk > 0 && on_disk < length / 10, qPrintable(QString("%1 bytes on disk").arg(on_disk)));
+  // The app shows the value as Django stored it: its text, its size, its encoding.
+  auto region = std::make_shared<Region>(SpecFromConf("compressed", "file", conf));
+  const RenderedValue r = RenderValue(*region, key, 0);
+  QVERIFY2(r.ok, qPrintable(r.error));
+  QCOMPARE(r.total, uint64_t(length));
+  QCOMPARE(int(r.best), int(ValueView::kText));
+  QCOMPARE(r.text.size(), length);
+  QVERIFY(r.text.startsWith("abcdefghijklmnopqrstuvwxyzabc"));
+  QVERIFY2(r.summary.contains(HumanBytes(length)) && r.summary.contains("str"), qPrintable(r.summary));
+  // And the key table lists it so.
+  KeyTableModel model;
+  QVERIFY2(ListInto(&model, region, "", &error), qPrintable(error));
+  QCOMPARE(model.rowCount(), 1);
+  QCOMPARE(model.data(model.index(0, KeyTableModel::kSize), Qt::ToolTipRole).toString(),
+           QString("%1 bytes").arg(length));
+  QCOMPARE(model.data(model.index(0, KeyTableModel::kEncoding)).toString(), QString("str"));
 }
 
 void ValuesTest::hexDumpLayout() {
@@ -226,7 +243,7 @@ void ValuesTest::hugeValueIsCappedUntilLoadAll() {
   const std::string key = QJsonDocument::fromJson(out)["key"].toString().toStdString();
   ValueViewer viewer;
   QSignalSpy loaded(&viewer, &ValueViewer::loaded);
-  viewer.ShowKey(region_, key);
+  viewer.showKey(region_, key);
   QVERIFY(loaded.wait(10000));
   QVERIFY(viewer.rendered().capped);
   QCOMPARE(viewer.rendered().total, uint64_t(900000));
@@ -239,8 +256,8 @@ void ValuesTest::hugeValueIsCappedUntilLoadAll() {
   QCOMPARE(viewer.rendered().text.size(), 900000);
   QVERIFY(viewer.rendered().text.startsWith("abcdefghijklmnopqrstuvwxyzabc"));
   // Asked for in quick succession, the last request wins: the whole value.
-  viewer.ShowKey(region_, key);
-  viewer.LoadAll();
+  viewer.showKey(region_, key);
+  viewer.loadAll();
   QVERIFY(viewer.busy());
   QVERIFY(WaitUntil([&] { return !viewer.busy(); }, 10000));
   QVERIFY(!viewer.rendered().capped);

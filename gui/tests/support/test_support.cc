@@ -19,6 +19,8 @@
 #include <map>
 #include <memory>
 
+#include "key_loader.h"
+#include "run_events.h"
 #include "regioncache/shm_store.h"
 
 namespace rcgui::testing {
@@ -28,12 +30,21 @@ QString PythonExe() {
   return env.isEmpty() ? QString(REGIONCACHE_TEST_PYTHON) : env;
 }
 
+QString TestPythonPath() {
+  const QString old = qEnvironmentVariable("PYTHONPATH");
+  const QString pkg = QString(REGIONCACHE_SOURCE_DIR) + "/django_backend";
+  // The native module built in place lands beside the package's Python files;
+  // without it the source tree's package would not import, and the
+  // interpreter's installed regioncache (pip install .) is the one to test.
+  const QStringList built = QDir(pkg + "/regioncache").entryList({"_native*.so"}, QDir::Files);
+  if (built.isEmpty() || old.split(':').contains(pkg)) return old;
+  return old.isEmpty() ? pkg : pkg + ":" + old;
+}
+
 bool RunPython(const QStringList& args, QByteArray* out, QString* error, int timeout_ms) {
   QProcess p;
   QProcessEnvironment env = QProcessEnvironment::systemEnvironment();
-  const QString pkg = QString(REGIONCACHE_SOURCE_DIR) + "/django_backend";
-  const QString old = env.value("PYTHONPATH");
-  env.insert("PYTHONPATH", old.isEmpty() ? pkg : pkg + ":" + old);
+  env.insert("PYTHONPATH", TestPythonPath());
   p.setProcessEnvironment(env);
   p.start(PythonExe(), args);
   const QString cmd = PythonExe() + " " + args.join(' ').left(300);
@@ -190,16 +201,30 @@ RegionSpec SpecFromConf(const QString& alias, const QString& kind, const QJsonOb
   return s;
 }
 
-bool WaitUntil(const std::function<bool()>& pred, int timeout_ms) {
-  QElapsedTimer t;
-  t.start();
-  while (!pred()) {
-    if (t.elapsed() > timeout_ms) return false;
-    QEventLoop loop;
-    QTimer::singleShot(5, &loop, &QEventLoop::quit);
-    loop.exec();
+bool ListInto(KeyTableModel* model, const RegionPtr& region, const QString& glob, QString* error,
+              int timeout_ms) {
+  KeyLoader loader;
+  QObject::connect(&loader, &KeyLoader::batchReady, model, &KeyTableModel::append);
+  bool done = false, ok = false;
+  QObject::connect(&loader, &KeyLoader::finished, [&](bool success, bool, const QString& why, quint64) {
+    done = true;
+    ok = success;
+    *error = why;
+  });
+  loader.start(region, glob);
+  if (!WaitUntil([&] { return done; }, timeout_ms)) {
+    loader.cancel();
+    WaitUntil([&] { return done; }, timeout_ms);
+    *error = QString("listing %1 of region '%2' did not finish in %3 ms")
+                 .arg(glob, region->spec().name).arg(timeout_ms);
+    return false;
   }
-  return true;
+  if (!ok && error->isEmpty()) *error = QString("listing %1 of region '%2' failed").arg(glob, region->spec().name);
+  return ok;
+}
+
+bool WaitUntil(const std::function<bool()>& pred, int timeout_ms) {
+  return RunEventsUntil(pred, timeout_ms, 5);
 }
 
 }  // namespace rcgui::testing

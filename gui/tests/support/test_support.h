@@ -9,14 +9,21 @@
 #include <QStringList>
 #include <functional>
 
+#include "key_table_model.h"
+#include "region.h"
 #include "region_spec.h"
 
 namespace rcgui::testing {
 
 // The interpreter that has Django and regioncache (CMake's Python3, or
-// $REGIONCACHE_TEST_PYTHON), run with this source tree's package first on
-// its path.
+// $REGIONCACHE_TEST_PYTHON).
 QString PythonExe();
+
+// PYTHONPATH for the Python the tests run (RunPython, the app's describe
+// child): this source tree's django_backend/ first when the native module is
+// built there (a _native*.so beside the package), else $PYTHONPATH as it is,
+// so that a regioncache installed with `pip install .` is the one imported.
+QString TestPythonPath();
 
 // Runs python with args; returns its stdout. On failure (cannot start, exit
 // status != 0, timeout) *error names the command and holds its stderr.
@@ -45,6 +52,12 @@ QList<KindUnderTest> AllKinds();
 
 // The spec the app opens for a CACHES entry (as `describe` would print it).
 RegionSpec SpecFromConf(const QString& alias, const QString& kind, const QJsonObject& conf);
+
+// Lists the keys of region matching glob into model through a KeyLoader, as
+// the app does; false, with *error naming why, when the listing fails or does
+// not finish within timeout_ms.
+bool ListInto(KeyTableModel* model, const RegionPtr& region, const QString& glob, QString* error,
+              int timeout_ms = 30000);
 
 // Waits (running the event loop) until pred holds; false on timeout.
 bool WaitUntil(const std::function<bool()>& pred, int timeout_ms = 30000);
