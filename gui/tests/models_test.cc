@@ -299,9 +299,9 @@ void ModelsTest::deadServerShowsDownWithItsError() {
   const QString dead = conf["LOCATION"].toString();
   conf["LOCATION"] = live + ";" + dead;
   RegionListModel model;
-  QCOMPARE(model.AddRegions({SpecFromConf("half", "memcached", conf)}), 1);
+  QCOMPARE(model.addRegions({SpecFromConf("half", "memcached", conf)}), 1);
   QSignalSpy refreshed(&model, &RegionListModel::refreshed);
-  model.Refresh();
+  model.refresh();
   QVERIFY(refreshed.wait(30000));
   const RegionRow& row = model.row(0);
   QCOMPARE(row.stats.entries, uint64_t(10));
