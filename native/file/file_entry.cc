@@ -5,7 +5,6 @@
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
-#include <zstd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -232,10 +231,10 @@ bool ReadValue(OpenEntry* o, Value* out, std::string* why) {
   }
   if (zstd) {
     out->data.resize(size_t(h.raw_len));
-    size_t got = ZSTD_decompress(out->data.data(), out->data.size(), whole, size_t(h.value_len));
-    if (ZSTD_isError(got) || got != h.raw_len) {
-      *why = std::string("zstd frame does not decompress to the recorded size (") +
-             (ZSTD_isError(got) ? ZSTD_getErrorName(got) : "wrong size") + ")";
+    std::string zerr;
+    if (!Decompress(std::string_view(whole, size_t(h.value_len)), out->data.data(),
+                    out->data.size(), &zerr)) {
+      *why = "zstd frame does not decompress to the recorded size (" + zerr + ")";
       out->data.clear();
       return false;
     }
@@ -285,16 +284,10 @@ void BuildEntry(std::string_view key, std::string_view data, uint32_t flags, int
   e->stored = data;
   uint32_t stored_flags = flags;
   if (compress_min > 0 && data.size() >= compress_min) {
-    e->compressed.resize(ZSTD_compressBound(data.size()));
-    size_t n = ZSTD_compress(e->compressed.data(), e->compressed.size(), data.data(), data.size(),
-                             level);
     // Kept only when it saves something; otherwise the plain value is stored.
-    if (!ZSTD_isError(n) && n < data.size()) {
-      e->compressed.resize(n);
+    if (Compress(data, level, data.size() - 1, &e->compressed)) {
       e->stored = e->compressed;
       stored_flags |= kFlagZstd;
-    } else {
-      e->compressed.clear();
     }
   }
   EntryHeader& h = e->h;

@@ -1,33 +1,12 @@
 // FileStore (file_store.h): inspection -- listing entries a page at a time
 // and the region's stats.
 
-#include <dirent.h>
-#include <fcntl.h>
-#include <stdio.h>  // renameat2, RENAME_EXCHANGE
-#include <signal.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <algorithm>
-#include <cctype>
-#include <charconv>
-#include <cstdio>
-#include <cstdlib>
-#include <memory>
-#include <mutex>
-#include <random>
-#include <set>
-#include <string>
-#include <utility>
-#include <vector>
-
 #include "file/file_store.h"
-#include "regioncache/clock.h"
-#include "regioncache/codec.h"
-#include "regioncache/glob.h"
-#include "regioncache/log.h"
-#include "regioncache/options.h"
+
+#include <charconv>
+
 #include "core/compress.h"
+#include "regioncache/glob.h"
 
 namespace regioncache::file {
 

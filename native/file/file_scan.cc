@@ -1,33 +1,10 @@
 // FileStore (file_store.h): shard scans -- recounts, eviction to the
 // bounds, culls, clear and the expiry purge.
 
-#include <dirent.h>
-#include <fcntl.h>
-#include <stdio.h>  // renameat2, RENAME_EXCHANGE
-#include <signal.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <algorithm>
-#include <cctype>
-#include <charconv>
-#include <cstdio>
-#include <cstdlib>
-#include <memory>
-#include <mutex>
-#include <random>
-#include <set>
-#include <string>
-#include <utility>
-#include <vector>
-
 #include "file/file_store.h"
-#include "regioncache/clock.h"
-#include "regioncache/codec.h"
-#include "regioncache/glob.h"
-#include "regioncache/log.h"
-#include "regioncache/options.h"
-#include "core/compress.h"
+
+#include <signal.h>
+#include <random>
 
 namespace regioncache::file {
 

@@ -1,33 +1,10 @@
 // FileStore (file_store.h): the cache contract -- reads, writes, touch,
 // delete, incr -- and how an entry found damaged or expired is dropped.
 
-#include <dirent.h>
-#include <fcntl.h>
-#include <stdio.h>  // renameat2, RENAME_EXCHANGE
-#include <signal.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <algorithm>
-#include <cctype>
-#include <charconv>
-#include <cstdio>
-#include <cstdlib>
-#include <memory>
-#include <mutex>
-#include <random>
-#include <set>
-#include <string>
-#include <utility>
-#include <vector>
-
 #include "file/file_store.h"
-#include "regioncache/clock.h"
-#include "regioncache/codec.h"
-#include "regioncache/glob.h"
-#include "regioncache/log.h"
-#include "regioncache/options.h"
+
 #include "core/compress.h"
+#include "regioncache/codec.h"
 
 namespace regioncache::file {
 
@@ -115,13 +92,6 @@ Status FileStore::ProbeEntry(int shard, const std::string& name, std::string_vie
   return Status::OK();
 }
 
-Status FileStore::TooLargeError(std::string_view key, uint64_t val_len) const {
-  return Status::TooLarge(Where() + "value of " + std::to_string(val_len) + " bytes (key of " +
-                          std::to_string(key.size()) + " bytes) exceeds the maximum item size of " +
-                          std::to_string(cfg_.max_item) +
-                          " bytes (OPTIONS MAX_ITEM_SIZE); nothing was stored");
-}
-
 // ---------------------------------------------------------------- reading --
 
 Status FileStore::Read(std::string_view key, Value* out, bool peek) {
@@ -156,10 +126,10 @@ Status FileStore::Read(std::string_view key, Value* out, bool peek) {
   if (!peek) c.misses.fetch_add(1, std::memory_order_relaxed);
   return Status::NotFound();
 }
-Status FileStore::Write(std::string_view key, std::string_view data, uint32_t flags, int64_t exp,
-                        Mode mode) {
+Status FileStore::Write(WriteMode mode, std::string_view key, std::string_view data,
+                        uint32_t flags, int64_t exp) {
   if (key.size() > cfg_.max_item || data.size() > cfg_.max_item - key.size())
-    return TooLargeError(key, data.size());
+    return TooLargeError(key, data.size(), cfg_.max_item);
   if (flags & kFlagZstd)
     return Status::InvalidArgument(Where() + "flags include kFlagZstd, which the file store "
                                    "reserves for its own compression");
@@ -169,7 +139,7 @@ Status FileStore::Write(std::string_view key, std::string_view data, uint32_t fl
   NewEntry e;
   file::BuildEntry(key, data, flags, exp, NowMs(), cfg_.compress_min, cfg_.compress_level, &e);
   Status s;
-  if (mode != Mode::kSet) {
+  if (mode != WriteMode::kSet) {
     // A first look without the lock: an add of a key that is there (Django's
     // add as a lock) or a replace of one that is not is answered without
     // writing anything. The answer is what the store held at this moment,
@@ -177,7 +147,7 @@ Status FileStore::Write(std::string_view key, std::string_view data, uint32_t fl
     // again under the lock below.
     bool live = false;
     if (!(s = LiveUnlocked(shard, name, key, &live)).ok()) return s;
-    if (live == (mode == Mode::kAdd)) return Status::NotStored();
+    if (live == (mode == WriteMode::kAdd)) return Status::NotStored();
   }
   if (!(s = MakeRoom(e.FileSize(), name)).ok()) return s;
   for (int attempt = 0;; ++attempt) {
@@ -196,7 +166,7 @@ Status FileStore::Write(std::string_view key, std::string_view data, uint32_t fl
       Abandon(shard, tmp, e.FileSize());
       return lock.status();
     }
-    if (mode != Mode::kSet) {
+    if (mode != WriteMode::kSet) {
       OpenEntry o;
       Probe p;
       s = ProbeEntry(shard, name, key, true, false, kFirstRead, &o, &p);
@@ -213,7 +183,7 @@ Status FileStore::Write(std::string_view key, std::string_view data, uint32_t fl
           live = false;
         }
       }
-      if (live == (mode == Mode::kAdd)) {
+      if (live == (mode == WriteMode::kAdd)) {
         Abandon(shard, tmp, e.FileSize());
         return Status::NotStored();
       }
@@ -266,89 +236,69 @@ Status FileStore::LiveUnlocked(int shard, const std::string& name, std::string_v
   return Status::OK();
 }
 
-Status FileStore::Touch(std::string_view key, int64_t expires_ms) {
+template <typename Fn>
+Status FileStore::WithLiveLocked(std::string_view key, bool writable, size_t want, Fn&& fn) {
   if (Status h = Health(false); !h.ok()) return h;
   std::string name = file::EntryName(key);
   int shard = file::ShardOfEntryName(name);
-  // Under the lock the file we rewrite is the current one: a rename cannot
-  // slip in between our check and our write.
+  // Under the lock the file found is the current one: a rename cannot slip
+  // in between the caller's check and its write.
   ShardLock lock(ledger_.get(), shard);
   if (!lock.status().ok()) return lock.status();
   OpenEntry o;
   Probe p;
-  Status s = ProbeEntry(shard, name, key, true, true, kHeadRead, &o, &p);
+  Status s = ProbeEntry(shard, name, key, true, writable, want, &o, &p);
   if (!s.ok()) return s;
   if (p != Probe::kLive) return Status::NotFound();
-  int err = file::RewriteExpiry(&o, expires_ms, cfg_.fsync);
-  if (err != 0)
-    return Status::IOError(Where() + "cannot rewrite the expiry of " + PathOf(shard, name) + ": " +
-                           ErrnoText(err));
-  return Status::OK();
+  return fn(shard, name, o);
+}
+
+Status FileStore::Touch(std::string_view key, int64_t expires_ms) {
+  return WithLiveLocked(key, true, kHeadRead, [&](int shard, const std::string& name,
+                                                  OpenEntry& o) {
+    int err = file::RewriteExpiry(&o, expires_ms, cfg_.fsync);
+    if (err != 0)
+      return ErrnoStatus(region(), "cannot rewrite the expiry of " + PathOf(shard, name), err);
+    return Status::OK();
+  });
 }
 
 Status FileStore::Delete(std::string_view key) {
-  if (Status h = Health(false); !h.ok()) return h;
-  std::string name = file::EntryName(key);
-  int shard = file::ShardOfEntryName(name);
-  ShardLock lock(ledger_.get(), shard);
-  if (!lock.status().ok()) return lock.status();
-  OpenEntry o;
-  Probe p;
-  Status s = ProbeEntry(shard, name, key, true, false, kHeadRead, &o, &p);
-  if (!s.ok()) return s;
-  if (p != Probe::kLive) return Status::NotFound();
-  if (!DropLocked(shard, name, o, true)) return Status::NotFound();
-  return Status::OK();
+  return WithLiveLocked(key, false, kHeadRead, [&](int shard, const std::string& name,
+                                                   OpenEntry& o) {
+    return DropLocked(shard, name, o, true) ? Status::OK() : Status::NotFound();
+  });
 }
 
 Status FileStore::Incr(std::string_view key, int64_t delta, int64_t* result) {
-  if (Status h = Health(false); !h.ok()) return h;
-  std::string name = file::EntryName(key);
-  int shard = file::ShardOfEntryName(name);
   // The whole read-modify-write holds the shard lock, and every rename into
   // the shard takes it too: no write can land between our read and ours.
-  ShardLock lock(ledger_.get(), shard);
-  if (!lock.status().ok()) return lock.status();
-  OpenEntry o;
-  Probe p;
-  Status s = ProbeEntry(shard, name, key, true, false, kFirstRead, &o, &p);
-  if (!s.ok()) return s;
-  if (p != Probe::kLive) return Status::NotFound();
-  if (Encoding(o.h.flags) != kEncInt) return Status::NotANumber();
-  Value v;
-  std::string why;
-  if (!file::ReadValue(&o, &v, &why)) {
-    DropBad(shard, name, o, true, why);
-    return Status::NotFound();
-  }
-  int64_t cur = 0;
-  if (!ParseInt64(v.data, &cur)) {
-    // Decimal but beyond int64 is out of range; anything else is not a number.
-    bool digits = !v.data.empty();
-    for (size_t i = 0; i < v.data.size(); ++i)
-      if (!(std::isdigit(static_cast<unsigned char>(v.data[i])) || (i == 0 && v.data[i] == '-')))
-        digits = false;
-    return digits ? Status::OutOfRange() : Status::NotANumber();
-  }
-  int64_t next = 0;
-  if (__builtin_add_overflow(cur, delta, &next)) return Status::OutOfRange();
-  char buf[24];
-  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, next);
-  (void)ec;
-  NewEntry e;
-  file::BuildEntry(key, std::string_view(buf, size_t(end - buf)), v.flags, o.h.expires_ms, NowMs(),
-                   0, 0, &e);
-  Temp tmp;
-  s = WriteEntryFile(shard, e, &tmp);
-  if (!s.ok()) return s;
-  bool vanished = false;  // cannot be: temporary files are swept under the lock we hold
-  s = CommitLocked(shard, name, tmp, e.FileSize(), &vanished);
-  if (!s.ok()) return s;
-  if (vanished)
-    return Status::IOError(Where() + "temporary file " + tmp.path + " vanished before its rename");
-  // The shard lock is held: the bounds are enforced by the next write.
-  *result = next;
-  return Status::OK();
+  return WithLiveLocked(key, false, kFirstRead, [&](int shard, const std::string& name,
+                                                    OpenEntry& o) {
+    if (Encoding(o.h.flags) != kEncInt) return Status::NotANumber();
+    Value v;
+    std::string why;
+    if (!file::ReadValue(&o, &v, &why)) {
+      DropBad(shard, name, o, true, why);
+      return Status::NotFound();
+    }
+    DecimalSum sum;
+    if (Status s = AddToDecimal(v.data, delta, &sum); !s.ok()) return s;
+    NewEntry e;
+    file::BuildEntry(key, sum.view(), v.flags, o.h.expires_ms, NowMs(), 0, 0, &e);
+    Temp tmp;
+    Status s = WriteEntryFile(shard, e, &tmp);
+    if (!s.ok()) return s;
+    bool vanished = false;  // cannot be: temporary files are swept under the lock we hold
+    s = CommitLocked(shard, name, tmp, e.FileSize(), &vanished);
+    if (!s.ok()) return s;
+    if (vanished)
+      return Status::IOError(
+          RegionMessage(region(), "temporary file " + tmp.path + " vanished before its rename"));
+    // The shard lock is held: the bounds are enforced by the next write.
+    *result = sum.value;
+    return Status::OK();
+  });
 }
 
 }  // namespace regioncache::file

@@ -62,8 +62,10 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -75,11 +77,15 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
+#include "core/store_base.h"
 #include "file/file_entry.h"
 #include "file/file_format.h"
 #include "file/file_io.h"
 #include "file/file_ledger.h"
+#include "regioncache/clock.h"
+#include "regioncache/log.h"
 #include "regioncache/status.h"
 #include "regioncache/store.h"
 
@@ -138,12 +144,12 @@ struct ScanResult {
   uint64_t expired = 0, evicted = 0, bad = 0, removed_all = 0;
 };
 
-class FileStore final : public Store {
+class FileStore final : public StoreBase {
  public:
   // dir: LOCATION resolved (realpath), which every path inside starts with.
   FileStore(std::string region, std::string location, std::string dir, Config cfg,
             std::unique_ptr<Ledger> ledger)
-      : Store(std::move(region), std::move(location)),
+      : StoreBase(std::move(region), std::move(location)),
         cfg_(cfg),
         spare_budget_(SpareBudget(cfg.max_size)),
         ledger_(std::move(ledger)),
@@ -168,16 +174,6 @@ class FileStore final : public Store {
 
   Status Get(std::string_view key, Value* out) override { return Read(key, out, false); }
   Status Peek(std::string_view key, Value* out) override { return Read(key, out, true); }
-  Status Set(std::string_view key, std::string_view data, uint32_t flags, int64_t exp) override {
-    return Write(key, data, flags, exp, Mode::kSet);
-  }
-  Status Add(std::string_view key, std::string_view data, uint32_t flags, int64_t exp) override {
-    return Write(key, data, flags, exp, Mode::kAdd);
-  }
-  Status Replace(std::string_view key, std::string_view data, uint32_t flags,
-                 int64_t exp) override {
-    return Write(key, data, flags, exp, Mode::kReplace);
-  }
   Status Touch(std::string_view key, int64_t expires_ms) override;
   Status Delete(std::string_view key) override;
   Status Incr(std::string_view key, int64_t delta, int64_t* result) override;
@@ -213,7 +209,6 @@ class FileStore final : public Store {
   void RecountShard(int shard);
 
  private:
-  enum class Mode { kSet, kAdd, kReplace };
   // How the entry a key names was found, with its lock held or not.
   // kSuspect: the file failed a check, but a lock-free reader may have seen
   // it being rewritten; the caller reads again before judging it.
@@ -228,7 +223,8 @@ class FileStore final : public Store {
   }
 
   Status Read(std::string_view key, Value* out, bool peek);
-  Status Write(std::string_view key, std::string_view data, uint32_t flags, int64_t exp, Mode m);
+  Status Write(WriteMode mode, std::string_view key, std::string_view data, uint32_t flags,
+               int64_t expires_ms) override;
   // Opens the entry for key and classifies it; bad, foreign and expired files
   // are removed on the way (the shard lock must be held iff `locked`).
   // kLive leaves the file open in *o.
@@ -284,6 +280,11 @@ class FileStore final : public Store {
   // Evicts until the bounds leave room for a new file of `bytes` (0: until
   // they hold again). The entry `protect` (just written) is never taken.
   Status MakeRoom(uint64_t bytes, const std::string& protect);
+  // Finds key's live entry with its shard locked (after the health check)
+  // and returns fn(shard, name, entry) with the lock still held; NotFound
+  // if there is none. Touch, delete and incr.
+  template <typename Fn>
+  Status WithLiveLocked(std::string_view key, bool writable, size_t want, Fn&& fn);
   // Whether key has a live, intact entry, looked at without the lock.
   Status LiveUnlocked(int shard, const std::string& name, std::string_view key, bool* live);
   Status Cull();
@@ -293,7 +294,6 @@ class FileStore final : public Store {
   // After a write into shard: every max(kRecountMin, entries) writes, a
   // scan that recounts it and sweeps expired and stale files.
   void NoteWrite(int shard);
-  Status TooLargeError(std::string_view key, uint64_t val_len) const;
 
   Config cfg_;
   uint64_t spare_budget_ = 0;  // bytes all shared spares may hold (SpareBudget)
