@@ -20,19 +20,17 @@ Status FileStore::Health(bool force, bool* repaired, bool create) {
   struct stat st;
   if (lstat(dir_.c_str(), &st) != 0) {
     if (errno != ENOENT)
-      return Status::IOError(Where() + "cannot stat the cache directory " + dir_ + ": " +
-                             ErrnoText(errno));
+      return ErrnoStatus(region(), "cannot stat the cache directory " + dir_, errno);
     if (!create) return Status::OK();  // a read finds nothing; a write makes it again
-    Status s = file::MakeDirs(dir_, Where());
+    Status s = file::MakeDirs(dir_, region());
     if (!s.ok()) return s;
     if (lstat(dir_.c_str(), &st) != 0)
-      return Status::IOError(Where() + "cannot stat the cache directory " + dir_ + ": " +
-                             ErrnoText(errno));
+      return ErrnoStatus(region(), "cannot stat the cache directory " + dir_, errno);
     Log(LogLevel::kWarning, region(), kind(),
         "the cache directory " + dir_ + " was removed; made it again (mode 0700)");
     fixed = true;
   }
-  Status s = file::CheckOwned(st, S_IFDIR, "cache directory", dir_, Where());
+  Status s = file::CheckOwned(st, S_IFDIR, "cache directory", dir_, region());
   if (!s.ok()) return s;
   // The ledger: every process must map the one file at its name.
   std::string why, damage;
@@ -77,20 +75,19 @@ Status FileStore::PrepareShard(int shard) {
   struct stat st;
   if (lstat(path.c_str(), &st) != 0) {
     if (errno != ENOENT)
-      return Status::IOError(Where() + "cannot stat " + path + ": " + ErrnoText(errno));
+      return ErrnoStatus(region(), "cannot stat " + path, errno);
     // Missing: the whole directory may have been removed, or removed and
     // made again by someone else. Checked before anything is made in it.
     if (lstat(dir_.c_str(), &st) != 0)
-      return Status::IOError(Where() + "the cache directory " + dir_ + " is gone: " +
-                             ErrnoText(errno));
-    Status s = file::CheckOwned(st, S_IFDIR, "cache directory", dir_, Where());
+      return ErrnoStatus(region(), "the cache directory " + dir_ + " is gone", errno);
+    Status s = file::CheckOwned(st, S_IFDIR, "cache directory", dir_, region());
     if (!s.ok()) return s;
     if (mkdir(path.c_str(), 0700) != 0 && errno != EEXIST)
-      return Status::IOError(Where() + "cannot create " + path + ": " + ErrnoText(errno));
+      return ErrnoStatus(region(), "cannot create " + path, errno);
     if (lstat(path.c_str(), &st) != 0)
-      return Status::IOError(Where() + "cannot stat " + path + ": " + ErrnoText(errno));
+      return ErrnoStatus(region(), "cannot stat " + path, errno);
   }
-  return file::CheckOwned(st, S_IFDIR, "shard directory", path, Where());
+  return file::CheckOwned(st, S_IFDIR, "shard directory", path, region());
 }
 
 Status FileStore::OpenShardDir(int shard, DIR** d, bool* missing) {
@@ -107,15 +104,14 @@ Status FileStore::OpenShardDir(int shard, DIR** d, bool* missing) {
     if (err == ELOOP || err == ENOTDIR) {
       struct stat st;
       if (lstat(path.c_str(), &st) == 0)
-        return file::CheckOwned(st, S_IFDIR, "shard directory", path, Where());
+        return file::CheckOwned(st, S_IFDIR, "shard directory", path, region());
     }
-    return Status::IOError(Where() + "cannot open the shard directory " + path + ": " +
-                           ErrnoText(err));
+    return ErrnoStatus(region(), "cannot open the shard directory " + path, err);
   }
   struct stat st;
   Status s = fstat(fd, &st) == 0
-                 ? file::CheckOwned(st, S_IFDIR, "shard directory", path, Where())
-                 : Status::IOError(Where() + "cannot stat " + path + ": " + ErrnoText(errno));
+                 ? file::CheckOwned(st, S_IFDIR, "shard directory", path, region())
+                 : ErrnoStatus(region(), "cannot stat " + path, errno);
   if (!s.ok()) {
     close(fd);
     return s;
@@ -124,7 +120,7 @@ Status FileStore::OpenShardDir(int shard, DIR** d, bool* missing) {
   if (!*d) {
     int err = errno;
     close(fd);
-    return Status::IOError(Where() + "cannot list " + path + ": " + ErrnoText(err));
+    return ErrnoStatus(region(), "cannot list " + path, err);
   }
   return Status::OK();
 }

@@ -31,7 +31,7 @@ Status FileStore::List(const ListOptions& opts, ListPage* page) {
     }
     after = slash == std::string::npos ? "" : c.substr(slash + 1);
     if (v < 0 || v >= kShards || (!after.empty() && file::ShardOfName(after) != v))
-      return Status::InvalidArgument(Where() + "bad listing cursor '" + c + "'");
+      return Status::InvalidArgument(RegionMessage(region(), "bad listing cursor '" + c + "'"));
     shard = v;
   }
   size_t limit = opts.limit ? opts.limit : 1000;
@@ -63,12 +63,13 @@ Status FileStore::List(const ListOptions& opts, ListPage* page) {
       std::string why;
       // A file that fails its checks is read again from a fresh open before
       // it is judged: without the lock, it may be a reused file being
-      // rewritten under us (Inode reuse).
+      // rewritten under us (FORMAT.md, "Inode reuse").
       bool bad = false;
       for (int attempt = 1; attempt <= kReadAttempts; ++attempt) {
         o.Reset();
-        Status s = file::ReadHead(dirpath + "/" + names[i], false, kHeadRead, &o, &head, &why);
-        if (!s.ok()) return Status::IOError(Where() + s.message());
+        Status s = file::ReadHead(region(), dirpath + "/" + names[i], false, kHeadRead, &o, &head,
+                                  &why);
+        if (!s.ok()) return s;
         bad = head == Head::kBad;
         if (head == Head::kOk && file::EntryName(o.key()) != names[i]) {
           bad = true;

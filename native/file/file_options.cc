@@ -18,9 +18,9 @@ using file::Ledger;
 
 Status OpenFileStore(const StoreSpec& spec, std::unique_ptr<Store>* out) {
   std::string region = spec.region.empty() ? spec.location : spec.region;
-  std::string where = "region '" + region + "': ";
   if (spec.location.empty())
-    return Status::InvalidArgument(where + "LOCATION is empty: give the cache directory");
+    return Status::InvalidArgument(
+        RegionMessage(region, "LOCATION is empty: give the cache directory"));
   OptionReader r(region, spec.options);
   Config cfg;
   uint64_t cull = 3, level = 3;
@@ -35,57 +35,57 @@ Status OpenFileStore(const StoreSpec& spec, std::unique_ptr<Store>* out) {
   if (!(s = r.Bool("FSYNC", false, &cfg.fsync)).ok()) return s;
   if (!(s = r.CheckAllUsed()).ok()) return s;
   if (cfg.max_size < 4096)
-    return Status::InvalidArgument(where + "option MAX_SIZE=" + std::to_string(cfg.max_size) +
-                                   " is below the smallest useful size of 4096 bytes");
+    return Status::InvalidArgument(RegionMessage(
+        region, "option MAX_SIZE=" + std::to_string(cfg.max_size) +
+                    " is below the smallest useful size of 4096 bytes"));
   if (cfg.max_item == 0)
-    return Status::InvalidArgument(where + "option MAX_ITEM_SIZE must be above 0");
+    return Status::InvalidArgument(RegionMessage(region, "option MAX_ITEM_SIZE must be above 0"));
   // An entry file is the item plus a header; the largest must fit the bound.
   uint64_t fits = cfg.max_size - kHeaderSize;
   if (cfg.max_item > fits) {
     if (item_given)
-      return Status::InvalidArgument(where + "option MAX_ITEM_SIZE=" + std::to_string(cfg.max_item) +
-                                     " does not fit in MAX_SIZE=" + std::to_string(cfg.max_size) +
-                                     " (with its " + std::to_string(kHeaderSize) +
-                                     "-byte header)");
+      return Status::InvalidArgument(RegionMessage(
+          region, "option MAX_ITEM_SIZE=" + std::to_string(cfg.max_item) +
+                      " does not fit in MAX_SIZE=" + std::to_string(cfg.max_size) + " (with its " +
+                      std::to_string(kHeaderSize) + "-byte header)"));
     cfg.max_item = fits;
   }
   if (cull > 1000000)
-    return Status::InvalidArgument(where + "option CULL_FREQUENCY=" + std::to_string(cull) +
-                                   " is not a sensible fraction");
+    return Status::InvalidArgument(RegionMessage(
+        region, "option CULL_FREQUENCY=" + std::to_string(cull) + " is not a sensible fraction"));
   if (level < 1 || level > 19)
-    return Status::InvalidArgument(where + "option COMPRESS_LEVEL=" + std::to_string(level) +
-                                   " is not a zstd level from 1 to 19");
+    return Status::InvalidArgument(RegionMessage(
+        region, "option COMPRESS_LEVEL=" + std::to_string(level) +
+                    " is not a zstd level from 1 to 19"));
   cfg.cull_frequency = uint32_t(cull);
   cfg.compress_level = int(level);
 
   std::string dir = spec.location;
   while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
-  if (!(s = file::MakeDirs(dir, where)).ok()) return s;
+  if (!(s = file::MakeDirs(dir, region)).ok()) return s;
   // LOCATION is the operator's path: a link as LOCATION (or above it) is
   // followed, once, here. Everything inside is then opened without
   // following any link (file::OpenNoFollow on the resolved path).
   {
     char* real = realpath(dir.c_str(), nullptr);
     if (!real)
-      return Status::IOError(where + "cannot resolve the cache directory " + dir + ": " +
-                             ErrnoText(errno));
+      return ErrnoStatus(region, "cannot resolve the cache directory " + dir, errno);
     dir = real;
     free(real);
     struct stat st;
     if (lstat(dir.c_str(), &st) != 0)
-      return Status::IOError(where + "cannot stat the cache directory " + dir + ": " +
-                             ErrnoText(errno));
+      return ErrnoStatus(region, "cannot stat the cache directory " + dir, errno);
     // Another user's directory (say one made in /tmp before the site
     // started), or one others may write in, could hold their files: refused.
-    if (!(s = file::CheckOwned(st, S_IFDIR, "cache directory", dir, where)).ok()) return s;
+    if (!(s = file::CheckOwned(st, S_IFDIR, "cache directory", dir, region)).ok()) return s;
     // The shard directories there already: real directories of ours only.
     for (int i = 0; i < kShards; ++i) {
       std::string shard = dir + "/" + file::ShardDirName(i);
       if (lstat(shard.c_str(), &st) != 0) {
         if (errno == ENOENT) continue;
-        return Status::IOError(where + "cannot stat " + shard + ": " + ErrnoText(errno));
+        return ErrnoStatus(region, "cannot stat " + shard, errno);
       }
-      if (!(s = file::CheckOwned(st, S_IFDIR, "shard directory", shard, where)).ok()) return s;
+      if (!(s = file::CheckOwned(st, S_IFDIR, "shard directory", shard, region)).ok()) return s;
     }
   }
   // Writability is checked now, with a real file: access(2) says yes to root
@@ -94,8 +94,7 @@ Status OpenFileStore(const StoreSpec& spec, std::unique_ptr<Store>* out) {
     std::string probe = dir + "/" + file::TempName();
     int fd = file::OpenNoFollow(probe, O_WRONLY | O_CREAT | O_EXCL, 0600);
     if (fd < 0)
-      return Status::IOError(where + "the cache directory " + dir + " is not writable: " +
-                             ErrnoText(errno));
+      return ErrnoStatus(region, "the cache directory " + dir + " is not writable", errno);
     close(fd);
     unlink(probe.c_str());
   }
@@ -103,7 +102,7 @@ Status OpenFileStore(const StoreSpec& spec, std::unique_ptr<Store>* out) {
   Ledger* lp = ledger.get();
   bool fresh = false;
   std::string damage;
-  if (!(s = ledger->Open(dir + "/" + kLedgerName, where, &fresh, &damage)).ok()) return s;
+  if (!(s = ledger->Open(dir + "/" + kLedgerName, region, &fresh, &damage)).ok()) return s;
   auto store = std::make_unique<FileStore>(region, spec.location, dir, cfg, std::move(ledger));
   if (fresh) {
     if (!damage.empty())

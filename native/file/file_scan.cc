@@ -8,6 +8,19 @@
 
 namespace regioncache::file {
 
+namespace {
+// A shard slot that counts nothing: its directory is missing, or refused.
+// (writes, the count toward the next periodic scan, is the caller's.)
+void ZeroCounts(ShardSlot& slot) {
+  slot.entries.store(0, std::memory_order_relaxed);
+  slot.bytes.store(0, std::memory_order_relaxed);
+  slot.spares.store(0, std::memory_order_relaxed);
+  slot.spare_bytes.store(0, std::memory_order_relaxed);
+  slot.temp_bytes.store(0, std::memory_order_relaxed);
+  slot.oldest_ms.store(0, std::memory_order_relaxed);
+}
+}  // namespace
+
 void FileStore::RecountShard(int shard) {
   ScanPolicy pol;
   pol.expired = false;
@@ -16,13 +29,7 @@ void FileStore::RecountShard(int shard) {
   if (st.ok()) return;
   Log(LogLevel::kError, region(), kind(), st.message());
   // Not countable (a refused shard directory): nothing is counted there.
-  auto& slot = ledger_->slot(shard);
-  slot.entries.store(0, std::memory_order_relaxed);
-  slot.bytes.store(0, std::memory_order_relaxed);
-  slot.spares.store(0, std::memory_order_relaxed);
-  slot.spare_bytes.store(0, std::memory_order_relaxed);
-  slot.temp_bytes.store(0, std::memory_order_relaxed);
-  slot.oldest_ms.store(0, std::memory_order_relaxed);
+  ZeroCounts(ledger_->slot(shard));
 }
 
 // --------------------------------------------------------------- eviction --
@@ -169,13 +176,8 @@ Status FileStore::ScanShardLocked(int shard, const ScanPolicy& pol, ScanResult* 
     Status ds = OpenShardDir(shard, &d, &missing);
     if (!ds.ok()) return ds;  // the caller logs or returns it, once per pass
     if (missing) {
-      slot.entries.store(0, std::memory_order_relaxed);
-      slot.bytes.store(0, std::memory_order_relaxed);
+      ZeroCounts(slot);
       slot.writes.store(0, std::memory_order_relaxed);
-      slot.spares.store(0, std::memory_order_relaxed);
-      slot.spare_bytes.store(0, std::memory_order_relaxed);
-      slot.temp_bytes.store(0, std::memory_order_relaxed);
-      slot.oldest_ms.store(0, std::memory_order_relaxed);
       return Status::OK();
     }
     while (dirent* de = readdir(d)) {
@@ -213,7 +215,7 @@ Status FileStore::ScanShardLocked(int shard, const ScanPolicy& pol, ScanResult* 
     if (pol.all) {
       // Cleared entries become spares (up to the slots and the budget), so
       // the writes that refill the region reuse them instead of paying for
-      // creates right after a burst of unlinks ("Inode reuse").
+      // creates right after a burst of unlinks (FORMAT.md, "Inode reuse").
       struct stat st;
       if (fstatat(sfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
           Retire(shard, sfd, name, uint64_t(st.st_size), S_ISREG(st.st_mode)))
@@ -223,8 +225,8 @@ Status FileStore::ScanShardLocked(int shard, const ScanPolicy& pol, ScanResult* 
     OpenEntry o;
     Head head;
     std::string why;
-    Status s = file::ReadHead(path, false, kHeaderSize, &o, &head, &why);
-    if (!s.ok()) return Status::IOError(Where() + s.message());
+    Status s = file::ReadHead(region(), path, false, kHeaderSize, &o, &head, &why);
+    if (!s.ok()) return s;
     if (head == Head::kAbsent) continue;
     if (head == Head::kBad) {
       // Under the lock an entry file cannot change: this is real damage.
@@ -341,46 +343,37 @@ class PassFailures {
 };
 }  // namespace
 
-Status FileStore::RecountAll() {
-  // Every shard is counted; one that cannot be (refused) counts as empty,
-  // and the first such error is returned.
+Status FileStore::ScanAll(const ScanPolicy& pol, uint64_t* expired) {
   PassFailures failed;
   for (int s = 0; s < kShards; ++s) {
-    ScanPolicy pol;
-    pol.expired = false;
     ScanResult res;
     failed.Add(ScanShard(s, pol, &res));
+    if (expired) *expired += res.expired;
   }
   return failed.Result();
 }
 
+Status FileStore::RecountAll() {
+  // Every shard is counted; one that cannot be (refused) counts as empty,
+  // and the first such error is returned.
+  ScanPolicy pol;
+  pol.expired = false;
+  return ScanAll(pol);
+}
+
 Status FileStore::Clear() {
-  Status h = Health(false);
-  if (!h.ok()) return h;
+  if (Status h = Health(false); !h.ok()) return h;
   // A shard that is refused (a link, not ours) is left alone; the others
   // are cleared, and the first refusal is returned.
-  PassFailures failed;
-  for (int s = 0; s < kShards; ++s) {
-    ScanPolicy pol;
-    pol.all = true;
-    ScanResult res;
-    failed.Add(ScanShard(s, pol, &res));
-  }
-  return failed.Result();
+  ScanPolicy pol;
+  pol.all = true;
+  return ScanAll(pol);
 }
 
 Status FileStore::PurgeExpired(uint64_t* removed) {
   *removed = 0;
-  Status h = Health(false);
-  if (!h.ok()) return h;
-  PassFailures failed;
-  for (int s = 0; s < kShards; ++s) {
-    ScanPolicy pol;
-    ScanResult res;
-    failed.Add(ScanShard(s, pol, &res));
-    *removed += res.expired;
-  }
-  if (Status st = failed.Result(); !st.ok()) return st;
+  if (Status h = Health(false); !h.ok()) return h;
+  if (Status st = ScanAll(ScanPolicy(), removed); !st.ok()) return st;
   // Every shard was just recounted: if the truth is above the bounds (counts
   // left short by writers killed mid-write), evict down to them now.
   return MakeRoom(0, std::string());

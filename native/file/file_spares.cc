@@ -68,7 +68,7 @@ Status FileStore::CommitLocked(int shard, const std::string& name, const Temp& t
   if (exchange_ok_.load(std::memory_order_relaxed)) {
     // One atomic exchange: the entry name holds the old file or the new one,
     // never neither, and the old file lands on our temporary name, to be
-    // rewritten by this process's next write into the shard (Own spares).
+    // rewritten by this process's next write into the shard (FORMAT.md, "Own spares").
     // ext4 starts no writeback on an exchange (it does on a rename over an
     // existing file, auto_da_alloc).
     if (renameat2(AT_FDCWD, tmp.path.c_str(), AT_FDCWD, path.c_str(), RENAME_EXCHANGE) == 0) {
@@ -92,14 +92,12 @@ Status FileStore::CommitLocked(int shard, const std::string& name, const Temp& t
         return Status::OK();
       }
       unlink(tmp.path.c_str());
-      return Status::IOError(Where() + "cannot rename " + tmp.path + " to " + path + ": " +
-                             ErrnoText(err));
+      return ErrnoStatus(region(), "cannot rename " + tmp.path + " to " + path, err);
     }
     if (err != EINVAL && err != ENOSYS && err != EOPNOTSUPP) {
       if (tmp.mine) mine_[shard].store(kMineFree, std::memory_order_release);
       unlink(tmp.path.c_str());
-      return Status::IOError(Where() + "cannot exchange " + tmp.path + " with " + path + ": " +
-                             ErrnoText(err));
+      return ErrnoStatus(region(), "cannot exchange " + tmp.path + " with " + path, err);
     }
     // A file system without exchange: move the old file away, then rename.
     exchange_ok_.store(false, std::memory_order_relaxed);
@@ -111,7 +109,7 @@ Status FileStore::CommitLocked(int shard, const std::string& name, const Temp& t
     return Status::OK();
   }
   // The old file leaves its name before the rename rather than being
-  // replaced by it: it can then be reused (Inode reuse, above), and ext4
+  // replaced by it: it can then be reused (FORMAT.md, "Inode reuse"), and ext4
   // (auto_da_alloc) starts writeback of the new file's data on a rename over
   // an existing file, which made an overwrite about three times as slow. A
   // lock-free reader in between sees a miss, never a partial value; add,
@@ -125,8 +123,7 @@ Status FileStore::CommitLocked(int shard, const std::string& name, const Temp& t
   if (tmp.mine) mine_[shard].store(kMineFree, std::memory_order_release);
   if (rc != 0) {
     unlink(tmp.path.c_str());
-    return Status::IOError(Where() + "cannot rename " + tmp.path + " to " + path + ": " +
-                           ErrnoText(err));
+    return ErrnoStatus(region(), "cannot rename " + tmp.path + " to " + path, err);
   }
   count_new();
   return Status::OK();
@@ -158,13 +155,8 @@ bool FileStore::ClaimSpare(int shard, const NewEntry& e, const std::string& path
       return false;
     }
     slot.spare_bytes.fetch_sub(int64_t(st.st_size), std::memory_order_relaxed);
-    int err = file::FillAndClose(fd, e, uint64_t(st.st_size), cfg_.fsync);
-    if (err != 0) {
-      unlink(path.c_str());
-      *s = Status::IOError(Where() + "cannot write " + path + ": " + ErrnoText(err));
-    } else {
-      *s = Status::OK();
-    }
+    *s = file::FillAndClose(fd, e, uint64_t(st.st_size), cfg_.fsync, region(), path);
+    if (!s->ok()) unlink(path.c_str());
     return true;
   }
   return false;
@@ -179,19 +171,22 @@ Status FileStore::WriteEntryFile(int shard, const NewEntry& e, Temp* tmp) {
     // This thread owns the shard's own spare name until Commit or Abandon.
     tmp->path = MineName(shard);
     tmp->mine = true;
+    // Fills the own name's file (open at fd, `had` bytes long). Failed
+    // half-way (a full disk), the file is ours and partial: removed.
+    auto fill = [&](int fd, uint64_t had) {
+      Status f = file::FillAndClose(fd, e, had, cfg_.fsync, region(), tmp->path);
+      if (!f.ok()) {
+        unlink(tmp->path.c_str());
+        m.store(kMineFree, std::memory_order_release);
+      }
+      return f;
+    };
     Status s;
     if (st >= kMineHas) {
       // The steady state of an overwrite: rewrite the file the last
       // exchange left here, no rename, no create.
       int fd = file::OpenNoFollow(tmp->path, O_WRONLY | O_NONBLOCK);
-      if (fd >= 0) {
-        int err = file::FillAndClose(fd, e, st - kMineHas, cfg_.fsync);
-        if (err == 0) return Status::OK();
-        // Failed half-way (a full disk): the file is ours and partial.
-        unlink(tmp->path.c_str());
-        m.store(kMineFree, std::memory_order_release);
-        return Status::IOError(Where() + "cannot write " + tmp->path + ": " + ErrnoText(err));
-      }
+      if (fd >= 0) return fill(fd, st - kMineHas);
       // Gone (a sweep took it for a stale file, the directory was removed),
       // or the shard is a link now (refused below, when the file is made).
     }
@@ -205,13 +200,7 @@ Status FileStore::WriteEntryFile(int shard, const NewEntry& e, Temp* tmp) {
     }
     for (int attempt = 0; attempt < 3; ++attempt) {
       int fd = file::OpenNoFollow(tmp->path, O_WRONLY | O_CREAT | O_EXCL, 0600);
-      if (fd >= 0) {
-        int err = file::FillAndClose(fd, e, 0, cfg_.fsync);
-        if (err == 0) return Status::OK();
-        unlink(tmp->path.c_str());
-        m.store(kMineFree, std::memory_order_release);
-        return Status::IOError(Where() + "cannot write " + tmp->path + ": " + ErrnoText(err));
-      }
+      if (fd >= 0) return fill(fd, 0);
       int err = errno;
       if (err == ENOENT) {  // the shard directory is made on first use
         if (mkdir(ShardPath(shard).c_str(), 0700) != 0 && errno != EEXIST) break;
@@ -229,7 +218,7 @@ Status FileStore::WriteEntryFile(int shard, const NewEntry& e, Temp* tmp) {
   tmp->path = ShardPath(shard) + "/" + file::TempName();
   if (ClaimSpare(shard, e, tmp->path, &s)) return s;
   if (!(s = PrepareShard(shard)).ok()) return s;
-  return file::WriteTemp(ShardPath(shard), e, cfg_.fsync, Where(), &tmp->path);
+  return file::WriteTemp(ShardPath(shard), e, cfg_.fsync, region(), &tmp->path);
 }
 
 void FileStore::Abandon(int shard, const Temp& tmp, uint64_t size) {

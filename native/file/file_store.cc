@@ -71,8 +71,9 @@ Status FileStore::ProbeEntry(int shard, const std::string& name, std::string_vie
   *p = Probe::kAbsent;
   Head head;
   std::string why;
-  Status s = file::ReadHead(PathOf(shard, name), writable, want, o, &head, &why, first, key.size());
-  if (!s.ok()) return Status::IOError(Where() + s.message());
+  Status s = file::ReadHead(region(), PathOf(shard, name), writable, want, o, &head, &why, first,
+                            key.size());
+  if (!s.ok()) return s;
   if (head == Head::kAbsent) return Status::OK();
   if (head == Head::kBad || o->key() != key) {
     if (!judge) {
@@ -111,28 +112,30 @@ Status FileStore::Read(std::string_view key, Value* out, bool peek) {
     if (!s.ok()) return s;
     if (p == Probe::kSuspect) continue;
     if (p == Probe::kLive) {
-      std::string why;
-      if (file::ReadValue(&o, out, &why)) {
+      Status r = file::ReadValue(&o, out);
+      if (r.ok()) {
         if (!peek) c.hits.fetch_add(1, std::memory_order_relaxed);
         return Status::OK();
       }
       out->data.clear();
       out->at = nullptr;
       if (!judge) continue;
-      DropBad(shard, name, o, false, why);
+      DropBad(shard, name, o, false, r.message());
     }
     break;
   }
   if (!peek) c.misses.fetch_add(1, std::memory_order_relaxed);
   return Status::NotFound();
 }
+
 Status FileStore::Write(WriteMode mode, std::string_view key, std::string_view data,
                         uint32_t flags, int64_t exp) {
   if (key.size() > cfg_.max_item || data.size() > cfg_.max_item - key.size())
     return TooLargeError(key, data.size(), cfg_.max_item);
   if (flags & kFlagZstd)
-    return Status::InvalidArgument(Where() + "flags include kFlagZstd, which the file store "
-                                   "reserves for its own compression");
+    return Status::InvalidArgument(RegionMessage(
+        region(),
+        "flags include kFlagZstd, which the file store reserves for its own compression"));
   if (Status h = Health(false, nullptr, true); !h.ok()) return h;
   std::string name = file::EntryName(key);
   int shard = file::ShardOfEntryName(name);
@@ -177,9 +180,8 @@ Status FileStore::Write(WriteMode mode, std::string_view key, std::string_view d
       bool live = p == Probe::kLive;
       if (live) {
         // A live header over a damaged body is no entry: check the body.
-        std::string why;
-        if (!file::VerifyBody(&o, &why)) {
-          DropBad(shard, name, o, true, why);
+        if (Status b = file::VerifyBody(&o); !b.ok()) {
+          DropBad(shard, name, o, true, b.message());
           live = false;
         }
       }
@@ -197,14 +199,13 @@ Status FileStore::Write(WriteMode mode, std::string_view key, std::string_view d
     if (!s.ok()) return s;
     if (vanished) {
       if (attempt == 0) continue;
-      return Status::IOError(Where() + "temporary file " + tmp.path + " vanished before its rename");
+      return Status::IOError(
+          RegionMessage(region(), "temporary file " + tmp.path + " vanished before its rename"));
     }
     break;
   }
   if (cfg_.fsync) {
-    int err = file::SyncDir(ShardPath(shard));
-    if (err != 0)
-      return Status::IOError(Where() + "cannot sync " + ShardPath(shard) + ": " + ErrnoText(err));
+    if (Status st = file::SyncDir(ShardPath(shard), region()); !st.ok()) return st;
   }
   ledger_->counters().sets.fetch_add(1, std::memory_order_relaxed);
   NoteWrite(shard);
@@ -226,12 +227,12 @@ Status FileStore::LiveUnlocked(int shard, const std::string& name, std::string_v
     if (p == Probe::kSuspect) continue;
     if (p != Probe::kLive) return Status::OK();
     // A live header over a damaged body is no entry: check the body.
-    std::string why;
-    if (file::VerifyBody(&o, &why)) {
+    Status b = file::VerifyBody(&o);
+    if (b.ok()) {
       *live = true;
       return Status::OK();
     }
-    if (judge) DropBad(shard, name, o, false, why);
+    if (judge) DropBad(shard, name, o, false, b.message());
   }
   return Status::OK();
 }
@@ -256,10 +257,7 @@ Status FileStore::WithLiveLocked(std::string_view key, bool writable, size_t wan
 Status FileStore::Touch(std::string_view key, int64_t expires_ms) {
   return WithLiveLocked(key, true, kHeadRead, [&](int shard, const std::string& name,
                                                   OpenEntry& o) {
-    int err = file::RewriteExpiry(&o, expires_ms, cfg_.fsync);
-    if (err != 0)
-      return ErrnoStatus(region(), "cannot rewrite the expiry of " + PathOf(shard, name), err);
-    return Status::OK();
+    return file::RewriteExpiry(&o, expires_ms, cfg_.fsync, region(), PathOf(shard, name));
   });
 }
 
@@ -277,9 +275,8 @@ Status FileStore::Incr(std::string_view key, int64_t delta, int64_t* result) {
                                                     OpenEntry& o) {
     if (Encoding(o.h.flags) != kEncInt) return Status::NotANumber();
     Value v;
-    std::string why;
-    if (!file::ReadValue(&o, &v, &why)) {
-      DropBad(shard, name, o, true, why);
+    if (Status r = file::ReadValue(&o, &v); !r.ok()) {
+      DropBad(shard, name, o, true, r.message());
       return Status::NotFound();
     }
     DecimalSum sum;

@@ -1,62 +1,18 @@
-// The file store. Design in brief (the format is in FORMAT.md):
-//  - one file per entry, named by the XXH3-128 of its key, in one of 256
-//    shard directories; a write goes to a temporary file in the same shard
-//    and is renamed over the entry, so readers see a whole old or a whole new
-//    file and a writer killed half-way leaves only a temporary file;
-//  - readers take no lock; every rename into and unlink from a shard happens
-//    under that shard's lock (file_ledger.h), which makes add/replace/incr
-//    atomic across processes and keeps the ledger's per-shard counts exact;
-//  - bounds are checked against the ledger's counts, and eviction scans one
-//    sampled shard at a time, taking its expired entries and then its oldest
-//    eighth: about eight headers read per entry evicted, however large the
-//    region;
-//  - a damaged, truncated or foreign file is a miss: it is logged once and
-//    removed, if it is still the same file, never reported to the caller;
-//  - entry files that leave their name (overwritten, deleted, evicted) are
-//    kept as a few spare files per shard and rewritten by later writes
-//    rather than unlinked and created anew ("Inode reuse" below).
-//
-// Inode reuse. ext4 does not hand out an inode freed in the last seconds:
-// find_inode_bit() steps over every recently deleted one, reading its dtime
-// (recently_deleted()), so a store that deletes a file for each file it
-// creates makes each create slower the faster it writes -- about 1 ms per
-// create here at a few thousand sets a second. So an entry file that leaves
-// its name goes to a spare slot (".spare.<i>", kSpareSlots per shard) when it
-// is small (<= kSpareMax) and the spares stay within SpareBudget(MAX_SIZE);
-// a writer claims a spare by renaming it to its temporary name and
-// overwrites it. Invariants:
-//  - files are retired into spare slots only under the shard lock, only
-//    into a slot whose bit is clear, and the bit is set after the rename;
-//    a claimer clears the bit (fetch_and) before its rename, so one writer
-//    owns each spare. The bits are advisory: a claim that finds no file
-//    falls back to creating one, and every shard scan makes them exact;
-//  - a file is rewritten only after it left its entry name, so a lock-free
-//    reader that opened it before may see it change under it: such a read
-//    fails its checks and is retried from the open; a file is judged
-//    damaged only when reads from three opens all fail (Read);
-//  - spares are not entries: not in entries or bytes_used (stats show
-//    spare_bytes); shared spares hold at most max(MAX_SIZE/16, 4 MB)
-//    (SpareBudget; a small region needs a floor, or its evictions unlink).
-//
-// Own spares. A set of a key that is there puts its new file in place with
-// one renameat2(RENAME_EXCHANGE) under the shard lock: the entry name never
-// goes missing, and the old file lands on the writer's temporary name. Each
-// process keeps that file (if <= kSpareMax) as its own spare for the shard,
-// under a name of its own (".tmp.<pid>.<16 hex><shard>", so sweeps know its
-// owner), and its next write into the shard rewrites it in place: an
-// overwrite is open, write, close, lock, exchange, lstat, unlock -- one
-// rename instead of three, no create. Invariants:
-//  - mine_[shard] says who may touch the own name: free, busy (one thread
-//    owns it from WriteEntryFile until its commit or abandon), or idle with
-//    the file's size; only the thread that made it busy changes it again;
-//  - the files are temporary files of a live writer: sweeps leave them
-//    alone unless a day old (an exchanged-out file keeps the old entry's
-//    mtime; a swept one is noticed at the open or the exchange, and a new
-//    file is made); a store that closes removes them, a killed process
-//    leaves them to the sweeps (10 minutes), at most 256 files of <= 64 KB;
-//  - a forked child forgets its parent's own spares (CheckFork): the parent
-//    goes on rewriting them;
-//  - without RENAME_EXCHANGE (a file system that lacks it) the old file is
+// FileStore, the Store of regioncache/file_store.h: the class and its
+// constants, private to native/file/. The design (one file per entry, shard
+// locks in the ledger, eviction by sampled shard scans, spare-inode reuse)
+// is told in FORMAT.md, "How the store works"; the code is split by concern:
+//   file_store.cc    the cache contract: get, set/add/replace, touch, delete,
+//                    incr; what a damaged or expired file found on the way means
+//   file_spares.cc   writing an entry file and putting it in place (exchange
+//                    or rename under the shard lock), spare-inode recycling
+//   file_scan.cc     shard scans: recounts, eviction, culls, clear, expiry purge
+//   file_list.cc     listing entries a page at a time, stats
+//   file_health.cc   the directory and the ledger checked and repaired, shard
+//                    directories opened and made safely
+//   file_options.cc  OpenFileStore: OPTIONS, LOCATION, the ledger opened
+// Below it: file_entry (one entry file), file_ledger (counts and shard
+// locks), file_format (the bytes and the names), file_io (POSIX helpers).
 #pragma once
 
 #include <dirent.h>
@@ -91,25 +47,25 @@
 
 namespace regioncache::file {
 
-inline constexpr uint64_t kDefaultMaxSize = 1ull << 30;
-inline constexpr uint64_t kDefaultMaxItem = 64ull << 20;
-inline constexpr int64_t kStaleTempMs = 10 * 60 * 1000;  // older temporary files are a dead writer's
-inline constexpr size_t kFirstRead = 16 * 1024;           // one pread holds most entries whole
-inline constexpr size_t kHeadRead = kHeaderSize + 256;     // header and a typical key
-inline constexpr uint64_t kRecountMin = 256;               // writes into a shard between recounts
-inline constexpr int64_t kEvictFraction = 8;               // an eviction scan takes 1/8 of a shard
-inline constexpr uint64_t kListScanCap = 10000;            // files examined per List page at most
-inline constexpr char kLedgerName[] = "regioncache.stats";
-inline constexpr uint64_t kSpareMax = 64 * 1024;          // larger files are unlinked, not kept
-inline constexpr int kReadAttempts = 3;                    // opens before a file is judged damaged
-inline constexpr int64_t kOrphanTempMs = 24 * 3600 * 1000; // a live writer's temp older than this is lost
-inline constexpr uint64_t kSpareBudgetMin = 4ull << 20;    // shared spares may hold at least this much
-inline constexpr int64_t kHealthEveryMs = 500;             // ledger and directory checked this often
+constexpr uint64_t kDefaultMaxSize = 1ull << 30;
+constexpr uint64_t kDefaultMaxItem = 64ull << 20;
+constexpr int64_t kStaleTempMs = 10 * 60 * 1000;  // older temporary files are a dead writer's
+constexpr size_t kFirstRead = 16 * 1024;           // one pread holds most entries whole
+constexpr size_t kHeadRead = kHeaderSize + 256;     // header and a typical key
+constexpr uint64_t kRecountMin = 256;               // writes into a shard between recounts
+constexpr int64_t kEvictFraction = 8;               // an eviction scan takes 1/8 of a shard
+constexpr uint64_t kListScanCap = 10000;            // files examined per List page at most
+constexpr char kLedgerName[] = "regioncache.stats";
+constexpr uint64_t kSpareMax = 64 * 1024;          // larger files are unlinked, not kept
+constexpr int kReadAttempts = 3;                    // opens before a file is judged damaged
+constexpr int64_t kOrphanTempMs = 24 * 3600 * 1000; // a live writer's temp older than this is lost
+constexpr uint64_t kSpareBudgetMin = 4ull << 20;    // shared spares may hold at least this much
+constexpr int64_t kHealthEveryMs = 500;             // ledger and directory checked this often
 
 // Bytes the shared spares of a region may hold: a sixteenth of MAX_SIZE, but
 // at least kSpareBudgetMin, so a small region keeps enough spares for its
 // evictions to feed its creates (otherwise every eviction unlinks and every
-// create of a full small region pays ext4's slow path, "Inode reuse").
+// create of a full small region pays ext4's slow path: FORMAT.md, "Inode reuse").
 inline uint64_t SpareBudget(uint64_t max_size) { return std::max(max_size / 16, kSpareBudgetMin); }
 
 // A coarse monotonic clock for the health gate: on every operation's path,
@@ -252,8 +208,9 @@ class FileStore final : public StoreBase {
   // Writes e to a temporary file of the shard: this process's own spare
   // for the shard if it is free, else a claimed shared spare or a new file.
   Status WriteEntryFile(int shard, const NewEntry& e, Temp* tmp);
-  // Overwrites a claimed shared spare, renamed to `path`, with e. False if
-  // no spare could be claimed (then nothing was done).
+  // Overwrites a claimed shared spare, renamed to `path`, with e; *s says
+  // how that went. False if no spare could be claimed (then nothing was
+  // done): the bool is the answer to "was there one", not an error.
   bool ClaimSpare(int shard, const NewEntry& e, const std::string& path, Status* s);
   // Gives up a written temporary file: this process's own spare is kept
   // (it holds `size` bytes), any other is unlinked.
@@ -276,9 +233,9 @@ class FileStore final : public StoreBase {
   // After tmp.path took the place of an entry by an exchange, the old
   // entry file is at tmp.path: keep it as this process's spare, or retire it.
   void TakeOld(int shard, const Temp& tmp);
-  // Before a write of `bytes`: evict until the bounds allow it.
-  // Evicts until the bounds leave room for a new file of `bytes` (0: until
-  // they hold again). The entry `protect` (just written) is never taken.
+  // Evicts until the bounds leave room for a new file of `bytes` (before a
+  // write; 0: until they hold again). The entry `protect` (just written) is
+  // never taken.
   Status MakeRoom(uint64_t bytes, const std::string& protect);
   // Finds key's live entry with its shard locked (after the health check)
   // and returns fn(shard, name, entry) with the lock still held; NotFound
@@ -290,6 +247,10 @@ class FileStore final : public StoreBase {
   Status Cull();
   int PickVictimShard();
   Status ScanShard(int shard, const ScanPolicy& pol, ScanResult* res);
+  // ScanShard over every shard: the first failure, naming how many more
+  // shards failed (one status for the pass, not 256); *expired, if given,
+  // gains the expired entries removed.
+  Status ScanAll(const ScanPolicy& pol, uint64_t* expired = nullptr);
   Status ScanShardLocked(int shard, const ScanPolicy& pol, ScanResult* res);
   // After a write into shard: every max(kRecountMin, entries) writes, a
   // scan that recounts it and sweeps expired and stale files.
@@ -297,7 +258,7 @@ class FileStore final : public StoreBase {
 
   Config cfg_;
   uint64_t spare_budget_ = 0;  // bytes all shared spares may hold (SpareBudget)
-  // This process's own spare per shard ("Own spares" above): kMineFree (no
+  // This process's own spare per shard (FORMAT.md, "Own spares"): kMineFree (no
   // file, the name is free), kMineBusy (a thread is writing or committing
   // it), or kMineHas + the file's size (there, idle).
   static constexpr uint64_t kMineFree = 0, kMineBusy = 1, kMineHas = 2;
