@@ -165,6 +165,10 @@ class FileStore final : public StoreBase {
   void RecountShard(int shard);
 
  private:
+  // What can fail returns a Status naming the region. A bool or enum below
+  // is an answer, not an error: what was found (Probe), whether a file was
+  // removed or retired (DropLocked, Retire) or a spare claimed (ClaimSpare).
+  //
   // How the entry a key names was found, with its lock held or not.
   // kSuspect: the file failed a check, but a lock-free reader may have seen
   // it being rewritten; the caller reads again before judging it.
