@@ -1,3 +1,4 @@
+// Reading, checking and writing one entry file (file_entry.h).
 #include "file/file_entry.h"
 
 #include <fcntl.h>
@@ -5,7 +6,6 @@
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
-#include <zstd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -65,8 +65,9 @@ void OpenEntry::Reset() {
   head.clear();
 }
 
-Status ReadHead(const std::string& path, bool writable, size_t want, OpenEntry* o, Head* result,
-                std::string* why, std::span<char> first, size_t key_len) {
+Status ReadHead(std::string_view region, const std::string& path, bool writable, size_t want,
+                OpenEntry* o, Head* result, std::string* why, std::span<char> first,
+                size_t key_len) {
   *result = Head::kBad;
   o->first = nullptr;
   o->first_got = 0;
@@ -83,7 +84,7 @@ Status ReadHead(const std::string& path, bool writable, size_t want, OpenEntry* 
       *why = "a symbolic link (the entry file or its shard directory), never followed";
       return Status::OK();
     }
-    return Status::IOError("cannot open " + path + ": " + ErrnoText(err));
+    return ErrnoStatus(region, "cannot open " + path, err);
   }
   // One read of `want` bytes (or of header and key, then `first`); a short
   // one reached the end of the file and so gives its size without an fstat
@@ -105,7 +106,7 @@ Status ReadHead(const std::string& path, bool writable, size_t want, OpenEntry* 
   if (r < 0) {
     int err = errno;
     if (err != EISDIR && err != ESPIPE && err != EINVAL && err != EAGAIN)
-      return Status::IOError("cannot read " + path + ": " + ErrnoText(err));
+      return ErrnoStatus(region, "cannot read " + path, err);
     struct stat st;
     if (fstat(o->fd, &st) == 0) o->ino = st.st_ino;
     o->head.clear();
@@ -117,7 +118,7 @@ Status ReadHead(const std::string& path, bool writable, size_t want, OpenEntry* 
   } else {
     struct stat st;
     if (fstat(o->fd, &st) != 0)
-      return Status::IOError("cannot stat " + path + ": " + ErrnoText(errno));
+      return ErrnoStatus(region, "cannot stat " + path, errno);
     o->ino = st.st_ino;
     o->size = uint64_t(st.st_size);
     if (o->size < n) {
@@ -150,7 +151,7 @@ Status ReadHead(const std::string& path, bool writable, size_t want, OpenEntry* 
     size_t have = o->head.size();
     o->head.resize(head_need);
     r = PReadFull(o->fd, o->head.data() + have, head_need - have, off_t(have));
-    if (r < 0) return Status::IOError("cannot read " + path + ": " + ErrnoText(errno));
+    if (r < 0) return ErrnoStatus(region, "cannot read " + path, errno);
     if (size_t(r) < head_need - have) {
       *why = "shrank while being read";
       return Status::OK();
@@ -164,7 +165,7 @@ Status ReadHead(const std::string& path, bool writable, size_t want, OpenEntry* 
   return Status::OK();
 }
 
-bool ReadValue(OpenEntry* o, Value* out, std::string* why) {
+Status ReadValue(OpenEntry* o, Value* out) {
   const EntryHeader& h = o->h;
   bool zstd = (h.flags & kFlagZstd) != 0;
   uint64_t start = kHeaderSize + uint64_t(h.key_len);
@@ -213,31 +214,22 @@ bool ReadValue(OpenEntry* o, Value* out, std::string* why) {
     for (uint64_t pos = pre_len; pos < h.value_len;) {
       size_t n = size_t(std::min<uint64_t>(kReadChunk, h.value_len - pos));
       ssize_t r = PReadFull(o->fd, dst + pos, n, off_t(start + pos));
-      if (r < 0) {
-        *why = "read failed: " + ErrnoText(errno);
-        return false;
-      }
-      if (size_t(r) < n) {
-        *why = "shrank while being read";
-        return false;
-      }
+      if (r < 0) return Status::IOError("read failed: " + ErrnoText(errno));
+      if (size_t(r) < n) return Status::Corruption("shrank while being read");
       sum.Update(dst + pos, n);
       pos += n;
     }
     whole = dst;
   }
-  if (sum.Digest() != h.body_sum) {
-    *why = "checksum mismatch";
-    return false;
-  }
+  if (sum.Digest() != h.body_sum) return Status::Corruption("checksum mismatch");
   if (zstd) {
     out->data.resize(size_t(h.raw_len));
-    size_t got = ZSTD_decompress(out->data.data(), out->data.size(), whole, size_t(h.value_len));
-    if (ZSTD_isError(got) || got != h.raw_len) {
-      *why = std::string("zstd frame does not decompress to the recorded size (") +
-             (ZSTD_isError(got) ? ZSTD_getErrorName(got) : "wrong size") + ")";
+    std::string zerr;
+    if (!Decompress(std::string_view(whole, size_t(h.value_len)), out->data.data(),
+                    out->data.size(), &zerr)) {
       out->data.clear();
-      return false;
+      return Status::Corruption("zstd frame does not decompress to the recorded size (" + zerr +
+                                ")");
     }
   } else if (whole == o->head.data() + start) {
     out->data.assign(whole, size_t(h.value_len));  // in the store's buffer: copied out
@@ -247,10 +239,10 @@ bool ReadValue(OpenEntry* o, Value* out, std::string* why) {
   }
   out->flags = h.flags & ~uint32_t(kFlagZstd);
   out->expires_ms = h.expires_ms;
-  return true;
+  return Status::OK();
 }
 
-bool VerifyBody(OpenEntry* o, std::string* why) {
+Status VerifyBody(OpenEntry* o) {
   const EntryHeader& h = o->h;
   BodySum sum;
   sum.Begin(h);
@@ -265,18 +257,13 @@ bool VerifyBody(OpenEntry* o, std::string* why) {
   while (pos < end) {
     size_t n = size_t(std::min<uint64_t>(buf.size(), end - pos));
     ssize_t r = PReadFull(o->fd, buf.data(), n, off_t(pos));
-    if (r < 0 || size_t(r) < n) {
-      *why = r < 0 ? "read failed: " + ErrnoText(errno) : "shrank while being read";
-      return false;
-    }
+    if (r < 0) return Status::IOError("read failed: " + ErrnoText(errno));
+    if (size_t(r) < n) return Status::Corruption("shrank while being read");
     sum.Update(buf.data(), n);
     pos += n;
   }
-  if (sum.Digest() != h.body_sum) {
-    *why = "checksum mismatch";
-    return false;
-  }
-  return true;
+  if (sum.Digest() != h.body_sum) return Status::Corruption("checksum mismatch");
+  return Status::OK();
 }
 
 void BuildEntry(std::string_view key, std::string_view data, uint32_t flags, int64_t expires_ms,
@@ -285,16 +272,10 @@ void BuildEntry(std::string_view key, std::string_view data, uint32_t flags, int
   e->stored = data;
   uint32_t stored_flags = flags;
   if (compress_min > 0 && data.size() >= compress_min) {
-    e->compressed.resize(ZSTD_compressBound(data.size()));
-    size_t n = ZSTD_compress(e->compressed.data(), e->compressed.size(), data.data(), data.size(),
-                             level);
     // Kept only when it saves something; otherwise the plain value is stored.
-    if (!ZSTD_isError(n) && n < data.size()) {
-      e->compressed.resize(n);
+    if (Compress(data, level, data.size() - 1, &e->compressed)) {
       e->stored = e->compressed;
       stored_flags |= kFlagZstd;
-    } else {
-      e->compressed.clear();
     }
   }
   EntryHeader& h = e->h;
@@ -316,7 +297,7 @@ void BuildEntry(std::string_view key, std::string_view data, uint32_t flags, int
   SealExpiry(&h);
 }
 
-Status WriteTemp(const std::string& dir, const NewEntry& e, bool sync, const std::string& where,
+Status WriteTemp(const std::string& dir, const NewEntry& e, bool sync, std::string_view region,
                  std::string* tmp) {
   int fd = -1;
   for (int attempt = 0; attempt < 3 && fd < 0; ++attempt) {
@@ -327,25 +308,25 @@ Status WriteTemp(const std::string& dir, const NewEntry& e, bool sync, const std
     if (err == ENOENT) {
       // The shard directory is made on first use.
       if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST)
-        return Status::IOError(where + "cannot create " + dir + ": " + ErrnoText(errno));
+        return ErrnoStatus(region, "cannot create " + dir, errno);
       continue;
     }
     if (err == EEXIST) continue;
     if (err == ELOOP)
-      return Status::IOError(where + "refusing to write in " + dir +
-                             ": it is a symbolic link, never followed inside the store's directory");
-    return Status::IOError(where + "cannot create " + *tmp + ": " + ErrnoText(err));
+      return Status::IOError(RegionMessage(
+          region, "refusing to write in " + dir +
+                      ": it is a symbolic link, never followed inside the store's directory"));
+    return ErrnoStatus(region, "cannot create " + *tmp, err);
   }
-  if (fd < 0) return Status::IOError(where + "cannot create a temporary file in " + dir);
-  int err = FillAndClose(fd, e, 0, sync);
-  if (err != 0) {
-    unlink(tmp->c_str());
-    return Status::IOError(where + "cannot write " + *tmp + ": " + ErrnoText(err));
-  }
-  return Status::OK();
+  if (fd < 0)
+    return Status::IOError(RegionMessage(region, "cannot create a temporary file in " + dir));
+  Status s = FillAndClose(fd, e, 0, sync, region, *tmp);
+  if (!s.ok()) unlink(tmp->c_str());
+  return s;
 }
 
-int FillAndClose(int fd, const NewEntry& e, uint64_t had, bool sync) {
+Status FillAndClose(int fd, const NewEntry& e, uint64_t had, bool sync, std::string_view region,
+                    const std::string& path) {
   struct iovec iov[3];
   iov[0] = {const_cast<EntryHeader*>(&e.h), kHeaderSize};
   iov[1] = {const_cast<char*>(e.key.data()), e.key.size()};
@@ -355,16 +336,17 @@ int FillAndClose(int fd, const NewEntry& e, uint64_t had, bool sync) {
   if (err == 0 && had > e.FileSize() && ftruncate(fd, off_t(e.FileSize())) != 0) err = errno;
   if (err == 0 && sync && fdatasync(fd) != 0) err = errno;
   if (close(fd) != 0 && err == 0) err = errno;
-  return err;
+  return err == 0 ? Status::OK() : ErrnoStatus(region, "cannot write " + path, err);
 }
 
-int RewriteExpiry(OpenEntry* o, int64_t expires_ms, bool sync) {
+Status RewriteExpiry(OpenEntry* o, int64_t expires_ms, bool sync, std::string_view region,
+                     const std::string& path) {
   o->h.expires_ms = expires_ms;
   SealExpiry(&o->h);
   int err = PWriteFull(o->fd, reinterpret_cast<const char*>(&o->h) + kTouchOffset, kTouchBytes,
                        kTouchOffset);
   if (err == 0 && sync && fdatasync(o->fd) != 0) err = errno;
-  return err;
+  return err == 0 ? Status::OK() : ErrnoStatus(region, "cannot rewrite the expiry of " + path, err);
 }
 
 }  // namespace regioncache::file

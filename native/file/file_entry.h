@@ -1,5 +1,12 @@
 // Reading and writing one entry file. Nothing here locks or counts: the
 // store decides what a bad or expired file means.
+//
+// Errors: a write that fails returns an IOError naming the region and the
+// file. A read that finds damage returns Corruption (IOError if the
+// system refused) whose message is the bare reason: the store logs it with
+// the file's path ("damaged entry file <path>: <reason>") and answers a miss.
+// ReadHead's Head is a result, not an error: absent and bad files are
+// answers to the store's question "what is there".
 #pragma once
 
 #include <sys/types.h>
@@ -75,24 +82,26 @@ bool IsFileAt(const OpenEntry& o, const std::string& path);
 // Opens path (read-only, or read-write for touch) and reads at least the
 // header and key, up to `want` bytes. kBad: *why says what is wrong
 // (o->ino is set when the file could be opened). An IOError only for what is
-// not the file's fault (EACCES, EIO, EMFILE, ...).
+// not the file's fault (EACCES, EIO, EMFILE, ...), naming the region.
 //
 // With `first` (a caller's buffer, see ReadTarget) and the length of the key
 // looked for, one preadv reads the header and key into head and the value
 // on into `first`; if the file's key has another length, those bytes are
 // moved to head and the read goes on as without.
-Status ReadHead(const std::string& path, bool writable, size_t want, OpenEntry* o, Head* result,
-                std::string* why, std::span<char> first = {}, size_t key_len = 0);
+Status ReadHead(std::string_view region, const std::string& path, bool writable, size_t want,
+                OpenEntry* o, Head* result, std::string* why, std::span<char> first = {},
+                size_t key_len = 0);
 
 // Reads the value of an entry ReadHead accepted into out->data (directly
 // into the string for large values), checks the body checksum and
 // decompresses. With out->target, an uncompressed value is left where
-// ReadHead put it (out->at) or read into the target's Whole buffer. False with *why on a damaged file; an I/O error also
-// returns false, with *why saying so.
-bool ReadValue(OpenEntry* o, Value* out, std::string* why);
+// ReadHead put it (out->at) or read into the target's Whole buffer.
+// Corruption on a damaged file, IOError on a failed read, each with the
+// reason as its message.
+Status ReadValue(OpenEntry* o, Value* out);
 
 // Checks the body checksum without keeping the value (streams the file).
-bool VerifyBody(OpenEntry* o, std::string* why);
+Status VerifyBody(OpenEntry* o);
 
 // What to write: the header is filled (and sealed) by BuildEntry.
 struct NewEntry {
@@ -111,15 +120,19 @@ void BuildEntry(std::string_view key, std::string_view data, uint32_t flags, int
 // Writes e to a new temporary file in dir (creating dir, mode 0700, if it is
 // missing) and returns its path in *tmp. With sync, the data reach the disk
 // before this returns. On failure no temporary file is left behind.
-Status WriteTemp(const std::string& dir, const NewEntry& e, bool sync, const std::string& where,
+Status WriteTemp(const std::string& dir, const NewEntry& e, bool sync, std::string_view region,
                  std::string* tmp);
 
 // Writes e into fd, a file open for writing at offset 0 that was `had`
 // bytes long (a reused spare file, or 0 for a new one), cuts it to the
-// entry's size and closes it. Returns 0 or an errno; fd is closed either way.
-int FillAndClose(int fd, const NewEntry& e, uint64_t had, bool sync);
+// entry's size and closes it; fd is closed either way. IOError "cannot
+// write <path>" (path: where fd was opened, for the message).
+Status FillAndClose(int fd, const NewEntry& e, uint64_t had, bool sync, std::string_view region,
+                    const std::string& path);
 
 // Rewrites expires_ms (and its checksum) in place: a 16-byte pwrite.
-int RewriteExpiry(OpenEntry* o, int64_t expires_ms, bool sync);
+// IOError "cannot rewrite the expiry of <path>".
+Status RewriteExpiry(OpenEntry* o, int64_t expires_ms, bool sync, std::string_view region,
+                     const std::string& path);
 
 }  // namespace regioncache::file

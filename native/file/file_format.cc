@@ -1,3 +1,4 @@
+// The entry header's checksums and the names in a store directory (file_format.h).
 #include "file/file_format.h"
 
 #include <unistd.h>

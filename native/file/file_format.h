@@ -83,7 +83,7 @@ bool IsTempName(std::string_view name);
 int TempOwner(std::string_view name);
 
 // Spare files: ".spare.0" .. ".spare.<kSpareSlots-1>" in a shard directory,
-// retired entry files kept for reuse (see file_store.cc, "Inode reuse").
+// retired entry files kept for reuse (FORMAT.md, "Inode reuse").
 inline constexpr int kSpareSlots = 8;
 std::string SpareName(int slot);
 int SpareSlotOfName(std::string_view name);  // -1 unless a spare name

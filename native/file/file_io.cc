@@ -1,3 +1,5 @@
+// POSIX helpers of the file store: whole reads and writes, mkdir -p, opens that
+// follow no link, ownership checks (file_io.h).
 #include "file/file_io.h"
 
 #include <fcntl.h>
@@ -93,8 +95,9 @@ int PWriteFull(int fd, const void* buf, size_t n, off_t off) {
   return 0;
 }
 
-Status MakeDirs(const std::string& path, const std::string& where) {
-  if (path.empty()) return Status::InvalidArgument(where + "LOCATION is empty: give a directory");
+Status MakeDirs(const std::string& path, std::string_view region) {
+  if (path.empty())
+    return Status::InvalidArgument(RegionMessage(region, "LOCATION is empty: give a directory"));
   // Walk the components from the root; each one must end up a directory.
   size_t pos = 0;
   while (pos != std::string::npos) {
@@ -108,18 +111,17 @@ Status MakeDirs(const std::string& path, const std::string& where) {
       if (S_ISDIR(st.st_mode)) continue;  // already there (mkdir said EEXIST or EACCES)
       err = ENOTDIR;
     }
-    return Status::IOError(where + "cannot create the cache directory " + path + " (at " + part +
-                           "): " + ErrnoText(err));
+    return ErrnoStatus(region, "cannot create the cache directory " + path + " (at " + part + ")",
+                       err);
   }
   return Status::OK();
 }
 
-int SyncDir(const std::string& path) {
+Status SyncDir(const std::string& path, std::string_view region) {
   int fd = OpenNoFollow(path, O_RDONLY | O_DIRECTORY);
-  if (fd < 0) return errno;
-  int rc = fsync(fd) == 0 ? 0 : errno;
-  close(fd);
-  return rc;
+  int err = fd < 0 ? errno : fsync(fd) == 0 ? 0 : errno;
+  if (fd >= 0) close(fd);
+  return err == 0 ? Status::OK() : ErrnoStatus(region, "cannot sync " + path, err);
 }
 
 int OpenNoFollow(const std::string& path, int flags, mode_t mode) {
@@ -150,7 +152,7 @@ int OpenNoFollow(const std::string& path, int flags, mode_t mode) {
 }
 
 Status CheckOwned(const struct stat& st, unsigned type, const std::string& what,
-                  const std::string& path, const std::string& where) {
+                  const std::string& path, std::string_view region) {
   char mode[16];
   std::snprintf(mode, sizeof mode, "%04o", unsigned(st.st_mode & 07777));
   std::string owner = std::to_string(st.st_uid);
@@ -166,18 +168,20 @@ Status CheckOwned(const struct stat& st, unsigned type, const std::string& what,
                      : S_ISDIR(st.st_mode) ? "a directory"
                      : S_ISREG(st.st_mode) ? "a regular file"
                                            : "a special file";
-    return Status::IOError(where + "refusing the " + what + " " + path + ": it is " + is +
-                           (type == S_IFDIR ? ", not a directory" : ", not a regular file") +
-                           facts + "; the store never follows links inside its directory");
+    return Status::IOError(RegionMessage(
+        region, "refusing the " + what + " " + path + ": it is " + is +
+                    (type == S_IFDIR ? ", not a directory" : ", not a regular file") + facts +
+                    "; the store never follows links inside its directory"));
   }
   if (st.st_uid != geteuid())
-    return Status::IOError(where + "refusing the " + what + " " + path + ": it belongs to another user" +
-                           facts + ", not to uid " + std::to_string(geteuid()) +
-                           " which runs this process; another user could read or plant entries");
+    return Status::IOError(RegionMessage(
+        region, "refusing the " + what + " " + path + ": it belongs to another user" + facts +
+                    ", not to uid " + std::to_string(geteuid()) +
+                    " which runs this process; another user could read or plant entries"));
   if (st.st_mode & (S_IWGRP | S_IWOTH))
-    return Status::IOError(where + "refusing the " + what + " " + path +
-                           ": it is writable by group or others" + facts +
-                           "; make it private (chmod go-w) or use another LOCATION");
+    return Status::IOError(RegionMessage(
+        region, "refusing the " + what + " " + path + ": it is writable by group or others" +
+                    facts + "; make it private (chmod go-w) or use another LOCATION"));
   return Status::OK();
 }
 

@@ -1,5 +1,10 @@
 // Small POSIX helpers for the file store: whole reads and writes that retry
 // on EINTR and short counts, and directory creation with parents.
+//
+// Errors: what can fail for a reason worth telling returns a Status naming
+// the region (MakeDirs, CheckOwned, SyncDir). The read and write wrappers keep
+// the shape of the system calls they wrap (a count, or -1/errno): a short
+// count is a result there, and their callers name the file and the region.
 #pragma once
 
 #include <sys/stat.h>
@@ -8,6 +13,7 @@
 
 #include <cstddef>
 #include <string>
+#include <string_view>
 
 #include "regioncache/status.h"
 
@@ -27,9 +33,9 @@ int WriteAllV(int fd, struct iovec* iov, int iovcnt);
 // Writes all bytes at off. Returns 0, or an errno.
 int PWriteFull(int fd, const void* buf, size_t n, off_t off);
 
-// mkdir -p with mode 0700 for what it creates. Errors name where and the
-// component that failed.
-Status MakeDirs(const std::string& path, const std::string& where);
+// mkdir -p with mode 0700 for what it creates. Errors name the region and
+// the component that failed.
+Status MakeDirs(const std::string& path, std::string_view region);
 
 // Opens path without following a symbolic link in any of its components
 // (openat2 with RESOLVE_NO_SYMLINKS; where the kernel lacks openat2, O_NOFOLLOW
@@ -42,13 +48,13 @@ int OpenNoFollow(const std::string& path, int flags, mode_t mode = 0);
 // store uses: of `type` (S_IFDIR or S_IFREG), owned by the effective uid,
 // not writable by group or others. The error names what, path, owner, mode.
 Status CheckOwned(const struct stat& st, unsigned type, const std::string& what,
-                  const std::string& path, const std::string& where);
+                  const std::string& path, std::string_view region);
 
 // This process's pid without a system call (glibc's getpid() is one): kept
 // by a pthread_atfork child handler, so a forked child sees its own pid.
 pid_t CurrentPid();
 
-// fsync of a directory (after a rename into it). Returns 0 or an errno.
-int SyncDir(const std::string& path);
+// fsync of a directory (after a rename into it): IOError "cannot sync <path>".
+Status SyncDir(const std::string& path, std::string_view region);
 
 }  // namespace regioncache::file

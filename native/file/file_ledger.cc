@@ -1,3 +1,5 @@
+// The ledger: the shared counts file, its validation and repair, and the shard
+// locks (file_ledger.h); and the guard that survives a SIGBUS in its mapping.
 #include "file/file_ledger.h"
 
 #include <fcntl.h>
@@ -132,8 +134,8 @@ Status Ledger::RangeLock(off_t start, bool lock) {
   for (;;) {
     if (fcntl(fd_, lock ? F_OFD_SETLKW : F_OFD_SETLK, &fl) == 0) return Status::OK();
     if (errno == EINTR) continue;
-    return Status::IOError(where_ + "cannot " + (lock ? "" : "un") + "lock the ledger " + path_ +
-                           ": " + ErrnoText(errno));
+    return ErrnoStatus(
+        region_, (lock ? "cannot lock the ledger " : "cannot unlock the ledger ") + path_, errno);
   }
 }
 
@@ -149,8 +151,7 @@ Status Ledger::EnsureOwnFd() {
   int fd = open(self.c_str(), O_RDWR | O_CLOEXEC);
   if (fd < 0) fd = OpenNoFollow(path_, O_RDWR);
   if (fd < 0)
-    return Status::IOError(where_ + "cannot reopen the ledger " + path_ + " after fork: " +
-                           ErrnoText(errno));
+    return ErrnoStatus(region_, "cannot reopen the ledger " + path_ + " after fork", errno);
   // Closing the inherited descriptor leaves the parent's locks alone: the
   // parent still holds its own descriptor of that open file description.
   // dup2 keeps the number, which the SIGBUS guard knows.
@@ -167,22 +168,23 @@ Status Ledger::OpenFile(int* out) {
   if (fd < 0) {
     int err = errno;
     if (err == ELOOP)
-      return Status::IOError(where_ + "refusing the ledger " + path_ +
-                             ": it is a symbolic link; the store never follows links inside its "
-                             "directory (remove the link)");
-    return Status::IOError(where_ + "cannot open the ledger " + path_ + ": " + ErrnoText(err));
+      return Status::IOError(RegionMessage(
+          region_, "refusing the ledger " + path_ +
+                       ": it is a symbolic link; the store never follows links inside its "
+                       "directory (remove the link)"));
+    return ErrnoStatus(region_, "cannot open the ledger " + path_, err);
   }
   struct stat st;
   if (fstat(fd, &st) != 0) {
     int err = errno;
     close(fd);
-    return Status::IOError(where_ + "cannot stat the ledger " + path_ + ": " + ErrnoText(err));
+    return ErrnoStatus(region_, "cannot stat the ledger " + path_, err);
   }
-  Status s = CheckOwned(st, S_IFREG, "ledger", path_, where_);
+  Status s = CheckOwned(st, S_IFREG, "ledger", path_, region_);
   if (s.ok() && st.st_nlink != 1)
-    s = Status::IOError(where_ + "refusing the ledger " + path_ + ": it has " +
-                        std::to_string(st.st_nlink) +
-                        " hard links; the ledger is the store's own file, linked only here");
+    s = Status::IOError(RegionMessage(
+        region_, "refusing the ledger " + path_ + ": it has " + std::to_string(st.st_nlink) +
+                     " hard links; the ledger is the store's own file, linked only here"));
   if (!s.ok()) {
     close(fd);
     return s;
@@ -195,20 +197,20 @@ Status Ledger::SizeLocked(int fd, bool* sized_afresh, uint64_t* old_size) {
   *sized_afresh = false;
   struct stat st;
   if (fstat(fd, &st) != 0)
-    return Status::IOError(where_ + "cannot stat the ledger " + path_ + ": " + ErrnoText(errno));
+    return ErrnoStatus(region_, "cannot stat the ledger " + path_, errno);
   *old_size = uint64_t(st.st_size);
   if (uint64_t(st.st_size) == kSize) return Status::OK();
   *sized_afresh = true;
   // New, cut short or too long: give it its size. Never through 0: another
   // process may map it, and a mapping past the end of a file faults.
   if (uint64_t(st.st_size) > kSize && ftruncate(fd, off_t(kSize)) != 0)
-    return Status::IOError(where_ + "cannot size the ledger " + path_ + ": " + ErrnoText(errno));
+    return ErrnoStatus(region_, "cannot size the ledger " + path_, errno);
   // Blocks are allocated now, so a full disk is an error here and not a
   // fault at the first counter written into a hole of the mapping.
   int err = posix_fallocate(fd, 0, off_t(kSize));
   if (err == EOPNOTSUPP || err == EINVAL) err = ftruncate(fd, off_t(kSize)) == 0 ? 0 : errno;
   if (err != 0)
-    return Status::IOError(where_ + "cannot size the ledger " + path_ + ": " + ErrnoText(err));
+    return ErrnoStatus(region_, "cannot size the ledger " + path_, err);
   return Status::OK();
 }
 
@@ -253,10 +255,10 @@ void Ledger::ZeroLocked() {
   mem_->created_ms = NowMs();
 }
 
-Status Ledger::Open(const std::string& path, const std::string& where, bool* fresh,
+Status Ledger::Open(const std::string& path, const std::string& region, bool* fresh,
                     std::string* damage) {
   path_ = path;
-  where_ = where;
+  region_ = region;
   *fresh = false;
   damage->clear();
   Status s = OpenFile(&fd_);
@@ -272,24 +274,32 @@ Status Ledger::Open(const std::string& path, const std::string& where, bool* fre
     if (vfs.f_files > 0 && vfs.f_files < (uint64_t(1) << 40))
       max_entries_ = std::max<int64_t>(int64_t(vfs.f_files), int64_t(1) << 20);
   }
-  if (!(s = RangeLock(kInitLockByte, true)).ok()) return s;
-  bool afresh = false;
-  uint64_t old_size = 0;
-  s = SizeLocked(fd_, &afresh, &old_size);
-  if (!s.ok()) {
-    RangeLock(kInitLockByte, false);
-    return s;
-  }
+  InitState init;
+  if (!(s = LockInit(&init)).ok()) return s;
   void* p = mmap(nullptr, kSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
   if (p == MAP_FAILED) {
-    s = Status::IOError(where + "cannot map the ledger " + path + ": " + ErrnoText(errno));
+    s = ErrnoStatus(region_, "cannot map the ledger " + path_, errno);
     RangeLock(kInitLockByte, false);
     return s;
   }
   mem_ = static_cast<Mem*>(p);
   reg_ = Guard(reinterpret_cast<char*>(mem_), fd_);
-  if (!afresh && ValidLocked(damage)) return RangeLock(kInitLockByte, false);
-  if (afresh && old_size != 0) damage->assign("size " + std::to_string(old_size) + " bytes, not " + std::to_string(kSize));
+  return SettleInit(init, false, fresh, damage);
+}
+
+Status Ledger::LockInit(InitState* init) {
+  Status s = RangeLock(kInitLockByte, true);
+  if (!s.ok()) return s;
+  s = SizeLocked(fd_, &init->afresh, &init->old_size);
+  if (!s.ok()) RangeLock(kInitLockByte, false);
+  return s;
+}
+
+Status Ledger::SettleInit(const InitState& init, bool recount, bool* fresh, std::string* damage) {
+  if (!init.afresh && !recount && ValidLocked(damage)) return RangeLock(kInitLockByte, false);
+  if (init.afresh && init.old_size != 0)
+    damage->assign("size " + std::to_string(init.old_size) + " bytes, not " +
+                   std::to_string(kSize));
   ZeroLocked();
   *fresh = true;  // the caller counts the shards, then FinishInit()
   return Status::OK();
@@ -343,7 +353,7 @@ Status Ledger::Reattach(bool* fresh, std::string* damage) {
     std::lock_guard<std::mutex> g(fd_mu_);
     void* p = mmap(mem_, kSize, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0);
     if (p == MAP_FAILED) {
-      s = Status::IOError(where_ + "cannot map the ledger " + path_ + ": " + ErrnoText(errno));
+      s = ErrnoStatus(region_, "cannot map the ledger " + path_, errno);
     } else {
       dup2(fd, fd_);  // the same number: the guard and the lock calls keep using it
       pid_ = CurrentPid();
@@ -353,22 +363,12 @@ Status Ledger::Reattach(bool* fresh, std::string* damage) {
   }
   for (auto& m : shard_mu_) m.unlock();
   if (!s.ok()) return s;
-  if (!(s = RangeLock(kInitLockByte, true)).ok()) return s;
-  bool afresh = false;
-  uint64_t old_size = 0;
   // The file may have been short when mapped: it gets its size before the
   // mapping is read (a read past its end would fault).
-  s = SizeLocked(fd_, &afresh, &old_size);
-  if (!s.ok()) {
-    RangeLock(kInitLockByte, false);
-    return s;
-  }
+  InitState init;
+  if (!(s = LockInit(&init)).ok()) return s;
   bool cut = std::exchange(cut_, false);
-  if (!afresh && !cut && ValidLocked(damage)) return RangeLock(kInitLockByte, false);
-  if (afresh && old_size != 0) damage->assign("size " + std::to_string(old_size) + " bytes, not " + std::to_string(kSize));
-  ZeroLocked();
-  *fresh = true;
-  return Status::OK();
+  return SettleInit(init, cut, fresh, damage);
 }
 
 Status Ledger::Reinit(bool* fresh) {

@@ -69,7 +69,7 @@ class Ledger {
   // zeroed, *fresh is set and the init lock stays held: the caller counts
   // every shard, then calls FinishInit(). Otherwise returns unlocked.
   // *damage says what was wrong with an existing ledger ("" if nothing).
-  Status Open(const std::string& path, const std::string& where, bool* fresh,
+  Status Open(const std::string& path, const std::string& region, bool* fresh,
               std::string* damage);
   void FinishInit();
   // Drops the init lock without marking the ledger valid (a failed count:
@@ -130,14 +130,26 @@ class Ledger {
   // With the init lock held on fd: gives the file its size, and says
   // whether its contents (mapped at mem) are a valid ledger.
   Status SizeLocked(int fd, bool* sized_afresh, uint64_t* old_size);
+  // Whether the ledger is one (a predicate: *damage says why not).
   bool ValidLocked(std::string* damage) const;
+  // The steps Open and Reattach share once the file is open: the init
+  // lock taken and the file given its size (the lock dropped again on
+  // failure); then, with the mapping in place, SettleInit keeps a valid
+  // ledger (dropping the lock) or zeroes it and sets *fresh (the lock kept
+  // for the caller's count). `recount`: zero it even if it looks valid.
+  struct InitState {
+    bool afresh = false;    // the file was new or had the wrong size
+    uint64_t old_size = 0;  // its size before
+  };
+  Status LockInit(InitState* init);
+  Status SettleInit(const InitState& init, bool recount, bool* fresh, std::string* damage);
   void ZeroLocked();
   // After fork() the child shares the parent's open file description, and
   // with it the parent's locks: reopen to get locks of its own.
   Status EnsureOwnFd();
 
   std::string path_;
-  std::string where_;
+  std::string region_;  // named in every error
   int fd_ = -1;
   pid_t pid_ = 0;
   Mem* mem_ = nullptr;
