@@ -121,12 +121,7 @@ TEST(MemcachedStore, PaddingCompressionAndMappedKeysAreInvisible) {
   EXPECT_EQ(v.data, "sv");
 
   std::vector<std::string> keys;
-  for (int i = 0; i < 300; ++i) keys.push_back(":1:k" + std::to_string(i));
-  std::vector<WriteItem> items;
-  for (auto& k : keys) items.push_back(WriteItem{k, k, kEncStr, kNever});
-  std::vector<size_t> failed;
-  ASSERT_TRUE(st->SetMany(items, &failed).ok());
-  EXPECT_TRUE(failed.empty());
+  ASSERT_EQ(testing::SetKeysToTheirNames(st.get(), ":1:k", 300, &keys), "");
   ListOptions lo;
   lo.glob = ":1:k1*";
   ListPage page;

@@ -192,12 +192,7 @@ TYPED_TEST(StoreContract, ManyAtOnceAndPurgeMatchingAndClear) {
   auto s = this->Open();
   ASSERT_TRUE(s);
   std::vector<std::string> keys;
-  for (int i = 0; i < 300; ++i) keys.push_back("k" + std::to_string(i));
-  std::vector<WriteItem> items;
-  for (auto& k : keys) items.push_back(WriteItem{k, k, kEncStr, kNever});
-  std::vector<size_t> failed;
-  ASSERT_TRUE(s->SetMany(items, &failed).ok());
-  EXPECT_TRUE(failed.empty());
+  ASSERT_EQ(testing::SetKeysToTheirNames(s.get(), "k", 300, &keys), "");
   std::vector<std::string_view> views(keys.begin(), keys.end());
   views.push_back("missing");
   std::vector<Value> vals;

@@ -20,6 +20,7 @@
 #include <utility>
 #include <vector>
 
+#include "regioncache/codec.h"
 #include "regioncache/log.h"
 
 namespace regioncache::testing {
@@ -278,6 +279,19 @@ std::string ValueFor(std::string_view key, size_t len) {
     v[i] = static_cast<char>('a' + (x >> 59));
   }
   return v;
+}
+
+std::string SetKeysToTheirNames(Store* s, const std::string& prefix, int n,
+                                std::vector<std::string>* keys) {
+  keys->clear();
+  for (int i = 0; i < n; ++i) keys->push_back(prefix + std::to_string(i));
+  std::vector<WriteItem> items;
+  for (const auto& k : *keys) items.push_back(WriteItem{k, k, kEncStr, kNever});
+  std::vector<size_t> failed;
+  Status st = s->SetMany(items, &failed);
+  if (!st.ok()) return st.ToString();
+  if (!failed.empty()) return std::to_string(failed.size()) + " keys not stored";
+  return "";
 }
 
 }  // namespace regioncache::testing

@@ -13,6 +13,9 @@
 #include <random>
 #include <string>
 #include <string_view>
+#include <vector>
+
+#include "regioncache/store.h"
 
 namespace regioncache::testing {
 
@@ -89,13 +92,15 @@ class LogCapture {
  public:
   LogCapture();
   ~LogCapture();
-  LogCapture(const LogCapture&) = delete;
-  LogCapture& operator=(const LogCapture&) = delete;
   std::string Text() const;  // every line so far, each ending in "\n"
   bool Contains(std::string_view part) const;
   void Clear();
   // Stops capturing (the destructor does too) and returns what was caught.
   std::string Take();
+
+ private:
+  LogCapture(const LogCapture&) = delete;
+  LogCapture& operator=(const LogCapture&) = delete;
 };
 
 // --------------------------------------------------------------- files --
@@ -116,5 +121,11 @@ class TempDir {
 
 // A value whose content can be checked from its key alone.
 std::string ValueFor(std::string_view key, size_t len);
+
+// Stores prefix0 .. prefix{n-1}, each holding its own name (kEncStr, no
+// expiry), in one SetMany; *keys receives the names. "" when all were
+// stored, else what went wrong.
+std::string SetKeysToTheirNames(Store* s, const std::string& prefix, int n,
+                                std::vector<std::string>* keys);
 
 }  // namespace regioncache::testing
