@@ -40,22 +40,9 @@ namespace {
 namespace fs = std::filesystem;
 using Opts = std::map<std::string, std::string>;
 
-std::string Slurp(const std::string& path) {
-  std::string s;
-  FILE* f = fopen(path.c_str(), "rb");
-  if (!f) return s;
-  char buf[65536];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, f)) > 0) s.append(buf, n);
-  fclose(f);
-  return s;
-}
-
+std::string Slurp(const std::string& path) { return testing::ReadFile(path); }
 void Spit(const std::string& path, const std::string& data) {
-  FILE* f = fopen(path.c_str(), "wb");
-  ASSERT_NE(f, nullptr) << path;
-  ASSERT_EQ(fwrite(data.data(), 1, data.size(), f), data.size());
-  fclose(f);
+  ASSERT_TRUE(testing::WriteFile(path, data)) << path;
 }
 
 // Every file under a directory with its bytes and mtime: what "nothing was

@@ -66,22 +66,9 @@ class FileTest : public ::testing::Test {
     return lstat(path.c_str(), &st) == 0;
   }
 
-  static std::string ReadAll(const std::string& path) {
-    std::string s;
-    FILE* f = fopen(path.c_str(), "rb");
-    if (!f) return s;
-    char buf[65536];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0) s.append(buf, n);
-    fclose(f);
-    return s;
-  }
-
+  static std::string ReadAll(const std::string& path) { return testing::ReadFile(path); }
   static void WriteAll(const std::string& path, const std::string& data) {
-    FILE* f = fopen(path.c_str(), "wb");
-    ASSERT_NE(f, nullptr) << path;
-    ASSERT_EQ(fwrite(data.data(), 1, data.size(), f), data.size());
-    fclose(f);
+    ASSERT_TRUE(testing::WriteFile(path, data)) << path;
   }
 
   static std::string Extra(const Stats& st, const std::string& name) {
@@ -113,6 +100,8 @@ class FileTest : public ::testing::Test {
     log_.reset();
     return text;
   }
+
+  void ExpectExactCountFromChildren(Store* s, int children, int times, bool own_store);
 
   std::optional<testing::LogCapture> log_;
   testing::TempDir tmp_{"regioncache-file-test"};
@@ -345,12 +334,8 @@ TEST_F(FileTest, UnwritableDirectoryIsAClearErrorAtOpen) {
     ASSERT_EQ(chown(mine.c_str(), 65534, 65534), 0);
   }
   ASSERT_EQ(chmod(root_.c_str(), 0755), 0);  // let nobody reach it
-  int pipefd[2];
-  ASSERT_EQ(pipe(pipefd), 0);
-  pid_t pid = fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    close(pipefd[0]);
+  int status = 0;
+  std::string got = testing::ChildOutput([&] {
     if (getuid() == 0 && (setgid(65534) != 0 || setuid(65534) != 0)) _exit(2);
     std::string msg;
     for (const std::string& where : {locked, mine}) {
@@ -358,17 +343,8 @@ TEST_F(FileTest, UnwritableDirectoryIsAClearErrorAtOpen) {
       Status cs = OpenFileStore(StoreSpec{"files", "file", where, {}}, &c);
       msg += std::string(CodeName(cs.code())) + "|" + cs.message() + "\n";
     }
-    if (write(pipefd[1], msg.data(), msg.size()) < 0) _exit(3);
-    _exit(0);
-  }
-  close(pipefd[1]);
-  std::string got;
-  char buf[512];
-  ssize_t n;
-  while ((n = read(pipefd[0], buf, sizeof buf)) > 0) got.append(buf, size_t(n));
-  close(pipefd[0]);
-  int status = 0;
-  waitpid(pid, &status, 0);
+    return msg;
+  }, &status);
   ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
   std::string other = got.substr(0, got.find('\n'));
   std::string own = got.substr(got.find('\n') + 1);
@@ -907,12 +883,8 @@ TEST_F(FileTest, LargeValueReadNeedsAboutOneCopy) {
     for (size_t i = 0; i < kBig; i += 4096) big[i] = char(i >> 12);
     ASSERT_TRUE(s->Set("big", big, kEncBytes, kNever).ok());
   }
-  int pipefd[2];
-  ASSERT_EQ(pipe(pipefd), 0);
-  pid_t pid = fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    close(pipefd[0]);
+  int status = 0;
+  std::string out = testing::ChildOutput([&] {
     std::unique_ptr<Store> s;
     if (!OpenFileStore(StoreSpec{"files", "file", dir_, {{"MAX_ITEM_SIZE", "300MB"}}}, &s).ok())
       _exit(2);
@@ -924,15 +896,11 @@ TEST_F(FileTest, LargeValueReadNeedsAboutOneCopy) {
       if (v.data[i] != char(i >> 12)) _exit(4);
     getrusage(RUSAGE_SELF, &after);
     long grew_kb = after.ru_maxrss - before.ru_maxrss;
-    if (write(pipefd[1], &grew_kb, sizeof grew_kb) != sizeof grew_kb) _exit(5);
-    _exit(0);
-  }
-  close(pipefd[1]);
+    return std::string(reinterpret_cast<const char*>(&grew_kb), sizeof grew_kb);
+  }, &status);
   long grew_kb = -1;
-  ASSERT_EQ(read(pipefd[0], &grew_kb, sizeof grew_kb), ssize_t(sizeof grew_kb));
-  close(pipefd[0]);
-  int status = 0;
-  waitpid(pid, &status, 0);
+  ASSERT_EQ(out.size(), sizeof grew_kb);
+  std::memcpy(&grew_kb, out.data(), sizeof grew_kb);
   ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
   std::printf("[ info ] reading a %zu MB value grew the peak RSS by %ld MB\n", kBig >> 20,
               grew_kb >> 10);
@@ -1008,21 +976,28 @@ void InChildren(int n, const std::function<int(int)>& fn) {
   EXPECT_EQ(testing::RunInChildrenAtOnce(n, fn), "");
 }
 
-TEST_F(FileTest, ProcessesIncrementAndAddAtomically) {
-  auto s = Open();
+// `children` processes at once each add 1 to "n" `times` times, through a
+// store of their own (own_store) or through s, opened before the fork: "n"
+// ends exactly at the sum.
+void FileTest::ExpectExactCountFromChildren(Store* s, int children, int times, bool own_store) {
   ASSERT_TRUE(s->Set("n", "0", kEncInt, kNever).ok());
-  const int kProcs = 4, kIncr = 300;
-  InChildren(kProcs, [&](int) {
-    std::unique_ptr<Store> c;
-    if (!OpenFileStore(StoreSpec{"files", "file", dir_, {}}, &c).ok()) return 2;
+  InChildren(children, [&](int) {
+    std::unique_ptr<Store> own;
+    if (own_store && !OpenFileStore(StoreSpec{"files", "file", dir_, {}}, &own).ok()) return 2;
+    Store* c = own_store ? own.get() : s;
     int64_t r;
-    for (int i = 0; i < kIncr; ++i)
+    for (int i = 0; i < times; ++i)
       if (!c->Incr("n", 1, &r).ok()) return 3;
     return 0;
   });
   Value v;
   ASSERT_TRUE(s->Get("n", &v).ok());
-  EXPECT_EQ(v.data, std::to_string(kProcs * kIncr));
+  EXPECT_EQ(v.data, std::to_string(children * times));
+}
+
+TEST_F(FileTest, ProcessesIncrementAndAddAtomically) {
+  auto s = Open();
+  ExpectExactCountFromChildren(s.get(), 4, 300, true);
   // Many processes add the same fresh keys at once: exactly one wins each.
   const int kKeys = 50;
   int winners[2];
@@ -1053,17 +1028,7 @@ TEST_F(FileTest, ProcessesIncrementAndAddAtomically) {
 // the child must get locks of its own, not share the parent's.
 TEST_F(FileTest, StoreOpenedBeforeForkStillLocks) {
   auto s = Open();
-  ASSERT_TRUE(s->Set("n", "0", kEncInt, kNever).ok());
-  const int kIncr = 400;
-  InChildren(3, [&](int) {
-    int64_t r;
-    for (int i = 0; i < kIncr; ++i)
-      if (!s->Incr("n", 1, &r).ok()) return 3;
-    return 0;
-  });
-  Value v;
-  ASSERT_TRUE(s->Get("n", &v).ok());
-  EXPECT_EQ(v.data, std::to_string(3 * kIncr));
+  ExpectExactCountFromChildren(s.get(), 3, 400, false);
 }
 
 // Names in an entry's shard directory that start with `prefix`.
@@ -1182,11 +1147,7 @@ TEST_F(FileTest, KillNineWriterFiftyRounds) {
       std::unique_ptr<Store> c;
       if (!OpenFileStore(StoreSpec{"t", "file", dir_, {{"MAX_SIZE", "8MB"}}}, &c).ok()) _exit(2);
       std::mt19937 r(getpid());
-      std::vector<std::string> keys, full;
-      for (int i = 0; i < 200; ++i) {
-        keys.push_back("k" + std::to_string(i));
-        full.push_back(ValueFor(keys.back(), 400000));
-      }
+      auto [keys, full] = testing::MakeKeyedValues(200, 400000);
       ready();
       int64_t n;
       for (;;) {

@@ -17,6 +17,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <random>
@@ -64,13 +65,6 @@ int Fill(Store* s, int n, size_t len = 100) {
 
 class ShmFaultTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    name_ = "gfault-" + std::to_string(getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name();
-    RemoveShmRegion(name_);
-  }
-  void TearDown() override { RemoveShmRegion(name_); }
-
   // Whether a store reported (logged) what it repaired.
   bool Logged(const std::string& part) const { return log_.Contains(part); }
 
@@ -104,7 +98,22 @@ class ShmFaultTest : public ::testing::Test {
     return Raw(size);
   }
 
-  std::string name_;
+  // Runs fn(store, raw mapping) in a forked child on the region filled with
+  // k0..k{n-1}, and expects the child to end well (fn returning 0).
+  void ExpectOkInChild(int n, std::map<std::string, std::string> opts,
+                       const std::function<int(Store* s, char* raw)>& fn) {
+    ChildEnd e = RunInChild([&] {
+      std::unique_ptr<Store> s;
+      size_t size = 0;
+      char* raw = OpenFilledAndMapped(&s, n, &size, opts);
+      return raw ? fn(s.get(), raw) : 10;
+    });
+    EXPECT_EQ(e, ChildEnd::kOk) << ChildEndName(e);
+  }
+
+  testing::ScratchShmRegion region_{
+      std::string("gfault-") + ::testing::UnitTest::GetInstance()->current_test_info()->name()};
+  const std::string& name_ = region_.name();
   testing::LogCapture log_;
 };
 
@@ -131,14 +140,10 @@ int CheckNoWrongValue(Store* s, int n, int max_version = 0, size_t len = 100,
 // Item 9: random bytes in the header's geometry (offsets 40..80) of a
 // segment this process has open: readers and writers go on, never crash.
 TEST_F(ShmFaultTest, GarbageInHeaderGeometryOfAnOpenSegment) {
-  ChildEnd e = RunInChild([&] {
-    std::unique_ptr<Store> s;
-    size_t size = 0;
-    char* raw = OpenFilledAndMapped(&s, 300, &size);
-    if (!raw) return 10;
+  ExpectOkInChild(300, {}, [&](Store* s, char* raw) {
     std::mt19937_64 rng(40);
     for (int off = 40; off < 80; ++off) raw[off] = static_cast<char>(rng());
-    if (CheckNoWrongValue(s.get(), 300)) return 12;  // the lock-free readers
+    if (CheckNoWrongValue(s, 300)) return 12;  // the lock-free readers
     Value v;
     if (!s->Get("k1", &v).ok()) return 13;  // the index is intact: hits still hit
     if (!s->Set("after", "x", kEncBytes, kNever).ok()) return 14;  // a writer repairs
@@ -149,16 +154,11 @@ TEST_F(ShmFaultTest, GarbageInHeaderGeometryOfAnOpenSegment) {
     if (!Logged("damaged header")) return 17;
     return CheckNoWrongValue(again.get(), 300);
   });
-  EXPECT_EQ(e, ChildEnd::kOk) << ChildEndName(e);
 }
 
 // Item 9: garbage free-list heads and SIEVE pointers; writers rebuild.
 TEST_F(ShmFaultTest, GarbageFreeListsAndEvictionPointers) {
-  ChildEnd e = RunInChild([&] {
-    std::unique_ptr<Store> s;
-    size_t size = 0;
-    char* raw = OpenFilledAndMapped(&s, 300, &size);
-    if (!raw) return 10;
+  ExpectOkInChild(300, {}, [&](Store* s, char* raw) {
     auto* h = reinterpret_cast<Header*>(raw);
     std::mt19937_64 rng(41);
     for (auto& f : h->free_heads) f = rng();
@@ -171,21 +171,16 @@ TEST_F(ShmFaultTest, GarbageFreeListsAndEvictionPointers) {
         std::string k = "k" + std::to_string(i);
         if (!s->Set(k, ValueFor(k, round, 1000), kEncBytes, kNever).ok()) return 12;
       }
-    if (CheckNoWrongValue(s.get(), 300, 3, 1000)) return 13;
+    if (CheckNoWrongValue(s, 300, 3, 1000)) return 13;
     return Logged("damaged segment") ? 0 : 14;
   });
-  EXPECT_EQ(e, ChildEnd::kOk) << ChildEndName(e);
 }
 
 // Item 9: a live entry whose block is marked FREE (and a free list that
 // points at it): the allocator must not hand it out twice or follow its
 // key bytes as links.
 TEST_F(ShmFaultTest, EntryWronglyMarkedFree) {
-  ChildEnd e = RunInChild([&] {
-    std::unique_ptr<Store> s;
-    size_t size = 0;
-    char* raw = OpenFilledAndMapped(&s, 300, &size);
-    if (!raw) return 10;
+  ExpectOkInChild(300, {}, [&](Store* s, char* raw) {
     auto* h = reinterpret_cast<Header*>(raw);
     // Mark every fourth live block FREE; put one at the head of its order's list.
     uint64_t pos = 0;
@@ -204,10 +199,9 @@ TEST_F(ShmFaultTest, EntryWronglyMarkedFree) {
       Status st = (i % 3 == 0) ? s->Delete(k) : s->Set(k, ValueFor(k, 1, 100), kEncBytes, kNever);
       if (!st.ok() && !st.IsNotFound()) return 12;
     }
-    if (CheckNoWrongValue(s.get(), 300, 1)) return 13;
+    if (CheckNoWrongValue(s, 300, 1)) return 13;
     return Logged("damaged segment") ? 0 : 14;
   });
-  EXPECT_EQ(e, ChildEnd::kOk) << ChildEndName(e);
 }
 
 // Item 9: the lock word holds the thread id of a live thread of another
@@ -219,11 +213,7 @@ TEST_F(ShmFaultTest, LockHeldForeverByAnotherProcessIsBroken) {
     pause();
     _exit(0);
   }
-  ChildEnd e = RunInChild([&] {
-    std::unique_ptr<Store> s;
-    size_t size = 0;
-    char* raw = OpenFilledAndMapped(&s, 50, &size, {{"LOCK_TIMEOUT", "0.3"}});
-    if (!raw) return 10;
+  ExpectOkInChild(50, {{"LOCK_TIMEOUT", "0.3"}}, [&](Store* s, char* raw) {
     auto* h = reinterpret_cast<Header*>(raw);
     // glibc: __lock holds the owner's tid for a robust mutex, __owner too.
     h->mutex.__data.__lock = sleeper;
@@ -238,11 +228,10 @@ TEST_F(ShmFaultTest, LockHeldForeverByAnotherProcessIsBroken) {
     // A second process sharing the region is not stuck either.
     std::unique_ptr<Store> other;
     if (!OpenStore(&other).ok() || !other->Set("second", "y", kEncBytes, kNever).ok()) return 16;
-    return CheckNoWrongValue(s.get(), 50);
+    return CheckNoWrongValue(s, 50);
   });
   kill(sleeper, SIGKILL);
   waitpid(sleeper, nullptr, 0);
-  EXPECT_EQ(e, ChildEnd::kOk) << ChildEndName(e);
 }
 
 // Item 9: a segment truncated under a process: the store notices and

@@ -33,13 +33,6 @@ using testing::ValueFor;
 
 class ShmTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    name_ = "gtest-" + std::to_string(getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name();
-    RemoveShmRegion(name_);
-  }
-  void TearDown() override { RemoveShmRegion(name_); }
-
   std::unique_ptr<Store> Open(std::map<std::string, std::string> opts = {}) {
     std::unique_ptr<Store> s;
     Status st = OpenShmStore(StoreSpec{"t", "shm", name_, opts}, &s);
@@ -47,7 +40,9 @@ class ShmTest : public ::testing::Test {
     return s;
   }
 
-  std::string name_;
+  testing::ScratchShmRegion region_{
+      std::string("gtest-") + ::testing::UnitTest::GetInstance()->current_test_info()->name()};
+  const std::string& name_ = region_.name();
 };
 
 TEST_F(ShmTest, ExpiryIsCheckedOnRead) {
@@ -358,11 +353,7 @@ TEST_F(ShmTest, KillNineWriterFiftyRounds) {
       std::mt19937 r(getpid());
       // Values are prefixes of one precomputed buffer per key, so the writer
       // spends most of its time inside the store (holding the lock).
-      std::vector<std::string> keys, full;
-      for (int i = 0; i < 500; ++i) {
-        keys.push_back("k" + std::to_string(i));
-        full.push_back(ValueFor(keys.back(), 20000));
-      }
+      auto [keys, full] = testing::MakeKeyedValues(500, 20000);
       ready();
       for (;;) {
         size_t j = r() % keys.size();

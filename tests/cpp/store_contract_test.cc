@@ -32,39 +32,31 @@ std::string TestName() {
   return ::testing::UnitTest::GetInstance()->current_test_info()->name();
 }
 
-// The store specs: how each store is made fresh for one test, and what of
-// the contract it keeps in its own way.
+// What of the contract a store keeps in its own way.
+struct Traits {
+  const char* kind;
+  // incr counts in signed 64 bits and knows integers from text by the flags
+  // (memcached's server counts unsigned, stops at 0 and is blind to flags).
+  bool signed_incr;
+  int hammer_ops;  // per thread, in ThreadsHammeringTheSameKeys
+};
+
+// The store specs: each makes a fresh place for one test's store.
 struct ShmSpec {
-  static constexpr const char* kKind = "shm";
-  // Counts in signed 64 bits and knows integers from text by the flags.
-  static constexpr bool kSignedIncr = true;
-  static constexpr int kHammerOps = 20000;
-  ShmSpec() : name("gtest-contract-" + std::to_string(getpid()) + "-" + TestName()) {
-    RemoveShmRegion(name);
-  }
-  ~ShmSpec() { RemoveShmRegion(name); }
-  StoreSpec Spec(Opts opts) const { return StoreSpec{"contract", "shm", name, std::move(opts)}; }
-  std::string name;
+  static constexpr Traits kTraits{"shm", true, 20000};
+  std::string Location() const { return region.name(); }
+  testing::ScratchShmRegion region{"gtest-contract-" + TestName()};
 };
 
 struct FileSpec {
-  static constexpr const char* kKind = "file";
-  static constexpr bool kSignedIncr = true;
-  static constexpr int kHammerOps = 1500;
-  StoreSpec Spec(Opts opts) const {
-    return StoreSpec{"contract", "file", dir.path() + "/region", std::move(opts)};
-  }
+  static constexpr Traits kTraits{"file", true, 1500};
+  std::string Location() const { return dir.path() + "/region"; }
   testing::TempDir dir{"regioncache-contract"};
 };
 
 struct MemcachedSpec {
-  static constexpr const char* kKind = "memcached";
-  // The server counts: unsigned, stopping at 0, and blind to the flags.
-  static constexpr bool kSignedIncr = false;
-  static constexpr int kHammerOps = 2500;
-  StoreSpec Spec(Opts opts) const {
-    return StoreSpec{"contract", "memcached", server.location(), std::move(opts)};
-  }
+  static constexpr Traits kTraits{"memcached", false, 2500};
+  std::string Location() const { return server.location(); }
   testing::MemcachedServer server;
 };
 
@@ -78,7 +70,8 @@ class StoreContract : public ::testing::Test {
   }
   std::unique_ptr<Store> Open(Opts opts = {}) {
     std::unique_ptr<Store> s;
-    Status st = OpenStore(kind_.Spec(std::move(opts)), &s);
+    StoreSpec spec{"contract", StoreKind::kTraits.kind, kind_.Location(), std::move(opts)};
+    Status st = OpenStore(spec, &s);
     EXPECT_TRUE(st.ok()) << st.ToString();
     return s;
   }
@@ -89,7 +82,7 @@ class KindName {
  public:
   template <class T>
   static std::string GetName(int) {
-    return T::kKind;
+    return T::kTraits.kind;
   }
 };
 
@@ -99,7 +92,7 @@ TYPED_TEST_SUITE(StoreContract, StoreKinds, KindName);
 TYPED_TEST(StoreContract, SetGetDeleteRoundTrip) {
   auto s = this->Open();
   ASSERT_TRUE(s);
-  EXPECT_EQ(s->kind(), TypeParam::kKind);
+  EXPECT_EQ(s->kind(), TypeParam::kTraits.kind);
   Value v;
   EXPECT_TRUE(s->Get("k", &v).IsNotFound());
   ASSERT_TRUE(s->Set("k", "hello", kEncStr, kNever).ok());
@@ -156,7 +149,7 @@ TYPED_TEST(StoreContract, IncrOnStoredIntegers) {
   EXPECT_EQ(s->Incr("big", 1, &r).code(), Status::Code::kOutOfRange);
   ASSERT_TRUE(s->Get("big", &v).ok());
   EXPECT_EQ(v.data, "9223372036854775807");  // untouched by the failed incr
-  if constexpr (TypeParam::kSignedIncr) {
+  if constexpr (TypeParam::kTraits.signed_incr) {
     ASSERT_TRUE(s->Incr("n", -50, &r).ok());
     EXPECT_EQ(r, -8);
     ASSERT_TRUE(s->Get("n", &v).ok());
@@ -241,7 +234,7 @@ TYPED_TEST(StoreContract, ThreadsHammeringTheSameKeys) {
       int64_t r;
       for (int i = 0; i < 250; ++i)
         if (!s->Incr("n", 1, &r).ok()) incr_failed++;
-      for (int i = 0; i < TypeParam::kHammerOps; ++i) {
+      for (int i = 0; i < TypeParam::kTraits.hammer_ops; ++i) {
         std::string k = "k" + std::to_string(rng() % 64);
         if (rng() % 2) {
           s->Set(k, ValueFor(k, rng() % 2000), 0, kNever);

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -22,6 +23,7 @@
 
 #include "regioncache/codec.h"
 #include "regioncache/log.h"
+#include "regioncache/shm_store.h"
 
 namespace regioncache::testing {
 
@@ -159,6 +161,32 @@ ChildEnd RunInChild(const std::function<int()>& fn, int deadline_s) {
   return WEXITSTATUS(status) == 0 ? ChildEnd::kOk : ChildEnd::kFailed;
 }
 
+std::string ChildOutput(const std::function<std::string()>& fn, int* status) {
+  *status = -1;
+  int out[2];
+  if (pipe(out) != 0) return "";
+  pid_t pid = fork();
+  if (pid < 0) {
+    close(out[0]);
+    close(out[1]);
+    return "";
+  }
+  if (pid == 0) {
+    close(out[0]);
+    std::string text = fn();
+    if (write(out[1], text.data(), text.size()) != ssize_t(text.size())) _exit(120);
+    _exit(0);
+  }
+  close(out[1]);
+  std::string got;
+  char buf[512];
+  ssize_t n;
+  while ((n = read(out[0], buf, sizeof buf)) > 0) got.append(buf, size_t(n));
+  close(out[0]);
+  waitpid(pid, status, 0);
+  return got;
+}
+
 std::string RunInChildrenAtOnce(int n, const std::function<int(int)>& fn) {
   int go[2];
   if (pipe(go) != 0) return "pipe failed";
@@ -269,6 +297,40 @@ TempDir::~TempDir() {
   if (path_.empty()) return;
   std::error_code ec;
   std::filesystem::remove_all(path_, ec);
+}
+
+std::string ReadFile(const std::string& path) {
+  std::string s;
+  FILE* f = fopen(path.c_str(), "rb");
+  if (!f) return s;
+  char buf[65536];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, f)) > 0) s.append(buf, n);
+  fclose(f);
+  return s;
+}
+
+bool WriteFile(const std::string& path, std::string_view data) {
+  FILE* f = fopen(path.c_str(), "wb");
+  if (!f) return false;
+  bool ok = fwrite(data.data(), 1, data.size(), f) == data.size();
+  return fclose(f) == 0 && ok;
+}
+
+ScratchShmRegion::ScratchShmRegion(std::string_view label)
+    : name_(std::string(label) + "-" + std::to_string(getpid())) {
+  RemoveShmRegion(name_);
+}
+
+ScratchShmRegion::~ScratchShmRegion() { RemoveShmRegion(name_); }
+
+KeyedValues MakeKeyedValues(int n, size_t len) {
+  KeyedValues kv;
+  for (int i = 0; i < n; ++i) {
+    kv.keys.push_back("k" + std::to_string(i));
+    kv.full.push_back(ValueFor(kv.keys.back(), len));
+  }
+  return kv;
 }
 
 std::string ValueFor(std::string_view key, size_t len) {

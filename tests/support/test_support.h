@@ -63,6 +63,11 @@ const char* ChildEndName(ChildEnd e);
 // as SIGALRM). fn returns 0 for success; an exception counts as failure.
 ChildEnd RunInChild(const std::function<int()>& fn, int deadline_s = 20);
 
+// Runs fn in a forked child and returns what it returned, carried back
+// through a pipe; *status receives the child's wait status (-1 if it could
+// not be started). fn may end the child early with _exit(code).
+std::string ChildOutput(const std::function<std::string()>& fn, int* status);
+
 // Runs fn(i) in n forked children released together; "" when every one
 // exited 0, else the statuses of those that did not.
 std::string RunInChildrenAtOnce(int n, const std::function<int(int)>& fn);
@@ -119,8 +124,36 @@ class TempDir {
   std::string path_;
 };
 
+// A whole file's bytes ("" if it cannot be read).
+std::string ReadFile(const std::string& path);
+// Replaces a file's bytes; false if it cannot be written.
+bool WriteFile(const std::string& path, std::string_view data);
+
+// A shared-memory region of the test's own, "<label>-<pid>", removed
+// before and after use.
+class ScratchShmRegion {
+ public:
+  explicit ScratchShmRegion(std::string_view label);
+  ~ScratchShmRegion();
+  const std::string& name() const { return name_; }
+
+ private:
+  std::string name_;
+  ScratchShmRegion(const ScratchShmRegion&) = delete;
+  ScratchShmRegion& operator=(const ScratchShmRegion&) = delete;
+};
+
+// ---------------------------------------------------------------- values --
+
 // A value whose content can be checked from its key alone.
 std::string ValueFor(std::string_view key, size_t len);
+
+// The keys k0 .. k{n-1} and, for each, ValueFor(key, len): a writer stores
+// prefixes of these, so a reader can tell a whole value from a torn one.
+struct KeyedValues {
+  std::vector<std::string> keys, full;
+};
+KeyedValues MakeKeyedValues(int n, size_t len);
 
 // Stores prefix0 .. prefix{n-1}, each holding its own name (kEncStr, no
 // expiry), in one SetMany; *keys receives the names. "" when all were
