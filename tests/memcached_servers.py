@@ -10,18 +10,14 @@ import subprocess
 import tempfile
 import time
 
+from harness import free_port  # noqa: F401 (the memcached tests import it from here too)
+
 
 def memcached_binary():
     path = shutil.which("memcached")
     if not path:
         raise RuntimeError("memcached is not installed: the memcached tests need the real server")
     return path
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Server:

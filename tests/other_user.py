@@ -15,18 +15,14 @@ import os
 import pwd
 import subprocess
 
-import pytest
+from harness import require_root
 
 NAME = "rc-intruder"
 
 
 def other_user():
     """(name, uid, gid) of a second, unprivileged local user; made if needed."""
-    if os.geteuid() != 0:
-        reason = "the other-user tests need root to create a second local user"
-        if os.environ.get("REGIONCACHE_REQUIRE_ROOT") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
+    require_root("the other-user tests need root to create a second local user")
     try:
         pw = pwd.getpwnam(NAME)
     except KeyError:

@@ -109,31 +109,27 @@ def test_own_location_writable_by_others_is_refused(place, new_region):
     assert c.get("k") == "v"
 
 
-def test_ledger_made_by_another_user_is_refused(user, place, new_region):
+# What another user plants inside the site's directory while it is open to
+# all for a moment: the ledger (a file) or a shard directory.
+@pytest.mark.parametrize("what, name, mode", [
+    pytest.param("ledger", "regioncache.stats", 0o666, id="ledger"),
+    pytest.param("shard directory", "3a", 0o777, id="shard"),
+])
+def test_file_made_by_another_user_inside_the_location_is_refused(user, place, new_region,
+                                                                 what, name, mode):
     loc = place / "cache"
     loc.mkdir()
     os.chmod(loc, 0o777)  # for a moment, so the neighbour can plant its file
-    ledger = loc / "regioncache.stats"
-    as_user(user, _make_file, str(ledger), 0o666, b"\0" * 100)
+    planted = loc / name
+    if what == "ledger":
+        as_user(user, _make_file, str(planted), mode, b"\0" * 100)
+    else:
+        as_user(user, _make_dir, str(planted), mode)
     os.chmod(loc, 0o700)
     before = snapshot(loc)  # loc is ours: only what the neighbour made is compared
     msg = open_region(new_region, loc)
-    assert "refusing the ledger" in msg and str(ledger) in msg, msg
-    assert f"uid {user[1]}" in msg and "mode 0666" in msg, msg
-    assert snapshot(loc) == before
-
-
-def test_shard_directory_made_by_another_user_is_refused(user, place, new_region):
-    loc = place / "cache"
-    loc.mkdir()
-    os.chmod(loc, 0o777)
-    shard = loc / "3a"
-    as_user(user, _make_dir, str(shard), 0o777)
-    os.chmod(loc, 0o700)
-    before = snapshot(loc)  # loc is ours: only what the neighbour made is compared
-    msg = open_region(new_region, loc)
-    assert "refusing the shard directory" in msg and str(shard) in msg, msg
-    assert f"uid {user[1]}" in msg and "mode 0777" in msg, msg
+    assert f"refusing the {what}" in msg and str(planted) in msg, msg
+    assert f"uid {user[1]}" in msg and f"mode {mode:04o}" in msg, msg
     assert snapshot(loc) == before
 
 

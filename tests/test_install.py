@@ -31,6 +31,8 @@ from pathlib import Path
 import django
 import pytest
 
+import harness
+
 TESTS_DIR = Path(__file__).resolve().parent
 ROOT = TESTS_DIR.parent
 PY = "%d.%d" % sys.version_info[:2]
@@ -68,11 +70,7 @@ def clean_env(**extra):
 
 
 def require_root():
-    if os.geteuid() != 0:
-        reason = "hiding the system's libraries needs a mount namespace (root)"
-        if os.environ.get("REGIONCACHE_REQUIRE_ROOT") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
+    harness.require_root("hiding the system's libraries needs a mount namespace (root)")
 
 
 # --- a namespace without the build tools and the system's copies --------------

@@ -11,6 +11,7 @@ here a damaged live segment is exercised from Django in forked processes.
 import mmap
 import os
 import stat
+import time
 
 import pytest
 from django.conf import settings
@@ -18,6 +19,7 @@ from django.core.cache import caches
 
 import regioncache
 from conftest import forget_alias, unique_name
+from harness import run_forked
 from other_user import as_user, other_user
 
 UID = os.geteuid()
@@ -42,26 +44,55 @@ def precreate(path, mode, size):
     return os.stat(path).st_uid
 
 
-@pytest.mark.parametrize("mode", [0o666, 0o600, 0o644])
-def test_segment_precreated_by_another_user_is_refused(regions, mode):
+def make_link(path, target):
+    os.symlink(target, path)
+    return None
+
+
+# What another user puts where the site's segment will be: a file of theirs
+# (in three modes) or a link to a file of the site's.
+@pytest.mark.parametrize("plant, mode", [
+    pytest.param("file", 0o666, id="precreated-0666"),
+    pytest.param("file", 0o600, id="precreated-0600"),
+    pytest.param("file", 0o644, id="precreated-0644"),
+    pytest.param("link", None, id="link"),
+])
+def test_segment_planted_by_another_user_is_refused(regions, tmp_path, plant, mode):
+    """Refused with an error naming the path (and for a file the owner and
+    mode), and left as the neighbour made it; a link is not followed."""
     user = other_user()
-    location = unique_name("planted")
+    location = unique_name("planted" if plant == "file" else "link")
     path = seg_path(location)
+    target = tmp_path / "victim"
     try:
-        owner = as_user(user, precreate, path, mode, 8 << 20)
-        assert owner == user[1]
+        if plant == "file":
+            owner = as_user(user, precreate, path, mode, 8 << 20)
+            assert owner == user[1]
+            needle = f"{mode:04o}"
+        else:
+            target.write_bytes(b"site data that must stay as it is")
+            os.chmod(tmp_path, 0o755)
+            as_user(user, make_link, path, str(target))
+            assert os.path.islink(path)
+            needle = "link"
         alias = open_alias(regions, location, RAISE_ERRORS=True)
         with pytest.raises(regioncache.RegionError) as err:
             caches[alias].set("k", "v")
         msg = str(err.value)
-        assert path in msg and user[0] in msg and f"{mode:04o}" in msg, msg
-        assert alias in msg, msg
-        assert_refused_by_default(regions, location, path, f"{mode:04o}")
-        # Left as the neighbour made it: not adopted, not initialised.
-        st = os.stat(path)
-        assert st.st_uid == user[1] and stat.S_IMODE(st.st_mode) == mode
-        with open(path, "rb") as f:
-            assert f.read(4096) == bytes(4096)
+        assert path in msg, msg
+        if plant == "file":
+            assert user[0] in msg and needle in msg, msg
+            assert alias in msg, msg
+        assert_refused_by_default(regions, location, path, needle)
+        if plant == "file":
+            # Left as the neighbour made it: not adopted, not initialised.
+            st = os.stat(path)
+            assert st.st_uid == user[1] and stat.S_IMODE(st.st_mode) == mode
+            with open(path, "rb") as f:
+                assert f.read(4096) == bytes(4096)
+        else:
+            assert target.read_bytes() == b"site data that must stay as it is"
+            assert os.path.islink(path)
     finally:
         forget_alias_safe(regions)
         if os.path.lexists(path):
@@ -89,34 +120,6 @@ def assert_refused_by_default(regions, location, path, needle):
     assert c.set("k", "v") is False
     assert c.get("k", "miss") == "miss"
     assert path in c.open_error and needle in c.open_error, c.open_error
-
-
-def make_link(path, target):
-    os.symlink(target, path)
-    return None
-
-
-def test_link_in_place_of_the_segment_is_not_followed(regions, tmp_path):
-    user = other_user()
-    location = unique_name("link")
-    path = seg_path(location)
-    target = tmp_path / "victim"
-    target.write_bytes(b"site data that must stay as it is")
-    os.chmod(tmp_path, 0o755)
-    try:
-        as_user(user, make_link, path, str(target))
-        assert os.path.islink(path)
-        alias = open_alias(regions, location, RAISE_ERRORS=True)
-        with pytest.raises(regioncache.RegionError) as err:
-            caches[alias].set("k", "v")
-        assert path in str(err.value), str(err.value)
-        assert_refused_by_default(regions, location, path, "link")
-        assert target.read_bytes() == b"site data that must stay as it is"
-        assert os.path.islink(path)
-    finally:
-        forget_alias_safe(regions)
-        if os.path.lexists(path):
-            os.unlink(path)
 
 
 def test_new_segment_is_created_exclusively_and_private(regions):
@@ -176,12 +179,8 @@ def test_damaged_live_segment_never_crashes_django_processes(regions):
             for _ in range(64):
                 off = rng.randrange(len(m))
                 m[off] ^= 1 + rng.randrange(255)
-        pid = os.fork()
-        if pid == 0:
-            _child_reads(alias, keys)
-        _, status = os.waitpid(pid, 0)
-        assert os.WIFEXITED(status), f"round {rnd}: child killed by signal {os.WTERMSIG(status)}"
-        assert os.WEXITSTATUS(status) == 0, f"round {rnd}: a wrong value was returned"
+        end = run_forked(_child_reads, alias, keys)
+        assert end == "exit 0", f"round {rnd}: child {end} (exit 2: a wrong value was returned)"
         # The parent writes too (repairs what it finds).
         for k in keys[:50]:
             c.set(k, "value-of-" + k, None)
@@ -216,13 +215,10 @@ def test_segment_truncated_under_a_django_process(regions, to):
     for k in keys:
         c.set(k, "value-of-" + k + "." * 5000, None)
     c.set_many({k: "value-of-" + k for k in keys}, None)
-    pid = os.fork()
-    if pid == 0:
-        import time
-
+    def after_a_while():
         time.sleep(0.3)  # the parent truncates meanwhile; this process keeps its mapping
         _child_after_truncation(alias, keys)
-    os.truncate(seg_path(location), to)
-    _, status = os.waitpid(pid, 0)
-    assert os.WIFEXITED(status), f"child killed by signal {os.WTERMSIG(status)}"
-    assert os.WEXITSTATUS(status) == 0, f"child exit {os.WEXITSTATUS(status)}"
+
+    end = run_forked(after_a_while,
+                     before_wait=lambda pid: os.truncate(seg_path(location), to))
+    assert end == "exit 0", f"child {end}"

@@ -7,13 +7,14 @@ import ast
 import multiprocessing
 import os
 import random
-import signal
 import subprocess
 import sys
 import time
 
 import pytest
 from django.core.cache import caches
+
+from harness import kill_nine_round
 
 # Values that check themselves: whoever reads one can tell whether it is whole
 # and which key it was written for. Shared by the test process and children.
@@ -401,22 +402,8 @@ def test_kill_9_writers(regions, child_preamble):
     checked = 0
     recoveries = int(c.stats()["recoveries"])
     for rnd in range(rounds):
-        p = subprocess.Popen(
-            [sys.executable, "-c", child_preamble + WRITER, c.alias, str(rnd)],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        line = p.stdout.readline()
-        assert line.strip() == "started", (line, p.stderr.read() if p.poll() is not None else "")
-        time.sleep(rng.uniform(0.005, 0.050))
-        assert p.poll() is None, f"writer died on its own: {p.stderr.read()}"
-        os.kill(p.pid, signal.SIGKILL)
-        p.wait(30)
-        p.stdout.close()
-        p.stderr.close()
-        assert p.returncode == -signal.SIGKILL
+        kill_nine_round([sys.executable, "-c", child_preamble + WRITER, c.alias, str(rnd)],
+                        env, rng, 0.005, 0.050)
 
         # The survivor: every listed entry reads back whole.
         entries = all_entries(c)

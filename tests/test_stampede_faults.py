@@ -5,6 +5,7 @@ the next caller wait. Real memcached servers (stopped with SIGSTOP, or
 killed) and the fake server of fake_memcached.py, all on 127.0.0.1."""
 
 import asyncio
+import contextlib
 import time
 import uuid
 
@@ -14,7 +15,8 @@ import regioncache
 
 from regioncache import region, stampede
 from fake_memcached import FakeMemcached
-from memcached_servers import free_port, start_servers
+from harness import free_port
+from memcached_servers import start_servers
 
 WAIT = 10.0  # the default `wait`: every bound below is far under it
 
@@ -67,36 +69,44 @@ def all_paths(cache):
             ("@region", deco), ("async @region", adeco)]
 
 
-def test_server_down_computes_now(make_cache):
-    cache = make_cache(f"127.0.0.1:{free_port()}")  # nothing listens there
-    for name, call in all_paths(cache):
-        value, took = timed(call)
-        assert value == "computed", name
-        assert took < 2.0, f"{name} took {took:.2f} s with the server down (wait is {WAIT} s)"
+@contextlib.contextmanager
+def broken_server(how, request):
+    """A server that cannot answer, as `how` says: "down" (nothing listens on
+    the port), "stopped" (a real server, SIGSTOP'ed once the cache has a
+    connection open) or "garbling" (the fake, answering garbage). Yields
+    (location, warm_up) where warm_up(cache) runs before the server breaks."""
+    if how == "down":
+        yield f"127.0.0.1:{free_port()}", None  # nothing listens there
+    elif how == "stopped":
+        server = request.getfixturevalue("server")
+
+        def warm_up(cache):
+            cache.set("warm", 1)
+            assert cache.get("warm") == 1  # a connection is open when the server stops
+            server.pause()
+
+        try:
+            yield server.location, warm_up
+        finally:
+            server.resume()
+    else:
+        with FakeMemcached(faults={"add": "garbage", "get": "garbage"}) as fake:
+            yield fake.location, None
 
 
-def test_server_stopped_computes_now(server, make_cache):
-    cache = make_cache(server.location)
-    cache.set("warm", 1)
-    assert cache.get("warm") == 1  # a connection is open when the server stops
-    server.pause()
-    try:
+# How long a path may take against each broken server: a few POLL_TIMEOUTs
+# (0.2 s) at most, never the 10 s wait.
+@pytest.mark.parametrize("how, bound", [("down", 2.0), ("stopped", 2.5), ("garbling", 2.0)])
+def test_broken_server_computes_now(request, make_cache, how, bound):
+    with broken_server(how, request) as (location, warm_up):
+        cache = make_cache(location)
+        if warm_up:
+            warm_up(cache)
         for name, call in all_paths(cache):
             value, took = timed(call)
             assert value == "computed", name
-            # a few POLL_TIMEOUTs (0.2 s) at most, not the 10 s wait
-            assert took < 2.5, f"{name} took {took:.2f} s with the server stopped"
-    finally:
-        server.resume()
-
-
-def test_garbling_server_computes_now(make_cache):
-    with FakeMemcached(faults={"add": "garbage", "get": "garbage"}) as fake:
-        cache = make_cache(fake.location)
-        for name, call in all_paths(cache):
-            value, took = timed(call)
-            assert value == "computed", name
-            assert took < 2.0, f"{name} took {took:.2f} s against a garbling server"
+            assert took < bound, (f"{name} took {took:.2f} s with the server {how} "
+                                  f"(wait is {WAIT} s)")
 
 
 def test_a_held_lock_still_makes_callers_wait(server, make_cache):

@@ -32,6 +32,7 @@
 #include "regioncache/file_store.h"
 #include "regioncache/log.h"
 #include "regioncache/store.h"
+#include "support/test_support.h"
 
 namespace regioncache {
 namespace {
@@ -39,33 +40,9 @@ namespace {
 namespace fs = std::filesystem;
 using Opts = std::map<std::string, std::string>;
 
-std::mutex g_mu;
-std::string g_log;
-void Sink(LogLevel, std::string_view region, std::string_view, std::string_view msg) {
-  std::lock_guard<std::mutex> g(g_mu);
-  g_log.append("region '").append(region).append("': ").append(msg).append("\n");
-}
-std::string Logged() {
-  std::lock_guard<std::mutex> g(g_mu);
-  return g_log;
-}
-
-std::string Slurp(const std::string& path) {
-  std::string s;
-  FILE* f = fopen(path.c_str(), "rb");
-  if (!f) return s;
-  char buf[65536];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, f)) > 0) s.append(buf, n);
-  fclose(f);
-  return s;
-}
-
+std::string Slurp(const std::string& path) { return testing::ReadFile(path); }
 void Spit(const std::string& path, const std::string& data) {
-  FILE* f = fopen(path.c_str(), "wb");
-  ASSERT_NE(f, nullptr) << path;
-  ASSERT_EQ(fwrite(data.data(), 1, data.size(), f), data.size());
-  fclose(f);
+  ASSERT_TRUE(testing::WriteFile(path, data)) << path;
 }
 
 // Every file under a directory with its bytes and mtime: what "nothing was
@@ -82,36 +59,19 @@ Snapshot Snap(const std::string& dir) {
   return out;
 }
 
-std::string ValueFor(const std::string& key, size_t len) {
-  std::string v(len, '\0');
-  uint64_t x = std::hash<std::string>{}(key);
-  for (size_t i = 0; i < len; ++i) {
-    x = x * 6364136223846793005ull + 1442695040888963407ull;
-    v[i] = static_cast<char>('a' + (x >> 59));
-  }
-  return v;
-}
+using testing::ValueFor;
 
 class FileFaults : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/regioncache-faults.XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    root_ = tmpl;
+    ASSERT_FALSE(root_.empty());
     dir_ = root_ + "/region";
     victim_ = root_ + "/victim";
     ASSERT_EQ(mkdir(victim_.c_str(), 0700), 0);
-    {
-      std::lock_guard<std::mutex> g(g_mu);
-      g_log.clear();
-    }
-    SetLogSink(Sink);
   }
-  void TearDown() override {
-    SetLogSink(nullptr);
-    std::error_code ec;
-    fs::remove_all(root_, ec);
-  }
+
+  // What the stores logged in this test.
+  std::string Logged() const { return log_.Text(); }
 
   Status OpenAt(const std::string& dir, std::unique_ptr<Store>* s, Opts opts = {}) {
     return OpenFileStore(StoreSpec{"files", "file", dir, opts}, s);
@@ -158,7 +118,9 @@ class FileFaults : public ::testing::Test {
     return ~0ull;
   }
 
-  std::string root_, dir_, victim_;
+  testing::LogCapture log_;
+  testing::TempDir tmp_{"regioncache-faults"};
+  std::string root_ = tmp_.path(), dir_, victim_;
 };
 
 // --------------------------------------------------------------- links --

@@ -17,6 +17,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <random>
@@ -32,58 +33,16 @@
 #include "regioncache/shm_store.h"
 #include "regioncache/store.h"
 #include "shm/shm_layout.h"
+#include "support/test_support.h"
 
 namespace regioncache {
 namespace {
 
 using shm::Header;
 
-// Log lines, for asserting that a store reported what it repaired.
-std::mutex g_log_mu;
-std::vector<std::string> g_log;
-void CaptureLog(LogLevel, std::string_view, std::string_view, std::string_view msg) {
-  std::lock_guard<std::mutex> l(g_log_mu);
-  g_log.emplace_back(msg);
-}
-bool Logged(const std::string& part) {
-  std::lock_guard<std::mutex> l(g_log_mu);
-  for (const auto& m : g_log)
-    if (m.find(part) != std::string::npos) return true;
-  return false;
-}
-
-// How a child ended.
-enum class End { kOk, kFailed, kCrashed, kHung };
-
-const char* EndName(End e) {
-  switch (e) {
-    case End::kOk: return "ok";
-    case End::kFailed: return "failed an assertion / saw a wrong value";
-    case End::kCrashed: return "crashed";
-    case End::kHung: return "hung";
-  }
-  return "?";
-}
-
-// Runs fn in a forked child with a deadline. fn returns 0 for success.
-template <class F>
-End InChild(F fn, int deadline_s = 20) {
-  pid_t pid = fork();
-  if (pid == 0) {
-    alarm(static_cast<unsigned>(deadline_s));  // a hang ends as SIGALRM
-    int rc = 1;
-    try {
-      rc = fn();
-    } catch (...) {
-      rc = 1;
-    }
-    _exit(rc);
-  }
-  int status = 0;
-  waitpid(pid, &status, 0);
-  if (WIFSIGNALED(status)) return WTERMSIG(status) == SIGALRM ? End::kHung : End::kCrashed;
-  return WEXITSTATUS(status) == 0 ? End::kOk : End::kFailed;
-}
+using testing::ChildEnd;
+using testing::ChildEndName;
+using testing::RunInChild;
 
 std::string ValueFor(const std::string& key, int version, size_t len) {
   std::string v = key + "#" + std::to_string(version) + "|";
@@ -95,20 +54,19 @@ std::string ValueFor(const std::string& key, int version, size_t len) {
   return v;
 }
 
+// Fills keys k0..k{n-1} with version 0 values; returns 0 on success.
+int Fill(Store* s, int n, size_t len = 100) {
+  for (int i = 0; i < n; ++i) {
+    std::string k = "k" + std::to_string(i);
+    if (!s->Set(k, ValueFor(k, 0, len), kEncBytes, kNever).ok()) return 1;
+  }
+  return 0;
+}
+
 class ShmFaultTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    name_ = "gfault-" + std::to_string(getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name();
-    RemoveShmRegion(name_);
-    SetLogSink(CaptureLog);
-    std::lock_guard<std::mutex> l(g_log_mu);
-    g_log.clear();
-  }
-  void TearDown() override {
-    SetLogSink(nullptr);
-    RemoveShmRegion(name_);
-  }
+  // Whether a store reported (logged) what it repaired.
+  bool Logged(const std::string& part) const { return log_.Contains(part); }
 
   Status OpenStore(std::unique_ptr<Store>* s, std::map<std::string, std::string> opts = {}) {
     if (!opts.count("SIZE")) opts["SIZE"] = "2MB";
@@ -132,17 +90,32 @@ class ShmFaultTest : public ::testing::Test {
 
   std::string Path() const { return "/dev/shm" + ShmSegmentName(name_); }
 
-  std::string name_;
-};
-
-// Fills keys k0..k{n-1} with version 0 values; returns 0 on success.
-int Fill(Store* s, int n, size_t len = 100) {
-  for (int i = 0; i < n; ++i) {
-    std::string k = "k" + std::to_string(i);
-    if (!s->Set(k, ValueFor(k, 0, len), kEncBytes, kNever).ok()) return 1;
+  // Opens the region, fills k0..k{n-1} and maps it raw (Raw): the base, or
+  // nullptr when any step failed.
+  char* OpenFilledAndMapped(std::unique_ptr<Store>* s, int n, size_t* size,
+                            std::map<std::string, std::string> opts = {}) {
+    if (!OpenStore(s, std::move(opts)).ok() || Fill(s->get(), n)) return nullptr;
+    return Raw(size);
   }
-  return 0;
-}
+
+  // Runs fn(store, raw mapping) in a forked child on the region filled with
+  // k0..k{n-1}, and expects the child to end well (fn returning 0).
+  void ExpectOkInChild(int n, std::map<std::string, std::string> opts,
+                       const std::function<int(Store* s, char* raw)>& fn) {
+    ChildEnd e = RunInChild([&] {
+      std::unique_ptr<Store> s;
+      size_t size = 0;
+      char* raw = OpenFilledAndMapped(&s, n, &size, opts);
+      return raw ? fn(s.get(), raw) : 10;
+    });
+    EXPECT_EQ(e, ChildEnd::kOk) << ChildEndName(e);
+  }
+
+  testing::ScratchShmRegion region_{
+      std::string("gfault-") + ::testing::UnitTest::GetInstance()->current_test_info()->name()};
+  const std::string& name_ = region_.name();
+  testing::LogCapture log_;
+};
 
 // Every key answers its own value or a miss (or, when allow_error, a clear
 // error); never another value. Returns 0 when that holds.
@@ -167,15 +140,10 @@ int CheckNoWrongValue(Store* s, int n, int max_version = 0, size_t len = 100,
 // Item 9: random bytes in the header's geometry (offsets 40..80) of a
 // segment this process has open: readers and writers go on, never crash.
 TEST_F(ShmFaultTest, GarbageInHeaderGeometryOfAnOpenSegment) {
-  End e = InChild([&] {
-    std::unique_ptr<Store> s;
-    if (!OpenStore(&s).ok() || Fill(s.get(), 300)) return 10;
-    size_t size = 0;
-    char* raw = Raw(&size);
-    if (!raw) return 11;
+  ExpectOkInChild(300, {}, [&](Store* s, char* raw) {
     std::mt19937_64 rng(40);
     for (int off = 40; off < 80; ++off) raw[off] = static_cast<char>(rng());
-    if (CheckNoWrongValue(s.get(), 300)) return 12;  // the lock-free readers
+    if (CheckNoWrongValue(s, 300)) return 12;  // the lock-free readers
     Value v;
     if (!s->Get("k1", &v).ok()) return 13;  // the index is intact: hits still hit
     if (!s->Set("after", "x", kEncBytes, kNever).ok()) return 14;  // a writer repairs
@@ -186,17 +154,11 @@ TEST_F(ShmFaultTest, GarbageInHeaderGeometryOfAnOpenSegment) {
     if (!Logged("damaged header")) return 17;
     return CheckNoWrongValue(again.get(), 300);
   });
-  EXPECT_EQ(e, End::kOk) << EndName(e);
 }
 
 // Item 9: garbage free-list heads and SIEVE pointers; writers rebuild.
 TEST_F(ShmFaultTest, GarbageFreeListsAndEvictionPointers) {
-  End e = InChild([&] {
-    std::unique_ptr<Store> s;
-    if (!OpenStore(&s).ok() || Fill(s.get(), 300)) return 10;
-    size_t size = 0;
-    char* raw = Raw(&size);
-    if (!raw) return 11;
+  ExpectOkInChild(300, {}, [&](Store* s, char* raw) {
     auto* h = reinterpret_cast<Header*>(raw);
     std::mt19937_64 rng(41);
     for (auto& f : h->free_heads) f = rng();
@@ -209,22 +171,16 @@ TEST_F(ShmFaultTest, GarbageFreeListsAndEvictionPointers) {
         std::string k = "k" + std::to_string(i);
         if (!s->Set(k, ValueFor(k, round, 1000), kEncBytes, kNever).ok()) return 12;
       }
-    if (CheckNoWrongValue(s.get(), 300, 3, 1000)) return 13;
+    if (CheckNoWrongValue(s, 300, 3, 1000)) return 13;
     return Logged("damaged segment") ? 0 : 14;
   });
-  EXPECT_EQ(e, End::kOk) << EndName(e);
 }
 
 // Item 9: a live entry whose block is marked FREE (and a free list that
 // points at it): the allocator must not hand it out twice or follow its
 // key bytes as links.
 TEST_F(ShmFaultTest, EntryWronglyMarkedFree) {
-  End e = InChild([&] {
-    std::unique_ptr<Store> s;
-    if (!OpenStore(&s).ok() || Fill(s.get(), 300)) return 10;
-    size_t size = 0;
-    char* raw = Raw(&size);
-    if (!raw) return 11;
+  ExpectOkInChild(300, {}, [&](Store* s, char* raw) {
     auto* h = reinterpret_cast<Header*>(raw);
     // Mark every fourth live block FREE; put one at the head of its order's list.
     uint64_t pos = 0;
@@ -243,10 +199,9 @@ TEST_F(ShmFaultTest, EntryWronglyMarkedFree) {
       Status st = (i % 3 == 0) ? s->Delete(k) : s->Set(k, ValueFor(k, 1, 100), kEncBytes, kNever);
       if (!st.ok() && !st.IsNotFound()) return 12;
     }
-    if (CheckNoWrongValue(s.get(), 300, 1)) return 13;
+    if (CheckNoWrongValue(s, 300, 1)) return 13;
     return Logged("damaged segment") ? 0 : 14;
   });
-  EXPECT_EQ(e, End::kOk) << EndName(e);
 }
 
 // Item 9: the lock word holds the thread id of a live thread of another
@@ -258,12 +213,7 @@ TEST_F(ShmFaultTest, LockHeldForeverByAnotherProcessIsBroken) {
     pause();
     _exit(0);
   }
-  End e = InChild([&] {
-    std::unique_ptr<Store> s;
-    if (!OpenStore(&s, {{"LOCK_TIMEOUT", "0.3"}}).ok() || Fill(s.get(), 50)) return 10;
-    size_t size = 0;
-    char* raw = Raw(&size);
-    if (!raw) return 11;
+  ExpectOkInChild(50, {{"LOCK_TIMEOUT", "0.3"}}, [&](Store* s, char* raw) {
     auto* h = reinterpret_cast<Header*>(raw);
     // glibc: __lock holds the owner's tid for a robust mutex, __owner too.
     h->mutex.__data.__lock = sleeper;
@@ -278,18 +228,17 @@ TEST_F(ShmFaultTest, LockHeldForeverByAnotherProcessIsBroken) {
     // A second process sharing the region is not stuck either.
     std::unique_ptr<Store> other;
     if (!OpenStore(&other).ok() || !other->Set("second", "y", kEncBytes, kNever).ok()) return 16;
-    return CheckNoWrongValue(s.get(), 50);
+    return CheckNoWrongValue(s, 50);
   });
   kill(sleeper, SIGKILL);
   waitpid(sleeper, nullptr, 0);
-  EXPECT_EQ(e, End::kOk) << EndName(e);
 }
 
 // Item 9: a segment truncated under a process: the store notices and
 // refuses with an error naming the segment; no SIGBUS reaches the process.
 TEST_F(ShmFaultTest, SegmentTruncatedUnderTheProcess) {
   for (off_t to : {off_t(0), off_t(8192), off_t(1 << 20)}) {
-    End e = InChild([&] {
+    ChildEnd e = RunInChild([&] {
       std::unique_ptr<Store> s;
       if (!OpenStore(&s).ok() || Fill(s.get(), 1000, 1000)) return 10;
       int fd = shm_open(ShmSegmentName(name_).c_str(), O_RDWR, 0);
@@ -315,7 +264,7 @@ TEST_F(ShmFaultTest, SegmentTruncatedUnderTheProcess) {
       if (s->GetStats(&stats).ok()) return 16;
       return Logged("shrank") ? 0 : 17;
     });
-    EXPECT_EQ(e, End::kOk) << "truncated to " << to << ": " << EndName(e);
+    EXPECT_EQ(e, ChildEnd::kOk) << "truncated to " << to << ": " << ChildEndName(e);
     RemoveShmRegion(name_);
   }
 }
@@ -372,7 +321,7 @@ TEST_F(ShmFaultTest, ReadOnlyNeverRepairs) {
     pos += uint64_t(1) << order;
   }
   std::string before(raw, size);
-  End e = InChild([&] {
+  ChildEnd e = RunInChild([&] {
     std::unique_ptr<Store> s;
     Status st = OpenStore(&s, {{"READ_ONLY", "true"}});
     if (!st.ok()) return 10;
@@ -396,7 +345,7 @@ TEST_F(ShmFaultTest, ReadOnlyNeverRepairs) {
       return 14;
     return Logged("checksum") ? 0 : 15;
   });
-  EXPECT_EQ(e, End::kOk) << EndName(e);
+  EXPECT_EQ(e, ChildEnd::kOk) << ChildEndName(e);
   EXPECT_TRUE(std::string(raw, size) == before) << "a read-only session changed the segment";
   munmap(raw, size);
 }
@@ -425,7 +374,7 @@ void ShmFaultCampaign::RunTrials(int first, int last) {
     first = t, last = t + 1;
   }
   for (int trial = first; trial < last; ++trial) {
-    End e = InChild(
+    ChildEnd e = RunInChild(
         [&]() -> int {
           std::unique_ptr<Store> s;
           if (!OpenStore(&s, {{"SIZE", "1MB"}, {"MAX_ITEM_SIZE", "16KB"}, {"LOCK_TIMEOUT", "0.05"}})
@@ -542,16 +491,16 @@ void ShmFaultCampaign::RunTrials(int first, int last) {
         },
         20);
     ends[static_cast<int>(e)]++;
-    if (e != End::kOk && failures.size() < 10)
-      failures.push_back("trial " + std::to_string(trial) + ": " + EndName(e));
+    if (e != ChildEnd::kOk && failures.size() < 10)
+      failures.push_back("trial " + std::to_string(trial) + ": " + ChildEndName(e));
     RemoveShmRegion(name_);
   }
   std::string list;
   for (const auto& f : failures) list += "\n  " + f;
-  EXPECT_EQ(ends[static_cast<int>(End::kCrashed)], 0) << list;
-  EXPECT_EQ(ends[static_cast<int>(End::kHung)], 0) << list;
-  EXPECT_EQ(ends[static_cast<int>(End::kFailed)], 0) << "wrong values or setup failures" << list;
-  EXPECT_EQ(ends[static_cast<int>(End::kOk)], last - first);
+  EXPECT_EQ(ends[static_cast<int>(ChildEnd::kCrashed)], 0) << list;
+  EXPECT_EQ(ends[static_cast<int>(ChildEnd::kHung)], 0) << list;
+  EXPECT_EQ(ends[static_cast<int>(ChildEnd::kFailed)], 0) << "wrong values or setup failures" << list;
+  EXPECT_EQ(ends[static_cast<int>(ChildEnd::kOk)], last - first);
 }
 
 }  // namespace

@@ -24,19 +24,15 @@
 #include "regioncache/codec.h"
 #include "regioncache/shm_store.h"
 #include "regioncache/store.h"
+#include "support/test_support.h"
 
 namespace regioncache {
 namespace {
 
+using testing::ValueFor;
+
 class ShmTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    name_ = "gtest-" + std::to_string(getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name();
-    RemoveShmRegion(name_);
-  }
-  void TearDown() override { RemoveShmRegion(name_); }
-
   std::unique_ptr<Store> Open(std::map<std::string, std::string> opts = {}) {
     std::unique_ptr<Store> s;
     Status st = OpenShmStore(StoreSpec{"t", "shm", name_, opts}, &s);
@@ -44,59 +40,10 @@ class ShmTest : public ::testing::Test {
     return s;
   }
 
-  // A value whose content can be checked from its key alone.
-  static std::string ValueFor(const std::string& key, size_t len) {
-    std::string v(len, '\0');
-    uint64_t x = std::hash<std::string>{}(key);
-    for (size_t i = 0; i < len; ++i) {
-      x = x * 6364136223846793005ull + 1442695040888963407ull;
-      v[i] = static_cast<char>('a' + (x >> 59));
-    }
-    return v;
-  }
-
-  std::string name_;
+  testing::ScratchShmRegion region_{
+      std::string("gtest-") + ::testing::UnitTest::GetInstance()->current_test_info()->name()};
+  const std::string& name_ = region_.name();
 };
-
-TEST_F(ShmTest, SetGetDeleteRoundTrip) {
-  auto s = Open();
-  Value v;
-  EXPECT_TRUE(s->Get("k", &v).IsNotFound());
-  ASSERT_TRUE(s->Set("k", "hello", kEncStr, kNever).ok());
-  ASSERT_TRUE(s->Get("k", &v).ok());
-  EXPECT_EQ(v.data, "hello");
-  EXPECT_EQ(v.flags, kEncStr);
-  ASSERT_TRUE(s->Set("k", std::string(5000, 'x'), kEncBytes, kNever).ok());
-  ASSERT_TRUE(s->Get("k", &v).ok());
-  EXPECT_EQ(v.data, std::string(5000, 'x'));
-  EXPECT_TRUE(s->Delete("k").ok());
-  EXPECT_TRUE(s->Delete("k").IsNotFound());
-  EXPECT_TRUE(s->Get("k", &v).IsNotFound());
-  // Empty value and binary key are fine.
-  std::string bkey("a\0b", 3);
-  ASSERT_TRUE(s->Set(bkey, "", kEncBytes, kNever).ok());
-  ASSERT_TRUE(s->Get(bkey, &v).ok());
-  EXPECT_EQ(v.data, "");
-}
-
-TEST_F(ShmTest, AddReplaceTouch) {
-  auto s = Open();
-  EXPECT_TRUE(s->Replace("k", "x", 0, kNever).IsNotStored());
-  EXPECT_TRUE(s->Add("k", "1", 0, kNever).ok());
-  EXPECT_TRUE(s->Add("k", "2", 0, kNever).IsNotStored());
-  EXPECT_TRUE(s->Replace("k", "3", 0, kNever).ok());
-  Value v;
-  ASSERT_TRUE(s->Get("k", &v).ok());
-  EXPECT_EQ(v.data, "3");
-  EXPECT_TRUE(s->Touch("missing", kNever).IsNotFound());
-  EXPECT_TRUE(s->Touch("k", NowMs() - 1).ok());
-  EXPECT_TRUE(s->Get("k", &v).IsNotFound());  // touched into the past: gone
-  // An expired entry does not block add.
-  ASSERT_TRUE(s->Set("e", "old", 0, NowMs() - 10).ok());
-  EXPECT_TRUE(s->Add("e", "new", 0, kNever).ok());
-  ASSERT_TRUE(s->Get("e", &v).ok());
-  EXPECT_EQ(v.data, "new");
-}
 
 TEST_F(ShmTest, ExpiryIsCheckedOnRead) {
   auto s = Open();
@@ -109,44 +56,6 @@ TEST_F(ShmTest, ExpiryIsCheckedOnRead) {
   ASSERT_TRUE(s->GetStats(&st).ok());
   EXPECT_EQ(st.entries, 0u);
   EXPECT_EQ(st.expirations, 1u);
-}
-
-TEST_F(ShmTest, IncrOnStoredIntegers) {
-  auto s = Open();
-  int64_t r = 0;
-  EXPECT_TRUE(s->Incr("n", 1, &r).IsNotFound());
-  ASSERT_TRUE(s->Set("n", "41", kEncInt, kNever).ok());
-  ASSERT_TRUE(s->Incr("n", 1, &r).ok());
-  EXPECT_EQ(r, 42);
-  ASSERT_TRUE(s->Incr("n", -50, &r).ok());
-  EXPECT_EQ(r, -8);
-  Value v;
-  ASSERT_TRUE(s->Get("n", &v).ok());
-  EXPECT_EQ(v.data, "-8");
-  EXPECT_EQ(v.flags, kEncInt);
-  ASSERT_TRUE(s->Set("s", "41", kEncStr, kNever).ok());
-  EXPECT_EQ(s->Incr("s", 1, &r).code(), Status::Code::kNotANumber);
-  ASSERT_TRUE(s->Set("big", "9223372036854775807", kEncInt, kNever).ok());
-  EXPECT_EQ(s->Incr("big", 1, &r).code(), Status::Code::kOutOfRange);
-  ASSERT_TRUE(s->Set("huge", "123456789012345678901234567890", kEncInt, kNever).ok());
-  EXPECT_EQ(s->Incr("huge", 1, &r).code(), Status::Code::kOutOfRange);
-  ASSERT_TRUE(s->Get("big", &v).ok());
-  EXPECT_EQ(v.data, "9223372036854775807");  // untouched by the failed incr
-}
-
-TEST_F(ShmTest, TooLargeNamesRegionSizeAndLimit) {
-  auto s = Open({{"SIZE", "4MB"}, {"MAX_ITEM_SIZE", "64KB"}});
-  ASSERT_TRUE(s->Set("keep", "me", 0, kNever).ok());
-  std::string big(70000, 'x');
-  Status st = s->Set("big", big, kEncBytes, kNever);
-  EXPECT_EQ(st.code(), Status::Code::kTooLarge);
-  EXPECT_NE(st.message().find("region 't'"), std::string::npos) << st.message();
-  EXPECT_NE(st.message().find("70000"), std::string::npos) << st.message();
-  EXPECT_NE(st.message().find("65536"), std::string::npos) << st.message();
-  Value v;
-  EXPECT_TRUE(s->Get("big", &v).IsNotFound());
-  ASSERT_TRUE(s->Get("keep", &v).ok());
-  EXPECT_EQ(v.data, "me");
 }
 
 TEST_F(ShmTest, BoundedMemoryEvictsAndKeepsHotEntries) {
@@ -409,28 +318,6 @@ TEST_F(ShmTest, DamagedArenaIsRepairedNotFatal) {
   EXPECT_EQ(v.data, "ok");
 }
 
-TEST_F(ShmTest, ThreadsHammeringTheSameKeys) {
-  auto s = Open({{"SIZE", "8MB"}});
-  std::vector<std::thread> threads;
-  std::atomic<int> bad{0};
-  for (int t = 0; t < 4; ++t) {
-    threads.emplace_back([&, t] {
-      Value v;
-      std::mt19937 rng(t);
-      for (int i = 0; i < 20000; ++i) {
-        std::string k = "k" + std::to_string(rng() % 64);
-        if (rng() % 2) {
-          s->Set(k, ValueFor(k, rng() % 2000), 0, kNever);
-        } else if (s->Get(k, &v).ok() && v.data != ValueFor(k, v.data.size())) {
-          bad++;
-        }
-      }
-    });
-  }
-  for (auto& th : threads) th.join();
-  EXPECT_EQ(bad.load(), 0);
-}
-
 TEST_F(ShmTest, ProcessesShareOneRegion) {
   auto s = Open();
   ASSERT_TRUE(s->Set("from-parent", "p", 0, kNever).ok());
@@ -457,26 +344,18 @@ TEST_F(ShmTest, ProcessesShareOneRegion) {
 // find every entry whole or missing, the lock usable, and the counts right.
 TEST_F(ShmTest, KillNineWriterFiftyRounds) {
   auto s = Open({{"SIZE", "2MB"}, {"MAX_ITEM_SIZE", "32KB"}});
-  std::mt19937 rng(42);
+  testing::KillNineRounds kills(42, std::chrono::microseconds(1000),
+                               std::chrono::microseconds(10000));
   for (int round = 0; round < 50; ++round) {
-    int ready[2];
-    ASSERT_EQ(pipe(ready), 0);
-    pid_t pid = fork();
-    ASSERT_GE(pid, 0);
-    if (pid == 0) {
-      close(ready[0]);
+    std::string killed = kills.Round([&](const testing::KillNineRounds::Ready& ready) {
       std::unique_ptr<Store> c;
       if (!OpenShmStore(StoreSpec{"t", "shm", name_, {{"CREATE", "false"}}}, &c).ok()) _exit(2);
       std::mt19937 r(getpid());
       // Values are prefixes of one precomputed buffer per key, so the writer
       // spends most of its time inside the store (holding the lock).
-      std::vector<std::string> keys, full;
-      for (int i = 0; i < 500; ++i) {
-        keys.push_back("k" + std::to_string(i));
-        full.push_back(ValueFor(keys.back(), 20000));
-      }
-      if (write(ready[1], "r", 1) != 1) _exit(3);
-      for (uint64_t i = 0;; ++i) {
+      auto [keys, full] = testing::MakeKeyedValues(500, 20000);
+      ready();
+      for (;;) {
         size_t j = r() % keys.size();
         switch (r() % 4) {
           case 0: c->Delete(keys[j]); break;
@@ -484,16 +363,8 @@ TEST_F(ShmTest, KillNineWriterFiftyRounds) {
             c->Set(keys[j], std::string_view(full[j]).substr(0, r() % 20000), kEncBytes, kNever);
         }
       }
-    }
-    close(ready[1]);
-    char c;
-    ASSERT_EQ(read(ready[0], &c, 1), 1);
-    close(ready[0]);
-    std::this_thread::sleep_for(std::chrono::microseconds(1000 + rng() % 10000));
-    kill(pid, SIGKILL);
-    int status = 0;
-    waitpid(pid, &status, 0);
-    ASSERT_TRUE(WIFSIGNALED(status)) << "the writer stopped on its own, status " << status;
+    });
+    ASSERT_EQ(killed, "") << "round " << round;
     // The survivor: everything listed reads back whole; stats agree.
     ListOptions lo;
     lo.limit = 1000000;

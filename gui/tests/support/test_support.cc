@@ -10,18 +10,13 @@
 #include <QTimer>
 #include <atomic>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
-#include <QThread>
 #include <map>
 #include <memory>
 
 #include "key_loader.h"
 #include "run_events.h"
 #include "regioncache/shm_store.h"
+#include "support/test_support.h"  // the C++ tests' harness: ports, memcached servers
 
 namespace rcgui::testing {
 
@@ -82,70 +77,28 @@ QString UniqueName(const QString& tag) {
 
 namespace {
 
-int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  int port = 0;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
-      getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0)
-    port = ntohs(a.sin_port);
-  close(fd);
-  return port;
-}
-
-bool Answers(int port) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<uint16_t>(port));
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-  close(fd);
-  return ok;
-}
-
 // memcached servers started by the tests, by LOCATION; each region gets a
 // server of its own, so fixtures of different tests never share keys.
-std::map<QString, std::unique_ptr<QProcess>>& Servers() {
-  static std::map<QString, std::unique_ptr<QProcess>> servers;
+std::map<QString, std::unique_ptr<regioncache::testing::MemcachedServer>>& Servers() {
+  static std::map<QString, std::unique_ptr<regioncache::testing::MemcachedServer>> servers;
   return servers;
 }
 
 QString StartMemcached() {
-  const int port = FreePort();
-  auto proc = std::make_unique<QProcess>();
-  proc->setProcessChannelMode(QProcess::ForwardedErrorChannel);
-  QStringList args{"-l", "127.0.0.1", "-p", QString::number(port), "-U", "0", "-t", "1", "-m", "64"};
-  if (geteuid() == 0) args << "-u" << "root";  // memcached refuses root without it
-  proc->start("memcached", args);
+  auto server = std::make_unique<regioncache::testing::MemcachedServer>(64);
   // A server that does not start is a failure, never a skip: the LOCATION
   // returned then names the problem, and the first use of it fails the test
   // (without aborting, so the other regions of the run are still removed).
-  if (!proc->waitForStarted(5000)) {
-    qWarning("cannot start memcached (the memcached tests need the real server): %s",
-             qPrintable(proc->errorString()));
+  if (!server->up()) {
+    qWarning("%s", server->error().c_str());
     return "memcached-did-not-start";
   }
-  for (int i = 0; i < 500 && !Answers(port) && proc->state() == QProcess::Running; ++i) QThread::msleep(10);
-  if (!Answers(port)) {
-    qWarning("memcached on 127.0.0.1:%d does not answer (exit %d)", port, proc->exitCode());
-    return "memcached-did-not-answer";
-  }
-  const QString location = QString("127.0.0.1:%1").arg(port);
-  Servers()[location] = std::move(proc);
+  const QString location = QString::fromStdString(server->location());
+  Servers()[location] = std::move(server);
   return location;
 }
 
-void StopMemcached(const QString& location) {
-  auto it = Servers().find(location);
-  if (it == Servers().end()) return;
-  it->second->kill();
-  it->second->waitForFinished(5000);
-  Servers().erase(it);
-}
+void StopMemcached(const QString& location) { Servers().erase(location); }
 
 }  // namespace
 
@@ -168,7 +121,7 @@ QList<KindUnderTest> AllKinds() {
                    },
                    [](const QString&) {
                      return QJsonObject{{"BACKEND", "regioncache.MemcachedCache"},
-                                        {"LOCATION", QString("127.0.0.1:%1").arg(FreePort())},
+                                        {"LOCATION", QString("127.0.0.1:%1").arg(regioncache::testing::FreePort())},
                                         {"OPTIONS", QJsonObject{{"CONNECT_TIMEOUT", 0.2}, {"POLL_TIMEOUT", 0.2}}}};
                    },
                    [](const QJsonObject& conf) { StopMemcached(conf["LOCATION"].toString()); }});
