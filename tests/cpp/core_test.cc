@@ -172,9 +172,11 @@ TEST(OptionReader, UnknownOptionIsNamed) {
   OptionReader r("myregion", opts);
   uint64_t size = 0;
   ASSERT_TRUE(r.Size("SIZE", 0, &size).ok());
+  ASSERT_TRUE(r.Size("MAX_ITEM_SIZE", 0, &size).ok());  // asked for, not given: still known
   Status st = r.CheckAllUsed();
   EXPECT_TRUE(st.IsInvalidArgument());
-  EXPECT_EQ(st.message(), "region 'myregion': unknown option COLOUR");
+  EXPECT_EQ(st.message(),
+            "region 'myregion': unknown option COLOUR (this store knows: MAX_ITEM_SIZE, SIZE)");
 }
 
 // --------------------------------------------------------------- status --
