@@ -1,0 +1,179 @@
+// Buffers lent between regioncache._native.Cache and its store: the
+// per-thread read buffers of get/has_key/get_many, the bytes objects a file
+// store reads into (ReadTarget), and the values read and written through
+// them (signed, checked, decoded without a copy where the bytes are ours).
+#include "python/cache.h"
+
+#include <string>
+
+#include "regioncache/codec.h"
+#include "core/compress.h"
+
+namespace regioncache::py {
+namespace {
+
+// Reads into a per-thread buffer that keeps its capacity between calls, so a
+// hit costs no allocation; a nested call (from a pickle's __setstate__, say)
+// falls back to a fresh buffer.
+struct ReadBuffer {
+  Value value;
+  bool busy = false;
+};
+thread_local ReadBuffer tl_read;
+
+// get_many's buffers (cache.h, ManyBuffers).
+thread_local ManyBuffers tl_many;
+
+// Decode for a value that arrived in a bytes object of its own: bytes are
+// returned as they are and pickles loaded from it, without another copy.
+PyObject* DecodeOwned(PyObject* bytes, uint32_t flags, const std::string& region) {
+  if (!bytes) return nullptr;
+  if (!(flags & kFlagZstd)) {
+    if (Encoding(flags) == kEncBytes) return bytes;
+    if (Encoding(flags) == kEncPickle) {
+      PyObject* r = PyObject_CallOneArg(g.pickle_loads, bytes);
+      Py_DECREF(bytes);
+      return r;
+    }
+  }
+  PyObject* r = Decode(std::string_view(PyBytes_AS_STRING(bytes),
+                                        static_cast<size_t>(PyBytes_GET_SIZE(bytes))),
+                       flags, region);
+  Py_DECREF(bytes);
+  return r;
+}
+
+}  // namespace
+
+// ---- read buffers ------------------------------------------------------------
+
+BorrowedValue::BorrowedValue() {
+  if (!tl_read.busy) {
+    tl_read.busy = true;
+    v_ = &tl_read.value;
+    v_->target = nullptr;
+    v_->at = nullptr;
+  } else {
+    own_ = std::make_unique<Value>();
+    v_ = own_.get();
+  }
+}
+
+BorrowedValue::~BorrowedValue() {
+  if (own_) return;
+  // A large value's buffer is not kept: it would pin that much memory in
+  // every thread that ever read one (a file region holds values of GBs).
+  if (tl_read.value.data.capacity() > (16u << 20)) std::string().swap(tl_read.value.data);
+  tl_read.busy = false;
+}
+
+BorrowedMany::BorrowedMany() {
+  if (!tl_many.busy) {
+    tl_many.busy = true;
+    b_ = &tl_many;
+  } else {
+    own_ = std::make_unique<ManyBuffers>();
+    b_ = own_.get();
+  }
+}
+
+BorrowedMany::~BorrowedMany() {
+  if (own_) return;
+  size_t kept = 0;
+  for (const Value& v : tl_many.values) kept += v.data.capacity();
+  if (kept > (16u << 20) || tl_many.values.size() > 100000) {
+    std::vector<Value>().swap(tl_many.values);
+    std::vector<MadeKey>().swap(tl_many.made);
+  }
+  tl_many.busy = false;
+}
+
+// ---- bytes lent to a store ------------------------------------------------------
+
+BytesTarget::BytesTarget(size_t first) {
+  first_ = PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(first));
+  if (!first_) PyErr_Clear();  // then the store reads into Value::data
+}
+
+BytesTarget::~BytesTarget() {
+  Py_XDECREF(first_);
+  Py_XDECREF(whole_);
+}
+
+std::span<char> BytesTarget::First() {
+  if (!first_) return {};
+  return {PyBytes_AS_STRING(first_), static_cast<size_t>(PyBytes_GET_SIZE(first_))};
+}
+
+char* BytesTarget::Whole(size_t n) {
+  PyGILState_STATE gs = PyGILState_Ensure();
+  Py_CLEAR(whole_);
+  whole_ = PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(n));
+  if (!whole_) PyErr_Clear();  // too large for memory: the store says so
+  PyGILState_Release(gs);
+  return whole_ ? PyBytes_AS_STRING(whole_) : nullptr;
+}
+
+PyObject* BytesTarget::Take(const Value& v) {
+  PyObject** slot = nullptr;
+  if (first_ && v.at == PyBytes_AS_STRING(first_)) slot = &first_;
+  else if (whole_ && v.at == PyBytes_AS_STRING(whole_)) slot = &whole_;
+  if (!slot) {
+    PyErr_SetString(PyExc_SystemError, "regioncache: a value outside the lent buffers");
+    return nullptr;
+  }
+  PyObject* o = *slot;
+  *slot = nullptr;
+  Py_ssize_t len = static_cast<Py_ssize_t>(v.len);
+  if (PyBytes_GET_SIZE(o) != len && _PyBytes_Resize(&o, len) < 0) return nullptr;
+  return o;
+}
+
+// ---- values ----------------------------------------------------------------------
+
+// Encodes a value for key; signs it if the region has a SIGNING_KEY. Exact
+// ints stay plain decimal text, unsigned, so the stores' in-place incr keeps
+// working (README, "Signed values").
+bool EncodeFor(CacheObject* self, std::string_view key, PyObject* value, Encoded* e) {
+  if (!e->Encode(value)) return false;
+  if (self->st->signer && Encoding(e->flags()) != kEncInt)
+    return e->Sign(self->st->signer.get(), key, RegionName(self));
+  return true;
+}
+
+// A stored value as a Python object: the signature checked (when the region
+// signs, or the value carries one), then decoded. owned (stolen; may be
+// null) is a bytes object that holds the data. nullptr without an exception:
+// the value is undecodable and was logged, a miss. nullptr with an
+// exception: raise it.
+PyObject* ReadValue(CacheObject* self, std::string_view key, std::string_view data, uint32_t flags,
+                    PyObject* owned) {
+  if (owned)
+    data = std::string_view(PyBytes_AS_STRING(owned), static_cast<size_t>(PyBytes_GET_SIZE(owned)));
+  if (flags & kFlagSigned) {
+    if (data.size() < kMacSize) {
+      Py_XDECREF(owned);
+      return Undecodable(self, key, "signed value shorter than its signature");
+    }
+    std::string_view body = data.substr(0, data.size() - kMacSize);
+    if (self->st->signer &&
+        !self->st->signer->Verify(key, flags, body,
+                                  reinterpret_cast<const unsigned char*>(body.data() + body.size()))) {
+      Py_XDECREF(owned);
+      return Undecodable(self, key,
+                         "signature does not match (not written with this region's SIGNING_KEY)");
+    }
+    data = body;
+    flags &= ~static_cast<uint32_t>(kFlagSigned);
+    if (owned && _PyBytes_Resize(&owned, static_cast<Py_ssize_t>(body.size())) < 0) return nullptr;
+  } else if (self->st->signer && Encoding(flags) != kEncInt) {
+    Py_XDECREF(owned);
+    return Undecodable(self, key, "value is not signed (written without the SIGNING_KEY)");
+  }
+  PyObject* r = owned ? DecodeOwned(owned, flags, RegionName(self))
+                      : Decode(data, flags, RegionName(self));
+  if (r || !PyErr_ExceptionMatches(PyExc_Exception)) return r;
+  return Undecodable(self, key, {});
+}
+
+}  // namespace regioncache::py
