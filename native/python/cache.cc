@@ -11,161 +11,178 @@
 #include "regioncache/codec.h"
 
 namespace regioncache::py {
+namespace {
+
+// ---- the opening of a single-key call ------------------------------------------
+
+// A single-key method: its name (in messages and TypeErrors), what it
+// answers when the failure policy swallows a failure, its arguments by name
+// (the key first) and where the value, the timeout and the version are
+// among them (-1: not taken).
+struct Op {
+  const char* name;
+  const char* outcome;
+  const char* const* args;
+  int nargs, required;
+  int value, timeout, version;
+};
+
+constexpr const char* kKeyDefault[] = {"key", "default", "version"};
+constexpr const char* kKeyValue[] = {"key", "value", "timeout", "version"};
+constexpr const char* kKeyTimeout[] = {"key", "timeout", "version"};
+constexpr const char* kKeyOnly[] = {"key", "version"};
+constexpr Op kGet{"get", "a miss", kKeyDefault, 3, 1, -1, -1, 2};
+constexpr Op kSet{"set", "returned False", kKeyValue, 4, 2, 1, 2, 3};
+constexpr Op kAdd{"add", "returned False", kKeyValue, 4, 2, 1, 2, 3};
+constexpr Op kTouch{"touch", "returned False", kKeyTimeout, 3, 1, -1, 1, 2};
+constexpr Op kDelete{"delete", "returned False", kKeyOnly, 2, 1, -1, -1, 1};
+constexpr Op kHasKey{"has_key", "returned False", kKeyOnly, 2, 1, -1, -1, 1};
+
+// What every single-key method does before it reaches the store, in this
+// order: the arguments parsed, the store opened (else the failure policy),
+// the key made and validated, the value encoded (and signed), the timeout
+// turned into an expiry. Prepare() false: return Early(what the method
+// answers on a failure the policy swallows).
+class KeyCall {
+ public:
+  explicit KeyCall(const Op& op) : op_(op) {}
+
+  bool Prepare(CacheObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+    self_ = self;
+    if (!ParseArgs(op_.name, args, nargs, kwnames, op_.args, op_.nargs, op_.required, arg))
+      return false;
+    if (!Opened(self, op_.name, op_.outcome)) return false;
+    if (!MakeKey(self, arg[0], arg[op_.version], &made_)) return false;
+    if (op_.value >= 0 && !EncodeFor(self, key(), arg[op_.value], &value)) return false;
+    if (op_.timeout >= 0) {
+      expiry = ComputeExpiry(self, arg[op_.timeout], &expires_ms);
+      if (expiry == Expiry::kError) return false;
+    }
+    return true;
+  }
+
+  // After a false Prepare(): nullptr with the exception, or miss.
+  static PyObject* Early(PyObject* miss) { return PyErr_Occurred() ? nullptr : Py_NewRef(miss); }
+
+  // A store call's answer: True when it did it, False when the key was
+  // not there (absent), else the failure policy's False or its exception.
+  PyObject* Answer(const Status& s, bool absent) {
+    if (s.ok()) Py_RETURN_TRUE;
+    if (absent) Py_RETURN_FALSE;
+    return Failed(s, Py_False);
+  }
+  // A failed store call: miss if the policy swallows it, else nullptr with
+  // the exception set.
+  PyObject* Failed(const Status& s, PyObject* miss) {
+    if (!Swallow(self_, op_.name, s, op_.outcome)) return nullptr;
+    return Py_NewRef(miss);
+  }
+
+  std::string_view key() const { return made_.view(); }
+
+  PyObject* arg[4];
+  Encoded value;
+  int64_t expires_ms = 0;
+  Expiry expiry = Expiry::kAt;
+
+ private:
+  const Op& op_;
+  CacheObject* self_ = nullptr;
+  MadeKey made_;
+};
+
+}  // namespace
+
 PyObject* Cache_get(CacheObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
-  static const char* const names[] = {"key", "default", "version"};
-  PyObject* a[3];
-  if (!ParseArgs("get", args, nargs, kwnames, names, 3, 1, a)) return nullptr;
-  if (!Opened(self, "get", "a miss")) return PyErr_Occurred() ? nullptr : Py_NewRef(a[1] ? a[1] : Py_None);
-  MadeKey k;
-  if (!MakeKey(self, a[0], a[2], &k)) return nullptr;
+  KeyCall c(kGet);
+  PyObject*& dflt = c.arg[1];
+  if (!c.Prepare(self, args, nargs, kwnames)) return c.Early(dflt ? dflt : Py_None);
   BorrowedValue v;
   std::optional<BytesTarget> target;
   if (self->st->first_read) {
     target.emplace(self->st->first_read);
     v.get()->target = &*target;
   }
-  Status s = Call(self, [&](Store* st) { return st->Get(k.view(), v.get()); });
+  Status s = Call(self, [&](Store* st) { return st->Get(c.key(), v.get()); });
   v.get()->target = nullptr;
   // A server that is down or slow is a miss, as in Django's memcached
   // backends; so is a damaged entry or any other failure of the medium.
-  if (s.IsNotFound()) return Py_NewRef(a[1] ? a[1] : Py_None);
-  if (!s.ok()) {
-    if (!Swallow(self, "get", s, "a miss")) return nullptr;
-    return Py_NewRef(a[1] ? a[1] : Py_None);
-  }
+  if (s.IsNotFound()) return Py_NewRef(dflt ? dflt : Py_None);
+  if (!s.ok()) return c.Failed(s, dflt ? dflt : Py_None);
   PyObject* r;
   if (v.get()->at) {
     PyObject* owned = target->Take(*v.get());
     if (!owned) return nullptr;
-    r = ReadValue(self, k.view(), {}, v.get()->flags, owned);
+    r = ReadValue(self, c.key(), {}, v.get()->flags, owned);
   } else {
-    r = ReadValue(self, k.view(), v.get()->data, v.get()->flags, nullptr);
+    r = ReadValue(self, c.key(), v.get()->data, v.get()->flags, nullptr);
   }
-  if (!r && !PyErr_Occurred()) return Py_NewRef(a[1] ? a[1] : Py_None);
+  if (!r && !PyErr_Occurred()) return Py_NewRef(dflt ? dflt : Py_None);
   return r;
 }
 
 PyObject* Cache_set(CacheObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
-  static const char* const names[] = {"key", "value", "timeout", "version"};
-  PyObject* a[4];
-  if (!ParseArgs("set", args, nargs, kwnames, names, 4, 2, a)) return nullptr;
-  if (!Opened(self, "set", "returned False")) {
-    if (PyErr_Occurred()) return nullptr;
-    Py_RETURN_FALSE;
-  }
-  MadeKey k;
-  if (!MakeKey(self, a[0], a[3], &k)) return nullptr;
-  Encoded e;
-  if (!EncodeFor(self, k.view(), a[1], &e)) return nullptr;
-  int64_t exp;
-  Expiry x = ComputeExpiry(self, a[2], &exp);
-  if (x == Expiry::kError) return nullptr;
+  KeyCall c(kSet);
+  if (!c.Prepare(self, args, nargs, kwnames)) return c.Early(Py_False);
   Status s;
-  if (x == Expiry::kNow) {
-    s = Call(self, [&](Store* st) { return st->Delete(k.view()); });
+  if (c.expiry == Expiry::kNow) {
+    s = Call(self, [&](Store* st) { return st->Delete(c.key()); });
     if (s.IsNotFound()) s = Status::OK();
   } else {
-    s = Call(self, [&](Store* st) { return st->Set(k.view(), e.data(), e.flags(), exp); });
-    if (s.code() == Status::Code::kTooLarge) {
+    s = Call(self, [&](Store* st) {
+      return st->Set(c.key(), c.value.data(), c.value.flags(), c.expires_ms);
+    });
+    if (s.IsTooLarge()) {
       // The caller asked for the new value; the old one must not be served
       // in its place (cached_db sessions rely on this, as with memcached).
-      Call(self, [&](Store* st) { return st->Delete(k.view()); });
+      Call(self, [&](Store* st) { return st->Delete(c.key()); });
     }
   }
-  if (!s.ok()) {
-    if (!Swallow(self, "set", s, "returned False")) return nullptr;
-    Py_RETURN_FALSE;  // Django's "not stored"
-  }
+  if (!s.ok()) return c.Failed(s, Py_False);  // Django's "not stored"
   Py_RETURN_NONE;
 }
 
 PyObject* Cache_add(CacheObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
-  static const char* const names[] = {"key", "value", "timeout", "version"};
-  PyObject* a[4];
-  if (!ParseArgs("add", args, nargs, kwnames, names, 4, 2, a)) return nullptr;
-  if (!Opened(self, "add", "returned False")) {
-    if (PyErr_Occurred()) return nullptr;
-    Py_RETURN_FALSE;
-  }
-  MadeKey k;
-  if (!MakeKey(self, a[0], a[3], &k)) return nullptr;
-  Encoded e;
-  if (!EncodeFor(self, k.view(), a[1], &e)) return nullptr;
-  int64_t exp;
-  Expiry x = ComputeExpiry(self, a[2], &exp);
-  if (x == Expiry::kError) return nullptr;
+  KeyCall c(kAdd);
+  if (!c.Prepare(self, args, nargs, kwnames)) return c.Early(Py_False);
   Status s;
-  if (x == Expiry::kNow) {
+  if (c.expiry == Expiry::kNow) {
     // Django adds an already-expired entry when none is live: the add
     // succeeds and nothing can be read back.
     BorrowedValue v;
-    s = Call(self, [&](Store* st) { return st->Peek(k.view(), v.get()); });
+    s = Call(self, [&](Store* st) { return st->Peek(c.key(), v.get()); });
     if (s.ok()) Py_RETURN_FALSE;
     if (s.IsNotFound()) Py_RETURN_TRUE;
-    if (!Swallow(self, "add", s, "returned False")) return nullptr;
-    Py_RETURN_FALSE;
+    return c.Failed(s, Py_False);
   }
-  s = Call(self, [&](Store* st) { return st->Add(k.view(), e.data(), e.flags(), exp); });
-  if (s.ok()) Py_RETURN_TRUE;
-  if (s.IsNotStored()) Py_RETURN_FALSE;
-  if (!Swallow(self, "add", s, "returned False")) return nullptr;
-  Py_RETURN_FALSE;
+  s = Call(self, [&](Store* st) {
+    return st->Add(c.key(), c.value.data(), c.value.flags(), c.expires_ms);
+  });
+  return c.Answer(s, s.IsNotStored());
 }
 
 PyObject* Cache_touch(CacheObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
-  static const char* const names[] = {"key", "timeout", "version"};
-  PyObject* a[3];
-  if (!ParseArgs("touch", args, nargs, kwnames, names, 3, 1, a)) return nullptr;
-  if (!Opened(self, "touch", "returned False")) {
-    if (PyErr_Occurred()) return nullptr;
-    Py_RETURN_FALSE;
-  }
-  MadeKey k;
-  if (!MakeKey(self, a[0], a[2], &k)) return nullptr;
-  int64_t exp;
-  Expiry x = ComputeExpiry(self, a[1], &exp);
-  if (x == Expiry::kError) return nullptr;
-  Status s = x == Expiry::kNow ? Call(self, [&](Store* st) { return st->Delete(k.view()); })
-                               : Call(self, [&](Store* st) { return st->Touch(k.view(), exp); });
-  if (s.ok()) Py_RETURN_TRUE;
-  if (s.IsNotFound()) Py_RETURN_FALSE;
-  if (!Swallow(self, "touch", s, "returned False")) return nullptr;
-  Py_RETURN_FALSE;
+  KeyCall c(kTouch);
+  if (!c.Prepare(self, args, nargs, kwnames)) return c.Early(Py_False);
+  Status s = c.expiry == Expiry::kNow
+                 ? Call(self, [&](Store* st) { return st->Delete(c.key()); })
+                 : Call(self, [&](Store* st) { return st->Touch(c.key(), c.expires_ms); });
+  return c.Answer(s, s.IsNotFound());
 }
 
 PyObject* Cache_delete(CacheObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
-  static const char* const names[] = {"key", "version"};
-  PyObject* a[2];
-  if (!ParseArgs("delete", args, nargs, kwnames, names, 2, 1, a)) return nullptr;
-  if (!Opened(self, "delete", "returned False")) {
-    if (PyErr_Occurred()) return nullptr;
-    Py_RETURN_FALSE;
-  }
-  MadeKey k;
-  if (!MakeKey(self, a[0], a[1], &k)) return nullptr;
-  Status s = Call(self, [&](Store* st) { return st->Delete(k.view()); });
-  if (s.ok()) Py_RETURN_TRUE;
-  if (s.IsNotFound()) Py_RETURN_FALSE;
-  if (!Swallow(self, "delete", s, "returned False")) return nullptr;
-  Py_RETURN_FALSE;
+  KeyCall c(kDelete);
+  if (!c.Prepare(self, args, nargs, kwnames)) return c.Early(Py_False);
+  Status s = Call(self, [&](Store* st) { return st->Delete(c.key()); });
+  return c.Answer(s, s.IsNotFound());
 }
 
 PyObject* Cache_has_key(CacheObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
-  static const char* const names[] = {"key", "version"};
-  PyObject* a[2];
-  if (!ParseArgs("has_key", args, nargs, kwnames, names, 2, 1, a)) return nullptr;
-  if (!Opened(self, "has_key", "returned False")) {
-    if (PyErr_Occurred()) return nullptr;
-    Py_RETURN_FALSE;
-  }
-  MadeKey k;
-  if (!MakeKey(self, a[0], a[1], &k)) return nullptr;
+  KeyCall c(kHasKey);
+  if (!c.Prepare(self, args, nargs, kwnames)) return c.Early(Py_False);
   BorrowedValue v;
-  Status s = Call(self, [&](Store* st) { return st->Peek(k.view(), v.get()); });
-  if (s.ok()) Py_RETURN_TRUE;
-  if (s.IsNotFound()) Py_RETURN_FALSE;
-  if (!Swallow(self, "has_key", s, "returned False")) return nullptr;
-  Py_RETURN_FALSE;
+  Status s = Call(self, [&](Store* st) { return st->Peek(c.key(), v.get()); });
+  return c.Answer(s, s.IsNotFound());
 }
 
 namespace {

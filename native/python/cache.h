@@ -59,20 +59,6 @@ struct CacheObject {
 
 // ---- GIL handling ----------------------------------------------------------
 
-// Runs fn without the GIL for stores that block on I/O; stores that only
-// block on a contended lock keep the GIL and release it through the blocking
-// hooks (module.cc) only while they wait.
-template <typename Fn>
-Status Call(CacheObject* self, Fn&& fn) {
-  if (!self->st->may_block) return fn(self->st->store.get());
-  Status s;
-  Store* store = self->st->store.get();
-  Py_BEGIN_ALLOW_THREADS
-  s = fn(store);
-  Py_END_ALLOW_THREADS
-  return s;
-}
-
 // Long inspection work always runs without the GIL.
 template <typename Fn>
 Status CallReleased(CacheObject* self, Fn&& fn) {
@@ -82,6 +68,15 @@ Status CallReleased(CacheObject* self, Fn&& fn) {
   s = fn(store);
   Py_END_ALLOW_THREADS
   return s;
+}
+
+// Runs fn without the GIL for stores that block on I/O; stores that only
+// block on a contended lock keep the GIL and release it through the blocking
+// hooks (module.cc) only while they wait.
+template <typename Fn>
+Status Call(CacheObject* self, Fn&& fn) {
+  if (!self->st->may_block) return fn(self->st->store.get());
+  return CallReleased(self, fn);
 }
 
 // ---- call.cc: opening and the failure policy --------------------------------
