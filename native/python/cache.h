@@ -50,6 +50,11 @@ struct CacheState {
 struct CacheObject {
   PyObject_HEAD
   CacheState* st;
+  // The state of the module that made the type (glue.h), taken once in
+  // tp_new: the hot path reads pickle's functions and Django's sentinels
+  // from it without a PyType_GetModuleByDef walk per call. The type holds
+  // the module, so the state outlives the object.
+  ModuleState* mod;
   PyObject* key_prefix;       // as set (normally str)
   PyObject* version;          // as set (normally int)
   PyObject* key_func;         // as set

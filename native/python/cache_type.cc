@@ -22,8 +22,11 @@ namespace {
 // ---- type slots --------------------------------------------------------------
 
 PyObject* Cache_new(PyTypeObject* type, PyObject*, PyObject*) {
+  ModuleState* mod = StateOfType(type);
+  if (!mod) return nullptr;
   CacheObject* self = reinterpret_cast<CacheObject*>(type->tp_alloc(type, 0));
   if (!self) return nullptr;
+  self->mod = mod;
   self->st = new (std::nothrow) CacheState();
   if (!self->st) {
     Py_DECREF(self);
@@ -94,7 +97,7 @@ int Set_version(CacheObject* self, PyObject* v, void*) {
 }
 PyObject* Get_key_func(CacheObject* self, void*) {
   if (self->key_func) return Py_NewRef(self->key_func);
-  return Py_NewRef(g.default_key_func ? g.default_key_func : Py_None);
+  return Py_NewRef(self->mod->default_key_func ? self->mod->default_key_func : Py_None);
 }
 int Set_key_func(CacheObject* self, PyObject* v, void*) {
   if (!v || v == Py_None) {
@@ -107,7 +110,7 @@ int Set_key_func(CacheObject* self, PyObject* v, void*) {
     return -1;
   }
   Py_XSETREF(self->key_func, Py_NewRef(v));
-  self->native_key_func = (v == g.default_key_func);
+  self->native_key_func = (v == self->mod->default_key_func);
   return 0;
 }
 PyObject* Get_default_timeout(CacheObject* self, void*) {
@@ -178,7 +181,7 @@ PyObject* Cache_open(CacheObject* self, PyObject* const* args, Py_ssize_t nargs,
   if (!st.ok()) {
     // Bad options raise whatever the policy; with lazy (the default
     // policy) a store that cannot be opened now is opened by a later call.
-    if (!lazy || st.code() == Status::Code::kInvalidArgument) return RaiseStatus(st);
+    if (!lazy || st.code() == Status::Code::kInvalidArgument) return RaiseStatus(self->mod, st);
     self->st->spec = std::move(spec);
     self->st->open_error = st;
     self->st->next_open_ms = NowMs() + 1000;
@@ -219,7 +222,7 @@ PyObject* Cache_set_policy(CacheObject* self, PyObject* const* args, Py_ssize_t 
     std::string error;
     signer = Signer::Make(keys, &error);
     if (!signer) {
-      PyErr_Format(g.ConfigError, "region '%s': SIGNING_KEY: %s", RegionName(self).c_str(),
+      PyErr_Format(self->mod->ConfigError, "region '%s': SIGNING_KEY: %s", RegionName(self).c_str(),
                    error.c_str());
       return nullptr;
     }
@@ -249,13 +252,13 @@ using NoArgFn = PyObject* (*)(CacheObject*, PyObject*);
 template <FastFn F>
 PyObject* Drained(CacheObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
   PyObject* r = F(self, args, nargs, kwnames);
-  if (LogPending()) [[unlikely]] DrainLog();
+  if (LogPending()) [[unlikely]] DrainLog(self->mod);
   return r;
 }
 template <NoArgFn F>
 PyObject* Drained1(CacheObject* self, PyObject* arg) {
   PyObject* r = F(self, arg);
-  if (LogPending()) [[unlikely]] DrainLog();
+  if (LogPending()) [[unlikely]] DrainLog(self->mod);
   return r;
 }
 
@@ -334,11 +337,11 @@ PyType_Spec kSpec = {
 
 }  // namespace
 
-int WrapMethods(PyObject* type);  // methods.cc: methods that carry __func__ (Django 6)
+int WrapMethods(PyObject* module, PyObject* type);  // methods.cc: methods that carry __func__ (Django 6)
 
 PyObject* MakeCacheType(PyObject* module) {
   PyObject* type = PyType_FromModuleAndSpec(module, &kSpec, nullptr);
-  if (type && WrapMethods(type) < 0) Py_CLEAR(type);
+  if (type && WrapMethods(module, type) < 0) Py_CLEAR(type);
   return type;
 }
 

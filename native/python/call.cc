@@ -113,7 +113,7 @@ Status TryOpen(CacheObject* self) {
 bool Ready(CacheObject* self) {
   Status s = TryOpen(self);
   if (s.ok()) return true;
-  RaiseStatus(s.IsUnavailable() ? s : Status::Unavailable(s.message()));
+  RaiseStatus(self->mod, s.IsUnavailable() ? s : Status::Unavailable(s.message()));
   return false;
 }
 
@@ -136,7 +136,7 @@ std::string CauseText(CacheObject* self, const Status& s) {
 
 bool Swallow(CacheObject* self, const char* op, const Status& s, const char* outcome) {
   if (self->st->raise_errors || !IsStoreFailure(s)) {
-    RaiseStatus(s);
+    RaiseStatus(self->mod, s);
     return false;
   }
   LogWarning(self, std::string(op) + " failed, " + outcome + ": " + CauseText(self, s));
@@ -170,7 +170,7 @@ PyObject* Undecodable(CacheObject* self, std::string_view key, std::string why) 
     ++self->st->failures;
     return nullptr;
   }
-  PyErr_Format(g.RegionError, "region '%s': %s", RegionName(self).c_str(), msg.c_str());
+  PyErr_Format(self->mod->RegionError, "region '%s': %s", RegionName(self).c_str(), msg.c_str());
   if (cause) {
     PyObject* v = TakeException();
     if (v) {

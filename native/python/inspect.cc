@@ -22,7 +22,7 @@ PyObject* Cache_stats(CacheObject* self, PyObject*) {
   if (!Ready(self)) return nullptr;
   Stats st;
   Status s = CallReleased(self, [&](Store* store) { return store->GetStats(&st); });
-  if (!s.ok()) return RaiseStatus(s);
+  if (!s.ok()) return RaiseStatus(self->mod, s);
   std::string_view kind = self->st->store->kind();
   PyObject* d = Py_BuildValue(
       "{s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:s#,s:s,s:s}", "entries",
@@ -79,7 +79,7 @@ PyObject* Cache_list_entries(CacheObject* self, PyObject* const* args, Py_ssize_
   }
   ListPage page;
   Status s = CallReleased(self, [&](Store* st) { return st->List(lo, &page); });
-  if (!s.ok()) return RaiseStatus(s);
+  if (!s.ok()) return RaiseStatus(self->mod, s);
   PyObject* list = PyList_New(static_cast<Py_ssize_t>(page.entries.size()));
   if (!list) return nullptr;
   for (size_t i = 0; i < page.entries.size(); ++i) {
@@ -111,7 +111,7 @@ PyObject* Cache_purge_expired(CacheObject* self, PyObject*) {
   if (!Ready(self)) return nullptr;
   uint64_t removed = 0;
   Status s = CallReleased(self, [&](Store* st) { return st->PurgeExpired(&removed); });
-  if (!s.ok()) return RaiseStatus(s);
+  if (!s.ok()) return RaiseStatus(self->mod, s);
   return PyLong_FromUnsignedLongLong(removed);
 }
 
@@ -122,7 +122,7 @@ PyObject* Cache_purge(CacheObject* self, PyObject* arg) {
   std::string g2 = glob;
   uint64_t removed = 0;
   Status s = CallReleased(self, [&](Store* st) { return st->PurgeMatching(g2, &removed); });
-  if (!s.ok()) return RaiseStatus(s);
+  if (!s.ok()) return RaiseStatus(self->mod, s);
   return PyLong_FromUnsignedLongLong(removed);
 }
 
@@ -144,7 +144,7 @@ PyObject* Cache_delete_raw(CacheObject* self, PyObject* arg) {
   std::vector<std::string_view> views(keys.begin(), keys.end());
   uint64_t deleted = 0;
   Status s = CallReleased(self, [&](Store* st) { return st->DeleteMany(views, &deleted); });
-  if (!s.ok()) return RaiseStatus(s);
+  if (!s.ok()) return RaiseStatus(self->mod, s);
   return PyLong_FromUnsignedLongLong(deleted);
 }
 

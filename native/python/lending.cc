@@ -7,7 +7,6 @@
 #include <string>
 
 #include "regioncache/codec.h"
-#include "core/compress.h"
 
 namespace regioncache::py {
 namespace {
@@ -26,17 +25,17 @@ thread_local ManyBuffers tl_many;
 
 // Decode for a value that arrived in a bytes object of its own: bytes are
 // returned as they are and pickles loaded from it, without another copy.
-PyObject* DecodeOwned(PyObject* bytes, uint32_t flags, const std::string& region) {
+PyObject* DecodeOwned(ModuleState* m, PyObject* bytes, uint32_t flags, const std::string& region) {
   if (!bytes) return nullptr;
-  if (!(flags & kFlagZstd)) {
+  if (!(flags & ~kKnownFlags)) {
     if (Encoding(flags) == kEncBytes) return bytes;
     if (Encoding(flags) == kEncPickle) {
-      PyObject* r = PyObject_CallOneArg(g.pickle_loads, bytes);
+      PyObject* r = PyObject_CallOneArg(m->pickle_loads, bytes);
       Py_DECREF(bytes);
       return r;
     }
   }
-  PyObject* r = Decode(std::string_view(PyBytes_AS_STRING(bytes),
+  PyObject* r = Decode(m, std::string_view(PyBytes_AS_STRING(bytes),
                                         static_cast<size_t>(PyBytes_GET_SIZE(bytes))),
                        flags, region);
   Py_DECREF(bytes);
@@ -135,9 +134,9 @@ PyObject* BytesTarget::Take(const Value& v) {
 // ints stay plain decimal text, unsigned, so the stores' in-place incr keeps
 // working (README, "Signed values").
 bool EncodeFor(CacheObject* self, std::string_view key, PyObject* value, Encoded* e) {
-  if (!e->Encode(value)) return false;
+  if (!e->Encode(self->mod, value)) return false;
   if (self->st->signer && Encoding(e->flags()) != kEncInt)
-    return e->Sign(self->st->signer.get(), key, RegionName(self));
+    return e->Sign(self->mod, self->st->signer.get(), key, RegionName(self));
   return true;
 }
 
@@ -170,8 +169,8 @@ PyObject* ReadValue(CacheObject* self, std::string_view key, std::string_view da
     Py_XDECREF(owned);
     return Undecodable(self, key, "value is not signed (written without the SIGNING_KEY)");
   }
-  PyObject* r = owned ? DecodeOwned(owned, flags, RegionName(self))
-                      : Decode(data, flags, RegionName(self));
+  PyObject* r = owned ? DecodeOwned(self->mod, owned, flags, RegionName(self))
+                      : Decode(self->mod, data, flags, RegionName(self));
   if (r || !PyErr_ExceptionMatches(PyExc_Exception)) return r;
   return Undecodable(self, key, {});
 }
