@@ -152,7 +152,7 @@ class _RegionCache(_native.Cache, BaseCache):
             self.set(key, value, timeout, version)
             return value
         return stampede.compute_once(
-            self, key, default, timeout, version,
+            self, key, default, version,
             lambda v: self.set(key, v, timeout, version),
         )
 
@@ -172,7 +172,7 @@ class _RegionCache(_native.Cache, BaseCache):
         async def store(v):
             await self.aset(key, v, timeout, version)
 
-        return await stampede.acompute_once(self, key, compute, timeout, version, store)
+        return await stampede.acompute_once(self, key, compute, version, store)
 
     # The async API answers in the calling coroutine: the store works in RAM
     # (no thread hop, unlike BaseCache's sync_to_async defaults).
