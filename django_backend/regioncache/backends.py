@@ -121,7 +121,8 @@ class _RegionCache(_native.Cache, BaseCache):
         # The alias is looked up with LOCATION and OPTIONS as configured.
         alias = _find_alias(type(self), location, params)
         self.alias = alias
-        spec = store_spec(alias, {**params, "LOCATION": location}, kind=self.store_kind)
+        self._spec = spec = store_spec(alias, {**params, "LOCATION": location},
+                                       kind=self.store_kind)
         raise_errors, signing_keys = _policy(alias, params.get("OPTIONS") or {})
         try:
             # Under the default policy a store that cannot be opened now
@@ -276,6 +277,11 @@ class MemcachedCache(_RegionCache):
     """
 
     store_kind = "memcached"
+
+    @property
+    def _servers(self):
+        """The servers, as Django's memcached backends name them."""
+        return self._spec.servers
 
     # Network I/O: the async API runs in a thread (BaseCache's own a*
     # methods, through sync_to_async), not in the event loop.
