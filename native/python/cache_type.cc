@@ -44,20 +44,20 @@ PyObject* Cache_new(PyTypeObject* type, PyObject*, PyObject*) {
   return reinterpret_cast<PyObject*>(self);
 }
 
+// The objects a cache holds, for the GC slots below.
+constexpr PyObject* CacheObject::*kCacheObjects[] = {
+    &CacheObject::key_prefix, &CacheObject::version, &CacheObject::key_func,
+    &CacheObject::default_timeout,
+};
+
 int Cache_traverse(CacheObject* self, visitproc visit, void* arg) {
   Py_VISIT(Py_TYPE(self));
-  Py_VISIT(self->key_prefix);
-  Py_VISIT(self->version);
-  Py_VISIT(self->key_func);
-  Py_VISIT(self->default_timeout);
+  for (auto field : kCacheObjects) Py_VISIT(self->*field);
   return 0;
 }
 
 int Cache_clear(CacheObject* self) {
-  Py_CLEAR(self->key_prefix);
-  Py_CLEAR(self->version);
-  Py_CLEAR(self->key_func);
-  Py_CLEAR(self->default_timeout);
+  for (auto field : kCacheObjects) Py_CLEAR(self->*field);
   return 0;
 }
 
@@ -73,26 +73,26 @@ void Cache_dealloc(CacheObject* self) {
 
 // ---- descriptors -------------------------------------------------------------
 
-PyObject* Get_key_prefix(CacheObject* self, void*) {
-  return Py_NewRef(self->key_prefix ? self->key_prefix : Py_None);
+// key_prefix and version: kept as set, and the native key maker's prefix
+// made again from them. closure names the field (KeyPart below).
+struct KeyPart {
+  PyObject* CacheObject::*field;
+  const char* deleted;  // the AttributeError of a del
+};
+const KeyPart kKeyPrefix{&CacheObject::key_prefix, "key_prefix cannot be deleted"};
+const KeyPart kVersion{&CacheObject::version, "version cannot be deleted"};
+
+PyObject* Get_key_part(CacheObject* self, void* closure) {
+  PyObject* v = self->*static_cast<const KeyPart*>(closure)->field;
+  return Py_NewRef(v ? v : Py_None);
 }
-int Set_key_prefix(CacheObject* self, PyObject* v, void*) {
+int Set_key_part(CacheObject* self, PyObject* v, void* closure) {
+  const KeyPart* part = static_cast<const KeyPart*>(closure);
   if (!v) {
-    PyErr_SetString(PyExc_AttributeError, "key_prefix cannot be deleted");
+    PyErr_SetString(PyExc_AttributeError, part->deleted);
     return -1;
   }
-  Py_XSETREF(self->key_prefix, Py_NewRef(v));
-  return RebuildPrefix(self) ? 0 : -1;
-}
-PyObject* Get_version(CacheObject* self, void*) {
-  return Py_NewRef(self->version ? self->version : Py_None);
-}
-int Set_version(CacheObject* self, PyObject* v, void*) {
-  if (!v) {
-    PyErr_SetString(PyExc_AttributeError, "version cannot be deleted");
-    return -1;
-  }
-  Py_XSETREF(self->version, Py_NewRef(v));
+  Py_XSETREF(self->*part->field, Py_NewRef(v));
   return RebuildPrefix(self) ? 0 : -1;
 }
 PyObject* Get_key_func(CacheObject* self, void*) {
@@ -295,11 +295,14 @@ PyMethodDef kMethods[] = {
 
 #define GETSET(name, get, set, doc) \
   {name, reinterpret_cast<getter>(get), reinterpret_cast<setter>(set), doc, nullptr}
+#define KEYPART(name, part, doc) \
+  {name, reinterpret_cast<getter>(Get_key_part), reinterpret_cast<setter>(Set_key_part), doc, \
+   const_cast<KeyPart*>(&part)}
 #define GETTER(name, get, doc) {name, reinterpret_cast<getter>(get), nullptr, doc, nullptr}
 
 PyGetSetDef kGetSet[] = {
-    GETSET("key_prefix", Get_key_prefix, Set_key_prefix, "KEY_PREFIX"),
-    GETSET("version", Get_version, Set_version, "VERSION"),
+    KEYPART("key_prefix", kKeyPrefix, "KEY_PREFIX"),
+    KEYPART("version", kVersion, "VERSION"),
     GETSET("key_func", Get_key_func, Set_key_func, "KEY_FUNCTION"),
     GETSET("default_timeout", Get_default_timeout, Set_default_timeout, "TIMEOUT"),
     GETTER("store_kind", Get_store_kind, "shm, file or memcached"),

@@ -285,39 +285,25 @@ int Exec(PyObject* module) {
   return 0;
 }
 
+// Every object the state holds, for the GC slots below.
+constexpr PyObject* ModuleState::*kStateObjects[] = {
+    &ModuleState::pickle_dumps,     &ModuleState::pickle_loads,     &ModuleState::pickle_protocol,
+    &ModuleState::default_timeout,  &ModuleState::default_key_func, &ModuleState::key_warning,
+    &ModuleState::RegionError,      &ModuleState::ConfigError,      &ModuleState::ValueTooLargeError,
+    &ModuleState::log_handler,      &ModuleState::method_type,      &ModuleState::bound_type,
+};
+
 int Traverse(PyObject* module, visitproc visit, void* arg) {
   ModuleState* m = StateOf(module);
-  if (!m) return 0;
-  Py_VISIT(m->pickle_dumps);
-  Py_VISIT(m->pickle_loads);
-  Py_VISIT(m->pickle_protocol);
-  Py_VISIT(m->default_timeout);
-  Py_VISIT(m->default_key_func);
-  Py_VISIT(m->key_warning);
-  Py_VISIT(m->RegionError);
-  Py_VISIT(m->ConfigError);
-  Py_VISIT(m->ValueTooLargeError);
-  Py_VISIT(m->log_handler);
-  Py_VISIT(m->method_type);
-  Py_VISIT(m->bound_type);
+  if (m)
+    for (auto field : kStateObjects) Py_VISIT(m->*field);
   return 0;
 }
 
 int Clear(PyObject* module) {
   ModuleState* m = StateOf(module);
-  if (!m) return 0;
-  Py_CLEAR(m->pickle_dumps);
-  Py_CLEAR(m->pickle_loads);
-  Py_CLEAR(m->pickle_protocol);
-  Py_CLEAR(m->default_timeout);
-  Py_CLEAR(m->default_key_func);
-  Py_CLEAR(m->key_warning);
-  Py_CLEAR(m->RegionError);
-  Py_CLEAR(m->ConfigError);
-  Py_CLEAR(m->ValueTooLargeError);
-  Py_CLEAR(m->log_handler);
-  Py_CLEAR(m->method_type);
-  Py_CLEAR(m->bound_type);
+  if (m)
+    for (auto field : kStateObjects) Py_CLEAR(m->*field);
   return 0;
 }
 
