@@ -4,6 +4,7 @@
 // shared pieces in cache.h.
 #include "python/cache.h"
 
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -12,6 +13,88 @@
 
 namespace regioncache::py {
 namespace {
+
+// ---- per-thread read buffers ------------------------------------------------------
+
+// Reads into a per-thread buffer that keeps its capacity between calls, so a
+// hit costs no allocation; a nested call (from a pickle's __setstate__, say)
+// falls back to a fresh buffer.
+struct ReadBuffer {
+  Value value;
+  bool busy = false;
+};
+thread_local ReadBuffer tl_read;
+
+class BorrowedValue {
+ public:
+  BorrowedValue() {
+    if (!tl_read.busy) {
+      tl_read.busy = true;
+      v_ = &tl_read.value;
+      v_->target = nullptr;
+      v_->at = nullptr;
+    } else {
+      own_ = std::make_unique<Value>();
+      v_ = own_.get();
+    }
+  }
+  ~BorrowedValue() {
+    if (own_) return;
+    // A large value's buffer is not kept: it would pin that much memory in
+    // every thread that ever read one (a file region holds values of GBs).
+    if (tl_read.value.data.capacity() > (16u << 20)) std::string().swap(tl_read.value.data);
+    tl_read.busy = false;
+  }
+  BorrowedValue(const BorrowedValue&) = delete;
+  BorrowedValue& operator=(const BorrowedValue&) = delete;
+  Value* get() { return v_; }
+
+ private:
+  Value* v_;
+  std::unique_ptr<Value> own_;
+};
+
+// get_many's key and value vectors, kept per thread between calls so their
+// strings keep their capacity: after the first call, 100 keys and values
+// cost no allocation. A nested call gets fresh ones; large buffers are not
+// kept (as for ReadBuffer).
+struct ManyBuffers {
+  std::vector<MadeKey> made;
+  std::vector<Value> values;
+  bool busy = false;
+};
+thread_local ManyBuffers tl_many;
+
+class BorrowedMany {
+ public:
+  BorrowedMany() {
+    if (!tl_many.busy) {
+      tl_many.busy = true;
+      b_ = &tl_many;
+    } else {
+      own_ = std::make_unique<ManyBuffers>();
+      b_ = own_.get();
+    }
+  }
+  ~BorrowedMany() {
+    if (own_) return;
+    size_t kept = 0;
+    for (const Value& v : tl_many.values) kept += v.data.capacity();
+    if (kept > (16u << 20) || tl_many.values.size() > 100000) {
+      std::vector<Value>().swap(tl_many.values);
+      std::vector<MadeKey>().swap(tl_many.made);
+    }
+    tl_many.busy = false;
+  }
+  BorrowedMany(const BorrowedMany&) = delete;
+  BorrowedMany& operator=(const BorrowedMany&) = delete;
+  std::vector<MadeKey>& made() { return b_->made; }
+  std::vector<Value>& values() { return b_->values; }
+
+ private:
+  ManyBuffers* b_;
+  std::unique_ptr<ManyBuffers> own_;
+};
 
 // ---- the opening of a single-key call ------------------------------------------
 

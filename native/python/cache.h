@@ -5,9 +5,10 @@
 //                   Call/CallReleased, is here, inline)
 //   django_rules.cc Django's key and timeout rules (make_key, validate_key,
 //                   get_backend_timeout)
-//   lending.cc      read buffers and bytes lent to the stores, decoding
-//                   and signing of values
-//   cache.cc        the cache contract (get, set, add, ..., clear)
+//   lending.cc      bytes lent to the stores, decoding and signing of values
+//   cache.cc        the cache contract (get, set, add, ..., clear) and its
+//                   per-thread read buffers (beside the calls that use them,
+//                   so the hot path inlines them)
 //   inspect.cc      stats, listing and purging
 //   cache_type.cc   the type: slots, descriptors, _open, the method table
 #pragma once
@@ -101,8 +102,11 @@ std::string CauseText(CacheObject* self, const Status& s);
 bool Swallow(CacheObject* self, const char* op, const Status& s, const char* outcome);
 // The store for a cache call: true if open; false if not, with the failure
 // policy applied (swallowed: logged, no exception, the caller answers its
-// miss/False; or the exception set).
-bool Opened(CacheObject* self, const char* op, const char* outcome);
+// miss/False; or the exception set). Inline: every call passes here.
+bool OpenOrAnswer(CacheObject* self, const char* op, const char* outcome);
+inline bool Opened(CacheObject* self, const char* op, const char* outcome) {
+  return self->st->store != nullptr || OpenOrAnswer(self, op, outcome);
+}
 // A stored value that cannot be turned back into a Python object; see call.cc.
 PyObject* Undecodable(CacheObject* self, std::string_view key, std::string why);
 
@@ -130,23 +134,7 @@ enum class Expiry { kAt, kNow, kError };
 // -> never, 0 or negative -> already expired.
 Expiry ComputeExpiry(CacheObject* self, PyObject* timeout, int64_t* expires_ms);
 
-// ---- lending.cc: buffers and values --------------------------------------------
-
-// A Value read into a per-thread buffer that keeps its capacity between
-// calls, so a hit costs no allocation; a nested call (from a pickle's
-// __setstate__, say) falls back to a fresh buffer.
-class BorrowedValue {
- public:
-  BorrowedValue();
-  ~BorrowedValue();
-  BorrowedValue(const BorrowedValue&) = delete;
-  BorrowedValue& operator=(const BorrowedValue&) = delete;
-  Value* get() { return v_; }
-
- private:
-  Value* v_;
-  std::unique_ptr<Value> own_;
-};
+// ---- lending.cc: lent bytes and values --------------------------------------------
 
 // Lends the buffers of new bytes objects to a store that reads from files
 // (ReadTarget), so that a value lands in the object get() returns: no copy
@@ -168,29 +156,6 @@ class BytesTarget final : public ReadTarget {
  private:
   PyObject* first_ = nullptr;
   PyObject* whole_ = nullptr;
-};
-
-// get_many's key and value vectors, kept per thread between calls (as for
-// BorrowedValue): after the first call, 100 keys and values cost no
-// allocation.
-struct ManyBuffers {
-  std::vector<MadeKey> made;
-  std::vector<Value> values;
-  bool busy = false;
-};
-
-class BorrowedMany {
- public:
-  BorrowedMany();
-  ~BorrowedMany();
-  BorrowedMany(const BorrowedMany&) = delete;
-  BorrowedMany& operator=(const BorrowedMany&) = delete;
-  std::vector<MadeKey>& made() { return b_->made; }
-  std::vector<Value>& values() { return b_->values; }
-
- private:
-  ManyBuffers* b_;
-  std::unique_ptr<ManyBuffers> own_;
 };
 
 // Encodes a value for key; signs it if the region has a SIGNING_KEY.

@@ -147,7 +147,7 @@ bool Swallow(CacheObject* self, const char* op, const Status& s, const char* out
 // The store for a cache call: true if open; false if not, with the failure
 // policy applied (swallowed: logged, no exception, the caller answers its
 // miss/False; or the exception set).
-bool Opened(CacheObject* self, const char* op, const char* outcome) {
+bool OpenOrAnswer(CacheObject* self, const char* op, const char* outcome) {
   Status s = TryOpen(self);
   if (s.ok()) return true;
   Status failure = IsStoreFailure(s) ? s : Status::Unavailable(s.message());

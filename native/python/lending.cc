@@ -1,7 +1,7 @@
-// Buffers lent between regioncache._native.Cache and its store: the
-// per-thread read buffers of get/has_key/get_many, the bytes objects a file
-// store reads into (ReadTarget), and the values read and written through
-// them (signed, checked, decoded without a copy where the bytes are ours).
+// Bytes lent between regioncache._native.Cache and its store: the bytes
+// objects a file store reads into (ReadTarget), and the values read and
+// written through them (signed, checked, decoded without a copy where the
+// bytes are ours). The per-thread read buffers are in cache.cc.
 #include "python/cache.h"
 
 #include <string>
@@ -10,18 +10,6 @@
 
 namespace regioncache::py {
 namespace {
-
-// Reads into a per-thread buffer that keeps its capacity between calls, so a
-// hit costs no allocation; a nested call (from a pickle's __setstate__, say)
-// falls back to a fresh buffer.
-struct ReadBuffer {
-  Value value;
-  bool busy = false;
-};
-thread_local ReadBuffer tl_read;
-
-// get_many's buffers (cache.h, ManyBuffers).
-thread_local ManyBuffers tl_many;
 
 // Decode for a value that arrived in a bytes object of its own: bytes are
 // returned as they are and pickles loaded from it, without another copy.
@@ -43,49 +31,6 @@ PyObject* DecodeOwned(ModuleState* m, PyObject* bytes, uint32_t flags, const std
 }
 
 }  // namespace
-
-// ---- read buffers ------------------------------------------------------------
-
-BorrowedValue::BorrowedValue() {
-  if (!tl_read.busy) {
-    tl_read.busy = true;
-    v_ = &tl_read.value;
-    v_->target = nullptr;
-    v_->at = nullptr;
-  } else {
-    own_ = std::make_unique<Value>();
-    v_ = own_.get();
-  }
-}
-
-BorrowedValue::~BorrowedValue() {
-  if (own_) return;
-  // A large value's buffer is not kept: it would pin that much memory in
-  // every thread that ever read one (a file region holds values of GBs).
-  if (tl_read.value.data.capacity() > (16u << 20)) std::string().swap(tl_read.value.data);
-  tl_read.busy = false;
-}
-
-BorrowedMany::BorrowedMany() {
-  if (!tl_many.busy) {
-    tl_many.busy = true;
-    b_ = &tl_many;
-  } else {
-    own_ = std::make_unique<ManyBuffers>();
-    b_ = own_.get();
-  }
-}
-
-BorrowedMany::~BorrowedMany() {
-  if (own_) return;
-  size_t kept = 0;
-  for (const Value& v : tl_many.values) kept += v.data.capacity();
-  if (kept > (16u << 20) || tl_many.values.size() > 100000) {
-    std::vector<Value>().swap(tl_many.values);
-    std::vector<MadeKey>().swap(tl_many.made);
-  }
-  tl_many.busy = false;
-}
 
 // ---- bytes lent to a store ------------------------------------------------------
 
