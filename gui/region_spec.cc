@@ -21,10 +21,9 @@ regioncache::StoreSpec RegionSpec::ToStoreSpec(bool read_only) const {
     s.options["ON_MISMATCH"] = "error";  // never recreate (wipe) a segment the site uses
     if (read_only) s.options["READ_ONLY"] = "true";
   }
-  // Like the Django backend: a project's memcached region is the keys its
-  // alias makes, so listing, purge and clear leave other aliases' keys alone.
-  if (kind == "memcached" && !backend.isEmpty() && !s.options.count("REGION_PREFIX"))
-    s.options["REGION_PREFIX"] = keyPrefix.toStdString() + ":";
+  // A project's region comes with its store's options as the backend opens
+  // them (`python -m regioncache describe`, regioncache/spec.py), REGION_PREFIX
+  // of a memcached alias included: nothing is derived here.
   return s;
 }
 

@@ -33,9 +33,10 @@ struct RegionSpec {
   QString Identity() const { return kind + ":" + location; }
 };
 
-// Parses the output of `python -m regioncache describe` or a JSON file in
-// the same format: {"regions": [{alias, kind, backend, location, options,
-// key_prefix, version}, ...]}. A top-level list of such objects is accepted
+// Parses the output of `python -m regioncache describe` (each region's store
+// spec as regioncache.spec.store_spec makes it, the store's OPTIONS as text)
+// or a JSON file in the same format: {"regions": [{alias, kind, backend,
+// location, options, key_prefix, version}, ...]}. A top-level list of such objects is accepted
 // too. On failure returns false and sets *error naming origin and the fault.
 bool ParseRegionsJson(const QByteArray& json, const QString& origin, QList<RegionSpec>* out,
                       QString* error);

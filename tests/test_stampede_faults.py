@@ -116,7 +116,7 @@ def test_a_held_lock_still_makes_callers_wait(server, make_cache):
     assert release is not None
     assert stampede.try_lock(cache, "k", None) is None  # held: not taken twice
     t0 = time.monotonic()
-    assert stampede.compute_once(cache, "k", lambda: "mine", 300, None,
+    assert stampede.compute_once(cache, "k", lambda: "mine", None,
                                  lambda v: cache.set("k", v), wait=0.5) == "mine"
     assert time.monotonic() - t0 >= 0.5  # waited its `wait` for the holder
     release()
@@ -154,7 +154,7 @@ def test_timed_out_acquire_applied_later_does_not_make_the_next_caller_wait(serv
         # just failed, without trying the lock; here the get went through
         # before the server stopped, and the add is what times out).
         value, took = timed(lambda: stampede.compute_once(
-            cache, "k", lambda: "from A", 300, None, lambda v: cache.set("k", v, 300)))
+            cache, "k", lambda: "from A", None, lambda v: cache.set("k", v, 300)))
         assert value == "from A" and took < 2.5
     finally:
         server.resume()

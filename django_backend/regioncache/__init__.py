@@ -1,7 +1,7 @@
 """regioncache: cache regions for Django on native stores.
 
-Each CACHES alias is a region on a native C++ store (shared memory today;
-a directory of files and memcached next), behind Django's own cache API::
+Each CACHES alias is a region on a native C++ store (shared memory, a
+directory of files or memcached servers), behind Django's own cache API::
 
     CACHES = {
         "functions": {

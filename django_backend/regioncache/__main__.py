@@ -3,8 +3,9 @@
     python -m regioncache shm-regions          list this user's shared-memory regions
     python -m regioncache drop-shm NAME...     remove shared-memory regions
     python -m regioncache describe --settings MODULE [--pythonpath DIR]
-                                               print a project's CACHES regions as JSON
-                                               (what the desktop app reads)
+                                               print a project's CACHES regions as JSON:
+                                               each one's store spec (regioncache.spec),
+                                               what the desktop app opens
 """
 
 import argparse
@@ -12,7 +13,6 @@ import json
 import os
 import sys
 
-import regioncache
 from regioncache import _native
 
 
@@ -44,7 +44,10 @@ def main(argv=None):
 
 
 def describe(settings_module, pythonpath):
-    """Prints {"regions": [{alias, kind, backend, location, options}, ...]}.
+    """Prints {"regions": [{alias, kind, backend, location, options,
+    key_prefix, version}, ...]}: each CACHES entry's store spec
+    (regioncache.spec), the store's OPTIONS as the text the store is opened
+    with, REGION_PREFIX included (the desktop app opens what it is given).
 
     kind is "shm", "file" or "memcached" for regioncache's backends and
     "django" for any other backend (listed, but not something the desktop app
@@ -55,42 +58,23 @@ def describe(settings_module, pythonpath):
     try:
         import django
         from django.conf import settings
-        from django.utils.module_loading import import_string
 
         django.setup()
         caches = settings.CACHES
     except Exception as e:  # an import error in the project's settings, say
         print(f"python -m regioncache describe: cannot load {settings_module}: {e}", file=sys.stderr)
         return 2
+    from django.core.exceptions import ImproperlyConfigured
+
+    from regioncache.spec import store_spec
+
     regions = []
     for alias, conf in caches.items():
-        backend = conf.get("BACKEND", "")
-        kind = "django"
         try:
-            kind = getattr(import_string(backend), "store_kind", None) or "django"
-        except ImportError:
-            pass
-        location = conf.get("LOCATION", "")
-        if isinstance(location, (list, tuple)):
-            location = ";".join(location)
-        options = {}
-        for name, value in (conf.get("OPTIONS") or {}).items():
-            if name in regioncache.POLICY_OPTIONS:
-                continue  # the Python backends' own (a signing key is a secret)
-            if isinstance(value, bool):
-                value = "true" if value else "false"
-            options[str(name)] = str(value)
-        regions.append(
-            {
-                "alias": alias,
-                "kind": kind,
-                "backend": backend,
-                "location": str(location),
-                "options": options,
-                "key_prefix": str(conf.get("KEY_PREFIX", "")),
-                "version": conf.get("VERSION", 1),
-            }
-        )
+            regions.append(store_spec(alias, conf).as_json())
+        except ImproperlyConfigured as e:
+            print(f"python -m regioncache describe: {e}", file=sys.stderr)
+            return 2
     json.dump({"regions": regions}, sys.stdout, indent=2)
     print()
     return 0

@@ -3,7 +3,6 @@
 import hashlib
 import hmac
 import inspect
-import re
 
 from asgiref.sync import sync_to_async
 
@@ -15,7 +14,8 @@ from django.core.cache.backends.base import (
 )
 from django.core.exceptions import ImproperlyConfigured
 
-from regioncache import POLICY_OPTIONS, _native, stampede
+from regioncache import _native, stampede
+from regioncache.spec import store_spec
 
 _MISSING = object()
 
@@ -24,22 +24,6 @@ _native._configure(
     default_key_func=default_key_func,
     key_warning=CacheKeyWarning,
 )
-
-
-def _option_text(alias, name, value):
-    # Options reach the native store as text; it parses and validates them.
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float, str)):
-        return str(value)
-    raise ImproperlyConfigured(
-        f"CACHES[{alias!r}]: OPTIONS[{name!r}] must be a number, a string or a bool, "
-        f"not {type(value).__name__}"
-    )
-
-
-# OPTIONS handled here, never passed to the native store.
-_POLICY_OPTIONS = POLICY_OPTIONS
 
 
 def _mac_key(secret):
@@ -52,9 +36,9 @@ def _mac_key(secret):
 
 
 def _policy(alias, options):
-    """Splits the failure-policy and signing OPTIONS from the store's:
-    returns (raise_errors, signing keys or None, the store's options)."""
-    rest = {k: v for k, v in options.items() if k not in _POLICY_OPTIONS}
+    """The failure-policy and signing OPTIONS (POLICY_OPTIONS; the store's
+    own come from regioncache.spec): returns (raise_errors, signing keys or
+    None)."""
     raise_errors = options.get("RAISE_ERRORS", False)
     if not isinstance(raise_errors, bool):
         raise ImproperlyConfigured(
@@ -87,7 +71,7 @@ def _policy(alias, options):
             raise ImproperlyConfigured(
                 f"CACHES[{alias!r}]: OPTIONS['SIGNING_KEY_FALLBACKS'] needs a SIGNING_KEY"
             )
-        return raise_errors, None, rest
+        return raise_errors, None
     if not isinstance(fallbacks, (list, tuple)):
         raise ImproperlyConfigured(
             f"CACHES[{alias!r}]: OPTIONS['SIGNING_KEY_FALLBACKS'] must be a list of keys"
@@ -99,7 +83,7 @@ def _policy(alias, options):
                 f"CACHES[{alias!r}]: OPTIONS[{name!r}] must be a non-empty str or bytes"
             )
         keys.append(_mac_key(k))
-    return raise_errors, keys, rest
+    return raise_errors, keys
 
 
 def _find_alias(backend_cls, location, params):
@@ -134,18 +118,17 @@ class _RegionCache(_native.Cache, BaseCache):
 
     def __init__(self, location, params):
         BaseCache.__init__(self, params)
+        # The alias is looked up with LOCATION and OPTIONS as configured.
         alias = _find_alias(type(self), location, params)
         self.alias = alias
-        options = params.get("OPTIONS") or {}
-        if not isinstance(options, dict):
-            raise ImproperlyConfigured(f"CACHES[{alias!r}]: OPTIONS must be a dict")
-        raise_errors, signing_keys, options = _policy(alias, options)
-        text = {str(k): _option_text(alias, k, v) for k, v in options.items()}
+        self._spec = spec = store_spec(alias, {**params, "LOCATION": location},
+                                       kind=self.store_kind)
+        raise_errors, signing_keys = _policy(alias, params.get("OPTIONS") or {})
         try:
             # Under the default policy a store that cannot be opened now
             # (a directory not there yet, say) answers as a failed region
             # and is opened again by a later call; bad OPTIONS always raise.
-            self._open(self.store_kind, str(location), str(alias), text, lazy=not raise_errors)
+            self._open(spec.kind, spec.location, str(alias), spec.options, lazy=not raise_errors)
             self._set_policy(raise_errors, signing_keys)
         except _native.ConfigError as e:
             raise ImproperlyConfigured(f"CACHES[{alias!r}]: {e}") from None
@@ -170,7 +153,7 @@ class _RegionCache(_native.Cache, BaseCache):
             self.set(key, value, timeout, version)
             return value
         return stampede.compute_once(
-            self, key, default, timeout, version,
+            self, key, default, version,
             lambda v: self.set(key, v, timeout, version),
         )
 
@@ -190,7 +173,7 @@ class _RegionCache(_native.Cache, BaseCache):
         async def store(v):
             await self.aset(key, v, timeout, version)
 
-        return await stampede.acompute_once(self, key, compute, timeout, version, store)
+        return await stampede.acompute_once(self, key, compute, version, store)
 
     # The async API answers in the calling coroutine: the store works in RAM
     # (no thread hop, unlike BaseCache's sync_to_async defaults).
@@ -295,6 +278,11 @@ class MemcachedCache(_RegionCache):
 
     store_kind = "memcached"
 
+    @property
+    def _servers(self):
+        """The servers, as Django's memcached backends name them."""
+        return self._spec.servers
+
     # Network I/O: the async API runs in a thread (BaseCache's own a*
     # methods, through sync_to_async), not in the event loop.
     aget = BaseCache.aget
@@ -309,32 +297,3 @@ class MemcachedCache(_RegionCache):
     aincr = BaseCache.aincr
     adecr = BaseCache.adecr
     aclear = BaseCache.aclear
-
-    def __init__(self, server, params):
-        BaseCache.__init__(self, params)
-        # The alias is looked up with LOCATION and OPTIONS as configured.
-        alias = _find_alias(type(self), server, params)
-        self.alias = alias
-        if isinstance(server, (list, tuple)):
-            self._servers = [str(s).strip() for s in server]
-        elif isinstance(server, str):
-            self._servers = [s.strip() for s in re.split("[;,]", server) if s.strip()]
-        else:
-            raise ImproperlyConfigured(
-                f"CACHES[{alias!r}]: LOCATION must be 'host:port', several joined by ';', "
-                f"or a list of them, not {type(server).__name__}"
-            )
-        server = ";".join(self._servers)
-        options = params.get("OPTIONS") or {}
-        if not isinstance(options, dict):
-            raise ImproperlyConfigured(f"CACHES[{alias!r}]: OPTIONS must be a dict")
-        raise_errors, signing_keys, options = _policy(alias, options)
-        text = {str(k): _option_text(alias, k, v) for k, v in options.items()}
-        if "REGION_PREFIX" not in text:
-            # Listing, purge and clear touch only the keys this alias makes.
-            text["REGION_PREFIX"] = f"{params.get('KEY_PREFIX', '') or ''}:"
-        try:
-            self._open(self.store_kind, server, str(alias), text, lazy=not raise_errors)
-            self._set_policy(raise_errors, signing_keys)
-        except _native.ConfigError as e:
-            raise ImproperlyConfigured(f"CACHES[{alias!r}]: {e}") from None

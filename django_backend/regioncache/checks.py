@@ -19,9 +19,13 @@ from django.utils.module_loading import import_string
 CONNECT_TIMEOUT = 0.5
 
 
-def _region_classes():
-    """{alias: (params, backend class)} for the CACHES entries of regioncache."""
+def _regions():
+    """{alias: its StoreSpec, or the ImproperlyConfigured it raised} for the
+    CACHES entries of regioncache."""
+    from django.core.exceptions import ImproperlyConfigured
+
     from regioncache.backends import _RegionCache
+    from regioncache.spec import store_spec
 
     found = {}
     for alias, params in getattr(settings, "CACHES", {}).items():
@@ -30,16 +34,11 @@ def _region_classes():
         except ImportError:
             continue  # Django's own handling reports it when the cache is used
         if isinstance(cls, type) and issubclass(cls, _RegionCache):
-            found[alias] = (params, cls)
+            try:
+                found[alias] = store_spec(alias, params, kind=cls.store_kind)
+            except ImproperlyConfigured as e:
+                found[alias] = e
     return found
-
-
-def _memcached_servers(location):
-    if isinstance(location, (list, tuple)):
-        servers = [str(s) for s in location]
-    else:
-        servers = str(location).replace(",", ";").split(";")
-    return [s.strip() for s in servers if s.strip()]
 
 
 def _answers(server):
@@ -87,11 +86,16 @@ def check_regions(app_configs=None, **kwargs):
     from regioncache import RegionError
 
     messages = []
-    regions = _region_classes()
-    for alias, (params, cls) in regions.items():
-        location = params.get("LOCATION", "")
-        if cls.store_kind == "file":
-            problem = _directory_problem(location)
+    regions = _regions()
+    for alias, spec in regions.items():
+        if isinstance(spec, ImproperlyConfigured):
+            messages.append(checks.Error(
+                f"CACHES[{alias!r}]: the region cannot be opened: {spec}",
+                id="regioncache.E001",
+            ))
+            continue
+        if spec.kind == "file":
+            problem = _directory_problem(spec.location)
             if problem:
                 messages.append(checks.Error(
                     f"CACHES[{alias!r}]: the file region's directory is not usable: {problem}.",
@@ -116,32 +120,30 @@ def check_regions(app_configs=None, **kwargs):
             ))
             continue
         cache.close()
-        if cls.store_kind == "memcached":
-            for server in _memcached_servers(location):
-                why = _answers(server)
-                if why:
-                    messages.append(checks.Warning(
-                        f"CACHES[{alias!r}]: memcached server {server} does not answer ({why}).",
-                        hint="Reads of its keys miss and writes fail until it is back.",
-                        id="regioncache.W001",
-                    ))
-    messages.extend(_shared_stores(regions))
+        for server in spec.servers:
+            why = _answers(server)
+            if why:
+                messages.append(checks.Warning(
+                    f"CACHES[{alias!r}]: memcached server {server} does not answer ({why}).",
+                    hint="Reads of its keys miss and writes fail until it is back.",
+                    id="regioncache.W001",
+                ))
+    messages.extend(_shared_stores(
+        {a: s for a, s in regions.items() if not isinstance(s, ImproperlyConfigured)}))
     return messages
 
 
 def _shared_stores(regions):
     by_store = {}
-    for alias, (params, cls) in regions.items():
-        location = params.get("LOCATION", "")
-        if cls.store_kind == "memcached":
-            where = tuple(sorted(_memcached_servers(location)))
-        elif cls.store_kind == "file":
-            where = os.path.realpath(str(location))
+    for alias, spec in regions.items():
+        if spec.kind == "memcached":
+            where = tuple(sorted(spec.servers))
+        elif spec.kind == "file":
+            where = os.path.realpath(spec.location)
         else:
-            where = str(location)
-        keys = (params.get("KEY_PREFIX", ""), params.get("VERSION", 1),
-                params.get("KEY_FUNCTION"))
-        by_store.setdefault((cls.store_kind, where, repr(keys)), []).append(alias)
+            where = spec.location
+        keys = (spec.key_prefix, spec.version, settings.CACHES[alias].get("KEY_FUNCTION"))
+        by_store.setdefault((spec.kind, where, repr(keys)), []).append(alias)
     out = []
     for (kind, where, _), aliases in by_store.items():
         if len(aliases) > 1:

@@ -137,7 +137,7 @@ def _sync_wrapper(func, make_key, p):
             finally:
                 release()
         stored = stampede.compute_once(
-            cache, key, lambda: func(*args, **kwargs), None, p.version,
+            cache, key, lambda: func(*args, **kwargs), p.version,
             store_fn(cache, key), p.lock_timeout, p.wait,
         )
         return p.unwrap(stored)[0]
@@ -185,7 +185,7 @@ def _async_wrapper(func, make_key, p):
             finally:
                 await release()
         stored = await stampede.acompute_once(
-            cache, key, lambda: func(*args, **kwargs), None, p.version,
+            cache, key, lambda: func(*args, **kwargs), p.version,
             store_fn(cache, key), p.lock_timeout, p.wait,
         )
         return p.unwrap(stored)[0]

@@ -173,7 +173,7 @@ def _release(cache, lock_key, token, version):
         _call(cache.delete, lock_key, version)
 
 
-def compute_once(cache, key, compute, timeout, version, store,
+def compute_once(cache, key, compute, version, store,
                  lock_timeout=DEFAULT_LOCK_TIMEOUT, wait=DEFAULT_WAIT):
     """The value of key, computed by compute() in at most one caller at a
     time (see the module's doc). store(value) writes a computed value."""
@@ -256,7 +256,7 @@ async def _arelease(cache, lock_key, token, version):
         await _acall(cache.adelete, lock_key, version)
 
 
-async def acompute_once(cache, key, compute, timeout, version, store,
+async def acompute_once(cache, key, compute, version, store,
                         lock_timeout=DEFAULT_LOCK_TIMEOUT, wait=DEFAULT_WAIT):
     """compute_once for coroutines: compute and store are async."""
     lock_key = key + LOCK_SUFFIX

@@ -4,20 +4,22 @@
 
 #include "python/signing.h"
 #include "regioncache/codec.h"
-#include "core/compress.h"
 
 namespace regioncache::py {
 
-Globals g;
+ModuleState* StateOfType(PyTypeObject* type) {
+  PyObject* module = PyType_GetModuleByDef(type, &kModuleDef);
+  return module ? StateOf(module) : nullptr;
+}
 
-PyObject* RaiseStatus(const Status& s) {
-  PyObject* type = g.RegionError;
+PyObject* RaiseStatus(ModuleState* m, const Status& s) {
+  PyObject* type = m->RegionError;
   switch (s.code()) {
     case Status::Code::kTooLarge:
-      type = g.ValueTooLargeError;
+      type = m->ValueTooLargeError;
       break;
     case Status::Code::kInvalidArgument:
-      type = g.ConfigError;
+      type = m->ConfigError;
       break;
     default:
       break;
@@ -68,7 +70,7 @@ bool ParseArgs(const char* fname, PyObject* const* args, Py_ssize_t nargs, PyObj
   return true;
 }
 
-bool Encoded::Encode(PyObject* value) {
+bool Encoded::Encode(ModuleState* m, PyObject* value) {
   if (PyUnicode_CheckExact(value)) {
     Py_ssize_t n;
     const char* p = PyUnicode_AsUTF8AndSize(value, &n);
@@ -98,8 +100,8 @@ bool Encoded::Encode(PyObject* value) {
     }
     PyErr_Clear();  // beyond int64: pickled, so incr falls back to Python arithmetic
   }
-  PyObject* argv[2] = {value, g.pickle_protocol};
-  PyObject* b = PyObject_Vectorcall(g.pickle_dumps, argv, 2, nullptr);
+  PyObject* argv[2] = {value, m->pickle_protocol};
+  PyObject* b = PyObject_Vectorcall(m->pickle_dumps, argv, 2, nullptr);
   if (!b) return false;
   if (!PyBytes_Check(b)) {
     Py_DECREF(b);
@@ -112,14 +114,14 @@ bool Encoded::Encode(PyObject* value) {
   return true;
 }
 
-bool Encoded::Sign(Signer* signer, std::string_view key, const std::string& region) {
+bool Encoded::Sign(ModuleState* m, Signer* signer, std::string_view key, const std::string& region) {
   uint32_t f = flags_ | kFlagSigned;
   std::string buf;
   buf.reserve(view_.size() + kMacSize);
   buf.append(view_);
   buf.resize(view_.size() + kMacSize);
   if (!signer->Sign(key, f, view_, reinterpret_cast<unsigned char*>(buf.data() + view_.size()))) {
-    PyErr_Format(g.RegionError, "region '%s': could not sign the value (libcrypto failed)",
+    PyErr_Format(m->RegionError, "region '%s': could not sign the value (libcrypto failed)",
                  region.c_str());
     return false;
   }
@@ -130,11 +132,13 @@ bool Encoded::Sign(Signer* signer, std::string_view key, const std::string& regi
   return true;
 }
 
-PyObject* Decode(std::string_view data, uint32_t flags, const std::string& region) {
-  if (flags & kFlagZstd) {
-    // Stores decompress before returning; a flag left here means a store bug
-    // or a foreign writer.
-    PyErr_Format(g.RegionError, "region '%s': value is still compressed (flags %u)",
+PyObject* Decode(ModuleState* m, std::string_view data, uint32_t flags,
+                 const std::string& region) {
+  if (flags & ~kKnownFlags) {
+    // Stores hand out only the bits of kKnownFlags (their own, such as
+    // compression, are undone first); another bit means a store bug or a
+    // foreign writer.
+    PyErr_Format(m->RegionError, "region '%s': value has flags no store hands out (flags %u)",
                  region.c_str(), flags);
     return nullptr;
   }
@@ -146,7 +150,7 @@ PyObject* Decode(std::string_view data, uint32_t flags, const std::string& regio
     case kEncInt: {
       int64_t v;
       if (ParseInt64(data, &v)) return PyLong_FromLongLong(v);
-      PyErr_Format(g.RegionError, "region '%s': stored integer is not a decimal int64",
+      PyErr_Format(m->RegionError, "region '%s': stored integer is not a decimal int64",
                    region.c_str());
       return nullptr;
     }
@@ -160,12 +164,12 @@ PyObject* Decode(std::string_view data, uint32_t flags, const std::string& regio
               : PyMemoryView_FromMemory(const_cast<char*>(data.data()),
                                         static_cast<Py_ssize_t>(data.size()), PyBUF_READ);
       if (!mv) return nullptr;
-      PyObject* r = PyObject_CallOneArg(g.pickle_loads, mv);
+      PyObject* r = PyObject_CallOneArg(m->pickle_loads, mv);
       Py_DECREF(mv);
       return r;
     }
     default:
-      PyErr_Format(g.RegionError, "region '%s': value has an unknown encoding (flags %u)",
+      PyErr_Format(m->RegionError, "region '%s': value has an unknown encoding (flags %u)",
                    region.c_str(), flags);
       return nullptr;
   }

@@ -1,9 +1,12 @@
-// Shared pieces of the CPython module regioncache._native: the objects the
-// module keeps for its lifetime, argument parsing, value codec and key making.
+// Shared pieces of the CPython module regioncache._native: the module's
+// state, argument parsing, the value codec and the log bridge.
 //
-// The module supports one interpreter (the main one): Django runs there, and
-// the objects below (pickle functions, Django's sentinels) are set once at
-// import and at regioncache's import, so they live in plain globals.
+// What the module keeps (pickle's functions, Django's sentinels, its
+// exceptions, the log handler) lives in its state (PyModule_GetState, the
+// way CPython's own modules keep theirs), not in C globals; a Cache object
+// keeps a pointer to that state from its creation (CacheObject::mod). The
+// log queue and the blocking hooks stay process-wide: they are the sinks
+// of the stores, which know no interpreter.
 #pragma once
 
 #define PY_SSIZE_T_CLEAN
@@ -21,7 +24,7 @@ namespace regioncache::py {
 
 class Signer;  // signing.h
 
-struct Globals {
+struct ModuleState {
   PyObject* pickle_dumps = nullptr;
   PyObject* pickle_loads = nullptr;
   PyObject* pickle_protocol = nullptr;   // int: pickle.HIGHEST_PROTOCOL
@@ -31,8 +34,19 @@ struct Globals {
   PyObject* RegionError = nullptr;
   PyObject* ConfigError = nullptr;
   PyObject* ValueTooLargeError = nullptr;
+  PyObject* log_handler = nullptr;       // emit(level, region, store, message, dropped)
+  PyObject* method_type = nullptr;       // methods.cc: regioncache._native.method
+  PyObject* bound_type = nullptr;        // methods.cc: regioncache._native.bound_method
 };
-extern Globals g;
+
+extern PyModuleDef kModuleDef;  // module.cc
+
+inline ModuleState* StateOf(PyObject* module) {
+  return static_cast<ModuleState*>(PyModule_GetState(module));
+}
+// The state of the module that defined type or one of its bases (the
+// backends are Python subclasses of Cache); nullptr with TypeError if none.
+ModuleState* StateOfType(PyTypeObject* type);
 
 // ---- the log bridge (module.cc) ---------------------------------------------
 //
@@ -43,10 +57,10 @@ extern Globals g;
 // load when nothing was logged.
 extern std::atomic<bool> g_log_pending;
 inline bool LogPending() { return g_log_pending.load(std::memory_order_relaxed); }
-void DrainLog();
+void DrainLog(ModuleState* m);
 
 // Raises the Python exception that matches a failed Status; returns nullptr.
-PyObject* RaiseStatus(const Status& s);
+PyObject* RaiseStatus(ModuleState* m, const Status& s);
 
 // Parses fastcall arguments by name into out[0..nnames). Entries not given
 // stay nullptr. Returns false with TypeError set on a bad call.
@@ -71,11 +85,11 @@ class Encoded {
   }
 
   // False with a Python exception set (e.g. a pickling error).
-  bool Encode(PyObject* value);
+  bool Encode(ModuleState* m, PyObject* value);
   // Appends the HMAC tag (signing.h) over key, flags | kFlagSigned and the
   // bytes, and sets kFlagSigned. One copy of the value. False with
   // RegionError set if libcrypto failed.
-  bool Sign(Signer* signer, std::string_view key, const std::string& region);
+  bool Sign(ModuleState* m, Signer* signer, std::string_view key, const std::string& region);
   std::string_view data() const { return view_; }
   uint32_t flags() const { return flags_; }
 
@@ -88,6 +102,7 @@ class Encoded {
 
 // Builds the Python value stored as data + flags. New reference or nullptr
 // with an exception set. region names the store in error messages.
-PyObject* Decode(std::string_view data, uint32_t flags, const std::string& region);
+PyObject* Decode(ModuleState* m, std::string_view data, uint32_t flags,
+                 const std::string& region);
 
 }  // namespace regioncache::py

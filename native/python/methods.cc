@@ -32,6 +32,7 @@ struct MethodObject {
   PyObject* func;          // the type's original method descriptor
   PyTypeObject* objclass;  // the type the method belongs to (borrowed from func)
   FastKwFunction fast;  // the C function, for METH_FASTCALL|METH_KEYWORDS
+  PyTypeObject* bound_type;  // what binding makes (a strong reference)
   vectorcallfunc call;     // else: the descriptor's own vectorcall
   vectorcallfunc vectorcall;
 };
@@ -42,8 +43,6 @@ struct BoundObject {
   PyObject* self;
   vectorcallfunc vectorcall;
 };
-
-PyTypeObject* g_bound_type = nullptr;
 
 // As the method descriptor does, a self that is not an instance of the type
 // is a TypeError (checked when a call comes with self, or when binding).
@@ -82,7 +81,7 @@ PyObject* Bound_vectorcall(PyObject* op, PyObject* const* args, size_t nargsf, P
 PyObject* Method_get(PyObject* op, PyObject* obj, PyObject*) {
   if (obj == nullptr || obj == Py_None) return Py_NewRef(op);
   if (!CheckSelf(reinterpret_cast<MethodObject*>(op), obj)) return nullptr;
-  BoundObject* b = PyObject_GC_New(BoundObject, g_bound_type);
+  BoundObject* b = PyObject_GC_New(BoundObject, reinterpret_cast<MethodObject*>(op)->bound_type);
   if (!b) return nullptr;
   b->func = reinterpret_cast<MethodObject*>(Py_NewRef(op));
   b->self = Py_NewRef(obj);
@@ -95,6 +94,7 @@ void Method_dealloc(PyObject* op) {
   PyTypeObject* tp = Py_TYPE(op);
   PyObject_GC_UnTrack(op);
   Py_CLEAR(reinterpret_cast<MethodObject*>(op)->func);
+  Py_CLEAR(reinterpret_cast<MethodObject*>(op)->bound_type);
   tp->tp_free(op);
   Py_DECREF(tp);
 }
@@ -102,6 +102,7 @@ void Method_dealloc(PyObject* op) {
 int Method_traverse(PyObject* op, visitproc visit, void* arg) {
   Py_VISIT(Py_TYPE(op));
   Py_VISIT(reinterpret_cast<MethodObject*>(op)->func);
+  Py_VISIT(reinterpret_cast<MethodObject*>(op)->bound_type);
   return 0;
 }
 
@@ -263,15 +264,20 @@ PyType_Spec kBoundSpec = {
 
 }  // namespace
 
-// Replaces every C method in type's own dict by a method (above). 0 on
-// success, -1 with an exception set.
-int WrapMethods(PyObject* type) {
-  if (!g_bound_type) {
-    g_bound_type = reinterpret_cast<PyTypeObject*>(PyType_FromSpec(&kBoundSpec));
-    if (!g_bound_type) return -1;
+// Replaces every C method in type's own dict by a method (above); the two
+// types are made once per module and kept in its state. 0 on success, -1
+// with an exception set.
+int WrapMethods(PyObject* module, PyObject* type) {
+  ModuleState* state = StateOf(module);
+  if (!state->bound_type) {
+    state->bound_type = PyType_FromModuleAndSpec(module, &kBoundSpec, nullptr);
+    if (!state->bound_type) return -1;
   }
-  PyObject* method_type = PyType_FromSpec(&kMethodSpec);
-  if (!method_type) return -1;
+  if (!state->method_type) {
+    state->method_type = PyType_FromModuleAndSpec(module, &kMethodSpec, nullptr);
+    if (!state->method_type) return -1;
+  }
+  PyObject* method_type = state->method_type;
   PyObject* dict = reinterpret_cast<PyTypeObject*>(type)->tp_dict;
   PyObject* items = PyDict_Items(dict);  // a copy: the dict changes below
   int rc = items ? 0 : -1;
@@ -294,13 +300,13 @@ int WrapMethods(PyObject* type) {
                         reinterpret_cast<void (*)()>(descr->d_method->ml_meth))
                   : nullptr;
     m->call = call;
+    m->bound_type = reinterpret_cast<PyTypeObject*>(Py_NewRef(state->bound_type));
     m->vectorcall = Method_vectorcall;
     PyObject_GC_Track(m);
     rc = PyObject_SetAttr(type, name, reinterpret_cast<PyObject*>(m));
     Py_DECREF(m);
   }
   Py_XDECREF(items);
-  Py_DECREF(method_type);
   return rc;
 }
 

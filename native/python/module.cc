@@ -33,7 +33,6 @@ constexpr size_t kMaxQueuedLines = 1024;  // beyond: counted, not kept
 std::mutex g_log_mu;
 std::vector<LogLine> g_log_queue;  // guarded by g_log_mu
 uint64_t g_log_dropped = 0;        // guarded by g_log_mu
-PyObject* g_log_handler = nullptr; // emit(level, region, store, message, dropped)
 thread_local bool tl_draining = false;
 
 // The sink: never takes the GIL, never blocks on anything but this short
@@ -63,7 +62,7 @@ PyObject* Text(std::string_view s) {
 
 }  // namespace
 
-void DrainLog() {
+void DrainLog(ModuleState* m) {
   if (tl_draining) return;  // a handler that uses a cache: its lines wait for the next call
   std::vector<LogLine> lines;
   uint64_t dropped;
@@ -74,7 +73,7 @@ void DrainLog() {
     g_log_dropped = 0;
     g_log_pending.store(false, std::memory_order_relaxed);
   }
-  if (!g_log_handler || (lines.empty() && !dropped)) return;
+  if (!m->log_handler || (lines.empty() && !dropped)) return;
   tl_draining = true;
   // The caller's result or exception is kept as it is.
 #if PY_VERSION_HEX >= 0x030C0000
@@ -88,19 +87,19 @@ void DrainLog() {
     PyObject* store = Text(l.store);
     PyObject* message = Text(l.message);
     PyObject* r = region && store && message
-                      ? PyObject_CallFunction(g_log_handler, "iOOOK", static_cast<int>(l.level),
+                      ? PyObject_CallFunction(m->log_handler, "iOOOK", static_cast<int>(l.level),
                                               region, store, message, 0ULL)
                       : nullptr;
     Py_XDECREF(region);
     Py_XDECREF(store);
     Py_XDECREF(message);
-    if (!r) PyErr_WriteUnraisable(g_log_handler);
+    if (!r) PyErr_WriteUnraisable(m->log_handler);
     Py_XDECREF(r);
   }
   if (dropped) {
-    PyObject* r = PyObject_CallFunction(g_log_handler, "isssK", static_cast<int>(LogLevel::kWarning),
+    PyObject* r = PyObject_CallFunction(m->log_handler, "isssK", static_cast<int>(LogLevel::kWarning),
                                         "", "", "", static_cast<unsigned long long>(dropped));
-    if (!r) PyErr_WriteUnraisable(g_log_handler);
+    if (!r) PyErr_WriteUnraisable(m->log_handler);
     Py_XDECREF(r);
   }
 #if PY_VERSION_HEX >= 0x030C0000
@@ -133,31 +132,32 @@ void AfterBlocking() {
 // _configure(default_timeout, default_key_func, key_warning): Django's
 // DEFAULT_TIMEOUT sentinel, default_key_func and CacheKeyWarning, handed in
 // by the Python package so this module does not import Django itself.
-PyObject* Configure(PyObject*, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+PyObject* Configure(PyObject* module, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
   static const char* const names[] = {"default_timeout", "default_key_func", "key_warning"};
   PyObject* a[3];
   if (!ParseArgs("_configure", args, nargs, kwnames, names, 3, 3, a)) return nullptr;
-  Py_XSETREF(g.default_timeout, Py_NewRef(a[0]));
-  Py_XSETREF(g.default_key_func, Py_NewRef(a[1]));
-  Py_XSETREF(g.key_warning, Py_NewRef(a[2]));
+  ModuleState* m = StateOf(module);
+  Py_XSETREF(m->default_timeout, Py_NewRef(a[0]));
+  Py_XSETREF(m->default_key_func, Py_NewRef(a[1]));
+  Py_XSETREF(m->key_warning, Py_NewRef(a[2]));
   Py_RETURN_NONE;
 }
 
 // _set_log_handler(emit): emit(level, region, store, message, dropped) gets
 // every line the stores and the module log (dropped > 0: a line saying that
 // many were dropped because the queue was full). None: lines are dropped.
-PyObject* SetLogHandler(PyObject*, PyObject* handler) {
+PyObject* SetLogHandler(PyObject* module, PyObject* handler) {
   if (handler != Py_None && !PyCallable_Check(handler)) {
     PyErr_SetString(PyExc_TypeError, "_set_log_handler: a callable or None");
     return nullptr;
   }
-  Py_XSETREF(g_log_handler, handler == Py_None ? nullptr : Py_NewRef(handler));
+  Py_XSETREF(StateOf(module)->log_handler, handler == Py_None ? nullptr : Py_NewRef(handler));
   Py_RETURN_NONE;
 }
 
 // _drain_log(): hands queued lines to the handler now (tests, atexit).
-PyObject* DrainLogNow(PyObject*, PyObject*) {
-  DrainLog();
+PyObject* DrainLogNow(PyObject* module, PyObject*) {
+  DrainLog(StateOf(module));
   if (PyErr_Occurred()) return nullptr;
   Py_RETURN_NONE;
 }
@@ -186,10 +186,10 @@ PyObject* LogForTest(PyObject*, PyObject* args) {
   Py_RETURN_NONE;
 }
 
-PyObject* ShmRegions(PyObject*, PyObject*) {
+PyObject* ShmRegions(PyObject* module, PyObject*) {
   std::vector<std::string> regions;
   Status s = ListShmRegions(&regions);
-  if (!s.ok()) return RaiseStatus(s);
+  if (!s.ok()) return RaiseStatus(StateOf(module), s);
   PyObject* list = PyList_New(0);
   if (!list) return nullptr;
   for (const auto& r : regions) {
@@ -208,11 +208,11 @@ PyObject* ShmRegions(PyObject*, PyObject*) {
   return list;
 }
 
-PyObject* RemoveShm(PyObject*, PyObject* arg) {
+PyObject* RemoveShm(PyObject* module, PyObject* arg) {
   const char* name = PyUnicode_AsUTF8(arg);
   if (!name) return nullptr;
   Status s = RemoveShmRegion(name);
-  if (!s.ok()) return RaiseStatus(s);
+  if (!s.ok()) return RaiseStatus(StateOf(module), s);
   Py_RETURN_NONE;
 }
 
@@ -236,41 +236,42 @@ PyMethodDef kFunctions[] = {
     {nullptr, nullptr, 0, nullptr},
 };
 
-int Exec(PyObject* m) {
+int Exec(PyObject* module) {
+  ModuleState* m = StateOf(module);
   PyObject* pickle = PyImport_ImportModule("pickle");
   if (!pickle) return -1;
-  g.pickle_dumps = PyObject_GetAttrString(pickle, "dumps");
-  g.pickle_loads = PyObject_GetAttrString(pickle, "loads");
-  g.pickle_protocol = PyObject_GetAttrString(pickle, "HIGHEST_PROTOCOL");
+  m->pickle_dumps = PyObject_GetAttrString(pickle, "dumps");
+  m->pickle_loads = PyObject_GetAttrString(pickle, "loads");
+  m->pickle_protocol = PyObject_GetAttrString(pickle, "HIGHEST_PROTOCOL");
   Py_DECREF(pickle);
-  if (!g.pickle_dumps || !g.pickle_loads || !g.pickle_protocol) return -1;
+  if (!m->pickle_dumps || !m->pickle_loads || !m->pickle_protocol) return -1;
 
-  g.RegionError = PyErr_NewExceptionWithDoc(
+  m->RegionError = PyErr_NewExceptionWithDoc(
       "regioncache._native.RegionError",
       "A cache region failed for a reason that is not the caller's (the message names the region).",
       nullptr, nullptr);
-  if (!g.RegionError) return -1;
-  g.ConfigError = PyErr_NewExceptionWithDoc(
+  if (!m->RegionError) return -1;
+  m->ConfigError = PyErr_NewExceptionWithDoc(
       "regioncache._native.ConfigError",
       "A region's LOCATION or OPTIONS are wrong (the message names the region and the option).",
-      g.RegionError, nullptr);
-  if (!g.ConfigError) return -1;
-  PyObject* bases = PyTuple_Pack(2, g.RegionError, PyExc_ValueError);
+      m->RegionError, nullptr);
+  if (!m->ConfigError) return -1;
+  PyObject* bases = PyTuple_Pack(2, m->RegionError, PyExc_ValueError);
   if (!bases) return -1;
-  g.ValueTooLargeError = PyErr_NewExceptionWithDoc(
+  m->ValueTooLargeError = PyErr_NewExceptionWithDoc(
       "regioncache._native.ValueTooLargeError",
       "A value (with its key) is larger than the region's MAX_ITEM_SIZE; nothing was stored.",
       bases, nullptr);
   Py_DECREF(bases);
-  if (!g.ValueTooLargeError) return -1;
-  if (PyModule_AddObjectRef(m, "RegionError", g.RegionError) < 0 ||
-      PyModule_AddObjectRef(m, "ConfigError", g.ConfigError) < 0 ||
-      PyModule_AddObjectRef(m, "ValueTooLargeError", g.ValueTooLargeError) < 0)
+  if (!m->ValueTooLargeError) return -1;
+  if (PyModule_AddObjectRef(module, "RegionError", m->RegionError) < 0 ||
+      PyModule_AddObjectRef(module, "ConfigError", m->ConfigError) < 0 ||
+      PyModule_AddObjectRef(module, "ValueTooLargeError", m->ValueTooLargeError) < 0)
     return -1;
 
-  PyObject* type = MakeCacheType(m);
+  PyObject* type = MakeCacheType(module);
   if (!type) return -1;
-  if (PyModule_AddObject(m, "Cache", type) < 0) {
+  if (PyModule_AddObject(module, "Cache", type) < 0) {
     Py_DECREF(type);
     return -1;
   }
@@ -284,24 +285,49 @@ int Exec(PyObject* m) {
   return 0;
 }
 
+// Every object the state holds, for the GC slots below.
+constexpr PyObject* ModuleState::*kStateObjects[] = {
+    &ModuleState::pickle_dumps,     &ModuleState::pickle_loads,     &ModuleState::pickle_protocol,
+    &ModuleState::default_timeout,  &ModuleState::default_key_func, &ModuleState::key_warning,
+    &ModuleState::RegionError,      &ModuleState::ConfigError,      &ModuleState::ValueTooLargeError,
+    &ModuleState::log_handler,      &ModuleState::method_type,      &ModuleState::bound_type,
+};
+
+int Traverse(PyObject* module, visitproc visit, void* arg) {
+  ModuleState* m = StateOf(module);
+  if (m)
+    for (auto field : kStateObjects) Py_VISIT(m->*field);
+  return 0;
+}
+
+int Clear(PyObject* module) {
+  ModuleState* m = StateOf(module);
+  if (m)
+    for (auto field : kStateObjects) Py_CLEAR(m->*field);
+  return 0;
+}
+
+void Free(void* module) { Clear(static_cast<PyObject*>(module)); }
+
 PyModuleDef_Slot kSlots[] = {
     {Py_mod_exec, reinterpret_cast<void*>(Exec)},
     {0, nullptr},
 };
 
-PyModuleDef kModule = {
+}  // namespace
+
+PyModuleDef kModuleDef = {
     PyModuleDef_HEAD_INIT,
     "regioncache._native",
     "Native stores of regioncache and the Django cache contract on them.",
-    0,
+    sizeof(ModuleState),
     kFunctions,
     kSlots,
-    nullptr,
-    nullptr,
-    nullptr,
+    Traverse,
+    Clear,
+    Free,
 };
 
-}  // namespace
 }  // namespace regioncache::py
 
-PyMODINIT_FUNC PyInit__native(void) { return PyModuleDef_Init(&regioncache::py::kModule); }
+PyMODINIT_FUNC PyInit__native(void) { return PyModuleDef_Init(&regioncache::py::kModuleDef); }
