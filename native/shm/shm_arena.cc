@@ -31,15 +31,7 @@ uint64_t ShmStore::AllocBlock(uint32_t order) {
   // step even if this process dies here.
   while (k > order) {
     --k;
-    uint64_t half = off + BlockSize(k);
-    uint64_t next = h_->free_heads[k];
-    if (next) FreeAt(next, k, "free list head is not a free block")->prev = half;
-    FreeBlock* hb = At<FreeBlock>(half);
-    hb->head.state = kStateFree;
-    hb->head.order = k;
-    hb->prev = 0;
-    hb->next = next;
-    h_->free_heads[k] = half;
+    PushFree(off + BlockSize(k), k);
     At<FreeBlock>(off)->head.order = k;
   }
   Item* it = At<Item>(off);
@@ -64,6 +56,10 @@ void ShmStore::FreeBlockAt(uint64_t off, uint32_t order) {
     ++order;
     At<FreeBlock>(off)->head.order = order;  // the merged block's header, written last
   }
+  PushFree(off, order);
+}
+
+void ShmStore::PushFree(uint64_t off, uint32_t order) {
   uint64_t next = h_->free_heads[order];
   if (next) FreeAt(next, order, "free list head is not a free block")->prev = off;
   FreeBlock* fb = At<FreeBlock>(off);
@@ -79,10 +75,7 @@ uint64_t ShmStore::BlockAtOrAfter(uint64_t target) const {
   // from the one holding target to the first block starting at or after it.
   uint64_t pos = 0;
   while (pos < g_.arena_size) {
-    uint32_t order = g_.max_order;
-    while (order > shm::kMinOrder &&
-           ((pos & (BlockSize(order) - 1)) != 0 || pos + BlockSize(order) > g_.arena_size))
-      --order;
+    uint32_t order = TopBlockOrder(g_, pos);
     if (target < pos + BlockSize(order)) break;
     pos += BlockSize(order);
   }

@@ -127,13 +127,7 @@ Status ShmStore::DoPurgeExpired(uint64_t* removed) {
         uint64_t off = g_.arena_off + pos;
         Item* it = At<Item>(off);
         uint32_t order = it->head.order;
-        if (!ValidBlock(off, order)) {
-          Log(LogLevel::kWarning, "damaged block header at offset " + std::to_string(off) +
-                                      " of " + path_ + " found while purging; index rebuilt");
-          Rebuild();
-          return Status::Corruption(Where() + "damaged block found while purging " + path_ +
-                                    "; the region was rebuilt, purge again");
-        }
+        if (!ValidBlock(off, order)) return RebuiltAfterWalk(off, "purging", "purge again");
         // Freeing may merge this block with an earlier buddy; the next block
         // still starts right after this one's original extent.
         pos += BlockSize(order);

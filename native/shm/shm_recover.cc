@@ -132,6 +132,14 @@ void ShmStore::Rebuild() {
   h_->seq.store((s | 1) + 1, std::memory_order_release);
 }
 
+Status ShmStore::RebuiltAfterWalk(uint64_t off, const char* doing, const char* again) {
+  Log(LogLevel::kWarning, "damaged block header at offset " + std::to_string(off) + " of " +
+                              path_ + " found while " + doing + "; index rebuilt");
+  Rebuild();
+  return Status::Corruption(Where() + "damaged block found while " + doing + " " + path_ +
+                            "; the region was rebuilt, " + again);
+}
+
 bool ShmStore::RebuildFromBlocks() {
   std::memset(b_ + g_.buckets_off, 0, g_.nbuckets * 8);
   for (auto& f : h_->free_heads) f = 0;

@@ -156,24 +156,17 @@ Status ShmStore::DoGetMany(std::span<const std::string_view> keys, std::vector<V
 
 // ---------------------------------------------------------------- writing --
 
-Status ShmStore::TooLargeError(std::string_view key, uint64_t val_len) const {
-  return Status::TooLarge(Where() + "value of " + std::to_string(val_len) + " bytes (key of " +
-                          std::to_string(key.size()) + " bytes) exceeds the maximum item size of " +
-                          std::to_string(max_item_) +
-                          " bytes (OPTIONS MAX_ITEM_SIZE); nothing was stored");
-}
-
-Status ShmStore::Write(std::string_view key, std::string_view data, uint32_t flags, int64_t exp,
-                       Mode mode) {
-  if (key.size() + data.size() > max_item_) return TooLargeError(key, data.size());
+Status ShmStore::DoWrite(WriteMode mode, std::string_view key, std::string_view data,
+                         uint32_t flags, int64_t exp) {
+  if (key.size() + data.size() > max_item_) return TooLargeError(key, data.size(), max_item_);
   uint64_t hash = Hash(key);
   return Locking([&]() -> Status {
     int64_t now = NowMs();
     uint64_t* link = nullptr;
     uint64_t off = FindLocked(key, hash, &link);
     bool live = off != 0 && !IsExpired(At<Item>(off)->expires_ms, now);
-    if (mode == Mode::kAdd && live) return Status::NotStored();
-    if (mode == Mode::kReplace && !live) return Status::NotStored();
+    if (mode == WriteMode::kAdd && live) return Status::NotStored();
+    if (mode == WriteMode::kReplace && !live) return Status::NotStored();
     Modifying mod(h_);
     if (off != 0) {
       if (!live) Slot().expirations.fetch_add(1, std::memory_order_relaxed);
@@ -186,7 +179,6 @@ Status ShmStore::Write(std::string_view key, std::string_view data, uint32_t fla
     return Status::OK();
   });
 }
-
 
 Status ShmStore::DoTouch(std::string_view key, int64_t expires_ms) {
   uint64_t hash = Hash(key);
@@ -241,21 +233,9 @@ Status ShmStore::DoIncr(std::string_view key, int64_t delta, int64_t* result) {
     if (Encoding(it->flags) != kEncInt) return Status::NotANumber();
     std::string_view text(reinterpret_cast<const char*>(it) + kItemHeader + it->key_len,
                           it->val_len);
-    int64_t cur = 0;
-    if (!ParseInt64(text, &cur)) {
-      // Decimal but beyond int64 is out of range; anything else is not a number.
-      bool digits = !text.empty();
-      for (size_t i = 0; i < text.size(); ++i)
-        if (!(std::isdigit(static_cast<unsigned char>(text[i])) || (i == 0 && text[i] == '-')))
-          digits = false;
-      return digits ? Status::OutOfRange() : Status::NotANumber();
-    }
-    int64_t next = 0;
-    if (__builtin_add_overflow(cur, delta, &next)) return Status::OutOfRange();
-    char buf[24];
-    auto [end, ec] = std::to_chars(buf, buf + sizeof buf, next);
-    (void)ec;
-    std::string_view nt(buf, static_cast<size_t>(end - buf));
+    DecimalSum sum;
+    if (Status st = AddToDecimal(text, delta, &sum); !st.ok()) return st;
+    std::string_view nt = sum.view();
     Modifying mod(h_);
     uint64_t room = BlockSize(it->head.order) - kItemHeader - it->key_len;
     if (nt.size() <= room) {
@@ -268,7 +248,7 @@ Status ShmStore::DoIncr(std::string_view key, int64_t delta, int64_t* result) {
       Remove(off, link);
       Insert(key, hash, nt, flags, exp, now);
     }
-    *result = next;
+    *result = sum.value;
     return Status::OK();
   });
 }
@@ -280,7 +260,9 @@ Status ShmStore::DoClear() {
     return Status::OK();
   });
 }
+
 // ------------------------------------------------------------- inspection --
+
 // A listing cursor is the arena position to resume at, in decimal ("" = 0).
 Status ShmStore::ParseCursor(const std::string& cursor, uint64_t* pos) const {
   *pos = 0;
@@ -289,6 +271,32 @@ Status ShmStore::ParseCursor(const std::string& cursor, uint64_t* pos) const {
   if (ec != std::errc() || p != cursor.data() + cursor.size())
     return Status::InvalidArgument(Where() + "bad listing cursor '" + cursor + "'");
   return Status::OK();
+}
+
+uint64_t ShmStore::ListChunk(uint64_t* pos, size_t limit, const ListOptions& opts, int64_t now,
+                             std::vector<EntryInfo>* got, uint64_t* scanned) const {
+  for (uint64_t n = 0; n < kWalkChunk && *pos < g_.arena_size && got->size() < limit; ++n) {
+    uint64_t off = g_.arena_off + *pos;
+    const Item* it = At<Item>(off);
+    uint32_t order = Ld(&it->head.order);
+    if (!ValidBlock(off, order)) return off;
+    ++*scanned;
+    *pos += BlockSize(order);
+    uint32_t klen = Ld(&it->key_len);
+    uint64_t vlen = Ld(&it->val_len);
+    if (Ld(&it->head.state) != kStateLive || !Fits(order, klen, vlen)) continue;
+    int64_t exp = Ld(&it->expires_ms);
+    if (IsExpired(exp, now) && !opts.include_expired) continue;
+    std::string_view key(reinterpret_cast<const char*>(it) + kItemHeader, klen);
+    if (!opts.glob.empty() && !GlobMatch(opts.glob, key)) continue;
+    EntryInfo& e = got->emplace_back();
+    e.key.assign(key);
+    e.value_size = vlen;
+    e.expires_ms = exp;
+    e.stored_ms = Ld(&it->stored_ms);
+    e.flags = Ld(&it->flags);
+  }
+  return 0;
 }
 
 Status ShmStore::DoList(const ListOptions& opts, ListPage* page) {
@@ -300,39 +308,11 @@ Status ShmStore::DoList(const ListOptions& opts, ListPage* page) {
   size_t limit = opts.limit ? opts.limit : 1000;
   while (pos < g_.arena_size && page->entries.size() < limit) {
     Status st = Locking([&]() -> Status {
-      int64_t now = NowMs();
       pos = BlockAtOrAfter(pos);
-      for (uint64_t n = 0; n < kWalkChunk && pos < g_.arena_size && page->entries.size() < limit;
-           ++n) {
-        uint64_t off = g_.arena_off + pos;
-        Item* it = At<Item>(off);
-        uint32_t order = it->head.order;
-        if (!ValidBlock(off, order)) {
-          Log(LogLevel::kWarning, "damaged block header at offset " + std::to_string(off) +
-                                      " of " + path_ + " found while listing; index rebuilt");
-          Modifying mod(h_);
-          Rebuild();
-          return Status::Corruption(Where() + "damaged block found while listing " + path_ +
-                                    "; the region was rebuilt, list again");
-        }
-        page->scanned++;
-        if (it->head.state == kStateLive && Fits(order, it->key_len, it->val_len)) {
-          bool expired = IsExpired(it->expires_ms, now);
-          std::string_view key(reinterpret_cast<char*>(it) + kItemHeader, it->key_len);
-          if ((!expired || opts.include_expired) &&
-              (opts.glob.empty() || GlobMatch(opts.glob, key))) {
-            EntryInfo e;
-            e.key.assign(key);
-            e.value_size = it->val_len;
-            e.expires_ms = it->expires_ms;
-            e.stored_ms = it->stored_ms;
-            e.flags = it->flags;
-            page->entries.push_back(std::move(e));
-          }
-        }
-        pos += BlockSize(order);
-      }
-      return Status::OK();
+      uint64_t bad = ListChunk(&pos, limit, opts, NowMs(), &page->entries, &page->scanned);
+      if (bad == 0) return Status::OK();
+      Modifying mod(h_);
+      return RebuiltAfterWalk(bad, "listing", "list again");
     });
     if (!st.ok()) return st;
   }
@@ -361,38 +341,7 @@ Status ShmStore::ListReadOnly(const ListOptions& opts, ListPage* page) {
       std::vector<EntryInfo> got;
       uint64_t scanned = 0;
       uint64_t p = BlockAtOrAfter(pos);
-      uint64_t bad = 0;
-      int64_t now = NowMs();
-      for (uint64_t n = 0; n < kWalkChunk && p < g_.arena_size &&
-                           page->entries.size() + got.size() < limit;
-           ++n) {
-        uint64_t off = g_.arena_off + p;
-        const Item* it = At<Item>(off);
-        uint32_t order = Ld(&it->head.order);
-        if (!ValidBlock(off, order)) {
-          bad = off;
-          break;
-        }
-        ++scanned;
-        uint32_t klen = Ld(&it->key_len);
-        uint64_t vlen = Ld(&it->val_len);
-        if (Ld(&it->head.state) == kStateLive && Fits(order, klen, vlen)) {
-          int64_t exp = Ld(&it->expires_ms);
-          bool expired = IsExpired(exp, now);
-          std::string_view key(reinterpret_cast<const char*>(it) + kItemHeader, klen);
-          if ((!expired || opts.include_expired) &&
-              (opts.glob.empty() || GlobMatch(opts.glob, key))) {
-            EntryInfo e;
-            e.key.assign(key);
-            e.value_size = vlen;
-            e.expires_ms = exp;
-            e.stored_ms = Ld(&it->stored_ms);
-            e.flags = Ld(&it->flags);
-            got.push_back(std::move(e));
-          }
-        }
-        p += BlockSize(order);
-      }
+      uint64_t bad = ListChunk(&p, limit - page->entries.size(), opts, NowMs(), &got, &scanned);
       std::atomic_thread_fence(std::memory_order_acquire);
       if (h_->seq.load(std::memory_order_relaxed) != s1) {
         sched_yield();
@@ -466,9 +415,9 @@ Status OpenShmStore(const StoreSpec& spec, std::unique_ptr<Store>* out) {
   std::string region = spec.region.empty() ? spec.location : spec.region;
   Status s = shm::ValidateRegionName(spec.location);
   if (!s.ok()) {
-    return Status::InvalidArgument("region '" + region + "': LOCATION '" + spec.location +
+    return Status::InvalidArgument(RegionMessage(region, "LOCATION '" + spec.location +
                                    "' is not a valid shared-memory region name (1 to 200 letters, "
-                                   "digits, '.', '_' or '-')");
+                                   "digits, '.', '_' or '-')"));
   }
   OptionReader r(region, spec.options);
   shm::SegmentParams p;
@@ -490,12 +439,12 @@ Status OpenShmStore(const StoreSpec& spec, std::unique_ptr<Store>* out) {
   if (!(s = r.Millis("LOCK_TIMEOUT", kDefaultLockTimeoutMs, &lock_timeout_ms)).ok()) return s;
   if (!(s = r.CheckAllUsed()).ok()) return s;
   if (p.max_item_size == 0)
-    return Status::InvalidArgument("region '" + region + "': option MAX_ITEM_SIZE must be above 0");
+    return Status::InvalidArgument(RegionMessage(region, "option MAX_ITEM_SIZE must be above 0"));
   if (cull > 1000000)
-    return Status::InvalidArgument("region '" + region + "': option CULL_FREQUENCY=" +
-                                   std::to_string(cull) + " is not a sensible fraction");
+    return Status::InvalidArgument(RegionMessage(region, "option CULL_FREQUENCY=" +
+                                   std::to_string(cull) + " is not a sensible fraction"));
   if (lock_timeout_ms <= 0)
-    return Status::InvalidArgument("region '" + region + "': option LOCK_TIMEOUT must be above 0");
+    return Status::InvalidArgument(RegionMessage(region, "option LOCK_TIMEOUT must be above 0"));
   if (read_only) create = false;
   p.create = create;
   p.read_only = read_only;

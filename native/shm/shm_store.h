@@ -31,6 +31,7 @@
 #include "regioncache/clock.h"
 #include "regioncache/log.h"
 #include "regioncache/shm_store.h"
+#include "core/store_base.h"
 #include "regioncache/store.h"
 #include "shm/shm_layout.h"
 #include "shm/shm_segment.h"
@@ -97,11 +98,11 @@ void InstallSigbusHandler();
 
 // Hidden: the members are called across the store's files, never from
 // outside the library (and -fPIC then calls them directly, not via the PLT).
-class __attribute__((visibility("hidden"))) ShmStore final : public Store {
+class __attribute__((visibility("hidden"))) ShmStore final : public StoreBase {
  public:
   ShmStore(std::string region, std::string location, std::unique_ptr<shm::Segment> seg,
            uint64_t max_entries, uint32_t cull_frequency, bool read_only, int64_t lock_timeout_ms)
-      : Store(std::move(region), std::move(location)),
+      : StoreBase(std::move(region), std::move(location)),
         seg_(std::move(seg)),
         b_(seg_->base()),
         h_(seg_->header()),
@@ -119,16 +120,6 @@ class __attribute__((visibility("hidden"))) ShmStore final : public Store {
   }
   Status Peek(std::string_view key, Value* out) override {
     return Guarded([&] { return Read(key, out, true); });
-  }
-  Status Set(std::string_view key, std::string_view data, uint32_t flags, int64_t exp) override {
-    return Guarded([&] { return Write(key, data, flags, exp, Mode::kSet); });
-  }
-  Status Add(std::string_view key, std::string_view data, uint32_t flags, int64_t exp) override {
-    return Guarded([&] { return Write(key, data, flags, exp, Mode::kAdd); });
-  }
-  Status Replace(std::string_view key, std::string_view data, uint32_t flags,
-                 int64_t exp) override {
-    return Guarded([&] { return Write(key, data, flags, exp, Mode::kReplace); });
   }
   Status Touch(std::string_view key, int64_t expires_ms) override {
     return Guarded([&] { return DoTouch(key, expires_ms); });
@@ -161,8 +152,14 @@ class __attribute__((visibility("hidden"))) ShmStore final : public Store {
   bool MayBlock() const override { return false; }
   uint64_t MaxItemSize() const override { return max_item_; }
 
+ protected:
+  // Set, Add and Replace (StoreBase), inside the SIGBUS guard.
+  Status Write(WriteMode mode, std::string_view key, std::string_view data, uint32_t flags,
+               int64_t exp) override {
+    return Guarded([&] { return DoWrite(mode, key, data, flags, exp); });
+  }
+
  private:
-  enum class Mode { kSet, kAdd, kReplace };
   enum class Probe { kHit, kMiss, kExpired, kRetry, kBadCheck };
 
   // Runs f with a SIGBUS recovery point (see BusGuard). Nested guards (a
@@ -324,7 +321,6 @@ class __attribute__((visibility("hidden"))) ShmStore final : public Store {
   T* At(uint64_t off) const {
     return reinterpret_cast<T*>(b_ + off);
   }
-  static uint64_t BlockSize(uint32_t order) { return uint64_t(1) << order; }
   uint64_t MaxBlocks() const { return g_.arena_size >> shm::kMinOrder; }
   // An offset that can start a block: inside the arena, on a minimum-block boundary.
   bool ValidOff(uint64_t off) const {
@@ -381,8 +377,8 @@ class __attribute__((visibility("hidden"))) ShmStore final : public Store {
   Status Read(std::string_view key, Value* out, bool peek);
   Probe ProbeOptimistic(std::string_view key, uint64_t hash, Value* out, uint64_t* off_out);
   Status ReadLocked(std::string_view key, uint64_t hash, Value* out, bool peek);
-  Status Write(std::string_view key, std::string_view data, uint32_t flags, int64_t exp, Mode m);
-  Status TooLargeError(std::string_view key, uint64_t val_len) const;
+  Status DoWrite(WriteMode mode, std::string_view key, std::string_view data, uint32_t flags,
+                 int64_t exp);
   Status DoTouch(std::string_view key, int64_t expires_ms);
   Status DoDelete(std::string_view key);
   Status DoIncr(std::string_view key, int64_t delta, int64_t* result);
@@ -392,6 +388,13 @@ class __attribute__((visibility("hidden"))) ShmStore final : public Store {
   Status ParseCursor(const std::string& cursor, uint64_t* pos) const;
   Status DoList(const ListOptions& opts, ListPage* page);
   Status ListReadOnly(const ListOptions& opts, ListPage* page);
+  // Walks up to kWalkChunk blocks from arena position *pos (a block start),
+  // appending the entries opts asks for to *got until it holds limit;
+  // *pos ends after the last block walked. Reads each field once (the
+  // read-only listing runs it without the lock). Returns the offset of a
+  // block header that cannot be valid, where it stopped, or 0.
+  uint64_t ListChunk(uint64_t* pos, size_t limit, const ListOptions& opts, int64_t now,
+                     std::vector<EntryInfo>* got, uint64_t* scanned) const;
   Status DoGetStats(Stats* out);
   Status DoPurgeExpired(uint64_t* removed);
 
@@ -407,6 +410,8 @@ class __attribute__((visibility("hidden"))) ShmStore final : public Store {
   uint64_t AllocBlock(uint32_t order);
   void FreeBlockAt(uint64_t off, uint32_t order);
   void ListRemoveFree(uint64_t off, uint32_t order);
+  // Makes the block at off a free block of this order, first on its list.
+  void PushFree(uint64_t off, uint32_t order);
   // Allocates, evicting with SIEVE until there is room.
   uint64_t Allocate(uint32_t order);
   bool EvictOne(int64_t now);
@@ -431,6 +436,9 @@ class __attribute__((visibility("hidden"))) ShmStore final : public Store {
   bool RebuildFromBlocks();
   // Offset of the first block at or after arena position `pos` (relative).
   uint64_t BlockAtOrAfter(uint64_t pos) const;
+  // A walk of the arena (doing: "listing", "purging") met a block header at
+  // off that cannot be valid: logs, rebuilds, and says to run it again.
+  Status RebuiltAfterWalk(uint64_t off, const char* doing, const char* again);
 
   std::unique_ptr<shm::Segment> seg_;
   char* b_;
