@@ -19,50 +19,8 @@
 
 namespace regioncache::shm {
 
-thread_local BusGuard* t_bus_guard = nullptr;
-
-namespace {
-
-struct sigaction g_prev_bus;
-
-void OnSigbus(int sig, siginfo_t* si, void* ctx) {
-  BusGuard* g = t_bus_guard;
-  const char* a = static_cast<const char*>(si->si_addr);
-  if (g != nullptr && si->si_code > 0 && a >= g->lo && a < g->hi) {
-    t_bus_guard = nullptr;
-    siglongjmp(g->jb, 1);
-  }
-  if (g_prev_bus.sa_flags & SA_SIGINFO) {
-    if (g_prev_bus.sa_sigaction) g_prev_bus.sa_sigaction(sig, si, ctx);
-    return;
-  }
-  if (g_prev_bus.sa_handler != SIG_DFL && g_prev_bus.sa_handler != SIG_IGN) {
-    g_prev_bus.sa_handler(sig);
-    return;
-  }
-  // The default action: restore it; a fault repeats on return and kills.
-  struct sigaction dfl {};
-  dfl.sa_handler = SIG_DFL;
-  sigaction(SIGBUS, &dfl, nullptr);
-  if (si->si_code <= 0) raise(sig);
-}
-
-}  // namespace
-
-void InstallSigbusHandler() {
-  static std::once_flag once;
-  std::call_once(once, [] {
-    struct sigaction sa {};
-    sa.sa_sigaction = OnSigbus;
-    // NODEFER: the handler leaves by siglongjmp, which does not restore the
-    // signal mask; SIGBUS must not stay blocked afterwards.
-    sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGBUS, &sa, &g_prev_bus);
-  });
-}
-
 // ---------------------------------------------------------------- reading --
+
 Status ShmStore::Read(std::string_view key, Value* out, bool peek) {
   uint64_t hash = Hash(key);
   const int tries = read_only_ ? kReadOnlyTries : kOptimisticTries;
@@ -455,7 +413,7 @@ Status OpenShmStore(const StoreSpec& spec, std::unique_ptr<Store>* out) {
   auto seg = std::make_unique<shm::Segment>();
   s = seg->Open(p);
   if (!s.ok()) return s;
-  shm::InstallSigbusHandler();
+  InstallFaultHandler();
   *out = std::make_unique<ShmStore>(region, spec.location, std::move(seg), max_entries,
                                     static_cast<uint32_t>(cull), read_only, lock_timeout_ms);
   return Status::OK();

@@ -13,7 +13,6 @@
 #include <pthread.h>
 #include <sched.h>
 #include <setjmp.h>
-#include <signal.h>
 #include <xxhash.h>
 #if defined(__x86_64__)
 #define XXH_DISPATCH_DISABLE_REPLACE
@@ -31,6 +30,7 @@
 #include "regioncache/clock.h"
 #include "regioncache/log.h"
 #include "regioncache/shm_store.h"
+#include "core/fault_guard.h"
 #include "core/store_base.h"
 #include "regioncache/store.h"
 #include "shm/shm_layout.h"
@@ -74,27 +74,6 @@ struct Damage {
   const char* what;
   uint64_t off;
 };
-
-// ---- SIGBUS from a segment truncated under this process --------------------
-// Every public call that touches the mapping runs inside a BusGuard: a
-// sigsetjmp point plus the mapping's bounds in a thread-local pointer. The
-// process-wide handler jumps back to it only for a fault the kernel raised
-// (si_code > 0) at an address inside the guarded mapping, on the thread that
-// set the guard; any other SIGBUS goes to the handler that was there before
-// (or the default action, which kills as it always did). The jump skips the
-// frames between the guard and the fault: they only read or write the
-// segment and, at worst, leave a std::string's buffer allocated. The store
-// then refuses every call (it never touches the mapping again).
-struct BusGuard {
-  sigjmp_buf jb;
-  const char* lo;
-  const char* hi;
-};
-// (Default TLS model: initial-exec cannot be used in a dlopen'ed module. A
-// thread that faults inside the store has set t_bus_guard in normal context
-// first, so its TLS block exists when the handler reads it.)
-extern thread_local BusGuard* t_bus_guard;
-void InstallSigbusHandler();
 
 // Hidden: the members are called across the store's files, never from
 // outside the library (and -fPIC then calls them directly, not via the PLT).
@@ -162,17 +141,15 @@ class __attribute__((visibility("hidden"))) ShmStore final : public StoreBase {
  private:
   enum class Probe { kHit, kMiss, kExpired, kRetry, kBadCheck };
 
-  // Runs f with a SIGBUS recovery point (see BusGuard). Nested guards (a
+  // Runs f with a SIGBUS recovery point over the mapping (a FaultJump, see
+  // LAYOUT.md "A segment truncated under a process"). Nested guards (a
   // guarded call made by another) keep the outer one's state on return.
   template <class F>
   Status Guarded(F&& f) {
     if (dead_.load(std::memory_order_relaxed)) return DeadStatus();
-    BusGuard g;
-    g.lo = b_;
-    g.hi = b_ + size_;
-    BusGuard* const outer = t_bus_guard;
-    if (sigsetjmp(g.jb, 0) != 0) {
-      t_bus_guard = outer;
+    FaultJump j;
+    if (sigsetjmp(j.jb, 0) != 0) {
+      DisarmFaultJump(&j);
       MarkTruncated();
       // The jump skipped Locked's destructor. Release the lock if this
       // thread holds it and the lock word is still inside the file (a
@@ -183,9 +160,9 @@ class __attribute__((visibility("hidden"))) ShmStore final : public StoreBase {
         pthread_mutex_unlock(&h_->mutex);
       return DeadStatus();
     }
-    t_bus_guard = &g;
+    ArmFaultJump(&j, b_, b_ + size_);
     Status s = f();
-    t_bus_guard = outer;
+    DisarmFaultJump(&j);
     return s;
   }
 
