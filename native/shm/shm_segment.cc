@@ -1,3 +1,6 @@
+// Opening, creating and validating a region's segment (shm_segment.h), the
+// arena's initial carving (ResetArena), and the region helpers of
+// regioncache/shm_store.h: segment names, listing and removing regions.
 #include "shm/shm_segment.h"
 
 #include <dirent.h>
@@ -32,30 +35,6 @@ std::string HumanSize(uint64_t n) {
   }
   return std::to_string(n) + " " + units[u];
 }
-
-// Holds an flock on the segment's descriptor for a scope. The unlock must be
-// explicit: a mapping keeps the open file description alive, so closing the
-// descriptor alone would leave the lock held for as long as it stays mapped.
-class FileLock {
- public:
-  explicit FileLock(int fd) : fd_(fd) {}
-  FileLock(const FileLock&) = delete;
-  FileLock& operator=(const FileLock&) = delete;
-  int Lock() {
-    while (flock(fd_, LOCK_EX) != 0) {
-      if (errno != EINTR) return errno;
-    }
-    locked_ = true;
-    return 0;
-  }
-  ~FileLock() {
-    if (locked_) flock(fd_, LOCK_UN);
-  }
-
- private:
-  int fd_;
-  bool locked_ = false;
-};
 
 // Closes a descriptor unless released.
 struct FdCloser {
@@ -155,7 +134,10 @@ int64_t Segment::CurrentSize() const {
 
 FlockHold::FlockHold(int fd) : fd_(fd) {
   while (flock(fd_, LOCK_EX) != 0) {
-    if (errno != EINTR) return;
+    if (errno != EINTR) {
+      error_ = errno;
+      return;
+    }
   }
   held_ = true;
 }
@@ -356,10 +338,8 @@ Status Segment::Open(const SegmentParams& p) {
                         ", mode 0600). It was not created by this site: find out who made it, "
                         "then remove it (rm " + path + ")"));
     }
-    FileLock lock(fd);
-    if (int e = lock.Lock()) {
-      return ErrnoStatus(p.region, "cannot lock " + path, e);
-    }
+    FlockHold lock(fd);
+    if (!lock.held()) return ErrnoStatus(p.region, "cannot lock " + path, lock.error());
     if (fstat(fd, &st) != 0) {
       int e = errno;
       return ErrnoStatus(p.region, "cannot stat " + path, e);

@@ -7,7 +7,8 @@
 //   shm_evict.cc    SIEVE eviction, expiry sweeps, Django's cull, purging
 //   shm_recover.cc  the writers' lock (waiting, breaking), header and size
 //                   checks, rebuilding from the block headers
-// The public face is regioncache/shm_store.h; the design is LAYOUT.md.
+// The public face is regioncache/shm_store.h; the design (layout, concurrency,
+// damage, eviction) and this map of the code are in LAYOUT.md.
 #pragma once
 
 #include <pthread.h>
@@ -27,11 +28,11 @@
 #include <string>
 #include <vector>
 
+#include "core/fault_guard.h"
+#include "core/store_base.h"
 #include "regioncache/clock.h"
 #include "regioncache/log.h"
 #include "regioncache/shm_store.h"
-#include "core/fault_guard.h"
-#include "core/store_base.h"
 #include "regioncache/store.h"
 #include "shm/shm_layout.h"
 #include "shm/shm_segment.h"
