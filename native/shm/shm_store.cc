@@ -265,63 +265,54 @@ Status ShmStore::DoList(const ListOptions& opts, ListPage* page) {
   if (Status cs = ParseCursor(opts.cursor, &pos); !cs.ok()) return cs;
   size_t limit = opts.limit ? opts.limit : 1000;
   while (pos < g_.arena_size && page->entries.size() < limit) {
-    Status st = Locking([&]() -> Status {
-      pos = BlockAtOrAfter(pos);
-      uint64_t bad = ListChunk(&pos, limit, opts, NowMs(), &page->entries, &page->scanned);
-      if (bad == 0) return Status::OK();
-      Modifying mod(h_);
-      return RebuiltAfterWalk(bad, "listing", "list again");
-    });
+    Status st = read_only_ ? ListChunkReadOnly(&pos, limit, opts, page)
+                           : Locking([&]() -> Status {
+                               pos = BlockAtOrAfter(pos);
+                               uint64_t bad = ListChunk(&pos, limit, opts, NowMs(),
+                                                        &page->entries, &page->scanned);
+                               if (bad == 0) return Status::OK();
+                               Modifying mod(h_);
+                               return RebuiltAfterWalk(bad, "listing", "list again");
+                             });
     if (!st.ok()) return st;
   }
   if (pos < g_.arena_size) page->next_cursor = std::to_string(pos);
   return Status::OK();
 }
 
-Status ShmStore::ListReadOnly(const ListOptions& opts, ListPage* page) {
-  // No lock (the mapping is read-only): each chunk is read under the
-  // seqlock and read again if a writer moved meanwhile. Damage is reported,
-  // never repaired.
-  page->entries.clear();
-  page->next_cursor.clear();
-  page->scanned = 0;
-  uint64_t pos = 0;
-  if (Status cs = ParseCursor(opts.cursor, &pos); !cs.ok()) return cs;
-  size_t limit = opts.limit ? opts.limit : 1000;
-  while (pos < g_.arena_size && page->entries.size() < limit) {
-    bool done = false;
-    for (int tries = 0; !done && tries < kReadOnlyTries; ++tries) {
-      uint64_t s1 = h_->seq.load(std::memory_order_acquire);
-      if (s1 & 1) {
-        sched_yield();
-        continue;
-      }
-      std::vector<EntryInfo> got;
-      uint64_t scanned = 0;
-      uint64_t p = BlockAtOrAfter(pos);
-      uint64_t bad = ListChunk(&p, limit - page->entries.size(), opts, NowMs(), &got, &scanned);
-      std::atomic_thread_fence(std::memory_order_acquire);
-      if (h_->seq.load(std::memory_order_relaxed) != s1) {
-        sched_yield();
-        continue;
-      }
-      if (bad != 0)
-        return Status::Corruption(Where() + "damaged block header at offset " +
-                                  std::to_string(bad) + " of " + path_ +
-                                  "; opened read-only, so it is left as it is: a writable "
-                                  "session repairs it");
-      for (auto& e : got) page->entries.push_back(std::move(e));
-      page->scanned += scanned;
-      pos = p;
-      done = true;
+Status ShmStore::ListChunkReadOnly(uint64_t* pos, size_t limit, const ListOptions& opts,
+                                   ListPage* page) {
+  // No lock (the mapping is read-only): the chunk is read under the seqlock
+  // and read again if a writer moved meanwhile. Damage is reported, never
+  // repaired.
+  for (int tries = 0; tries < kReadOnlyTries; ++tries) {
+    uint64_t s1 = h_->seq.load(std::memory_order_acquire);
+    if (s1 & 1) {
+      sched_yield();
+      continue;
     }
-    if (!done)
-      return Status::Corruption(Where() + "segment " + path_ +
-                                " stays inconsistent while listing (a writer died mid-change?); "
-                                "opened read-only, so it is left for a writable session");
+    std::vector<EntryInfo> got;
+    uint64_t scanned = 0;
+    uint64_t p = BlockAtOrAfter(*pos);
+    uint64_t bad = ListChunk(&p, limit - page->entries.size(), opts, NowMs(), &got, &scanned);
+    std::atomic_thread_fence(std::memory_order_acquire);
+    if (h_->seq.load(std::memory_order_relaxed) != s1) {
+      sched_yield();
+      continue;
+    }
+    if (bad != 0)
+      return Status::Corruption(Where() + "damaged block header at offset " +
+                                std::to_string(bad) + " of " + path_ +
+                                "; opened read-only, so it is left as it is: a writable "
+                                "session repairs it");
+    for (auto& e : got) page->entries.push_back(std::move(e));
+    page->scanned += scanned;
+    *pos = p;
+    return Status::OK();
   }
-  if (pos < g_.arena_size) page->next_cursor = std::to_string(pos);
-  return Status::OK();
+  return Status::Corruption(Where() + "segment " + path_ +
+                            " stays inconsistent while listing (a writer died mid-change?); "
+                            "opened read-only, so it is left for a writable session");
 }
 
 Status ShmStore::DoGetStats(Stats* out) {

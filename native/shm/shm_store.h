@@ -119,7 +119,7 @@ class __attribute__((visibility("hidden"))) ShmStore final : public StoreBase {
   }
 
   Status List(const ListOptions& opts, ListPage* page) override {
-    return Guarded([&] { return read_only_ ? ListReadOnly(opts, page) : DoList(opts, page); });
+    return Guarded([&] { return DoList(opts, page); });
   }
   Status GetStats(Stats* out) override {
     return Guarded([&] { return DoGetStats(out); });
@@ -365,7 +365,8 @@ class __attribute__((visibility("hidden"))) ShmStore final : public StoreBase {
                    std::vector<bool>* found);
   Status ParseCursor(const std::string& cursor, uint64_t* pos) const;
   Status DoList(const ListOptions& opts, ListPage* page);
-  Status ListReadOnly(const ListOptions& opts, ListPage* page);
+  // One chunk of a read-only listing (no lock: under the seqlock, retried).
+  Status ListChunkReadOnly(uint64_t* pos, size_t limit, const ListOptions& opts, ListPage* page);
   // Walks up to kWalkChunk blocks from arena position *pos (a block start),
   // appending the entries opts asks for to *got until it holds limit;
   // *pos ends after the last block walked. Reads each field once (the
