@@ -62,10 +62,13 @@ void OnSigbus(int sig, siginfo_t* si, void* ctx) {
   const int saved = errno;
   char* a = static_cast<char*>(si->si_addr);
   const bool fault = si->si_code > 0;  // raised by the kernel, not sent
-  FaultJump* j = t_jump;
-  if (j != nullptr && fault && a >= j->lo && a < j->hi) {
-    t_jump = j->outer;
-    siglongjmp(j->jb, 1);
+  // The innermost armed point whose range holds the address (an outer one
+  // when a nested call guards another range).
+  for (FaultJump* j = fault ? t_jump : nullptr; j != nullptr; j = j->outer) {
+    if (a >= j->lo && a < j->hi) {
+      t_jump = j->outer;
+      siglongjmp(j->jb, 1);
+    }
   }
   if (fault && Repair(a)) {
     errno = saved;

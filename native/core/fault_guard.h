@@ -27,7 +27,8 @@ namespace regioncache {
 // A recovery point for faults in [lo, hi) on the arming thread. Arm it only
 // after sigsetjmp(jb, 0) returned 0, in the frame that will return to it;
 // disarm it on both paths (after a normal return and after the jump).
-// Nested points (an armed call making another) restore the outer one.
+// Nested points (an armed call making another) restore the outer one; a
+// fault goes to the innermost point whose range holds its address.
 struct FaultJump {
   sigjmp_buf jb;
   const char* lo = nullptr;
