@@ -15,6 +15,7 @@
 #include <cstring>
 #include <utility>
 
+#include "core/fault_guard.h"
 #include "file/file_io.h"
 #include "regioncache/clock.h"
 
@@ -34,92 +35,18 @@ constexpr int64_t kMaxTimeMs = int64_t(1) << 50;
 //
 // A ledger is a shared mapping of a file, and a mapping of a file that
 // another process cuts short (or, on a full tmpfs, a page that cannot be
-// allocated) faults with SIGBUS. Such a fault in a ledger is repaired here
-// instead of killing the process: the file gets its size back (zeros past
-// the cut, which the scans recount), or, if that does not help, the page is
-// replaced by private zeros and the ledger marked detached, so the store
+// allocated) faults with SIGBUS. Such a fault in a ledger is repaired by the
+// process's fault guard (core/fault_guard.h, GuardMappedFile) instead of
+// killing the process: the file gets its size back (zeros past the cut,
+// which the scans recount), or, if that does not help, the page is replaced
+// by private zeros; either way the ledger is marked detached, so the store
 // maps the ledger afresh at its next health check (FileStore::Health).
 // Faults anywhere else go to the handler that was there before.
-
-constexpr int kGuarded = 64;  // ledgers guarded at once per process
-struct Guarded {
-  std::atomic<char*> base{nullptr};
-  std::atomic<int> fd{-1};
-  std::atomic<bool> detached{false};
-};
-Guarded g_guard[kGuarded];
-struct sigaction g_prev_bus;
-std::atomic<bool> g_installed{false};
-std::mutex g_guard_mu;
-
-void OnBus(int sig, siginfo_t* si, void* uc) {
-  int saved = errno;
-  char* a = static_cast<char*>(si->si_addr);
-  for (auto& g : g_guard) {
-    char* b = g.base.load(std::memory_order_acquire);
-    if (!b || a < b || a >= b + Ledger::kSize) continue;
-    int fd = g.fd.load(std::memory_order_acquire);
-    struct stat st;
-    if (fd >= 0 && fstat(fd, &st) == 0 && uint64_t(st.st_size) < Ledger::kSize &&
-        ftruncate(fd, off_t(Ledger::kSize)) == 0) {
-      g.detached.store(true, std::memory_order_release);  // recount: the cut lost counts
-      errno = saved;
-      return;  // the access is retried on the file's restored length
-    }
-    long page = sysconf(_SC_PAGESIZE);
-    char* p = reinterpret_cast<char*>(reinterpret_cast<uintptr_t>(a) & ~uintptr_t(page - 1));
-    mmap(p, size_t(page), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
-    g.detached.store(true, std::memory_order_release);
-    errno = saved;
-    return;
-  }
-  errno = saved;
-  // Not a ledger: whatever was there before decides.
-  if (g_prev_bus.sa_flags & SA_SIGINFO) {
-    if (g_prev_bus.sa_sigaction) g_prev_bus.sa_sigaction(sig, si, uc);
-    return;
-  }
-  if (g_prev_bus.sa_handler == SIG_IGN) return;
-  if (g_prev_bus.sa_handler == SIG_DFL) {
-    signal(SIGBUS, SIG_DFL);
-    if (si->si_code <= 0) raise(SIGBUS);  // sent, not a fault: deliver it again
-    return;  // a fault: the instruction faults again, now with the default action
-  }
-  g_prev_bus.sa_handler(sig);
-}
-
-int Guard(char* base, int fd) {
-  std::lock_guard<std::mutex> g(g_guard_mu);
-  if (!g_installed.load(std::memory_order_relaxed)) {
-    struct sigaction sa;
-    std::memset(&sa, 0, sizeof sa);
-    sa.sa_sigaction = OnBus;
-    sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART;
-    sigemptyset(&sa.sa_mask);
-    if (sigaction(SIGBUS, &sa, &g_prev_bus) != 0) return -1;
-    g_installed.store(true, std::memory_order_relaxed);
-  }
-  for (int i = 0; i < kGuarded; ++i) {
-    if (g_guard[i].base.load(std::memory_order_relaxed)) continue;
-    g_guard[i].fd.store(fd, std::memory_order_relaxed);
-    g_guard[i].detached.store(false, std::memory_order_relaxed);
-    g_guard[i].base.store(base, std::memory_order_release);
-    return i;
-  }
-  return -1;  // more ledgers than slots: this one goes unguarded
-}
-
-void Unguard(int i) {
-  if (i < 0) return;
-  std::lock_guard<std::mutex> g(g_guard_mu);
-  g_guard[i].base.store(nullptr, std::memory_order_release);
-  g_guard[i].fd.store(-1, std::memory_order_relaxed);
-}
 
 }  // namespace
 
 Ledger::~Ledger() {
-  Unguard(reg_);
+  UnguardMappedFile(reg_);
   if (mem_) munmap(mem_, kSize);
   if (fd_ >= 0) close(fd_);
 }
@@ -283,7 +210,7 @@ Status Ledger::Open(const std::string& path, const std::string& region, bool* fr
     return s;
   }
   mem_ = static_cast<Mem*>(p);
-  reg_ = Guard(reinterpret_cast<char*>(mem_), fd_);
+  reg_ = GuardMappedFile(reinterpret_cast<char*>(mem_), kSize, fd_);
   return SettleInit(init, false, fresh, damage);
 }
 
@@ -306,7 +233,7 @@ Status Ledger::SettleInit(const InitState& init, bool recount, bool* fresh, std:
 }
 
 bool Ledger::Stale(std::string* why) {
-  if (reg_ >= 0 && g_guard[reg_].detached.load(std::memory_order_acquire)) {
+  if (MappedFileDetached(reg_)) {
     *why = "it was cut short or could not be written under this process (SIGBUS caught)";
     cut_ = true;  // what was past the cut is lost: counted again (Reattach)
     return true;
@@ -357,7 +284,7 @@ Status Ledger::Reattach(bool* fresh, std::string* damage) {
     } else {
       dup2(fd, fd_);  // the same number: the guard and the lock calls keep using it
       pid_ = CurrentPid();
-      if (reg_ >= 0) g_guard[reg_].detached.store(false, std::memory_order_release);
+      ClearMappedFileDetached(reg_);
     }
     close(fd);
   }

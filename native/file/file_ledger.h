@@ -153,7 +153,7 @@ class Ledger {
   int fd_ = -1;
   pid_t pid_ = 0;
   Mem* mem_ = nullptr;
-  int reg_ = -1;  // slot in the SIGBUS handler's table (file_ledger.cc)
+  int reg_ = -1;  // the mapping's slot in the fault guard (GuardMappedFile)
   bool cut_ = false;  // Stale saw a caught SIGBUS: Reattach counts afresh
   int64_t max_bytes_ = int64_t(1) << 50;    // the file system's size (statvfs)
   int64_t max_entries_ = int64_t(1) << 40;  // its inodes

@@ -20,6 +20,9 @@ inline constexpr uint32_t kMaxOrders = 40; // orders 0..39 addressable (blocks u
 inline constexpr uint32_t kStatSlots = 16; // per-CPU counters, so readers do not share a line
 inline constexpr uint64_t kHeaderBytes = 8192;
 
+// The bytes of a block of this order.
+inline constexpr uint64_t BlockSize(uint32_t order) { return uint64_t(1) << order; }
+
 // Block states. Values are distinct four-byte tags so that a stray byte
 // pattern is not mistaken for a valid state.
 inline constexpr uint32_t kStateFree = 0x45455246;     // "FREE"
@@ -127,5 +130,10 @@ struct Geometry {
 
 // False if `size` is too small for `max_item`.
 bool ComputeGeometry(uint64_t size, uint64_t max_item, Geometry* g);
+
+// The order of the top-level block at arena position `pos` (relative to
+// arena_off): the largest aligned block that fits there. ResetArena carves
+// the arena into these, and they never move.
+uint32_t TopBlockOrder(const Geometry& g, uint64_t pos);
 
 }  // namespace regioncache::shm

@@ -1,3 +1,6 @@
+// Opening, creating and validating a region's segment (shm_segment.h), the
+// arena's initial carving (ResetArena), and the region helpers of
+// regioncache/shm_store.h: segment names, listing and removing regions.
 #include "shm/shm_segment.h"
 
 #include <dirent.h>
@@ -33,30 +36,6 @@ std::string HumanSize(uint64_t n) {
   return std::to_string(n) + " " + units[u];
 }
 
-// Holds an flock on the segment's descriptor for a scope. The unlock must be
-// explicit: a mapping keeps the open file description alive, so closing the
-// descriptor alone would leave the lock held for as long as it stays mapped.
-class FileLock {
- public:
-  explicit FileLock(int fd) : fd_(fd) {}
-  FileLock(const FileLock&) = delete;
-  FileLock& operator=(const FileLock&) = delete;
-  int Lock() {
-    while (flock(fd_, LOCK_EX) != 0) {
-      if (errno != EINTR) return errno;
-    }
-    locked_ = true;
-    return 0;
-  }
-  ~FileLock() {
-    if (locked_) flock(fd_, LOCK_UN);
-  }
-
- private:
-  int fd_;
-  bool locked_ = false;
-};
-
 // Closes a descriptor unless released.
 struct FdCloser {
   int fd;
@@ -86,13 +65,21 @@ std::string UserName(uid_t uid) {
 
 }  // namespace
 
+uint32_t TopBlockOrder(const Geometry& g, uint64_t pos) {
+  uint32_t order = g.max_order;
+  while (order > kMinOrder &&
+         ((pos & (BlockSize(order) - 1)) != 0 || pos + BlockSize(order) > g.arena_size))
+    --order;
+  return order;
+}
+
 bool ComputeGeometry(uint64_t size, uint64_t max_item, Geometry* g) {
   if (max_item == 0 || max_item > (uint64_t(1) << 36)) return false;
   uint64_t block = std::bit_ceil(kItemHeader + max_item);
   uint32_t order = static_cast<uint32_t>(std::countr_zero(block));
   if (order < kMinOrder) order = kMinOrder;
   g->max_order = order;
-  if (size < kHeaderBytes + (uint64_t(4) << kMinOrder)) return false;
+  if (size < kHeaderBytes + 4 * BlockSize(kMinOrder)) return false;
   // About one bucket per 256 bytes of segment: chains stay short for the
   // small entries that dominate counts.
   uint64_t nb = std::bit_floor(size / 256);
@@ -103,7 +90,7 @@ bool ComputeGeometry(uint64_t size, uint64_t max_item, Geometry* g) {
   if (after_buckets >= size) return false;
   // The visited map takes one byte per minimum block of the arena.
   uint64_t rest = size - after_buckets;
-  uint64_t unit = (uint64_t(1) << kMinOrder);
+  uint64_t unit = BlockSize(kMinOrder);
   uint64_t arena = (rest - 4096) / (unit + 1) * unit;  // leaves room for the map and alignment
   g->visited_off = after_buckets;
   uint64_t arena_off = g->visited_off + (arena >> kMinOrder);
@@ -115,23 +102,22 @@ bool ComputeGeometry(uint64_t size, uint64_t max_item, Geometry* g) {
   g->arena_size = arena;
   // The arena must hold at least two of the largest blocks, or eviction
   // could not make room for a maximal entry while another one is live.
-  return arena >= 2 * (uint64_t(1) << order);
+  return arena >= 2 * BlockSize(order);
 }
 
 Status ValidateRegionName(const std::string& region) {
   if (region.empty() || region.size() > 200)
-    return Status::InvalidArgument("region '" + region +
-                                   "': a shared-memory region name must be 1 to 200 characters");
+    return Status::InvalidArgument(
+        RegionMessage(region, "a shared-memory region name must be 1 to 200 characters"));
   for (unsigned char c : region) {
     bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
               c == '.' || c == '_' || c == '-';
     if (!ok)
-      return Status::InvalidArgument(
-          "region '" + region +
-          "': a shared-memory region name may hold only letters, digits, '.', '_' and '-'");
+      return Status::InvalidArgument(RegionMessage(
+          region, "a shared-memory region name may hold only letters, digits, '.', '_' and '-'"));
   }
   if (region == "." || region == "..")
-    return Status::InvalidArgument("region '" + region + "': not a valid region name");
+    return Status::InvalidArgument(RegionMessage(region, "not a valid region name"));
   return Status::OK();
 }
 
@@ -148,7 +134,10 @@ int64_t Segment::CurrentSize() const {
 
 FlockHold::FlockHold(int fd) : fd_(fd) {
   while (flock(fd_, LOCK_EX) != 0) {
-    if (errno != EINTR) return;
+    if (errno != EINTR) {
+      error_ = errno;
+      return;
+    }
   }
   held_ = true;
 }
@@ -195,10 +184,7 @@ void Segment::ResetArena() {
   // own free list. Offsets are relative to arena_off for alignment.
   uint64_t pos = 0;
   while (pos < g.arena_size) {
-    uint32_t order = g.max_order;
-    while (order > kMinOrder &&
-           ((pos & ((uint64_t(1) << order) - 1)) != 0 || pos + (uint64_t(1) << order) > g.arena_size))
-      --order;
+    uint32_t order = TopBlockOrder(g, pos);
     uint64_t off = g.arena_off + pos;
     auto* fb = reinterpret_cast<FreeBlock*>(base_ + off);
     fb->head.state = kStateFree;
@@ -207,15 +193,15 @@ void Segment::ResetArena() {
     fb->next = h->free_heads[order];
     if (fb->next) reinterpret_cast<FreeBlock*>(base_ + fb->next)->prev = off;
     h->free_heads[order] = off;
-    pos += uint64_t(1) << order;
+    pos += BlockSize(order);
   }
 }
 
 static Status TooSmall(const SegmentParams& p) {
-  return Status::InvalidArgument(
-      "region '" + p.region + "': SIZE " + HumanSize(p.size) + " is too small for MAX_ITEM_SIZE " +
-      HumanSize(p.max_item_size) +
-      " (the segment must hold the index and at least two of the largest entries)");
+  return Status::InvalidArgument(RegionMessage(
+      p.region, "SIZE " + HumanSize(p.size) + " is too small for MAX_ITEM_SIZE " +
+                    HumanSize(p.max_item_size) +
+                    " (the segment must hold the index and at least two of the largest entries)"));
 }
 
 Status Segment::Initialise(const SegmentParams& p, int fd) {
@@ -223,21 +209,22 @@ Status Segment::Initialise(const SegmentParams& p, int fd) {
   if (!ComputeGeometry(p.size, p.max_item_size, &g)) return TooSmall(p);
   if (ftruncate(fd, static_cast<off_t>(p.size)) != 0) {
     int e = errno;
-    return Status::IOError("region '" + p.region + "': cannot size shared-memory segment " +
-                           p.name + " to " + HumanSize(p.size) + ": " + ErrnoText(e));
+    return ErrnoStatus(p.region,
+                       "cannot size shared-memory segment " + p.name + " to " + HumanSize(p.size), e);
   }
   // Reserve the pages now: on a full /dev/shm a sparse segment would raise
   // SIGBUS at the first write to a missing page, long after this open.
   if (int rc = posix_fallocate(fd, 0, static_cast<off_t>(p.size));
       rc != 0 && rc != EOPNOTSUPP && rc != EINVAL) {
-    return Status::IOError("region '" + p.region + "': cannot reserve " + HumanSize(p.size) +
-                           " for shared-memory segment " + p.name + ": " + ErrnoText(rc) +
-                           (rc == ENOSPC ? " (/dev/shm is full; lower SIZE or free space)" : ""));
+    return Status::IOError(RegionMessage(
+        p.region, "cannot reserve " + HumanSize(p.size) + " for shared-memory segment " + p.name +
+                      ": " + ErrnoText(rc) +
+                      (rc == ENOSPC ? " (/dev/shm is full; lower SIZE or free space)" : "")));
   }
   void* m = mmap(nullptr, p.size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (m == MAP_FAILED) {
     int e = errno;
-    return Status::IOError("region '" + p.region + "': cannot map " + p.name + ": " + ErrnoText(e));
+    return ErrnoStatus(p.region, "cannot map " + p.name, e);
   }
   base_ = static_cast<char*>(m);
   size_ = p.size;
@@ -248,15 +235,7 @@ Status Segment::Initialise(const SegmentParams& p, int fd) {
   std::memset(static_cast<void*>(h), 0, kHeaderBytes);
   h->layout_version = kLayoutVersion;
   h->header_bytes = kHeaderBytes;
-  h->segment_size = p.size;
-  h->max_item_size = p.max_item_size;
-  h->min_order = kMinOrder;
-  h->max_order = g.max_order;
-  h->buckets_off = g.buckets_off;
-  h->nbuckets = g.nbuckets;
-  h->visited_off = g.visited_off;
-  h->arena_off = g.arena_off;
-  h->arena_size = g.arena_size;
+  StoreGeometry();  // from size_, max_item_ and geo_, set above
   h->created_ms = NowMs();
   h->max_entries = p.max_entries;
   h->cull_frequency = p.cull_frequency;
@@ -270,8 +249,7 @@ Status Segment::Initialise(const SegmentParams& p, int fd) {
   int rc = pthread_mutex_init(&h->mutex, &attr);
   pthread_mutexattr_destroy(&attr);
   if (rc != 0)
-    return Status::IOError("region '" + p.region + "': cannot create the segment's lock: " +
-                           ErrnoText(rc));
+    return ErrnoStatus(p.region, "cannot create the segment's lock", rc);
   ResetArena();
   std::atomic_thread_fence(std::memory_order_release);
   reinterpret_cast<std::atomic<uint64_t>*>(&h->magic)->store(kMagic, std::memory_order_release);
@@ -281,10 +259,10 @@ Status Segment::Initialise(const SegmentParams& p, int fd) {
 Status Segment::Validate(const SegmentParams& p) {
   const Header* h = header();
   auto mismatch = [&](const std::string& what) {
-    return Status::InvalidArgument(
-        "region '" + p.region + "': shared-memory segment " + p.name + " " + what +
-        "; remove it (python -m regioncache drop-shm " + p.location + ", or rm /dev/shm" + p.name +
-        ") or set OPTIONS ON_MISMATCH='recreate'");
+    return Status::InvalidArgument(RegionMessage(
+        p.region, "shared-memory segment " + p.name + " " + what +
+                      "; remove it (python -m regioncache drop-shm " + p.location +
+                      ", or rm /dev/shm" + p.name + ") or set OPTIONS ON_MISMATCH='recreate'"));
   };
   if (h->magic != kMagic) return mismatch("is not a regioncache segment (bad magic number)");
   if (h->layout_version != kLayoutVersion)
@@ -334,19 +312,18 @@ Status Segment::Open(const SegmentParams& p) {
     if (fd < 0) {
       int e = errno;
       if (e == ENOENT)
-        return Status::NotFound("region '" + p.region + "': no shared-memory segment " + path);
+        return Status::NotFound(RegionMessage(p.region, "no shared-memory segment " + path));
       if (e == ELOOP)
-        return Status::IOError("region '" + p.region + "': refusing shared-memory segment " + path +
-                               ": it is a symbolic link (a segment is never opened through a link)");
-      return Status::IOError("region '" + p.region + "': cannot open shared-memory segment " +
-                             path + ": " + ErrnoText(e));
+        return Status::IOError(RegionMessage(
+            p.region, "refusing shared-memory segment " + path +
+                          ": it is a symbolic link (a segment is never opened through a link)"));
+      return ErrnoStatus(p.region, "cannot open shared-memory segment " + path, e);
     }
     FdCloser closer{fd};
     struct stat st;
     if (fstat(fd, &st) != 0) {
       int e = errno;
-      return Status::IOError("region '" + p.region + "': cannot stat " + path + ": " +
-                             ErrnoText(e));
+      return ErrnoStatus(p.region, "cannot stat " + path, e);
     }
     // Only a segment this user made is trusted: another local user who
     // created it first could read every value and plant entries.
@@ -354,28 +331,25 @@ Status Segment::Open(const SegmentParams& p) {
       std::string why = !S_ISREG(st.st_mode)       ? "it is not a regular file"
                         : st.st_uid != geteuid()   ? "it is not owned by this process's user"
                                                    : "group or others may access it";
-      return Status::IOError("region '" + p.region + "': refusing shared-memory segment " + path +
-                             ": owner uid " + UserName(st.st_uid) + ", mode " +
-                             OctalMode(st.st_mode) + "; " + why + " (expected owner uid " +
-                             UserName(geteuid()) + ", mode 0600). It was not created by this "
-                             "site: find out who made it, then remove it (rm " + path + ")");
+      return Status::IOError(RegionMessage(
+          p.region, "refusing shared-memory segment " + path + ": owner uid " +
+                        UserName(st.st_uid) + ", mode " + OctalMode(st.st_mode) + "; " + why +
+                        " (expected owner uid " + UserName(geteuid()) +
+                        ", mode 0600). It was not created by this site: find out who made it, "
+                        "then remove it (rm " + path + ")"));
     }
-    FileLock lock(fd);
-    if (int e = lock.Lock()) {
-      return Status::IOError("region '" + p.region + "': cannot lock " + path + ": " +
-                             ErrnoText(e));
-    }
+    FlockHold lock(fd);
+    if (!lock.held()) return ErrnoStatus(p.region, "cannot lock " + path, lock.error());
     if (fstat(fd, &st) != 0) {
       int e = errno;
-      return Status::IOError("region '" + p.region + "': cannot stat " + path + ": " +
-                             ErrnoText(e));
+      return ErrnoStatus(p.region, "cannot stat " + path, e);
     }
     uint64_t existing = static_cast<uint64_t>(st.st_size);
     Status s;
     if (existing == 0) {
       if (!create) {
-        return Status::NotFound("region '" + p.region + "': shared-memory segment " + path +
-                                " is empty (never initialised)");
+        return Status::NotFound(
+            RegionMessage(p.region, "shared-memory segment " + path + " is empty (never initialised)"));
       }
       s = Initialise(p, fd);
       // Leave nothing behind when a new segment could not be built (a full
@@ -391,15 +365,14 @@ Status Segment::Open(const SegmentParams& p) {
       return s;
     }
     if (existing < kHeaderBytes) {
-      s = Status::InvalidArgument("region '" + p.region + "': shared-memory segment " + path +
-                                  " is too short to be a regioncache segment");
+      s = Status::InvalidArgument(RegionMessage(
+          p.region, "shared-memory segment " + path + " is too short to be a regioncache segment"));
     } else {
       void* m = mmap(nullptr, existing, p.read_only ? PROT_READ : PROT_READ | PROT_WRITE,
                      MAP_SHARED, fd, 0);
       if (m == MAP_FAILED) {
         int e = errno;
-        return Status::IOError("region '" + p.region + "': cannot map " + path + ": " +
-                               ErrnoText(e));
+        return ErrnoStatus(p.region, "cannot map " + path, e);
       }
       base_ = static_cast<char*>(m);
       size_ = existing;
@@ -425,7 +398,7 @@ Status Segment::Open(const SegmentParams& p) {
     // it keep their copy until they reopen) and create a fresh one.
     shm_unlink(p.name.c_str());
   }
-  return Status::IOError("region '" + p.region + "': could not re-create " + path);
+  return Status::IOError(RegionMessage(p.region, "could not re-create " + path));
 }
 
 }  // namespace regioncache::shm
@@ -459,8 +432,8 @@ Status RemoveShmRegion(const std::string& region) {
   std::string name = ShmSegmentName(region);
   if (shm_unlink(name.c_str()) != 0) {
     int e = errno;
-    if (e == ENOENT) return Status::NotFound("region '" + region + "': no segment " + name);
-    return Status::IOError("region '" + region + "': cannot remove " + name + ": " + ErrnoText(e));
+    if (e == ENOENT) return Status::NotFound(RegionMessage(region, "no segment " + name));
+    return ErrnoStatus(region, "cannot remove " + name, e);
   }
   return Status::OK();
 }

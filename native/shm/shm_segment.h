@@ -1,5 +1,5 @@
 // Opening, creating and validating a region's POSIX shared-memory segment.
-// Knows the header, not the entries: the store (shm_store.cc) owns those.
+// Knows the header, not the entries: the store (ShmStore, shm_store.h) owns those.
 #pragma once
 
 #include <cstdint>
@@ -76,7 +76,10 @@ class Segment {
   uint64_t max_item_ = 0;
 };
 
-// Takes the segment's flock for a scope (blocking; EINTR retried).
+// Takes the segment's flock for a scope (blocking; EINTR retried). The
+// unlock is explicit: a mapping keeps the open file description alive, so
+// closing the descriptor alone would leave the lock held for as long as the
+// segment stays mapped.
 class FlockHold {
  public:
   explicit FlockHold(int fd);
@@ -84,10 +87,12 @@ class FlockHold {
   FlockHold(const FlockHold&) = delete;
   FlockHold& operator=(const FlockHold&) = delete;
   bool held() const { return held_; }
+  int error() const { return error_; }  // flock's errno when not held
 
  private:
   int fd_;
   bool held_ = false;
+  int error_ = 0;
 };
 
 // The region name must be usable as a file name in /dev/shm.
