@@ -80,7 +80,7 @@ Status ReadStats(TextConn* tc, std::map<std::string, std::string>* out) {
     if (!s.ok()) return s;
     if (line == "END") return Status::OK();
     if (line.rfind("STAT ", 0) != 0)
-      return tc->Garbled("'" + Printable(line) + "' where a STAT line or END was due");
+      return tc->Garbled(Quoted(line) + " where a STAT line or END was due");
     size_t sp = line.find(' ', 5);
     if (sp == std::string::npos) continue;
     (*out)[line.substr(5, sp - 5)] = line.substr(sp + 1);
@@ -191,14 +191,14 @@ Status MemcachedStore::DisplayKeys(TextConn* tc, const Dumped* const* batch, siz
       uint64_t len = 0;
       auto [p, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), len);
       if (ec != std::errc() || p != digits.data() + digits.size() || digits.empty())
-        return tc->Garbled("'" + Printable(line) + "' for mg of '" + Printable(wire) + "'");
+        return tc->Garbled(Quoted(line) + " for mg of " + Quoted(wire));
       if (len > cfg_.max_item_size)
         return tc->Garbled("mg of '" + Printable(wire) + "' claims a value of " +
                            std::to_string(len) + " bytes, more than MAX_ITEM_SIZE (" +
                            std::to_string(cfg_.max_item_size) + " bytes)");
       if (!(st = tc->ReadBlock(len, &value)).ok()) return st;
     } else if (line.rfind("HD", 0) != 0) {
-      return tc->Garbled("'" + Printable(line) + "' for mg of '" + Printable(wire) + "'");
+      return tc->Garbled(Quoted(line) + " for mg of " + Quoted(wire));
     }
     std::string_view ls = line;
     size_t pos = 0;

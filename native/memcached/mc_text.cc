@@ -36,6 +36,15 @@ std::string Printable(std::string_view s, size_t max) {
   return out;
 }
 
+std::string Quoted(std::string_view s, size_t max) {
+  // Appended, not "'" + Printable(s): GCC 12 at -O3 reads that operator+
+  // as an overlapping memcpy (a false -Wrestrict, fatal under -Werror).
+  std::string out(1, '\'');
+  out += Printable(s, max);
+  out += '\'';
+  return out;
+}
+
 namespace {
 
 // Waits for events on fd; 0 on readiness, ETIMEDOUT or errno.

@@ -18,6 +18,9 @@ namespace regioncache::mc {
 // bytes as \xNN, at most max bytes of it.
 std::string Printable(std::string_view s, size_t max = 80);
 
+// The same in single quotes: 'END\x00'.
+std::string Quoted(std::string_view s, size_t max = 80);
+
 // Every reply has a deadline: Send starts it (io_timeout_ms for the whole
 // reply, not for each read), and a streaming reply (a metadump) may earn
 // more time by arriving at min_rate bytes a second or faster (SetMinRate).

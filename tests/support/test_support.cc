@@ -327,7 +327,11 @@ ScratchShmRegion::~ScratchShmRegion() { RemoveShmRegion(name_); }
 KeyedValues MakeKeyedValues(int n, size_t len) {
   KeyedValues kv;
   for (int i = 0; i < n; ++i) {
-    kv.keys.push_back("k" + std::to_string(i));
+    // Appended: GCC 12 at -O3 takes "k" + std::to_string(i) for an
+    // overlapping memcpy (a false -Wrestrict).
+    std::string key = "k";
+    key += std::to_string(i);
+    kv.keys.push_back(std::move(key));
     kv.full.push_back(ValueFor(kv.keys.back(), len));
   }
   return kv;
