@@ -10,6 +10,7 @@
 #include <functional>
 #include <memory>
 
+#include "key_groups.h"
 #include "key_loader.h"
 #include "key_table_model.h"
 #include "region.h"
@@ -22,6 +23,8 @@ class QLineEdit;
 class QProgressBar;
 class QPushButton;
 class QTableView;
+class QTabWidget;
+class QTreeView;
 class QTimer;
 
 namespace rcgui {
@@ -70,6 +73,13 @@ class KeyBrowser : public QWidget {
   void cancelOperation();
 
   KeyTableModel* model() const { return model_; }
+  // The keys by namespace (prefix, version, kind, name), in the "Groups" tab;
+  // regrouped on a worker whenever a listing ends or rows are removed.
+  KeyGroupModel* groups() const { return groups_; }
+  QTreeView* groupsView() const { return groups_view_; }
+  QTabWidget* views() const { return views_; }
+  // Lists the keys of a group (its glob as the filter) in the table.
+  void showGroup(const QModelIndex& index);
   QTableView* table() const { return table_; }
   ValueViewer* viewer() const { return viewer_; }
   KeyLoader* loader() const { return loader_; }
@@ -107,6 +117,9 @@ class KeyBrowser : public QWidget {
   RegionPtr region_;
   Confirmer confirm_;
   KeyTableModel* model_;
+  KeyGroupModel* groups_;
+  QTabWidget* views_;
+  QTreeView* groups_view_;
   KeyLoader* loader_;
   QLineEdit* filter_;
   QComboBox* mode_;
