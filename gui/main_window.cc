@@ -87,6 +87,11 @@ MainWindow::MainWindow(bool read_only, QWidget* parent) : QMainWindow(parent), g
     for (int c = 0; c < RegionListModel::kStatus; ++c) region_view_->resizeColumnToContents(c);
   });
   connect(browser_, &KeyBrowser::regionChanged, regions_, &RegionListModel::refresh);
+  // Django's spec replaced a discovered one: the browser moves to it if it showed that row.
+  connect(regions_, &RegionListModel::regionReplaced, this, [this](int row) {
+    const QModelIndexList rows = region_view_->selectionModel()->selectedRows();
+    if (!rows.isEmpty() && rows.first().row() == row) onRegionSelected();
+  });
   connect(browser_, &KeyBrowser::message, this, [this](const QString& t) { statusBar()->showMessage(t, 10000); });
   connect(describer_, &DjangoDescriber::done, this,
           [this](bool ok, const QList<RegionSpec>& specs, const QString& error) {
