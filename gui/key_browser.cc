@@ -241,6 +241,11 @@ void KeyBrowser::reload() {
   updateActions();
 }
 
+void KeyBrowser::selectFirstWhenListed(regioncache::DjangoKeyKind kind) {
+  select_pending_ = true;
+  select_kind_ = kind;
+}
+
 void KeyBrowser::showGroup(const QModelIndex& index) {
   const QString glob = groups_->data(index, KeyGroupModel::kGlobRole).toString();
   if (glob.isEmpty()) {
@@ -264,6 +269,20 @@ void KeyBrowser::onLoadFinished(bool ok, bool cancelled, const QString& error, q
     // Rows that came after a sort was asked for are placed now.
     if (model_->sortColumn() >= 0)
       model_->sort(model_->sortColumn(), table_->horizontalHeader()->sortIndicatorOrder());
+  }
+  if (select_pending_ && !cancelled && model_->rowCount() > 0) {
+    select_pending_ = false;
+    // The first rows only: this runs on the UI thread.
+    const int scan = std::min(model_->rowCount(), 20000);
+    int row = 0;
+    for (int r = 0; r < scan; ++r) {
+      if (regioncache::ClassifyDjangoKey(model_->entry(r).key).kind == select_kind_) {
+        row = r;
+        break;
+      }
+    }
+    table_->selectRow(row);
+    table_->scrollTo(model_->index(row, 0));
   }
   updateActions();
 }

@@ -14,6 +14,7 @@
 #include "key_loader.h"
 #include "key_table_model.h"
 #include "region.h"
+#include "regioncache/django_keys.h"
 #include "write_gate.h"
 
 class QAction;
@@ -78,6 +79,9 @@ class KeyBrowser : public QWidget {
   KeyGroupModel* groups() const { return groups_; }
   QTreeView* groupsView() const { return groups_view_; }
   QTabWidget* views() const { return views_; }
+  // Once the current or next listing ends, selects its first key of this
+  // kind (else its first key), showing its value.
+  void selectFirstWhenListed(regioncache::DjangoKeyKind kind);
   // Lists the keys of a group (its glob as the filter) in the table.
   void showGroup(const QModelIndex& index);
   QTableView* table() const { return table_; }
@@ -140,6 +144,8 @@ class KeyBrowser : public QWidget {
   std::function<void(const OpResult&)> op_done_;
   QString op_what_;
   QString last_message_, last_error_;
+  bool select_pending_ = false;  // selectFirstWhenListed
+  regioncache::DjangoKeyKind select_kind_ = regioncache::DjangoKeyKind::kPlain;
 };
 
 }  // namespace rcgui

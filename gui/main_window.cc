@@ -92,6 +92,8 @@ MainWindow::MainWindow(bool read_only, QWidget* parent) : QMainWindow(parent), g
     const QModelIndexList rows = region_view_->selectionModel()->selectedRows();
     if (!rows.isEmpty() && rows.first().row() == row) onRegionSelected();
   });
+  connect(regions_, &QAbstractItemModel::rowsInserted, this, &MainWindow::openPending);
+  connect(regions_, &RegionListModel::regionReplaced, this, &MainWindow::openPending);
   connect(browser_, &KeyBrowser::message, this, [this](const QString& t) { statusBar()->showMessage(t, 10000); });
   connect(describer_, &DjangoDescriber::done, this,
           [this](bool ok, const QList<RegionSpec>& specs, const QString& error) {
@@ -216,6 +218,22 @@ void MainWindow::selectRegion(int row) {
   region_view_->selectionModel()->select(regions_->index(row, 0),
                                          QItemSelectionModel::ClearAndSelect | QItemSelectionModel::Rows);
   region_view_->setCurrentIndex(regions_->index(row, 0));
+}
+
+void MainWindow::openWhenListed(const QString& region_name) {
+  pending_open_ = region_name;
+  openPending();
+}
+
+void MainWindow::openPending() {
+  if (pending_open_.isEmpty()) return;
+  for (int row = 0; row < regions_->rowCount(); ++row) {
+    if (regions_->region(row)->spec().name != pending_open_) continue;
+    pending_open_.clear();
+    browser_->selectFirstWhenListed(regioncache::DjangoKeyKind::kPage);
+    selectRegion(row);
+    return;
+  }
 }
 
 void MainWindow::onRegionSelected() {
