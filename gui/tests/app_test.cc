@@ -5,6 +5,7 @@
 #include <QAction>
 #include <QApplication>
 #include <QClipboard>
+#include <QDir>
 #include <QJsonArray>
 #include <QJsonDocument>
 #include <QLabel>
@@ -61,6 +62,10 @@ class AppTest : public QObject {
   // The helpers below that return bool have failed the test, with the
   // reason, when they return false: the caller then returns at once, never
   // going on with a region or window that is not there.
+  // One key of each Django kind in the region of conf (support/django_kinds.py).
+  bool fillKinds(const QJsonObject& conf);
+  // A Django settings module in dir: CACHES from caches (alias -> entry).
+  bool writeSettings(const QString& dir, const QString& module, const QJsonObject& caches);
   // A fresh region of kind filled by Django (removed after the test).
   bool fill(const KindUnderTest& kind, const QString& tag, QJsonObject* conf, QJsonArray* stored = nullptr);
   // Opens a window on a fresh region of the current row's kind, keys loaded.
@@ -100,6 +105,30 @@ void AppTest::cleanup() {
   window_.reset();
   for (auto& c : cleanups_) c();
   cleanups_.clear();
+}
+
+bool AppTest::fillKinds(const QJsonObject& conf) {
+  QByteArray out;
+  QString error;
+  if (RunPython({QString(REGIONCACHE_SOURCE_DIR) + "/gui/tests/support/django_kinds.py",
+                 QString::fromUtf8(QJsonDocument(conf).toJson(QJsonDocument::Compact))},
+                &out, &error))
+    return true;
+  QTest::qFail(qPrintable("the region could not be filled: " + error), __FILE__, __LINE__);
+  return false;
+}
+
+bool AppTest::writeSettings(const QString& dir, const QString& module, const QJsonObject& caches) {
+  QFile f(QDir(dir).filePath(module + ".py"));
+  if (!f.open(QIODevice::WriteOnly)) {
+    QTest::qFail(qPrintable("cannot write " + f.fileName()), __FILE__, __LINE__);
+    return false;
+  }
+  // JSON's true/false/null never occur in these entries; the rest reads as Python.
+  f.write("SECRET_KEY = 'x'\nINSTALLED_APPS = ['regioncache']\nCACHES = " +
+          QJsonDocument(caches).toJson(QJsonDocument::Compact) + "\n");
+  qputenv("PYTHONPATH", TestPythonPath().toLocal8Bit());
+  return true;
 }
 
 bool AppTest::fill(const KindUnderTest& kind, const QString& tag, QJsonObject* conf, QJsonArray* stored) {
@@ -508,14 +537,7 @@ void AppTest::djangoNamesWinOverDiscovery() {
   QVERIFY2(error.isEmpty(), qPrintable(error));
   QTemporaryDir dir;
   QVERIFY(dir.isValid());
-  QFile settings(dir.filePath("names_settings.py"));
-  QVERIFY(settings.open(QIODevice::WriteOnly));
-  settings.write(QString("SECRET_KEY = 'x'\nINSTALLED_APPS = ['regioncache']\n"
-                         "CACHES = {'functions': %1}\n")
-                     .arg(QString::fromUtf8(QJsonDocument(conf).toJson(QJsonDocument::Compact)))
-                     .toUtf8());
-  settings.close();
-  qputenv("PYTHONPATH", TestPythonPath().toLocal8Bit());
+  QVERIFY(writeSettings(dir.path(), "names_settings", {{"functions", conf}}));
 
   window_ = std::make_unique<MainWindow>();
   RegionListModel* regions = window_->regions();
@@ -562,12 +584,7 @@ void AppTest::kindColumnAndGroupsOnDjangoKeys() {
   const KindUnderTest kind = AllKinds()[0];
   const QJsonObject conf = kind.django_conf(UniqueName("app-kinds"));
   cleanups_.push_back([kind, conf] { kind.cleanup(conf); });
-  QByteArray out;
-  QString error;
-  QVERIFY2(RunPython({QString(REGIONCACHE_SOURCE_DIR) + "/gui/tests/support/django_kinds.py",
-                      QString::fromUtf8(QJsonDocument(conf).toJson(QJsonDocument::Compact))},
-                     &out, &error),
-           qPrintable(error));
+  QVERIFY(fillKinds(conf));
   window_ = std::make_unique<MainWindow>();
   window_->resize(1100, 700);
   window_->show();
@@ -611,25 +628,12 @@ void AppTest::opensOnACachedPage() {
   const KindUnderTest kind = AllKinds()[0];
   const QJsonObject pages = kind.django_conf(UniqueName("open-pages"));
   cleanups_.push_back([kind, pages] { kind.cleanup(pages); });
-  QByteArray out;
-  QString error;
-  QVERIFY2(RunPython({QString(REGIONCACHE_SOURCE_DIR) + "/gui/tests/support/django_kinds.py",
-                      QString::fromUtf8(QJsonDocument(pages).toJson(QJsonDocument::Compact))},
-                     &out, &error),
-           qPrintable(error));
+  QVERIFY(fillKinds(pages));
   QJsonObject other;
   QVERIFY(fill(kind, "open-other", &other));
   QTemporaryDir dir;
   QVERIFY(dir.isValid());
-  QFile settings(dir.filePath("open_settings.py"));
-  QVERIFY(settings.open(QIODevice::WriteOnly));
-  settings.write(QString("SECRET_KEY = 'x'\nINSTALLED_APPS = ['regioncache']\n"
-                         "CACHES = {'default': %1, 'pages': %2}\n")
-                     .arg(QString::fromUtf8(QJsonDocument(other).toJson(QJsonDocument::Compact)),
-                          QString::fromUtf8(QJsonDocument(pages).toJson(QJsonDocument::Compact)))
-                     .toUtf8());
-  settings.close();
-  qputenv("PYTHONPATH", TestPythonPath().toLocal8Bit());
+  QVERIFY(writeSettings(dir.path(), "open_settings", {{"default", other}, {"pages", pages}}));
 
   window_ = std::make_unique<MainWindow>();
   window_->discoverShm();  // as the app does at start: the segments' names first

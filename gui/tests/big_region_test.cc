@@ -14,6 +14,7 @@
 #include <QtTest>
 #include <cstdio>
 #include <ctime>
+#include <functional>
 
 #include "key_browser.h"
 #include "key_groups.h"
@@ -67,6 +68,19 @@ class StallProbe {
     timer_.start();
   }
   void stop() { timer_.stop(); }
+  // Runs act, then the event loop until done (60 s at most), the probe on;
+  // prints "<what>: N ms" and returns N, or -1 when done never came.
+  qint64 run(const char* what, const std::function<void()>& act, const std::function<bool()>& done) {
+    QElapsedTimer t;
+    start();
+    t.start();
+    act();
+    const bool ok = WaitUntil(done, 60000);
+    const qint64 ms = t.elapsed();
+    stop();
+    std::printf("%s: %lld ms\n", what, static_cast<long long>(ms));
+    return ok ? ms : -1;
+  }
   qint64 gap() const { return gap_; }
   qint64 busy() const { return busy_; }
   // Prints the figures and checks them against the bounds.
@@ -191,16 +205,8 @@ void BigRegionTest::groupsWithoutFreezing() {
   QVERIFY(WaitUntil([&] { return !b->groups()->busy(); }, 60000));  // the one the listing's end started
   b->views()->setCurrentWidget(b->groupsView());
   StallProbe probe;
-  QElapsedTimer t;
-  probe.start();
-  t.start();
-  b->groups()->recompute();
-  QVERIFY(b->groups()->busy());
-  QVERIFY(WaitUntil([&] { return !b->groups()->busy(); }, 60000));
-  const qint64 group_ms = t.elapsed();
-  QTest::qWait(50);  // the tree paints its expanded groups
-  probe.stop();
-  std::printf("grouping 1,000,000 keys: %lld ms\n", static_cast<long long>(group_ms));
+  QVERIFY(probe.run("grouping 1,000,000 keys", [&] { b->groups()->recompute(); },
+                    [&] { return !b->groups()->busy(); }) >= 0);
   QString message;
   QVERIFY2(probe.check("grouping 1,000,000 keys", &message), qPrintable(message));
   uint64_t even_bytes = 0, odd_bytes = 0;
@@ -226,13 +232,9 @@ void BigRegionTest::groupsWithoutFreezing() {
   b->views()->setCurrentWidget(b->table());
 
   // Sorting by kind classifies each key once, on the worker.
-  probe.start();
-  t.start();
-  b->table()->horizontalHeader()->setSortIndicator(KeyTableModel::kKind, Qt::DescendingOrder);
-  QVERIFY(WaitUntil([&] { return !b->model()->sorting(); }, 60000));
-  const qint64 sort_ms = t.elapsed();
-  probe.stop();
-  std::printf("sort of 1,000,000 keys by kind: %lld ms\n", static_cast<long long>(sort_ms));
+  QVERIFY(probe.run("sort of 1,000,000 keys by kind", [&] {
+    b->table()->horizontalHeader()->setSortIndicator(KeyTableModel::kKind, Qt::DescendingOrder);
+  }, [&] { return !b->model()->sorting(); }) >= 0);
   QVERIFY2(probe.check("sorting 1,000,000 keys by kind", &message), qPrintable(message));
   QCOMPARE(b->model()->entry(0).key, std::string(":1:big.fn(i=0999999)"));
   QCOMPARE(b->model()->entry(kKeys - 1).key, std::string(":1:big:0000000"));
@@ -243,13 +245,9 @@ void BigRegionTest::sortAndFilterWithoutFreezing() {
   QCOMPARE(b->model()->rowCount(), kKeys);
   StallProbe probe;
   QElapsedTimer t;
-  probe.start();
-  t.start();
-  b->table()->horizontalHeader()->setSortIndicator(KeyTableModel::kSize, Qt::DescendingOrder);
-  QVERIFY(WaitUntil([&] { return !b->model()->sorting(); }, 60000));
-  const qint64 sort_ms = t.elapsed();
-  probe.stop();
-  std::printf("sort of 1,000,000 keys by size: %lld ms\n", static_cast<long long>(sort_ms));
+  QVERIFY(probe.run("sort of 1,000,000 keys by size", [&] {
+    b->table()->horizontalHeader()->setSortIndicator(KeyTableModel::kSize, Qt::DescendingOrder);
+  }, [&] { return !b->model()->sorting(); }) >= 0);
   QString message;
   QVERIFY2(probe.check("sorting 1,000,000 keys", &message), qPrintable(message));
   QCOMPARE(b->model()->entry(0).value_size, uint64_t(49 + 6));  // 'v' * 49 + a 6-digit number

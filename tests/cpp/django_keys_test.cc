@@ -13,55 +13,50 @@ namespace {
 
 using K = DjangoKeyKind;
 
+struct PageCase {
+  const char* key;
+  const char *page_prefix, *method, *url_hash, *header_hash, *language, *time_zone;
+};
+
 TEST(DjangoKeys, CachedPagesFromDjango) {
-  DjangoKey k = ClassifyDjangoKey(
-      ":1:views.decorators.cache.cache_page..GET.3f846679e786c95ad1b4411863a538f4."
-      "d41d8cd98f00b204e9800998ecf8427e.fr.Europe/Paris");
-  EXPECT_EQ(k.kind, K::kPage);
-  EXPECT_TRUE(k.versioned);
-  EXPECT_EQ(k.prefix, "");
-  EXPECT_EQ(k.version, 1);
-  EXPECT_EQ(k.page_prefix, "");
-  EXPECT_EQ(k.method, "GET");
-  EXPECT_EQ(k.url_hash, "3f846679e786c95ad1b4411863a538f4");
-  EXPECT_EQ(k.header_hash, "d41d8cd98f00b204e9800998ecf8427e");
-  EXPECT_EQ(k.language, "fr");
-  EXPECT_EQ(k.time_zone, "Europe/Paris");
-
-  k = ClassifyDjangoKey(
-      ":1:views.decorators.cache.cache_page..HEAD.0493fcb0812dbe4aaf91e2aaeffbd94e."
-      "d41d8cd98f00b204e9800998ecf8427e.fr.Europe/Paris");
-  EXPECT_EQ(k.kind, K::kPage);
-  EXPECT_EQ(k.method, "HEAD");
-  EXPECT_EQ(k.url_hash, "0493fcb0812dbe4aaf91e2aaeffbd94e");
-
-  // A key_prefix with a dot (cache_page(key_prefix="shop.v2")).
-  k = ClassifyDjangoKey(
-      ":1:views.decorators.cache.cache_page.shop.v2.GET.9c4b5631f7b32331f4c978c4f9d486fb."
-      "bf165eabd6fe4626c2fd06d177bd3e93.en-us.Europe/Paris");
-  EXPECT_EQ(k.kind, K::kPage);
-  EXPECT_EQ(k.page_prefix, "shop.v2");
-  EXPECT_EQ(k.header_hash, "bf165eabd6fe4626c2fd06d177bd3e93");
-  EXPECT_EQ(k.language, "en-us");
-
-  // USE_I18N off, USE_TZ on: the time zone alone; both off: nothing.
-  k = ClassifyDjangoKey(
-      ":1:views.decorators.cache.cache_page..GET.fb6c6ef3af2ea9947df4404d598dcf12."
-      "4792b9bac48c3f0441b0d9b0d7af8f2c.UTC");
-  EXPECT_EQ(k.kind, K::kPage);
-  EXPECT_EQ(k.language, "");
-  EXPECT_EQ(k.time_zone, "UTC");
-  k = ClassifyDjangoKey(
-      ":1:views.decorators.cache.cache_page..GET.753f1b85491c0dd1631fb340e45086d4."
-      "4792b9bac48c3f0441b0d9b0d7af8f2c");
-  EXPECT_EQ(k.kind, K::kPage);
-  EXPECT_EQ(k.language, "");
-  EXPECT_EQ(k.time_zone, "");
-  // The issue's own example.
-  k = ClassifyDjangoKey(
-      ":1:views.decorators.cache.cache_page..GET.dbde1adc785edb0d9d10922e5a874047."
-      "d41d8cd98f00b204e9800998ecf8427e.en-us.America/Chicago");
-  EXPECT_EQ(k.time_zone, "America/Chicago");
+  const PageCase cases[] = {
+      {":1:views.decorators.cache.cache_page..GET.3f846679e786c95ad1b4411863a538f4."
+       "d41d8cd98f00b204e9800998ecf8427e.fr.Europe/Paris",
+       "", "GET", "3f846679e786c95ad1b4411863a538f4", "d41d8cd98f00b204e9800998ecf8427e", "fr", "Europe/Paris"},
+      {":1:views.decorators.cache.cache_page..HEAD.0493fcb0812dbe4aaf91e2aaeffbd94e."
+       "d41d8cd98f00b204e9800998ecf8427e.fr.Europe/Paris",
+       "", "HEAD", "0493fcb0812dbe4aaf91e2aaeffbd94e", "d41d8cd98f00b204e9800998ecf8427e", "fr", "Europe/Paris"},
+      // A key_prefix with a dot (cache_page(key_prefix="shop.v2")).
+      {":1:views.decorators.cache.cache_page.shop.v2.GET.9c4b5631f7b32331f4c978c4f9d486fb."
+       "bf165eabd6fe4626c2fd06d177bd3e93.en-us.Europe/Paris",
+       "shop.v2", "GET", "9c4b5631f7b32331f4c978c4f9d486fb", "bf165eabd6fe4626c2fd06d177bd3e93", "en-us",
+       "Europe/Paris"},
+      // USE_I18N off, USE_TZ on: the time zone alone; both off: nothing.
+      {":1:views.decorators.cache.cache_page..GET.fb6c6ef3af2ea9947df4404d598dcf12."
+       "4792b9bac48c3f0441b0d9b0d7af8f2c.UTC",
+       "", "GET", "fb6c6ef3af2ea9947df4404d598dcf12", "4792b9bac48c3f0441b0d9b0d7af8f2c", "", "UTC"},
+      {":1:views.decorators.cache.cache_page..GET.753f1b85491c0dd1631fb340e45086d4."
+       "4792b9bac48c3f0441b0d9b0d7af8f2c",
+       "", "GET", "753f1b85491c0dd1631fb340e45086d4", "4792b9bac48c3f0441b0d9b0d7af8f2c", "", ""},
+      // The issue's own example.
+      {":1:views.decorators.cache.cache_page..GET.dbde1adc785edb0d9d10922e5a874047."
+       "d41d8cd98f00b204e9800998ecf8427e.en-us.America/Chicago",
+       "", "GET", "dbde1adc785edb0d9d10922e5a874047", "d41d8cd98f00b204e9800998ecf8427e", "en-us",
+       "America/Chicago"},
+  };
+  for (const PageCase& c : cases) {
+    const DjangoKey k = ClassifyDjangoKey(c.key);
+    EXPECT_EQ(k.kind, K::kPage) << c.key;
+    EXPECT_TRUE(k.versioned);
+    EXPECT_EQ(k.prefix, "");
+    EXPECT_EQ(k.version, 1);
+    EXPECT_EQ(k.page_prefix, c.page_prefix) << c.key;
+    EXPECT_EQ(k.method, c.method) << c.key;
+    EXPECT_EQ(k.url_hash, c.url_hash) << c.key;
+    EXPECT_EQ(k.header_hash, c.header_hash) << c.key;
+    EXPECT_EQ(k.language, c.language) << c.key;
+    EXPECT_EQ(k.time_zone, c.time_zone) << c.key;
+  }
 }
 
 TEST(DjangoKeys, HeaderListsFromDjango) {
