@@ -13,7 +13,9 @@
 #include <QProgressBar>
 #include <QPushButton>
 #include <QSplitter>
+#include <QTabWidget>
 #include <QTableView>
+#include <QTreeView>
 #include <QTimer>
 #include <QVBoxLayout>
 #include <QtConcurrent/QtConcurrentRun>
@@ -28,6 +30,7 @@ KeyBrowser::KeyBrowser(WriteGate* gate, QWidget* parent) : QWidget(parent), gate
                                  QMessageBox::Cancel) == QMessageBox::Yes;
   };
   model_ = new KeyTableModel(this);
+  groups_ = new KeyGroupModel(model_, this);
   loader_ = new KeyLoader(this);
 
   filter_ = new QLineEdit;
@@ -63,6 +66,7 @@ KeyBrowser::KeyBrowser(WriteGate* gate, QWidget* parent) : QWidget(parent), gate
   table_->horizontalHeader()->setSectionResizeMode(QHeaderView::Interactive);
   table_->horizontalHeader()->setStretchLastSection(true);
   table_->setColumnWidth(KeyTableModel::kKey, 240);
+  table_->setColumnWidth(KeyTableModel::kKind, 170);
   table_->setColumnWidth(KeyTableModel::kExpires, 140);
   table_->setColumnWidth(KeyTableModel::kStored, 140);
   table_->setColumnWidth(KeyTableModel::kAccessed, 140);
@@ -76,8 +80,17 @@ KeyBrowser::KeyBrowser(WriteGate* gate, QWidget* parent) : QWidget(parent), gate
   bar->addWidget(reload_);
   bar->addWidget(progress_);
   bar->addWidget(cancel_);
+  groups_view_ = new QTreeView;
+  groups_view_->setObjectName("groups");
+  groups_view_->setModel(groups_);
+  groups_view_->setUniformRowHeights(true);
+  groups_view_->setColumnWidth(KeyGroupModel::kGroup, 420);
+  groups_view_->setToolTip("Double-click a group to list its keys");
+  views_ = new QTabWidget;
+  views_->addTab(table_, "Keys");
+  views_->addTab(groups_view_, "Groups");
   auto* split = new QSplitter(Qt::Vertical);
-  split->addWidget(table_);
+  split->addWidget(views_);
   split->addWidget(viewer_);
   split->setStretchFactor(0, 3);
   split->setStretchFactor(1, 2);
@@ -134,6 +147,10 @@ KeyBrowser::KeyBrowser(WriteGate* gate, QWidget* parent) : QWidget(parent), gate
     count_->setText(QString::fromUtf8("%1 keys loaded…").arg(rows));
   });
   connect(loader_, &KeyLoader::finished, this, &KeyBrowser::onLoadFinished);
+  connect(groups_view_, &QTreeView::doubleClicked, this, &KeyBrowser::showGroup);
+  connect(groups_, &QAbstractItemModel::modelReset, groups_view_, [this] {
+    groups_view_->expandToDepth(1);
+  });
   connect(table_->selectionModel(), &QItemSelectionModel::selectionChanged, this,
           &KeyBrowser::onSelectionChanged);
   connect(model_, &KeyTableModel::sortingChanged, this, [this](bool busy_sorting) {
@@ -184,12 +201,7 @@ KeyBrowser::~KeyBrowser() {
 std::string KeyBrowser::filterGlob(const QString& text, bool glob_mode) {
   if (text.isEmpty()) return {};
   if (glob_mode) return text.toStdString();
-  std::string out = "*";
-  for (char c : text.toStdString()) {
-    if (c == '*' || c == '?' || c == '[' || c == ']' || c == '\\') out += '\\';
-    out += c;
-  }
-  return out + "*";
+  return "*" + GlobLiteral(text.toStdString()) + "*";
 }
 
 std::string KeyBrowser::currentGlob() const {
@@ -214,6 +226,7 @@ void KeyBrowser::reload() {
   filter_timer_->stop();
   error_->hide();
   model_->clear();
+  groups_->recompute();
   viewer_->showNothing();
   if (!region_) {
     loader_->cancel();
@@ -228,7 +241,23 @@ void KeyBrowser::reload() {
   updateActions();
 }
 
+void KeyBrowser::selectFirstWhenListed(regioncache::DjangoKeyKind kind) {
+  select_pending_ = true;
+  select_kind_ = kind;
+}
+
+void KeyBrowser::showGroup(const QModelIndex& index) {
+  const QString glob = groups_->data(index, KeyGroupModel::kGlobRole).toString();
+  if (glob.isEmpty()) {
+    showMessage(QString("no glob lists only the keys of \"%1\"").arg(groups_->group(index)->label));
+    return;
+  }
+  views_->setCurrentWidget(table_);
+  setFilter(glob, true);
+}
+
 void KeyBrowser::onLoadFinished(bool ok, bool cancelled, const QString& error, quint64 rows) {
+  groups_->recompute();
   cancel_->setEnabled(busy());
   progress_->setRange(0, 1);
   progress_->setValue(ok ? 1 : 0);
@@ -240,6 +269,20 @@ void KeyBrowser::onLoadFinished(bool ok, bool cancelled, const QString& error, q
     // Rows that came after a sort was asked for are placed now.
     if (model_->sortColumn() >= 0)
       model_->sort(model_->sortColumn(), table_->horizontalHeader()->sortIndicatorOrder());
+  }
+  if (select_pending_ && !cancelled && model_->rowCount() > 0) {
+    select_pending_ = false;
+    // The first rows only: this runs on the UI thread.
+    const int scan = std::min(model_->rowCount(), 20000);
+    int row = 0;
+    for (int r = 0; r < scan; ++r) {
+      if (regioncache::ClassifyDjangoKey(model_->entry(r).key).kind == select_kind_) {
+        row = r;
+        break;
+      }
+    }
+    table_->selectRow(row);
+    table_->scrollTo(model_->index(row, 0));
   }
   updateActions();
 }
@@ -335,6 +378,7 @@ void KeyBrowser::deleteSelected() {
                  }
                  if (region_ == region) {  // the user may have moved to another region meanwhile
                    model_->removeKeys(r.deleted_keys);
+                   groups_->recompute();
                    viewer_->showNothing();
                  }
                  showMessage(QString("deleted %1 of %2 keys from %3")

@@ -10,9 +10,11 @@
 #include <functional>
 #include <memory>
 
+#include "key_groups.h"
 #include "key_loader.h"
 #include "key_table_model.h"
 #include "region.h"
+#include "regioncache/django_keys.h"
 #include "write_gate.h"
 
 class QAction;
@@ -22,6 +24,8 @@ class QLineEdit;
 class QProgressBar;
 class QPushButton;
 class QTableView;
+class QTabWidget;
+class QTreeView;
 class QTimer;
 
 namespace rcgui {
@@ -70,6 +74,16 @@ class KeyBrowser : public QWidget {
   void cancelOperation();
 
   KeyTableModel* model() const { return model_; }
+  // The keys by namespace (prefix, version, kind, name), in the "Groups" tab;
+  // regrouped on a worker whenever a listing ends or rows are removed.
+  KeyGroupModel* groups() const { return groups_; }
+  QTreeView* groupsView() const { return groups_view_; }
+  QTabWidget* views() const { return views_; }
+  // Once the current or next listing ends, selects its first key of this
+  // kind (else its first key), showing its value.
+  void selectFirstWhenListed(regioncache::DjangoKeyKind kind);
+  // Lists the keys of a group (its glob as the filter) in the table.
+  void showGroup(const QModelIndex& index);
   QTableView* table() const { return table_; }
   ValueViewer* viewer() const { return viewer_; }
   KeyLoader* loader() const { return loader_; }
@@ -107,6 +121,9 @@ class KeyBrowser : public QWidget {
   RegionPtr region_;
   Confirmer confirm_;
   KeyTableModel* model_;
+  KeyGroupModel* groups_;
+  QTabWidget* views_;
+  QTreeView* groups_view_;
   KeyLoader* loader_;
   QLineEdit* filter_;
   QComboBox* mode_;
@@ -127,6 +144,8 @@ class KeyBrowser : public QWidget {
   std::function<void(const OpResult&)> op_done_;
   QString op_what_;
   QString last_message_, last_error_;
+  bool select_pending_ = false;  // selectFirstWhenListed
+  regioncache::DjangoKeyKind select_kind_ = regioncache::DjangoKeyKind::kPlain;
 };
 
 }  // namespace rcgui

@@ -7,13 +7,14 @@
 
 #include "format.h"
 #include "regioncache/clock.h"
+#include "regioncache/django_keys.h"
 
 namespace rcgui {
 
 using regioncache::EntryInfo;
 
 KeyTableModel::KeyTableModel(QObject* parent)
-    : ColumnModel({"Key", "Value size", "Expires", "Time left", "Stored", "Accessed", "Encoding"}, parent) {
+    : ColumnModel({"Key", "Kind", "Value size", "Expires", "Time left", "Stored", "Accessed", "Encoding"}, parent) {
   connect(&sort_watcher_, &QFutureWatcher<std::vector<RowRef>>::finished, this, [this] {
     sort_busy_ = false;
     if (sort_again_) {
@@ -48,6 +49,7 @@ QVariant KeyTableModel::data(const QModelIndex& index, int role) const {
   if (role == kSortValueRole) {
     switch (col) {
       case kKey: return QString::fromUtf8(e.key.data(), static_cast<qsizetype>(e.key.size()));
+      case kKind: return int(regioncache::ClassifyDjangoKey(e.key).kind);
       case kSize: return quint64(e.value_size);
       case kExpires:
       case kTimeLeft: return qint64(e.expires_ms);
@@ -61,6 +63,7 @@ QVariant KeyTableModel::data(const QModelIndex& index, int role) const {
   const int64_t now = regioncache::NowMs();
   switch (col) {
     case kKey: return QString::fromUtf8(e.key.data(), static_cast<qsizetype>(e.key.size()));
+    case kKind: return role == Qt::ToolTipRole ? KeyKindDetails(e.key) : KeyKindText(e.key);
     case kSize: return role == Qt::ToolTipRole ? QString("%1 bytes").arg(e.value_size)
                                                : HumanBytes(e.value_size);
     case kExpires: return e.expires_ms ? EpochMsText(e.expires_ms) : QString("never");
@@ -70,6 +73,47 @@ QVariant KeyTableModel::data(const QModelIndex& index, int role) const {
     case kEncoding: return EncodingText(e.flags);
   }
   return {};
+}
+
+QString KeyKindText(std::string_view key) {
+  using regioncache::DjangoKeyKind;
+  const regioncache::DjangoKey k = regioncache::ClassifyDjangoKey(key);
+  const QString label = QString::fromUtf8(regioncache::DjangoKeyKindLabel(k.kind));
+  auto text = [](std::string_view v) { return QString::fromUtf8(v.data(), static_cast<qsizetype>(v.size())); };
+  switch (k.kind) {
+    case DjangoKeyKind::kPage: return QString("%1 %2").arg(label, text(k.method));
+    case DjangoKeyKind::kFragment: return QString("%1 %2").arg(label, text(k.name));
+    case DjangoKeyKind::kSession: return QString("%1 (%2)").arg(label, text(k.engine));
+    case DjangoKeyKind::kFunction:
+      return QString("%1 %2%3").arg(label, text(k.name), k.lock ? " (lock)" : "");
+    default: return label;
+  }
+}
+
+QString KeyKindDetails(std::string_view key) {
+  const regioncache::DjangoKey k = regioncache::ClassifyDjangoKey(key);
+  QStringList lines{QString::fromUtf8(regioncache::DjangoKeyKindLabel(k.kind))};
+  auto add = [&](const char* name, std::string_view v) {
+    if (!v.empty())
+      lines << QString("%1: %2").arg(name, QString::fromUtf8(v.data(), static_cast<qsizetype>(v.size())));
+  };
+  if (k.versioned) {
+    lines << QString("KEY_PREFIX: \"%1\"").arg(QString::fromUtf8(k.prefix.data(), static_cast<qsizetype>(k.prefix.size())));
+    lines << QString("version: %1").arg(k.version);
+  }
+  add("key_prefix of the page", k.page_prefix);
+  add("method", k.method);
+  add("URL hash (md5 of the absolute URL)", k.url_hash);
+  add("Vary headers hash", k.header_hash);
+  add("language", k.language);
+  add("time zone", k.time_zone);
+  add("name", k.name);
+  add("vary_on hash", k.vary_hash);
+  add("arguments", k.arguments);
+  add("arguments hash", k.args_hash);
+  add("session engine", k.engine);
+  if (k.lock) lines << "the stampede lock of this call";
+  return lines.join('\n');
 }
 
 void KeyTableModel::timePassed(int first, int last) {
@@ -84,6 +128,7 @@ void KeyTableModel::clear() {
   batches_.clear();
   rows_.clear();
   ++generation_;
+  ++content_generation_;
   endResetModel();
 }
 
@@ -96,6 +141,7 @@ void KeyTableModel::append(const EntryBatch& batch) {
   batches_.push_back(batch);
   rows_.reserve(rows_.size() + batch->size());
   for (uint32_t i = 0; i < batch->size(); ++i) rows_.push_back({b, i});
+  ++content_generation_;
   endInsertRows();
 }
 
@@ -103,6 +149,7 @@ void KeyTableModel::removeKeys(const std::vector<std::string>& keys) {
   if (keys.empty() || rows_.empty()) return;
   std::unordered_set<std::string_view> gone(keys.begin(), keys.end());
   ++generation_;
+  ++content_generation_;
   // Remove contiguous runs from the end so earlier row numbers stay valid.
   int row = static_cast<int>(rows_.size()) - 1;
   while (row >= 0) {
@@ -175,6 +222,21 @@ void KeyTableModel::startSort() {
   auto future = QtConcurrent::run([batches = batches_, rows = rows_, column, order]() mutable {
     Less less{column};
     auto at = [&](const RowRef& r) -> const EntryInfo& { return (*batches[r.batch])[r.offset]; };
+    if (column == kKind) {
+      // The kind of each row once, then by kind and key.
+      std::vector<std::pair<uint8_t, RowRef>> kinds;
+      kinds.reserve(rows.size());
+      for (const RowRef& r : rows)
+        kinds.push_back({static_cast<uint8_t>(regioncache::ClassifyDjangoKey(at(r).key).kind), r});
+      auto kind_less = [&](const std::pair<uint8_t, RowRef>& a, const std::pair<uint8_t, RowRef>& b) {
+        return a.first != b.first ? a.first < b.first : at(a.second).key < at(b.second).key;
+      };
+      std::stable_sort(kinds.begin(), kinds.end(), [&](const auto& a, const auto& b) {
+        return order == Qt::AscendingOrder ? kind_less(a, b) : kind_less(b, a);
+      });
+      for (size_t i = 0; i < rows.size(); ++i) rows[i] = kinds[i].second;
+      return rows;
+    }
     std::stable_sort(rows.begin(), rows.end(), [&](const RowRef& a, const RowRef& b) {
       return order == Qt::AscendingOrder ? less(at(a), at(b)) : less(at(b), at(a));
     });

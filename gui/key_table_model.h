@@ -8,6 +8,7 @@
 #include <QSet>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "column_model.h"
@@ -15,11 +16,17 @@
 
 namespace rcgui {
 
+// The kind column's text ("cached page GET", "template fragment sidebar",
+// "@region function app.views.profile") and its tooltip (every part of the
+// key: prefix, version, URL hash, language, ...): regioncache/django_keys.h.
+QString KeyKindText(std::string_view key);
+QString KeyKindDetails(std::string_view key);
+
 class KeyTableModel : public ColumnModel {
   Q_OBJECT
 
  public:
-  enum Column { kKey, kSize, kExpires, kTimeLeft, kStored, kAccessed, kEncoding, kColumnCount };
+  enum Column { kKey, kKind, kSize, kExpires, kTimeLeft, kStored, kAccessed, kEncoding, kColumnCount };
   static constexpr int kRawKeyRole = Qt::UserRole + 1;   // QByteArray of the key's bytes
   static constexpr int kSortValueRole = Qt::UserRole + 2;
 
@@ -42,6 +49,21 @@ class KeyTableModel : public ColumnModel {
   void timePassed(int first, int last);
 
   const regioncache::EntryInfo& entry(int row) const;
+
+  // The rows as they are now, for work on a worker (the key groups): the
+  // batches never change, the index is a copy.
+  struct RowRef {
+    uint32_t batch;
+    uint32_t offset;
+  };
+  struct Snapshot {
+    std::vector<EntryBatch> batches;
+    std::vector<RowRef> rows;
+    const regioncache::EntryInfo& at(const RowRef& r) const { return (*batches[r.batch])[r.offset]; }
+  };
+  Snapshot snapshot() const { return {batches_, rows_}; }
+  // Bumped by clear(), append() and removals: a snapshot of an older state is stale.
+  uint64_t contentGeneration() const { return content_generation_; }
   bool sorting() const { return sort_busy_ || sort_again_; }
   int sortColumn() const { return sort_column_; }
 
@@ -49,10 +71,6 @@ class KeyTableModel : public ColumnModel {
   void sortingChanged(bool busy);
 
  private:
-  struct RowRef {
-    uint32_t batch;
-    uint32_t offset;
-  };
   void startSort();
   void applySort(uint64_t generation, std::vector<RowRef> sorted);
 
@@ -60,6 +78,7 @@ class KeyTableModel : public ColumnModel {
   std::vector<RowRef> rows_;  // display order
   int sort_column_ = -1;
   Qt::SortOrder sort_order_ = Qt::AscendingOrder;
+  uint64_t content_generation_ = 0;
   uint64_t generation_ = 0;   // bumped by clear() and removals: a sort of an older state is dropped
   QFutureWatcher<std::vector<RowRef>> sort_watcher_;
   uint64_t sort_generation_ = 0;

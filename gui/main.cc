@@ -2,7 +2,7 @@
 //
 //   regioncache-gui [--django-settings MODULE [--pythonpath DIR]... [--python EXE]]
 //                   [--regions-json FILE]... [--shm NAME]... [--no-shm-discovery]
-//                   [--read-only] [--screenshot DIR]
+//                   [--read-only] [--open REGION] [--screenshot DIR]
 #include <QApplication>
 #include <QCommandLineParser>
 #include <QTimer>
@@ -40,12 +40,14 @@ int main(int argc, char** argv) {
   QCommandLineOption shm("shm", "Open this shared-memory region (repeatable).", "name");
   QCommandLineOption no_discovery("no-shm-discovery", "Do not list this user's shared-memory regions at start.");
   QCommandLineOption read_only("read-only", "Start in read-only mode: every write is refused.");
+  QCommandLineOption open("open", "Select this region once listed (a CACHES alias) and its first cached page.", "name");
   QCommandLineOption screenshot("screenshot", "Save screenshots of the main views into dir and exit.", "dir");
-  cli.addOptions({settings, pythonpath, python, json, shm, no_discovery, read_only, screenshot});
+  cli.addOptions({settings, pythonpath, python, json, shm, no_discovery, read_only, open, screenshot});
   cli.process(app);
 
   rcgui::MainWindow window(cli.isSet(read_only));
   window.resize(1400, 820);
+  if (cli.isSet(open)) window.openWhenListed(cli.value(open));
   if (!cli.isSet(no_discovery)) window.discoverShm();
   for (const QString& name : cli.values(shm)) {
     rcgui::RegionSpec spec;

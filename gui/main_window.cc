@@ -87,6 +87,13 @@ MainWindow::MainWindow(bool read_only, QWidget* parent) : QMainWindow(parent), g
     for (int c = 0; c < RegionListModel::kStatus; ++c) region_view_->resizeColumnToContents(c);
   });
   connect(browser_, &KeyBrowser::regionChanged, regions_, &RegionListModel::refresh);
+  // Django's spec replaced a discovered one: the browser moves to it if it showed that row.
+  connect(regions_, &RegionListModel::regionReplaced, this, [this](int row) {
+    const QModelIndexList rows = region_view_->selectionModel()->selectedRows();
+    if (!rows.isEmpty() && rows.first().row() == row) onRegionSelected();
+  });
+  connect(regions_, &QAbstractItemModel::rowsInserted, this, &MainWindow::openPending);
+  connect(regions_, &RegionListModel::regionReplaced, this, &MainWindow::openPending);
   connect(browser_, &KeyBrowser::message, this, [this](const QString& t) { statusBar()->showMessage(t, 10000); });
   connect(describer_, &DjangoDescriber::done, this,
           [this](bool ok, const QList<RegionSpec>& specs, const QString& error) {
@@ -211,6 +218,22 @@ void MainWindow::selectRegion(int row) {
   region_view_->selectionModel()->select(regions_->index(row, 0),
                                          QItemSelectionModel::ClearAndSelect | QItemSelectionModel::Rows);
   region_view_->setCurrentIndex(regions_->index(row, 0));
+}
+
+void MainWindow::openWhenListed(const QString& region_name) {
+  pending_open_ = region_name;
+  openPending();
+}
+
+void MainWindow::openPending() {
+  if (pending_open_.isEmpty()) return;
+  for (int row = 0; row < regions_->rowCount(); ++row) {
+    if (regions_->region(row)->spec().name != pending_open_) continue;
+    pending_open_.clear();
+    browser_->selectFirstWhenListed(regioncache::DjangoKeyKind::kPage);
+    selectRegion(row);
+    return;
+  }
 }
 
 void MainWindow::onRegionSelected() {

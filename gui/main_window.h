@@ -44,6 +44,10 @@ class MainWindow : public QMainWindow {
   void setAutoRefresh(bool on, int interval_s);
   void refreshAll();        // F5 / Ctrl+R: stats of every region and the keys shown
   void selectRegion(int row);
+  // Selects the region of this name (a CACHES alias once a Django project
+  // lists it) as soon as a source lists it, and in it the first cached page
+  // (else the first key) once its keys are listed. The demo opens so.
+  void openWhenListed(const QString& region_name);
 
   RegionListModel* regions() const { return regions_; }
   QTableView* regionView() const { return region_view_; }
@@ -66,6 +70,7 @@ class MainWindow : public QMainWindow {
   void rebuildRecentMenu();
   void showSourceError(const QString& text);
   void onRegionSelected();
+  void openPending();
   void updateChart();
   void saveSettings();
   void restoreSettings();
@@ -73,6 +78,7 @@ class MainWindow : public QMainWindow {
   WriteGate gate_;
   RegionListModel* regions_;
   QTableView* region_view_;
+  QString pending_open_;  // openWhenListed's region, until a source lists it
   StatsChart* chart_;
   KeyBrowser* browser_;
   QSplitter* split_;

@@ -68,10 +68,30 @@ int RegionListModel::rowOf(const QString& identity) const {
   return -1;
 }
 
+namespace {
+
+// A spec from a Django project (or a describe JSON) knows the CACHES alias,
+// the OPTIONS and the KEY_PREFIX; one found in /dev/shm or typed by hand
+// knows only where the region is.
+bool FromDjango(const RegionSpec& s) { return !s.backend.isEmpty(); }
+
+}  // namespace
+
 int RegionListModel::addRegions(const QList<RegionSpec>& specs) {
   std::vector<RegionSpec> fresh;
   for (const RegionSpec& s : specs) {
-    bool dup = rowOf(s.Identity()) >= 0;
+    const int existing = rowOf(s.Identity());
+    if (existing >= 0) {
+      // The same region: Django's names win over what discovery found.
+      RegionRow& r = rows_[static_cast<size_t>(existing)];
+      if (FromDjango(s) && !FromDjango(r.region->spec())) {
+        r.region = std::make_shared<Region>(s);
+        emit dataChanged(index(existing, 0), index(existing, kColumnCount - 1));
+        emit regionReplaced(existing);
+      }
+      continue;
+    }
+    bool dup = false;
     for (const RegionSpec& f : fresh) dup = dup || f.Identity() == s.Identity();
     if (!dup) fresh.push_back(s);
   }

@@ -40,7 +40,10 @@ class RegionListModel : public ColumnModel {
   QVariant data(const QModelIndex& index, int role = Qt::DisplayRole) const override;
 
   // Adds the regions not shown yet (same kind and location = same region);
-  // returns how many were added.
+  // returns how many were added. A region shown from shared-memory discovery
+  // or by hand and now listed by a Django project (a spec with a backend)
+  // takes the project's spec: its CACHES alias, options and KEY_PREFIX
+  // (regionReplaced; the row keeps its figures).
   int addRegions(const QList<RegionSpec>& specs);
   void removeRegion(int row);
   const RegionRow& row(int r) const { return rows_[static_cast<size_t>(r)]; }
@@ -54,6 +57,7 @@ class RegionListModel : public ColumnModel {
 
  signals:
   void refreshed();
+  void regionReplaced(int row);  // row now holds a new Region (region(row))
 
  private:
   struct Result {

@@ -5,19 +5,24 @@
 #include <QAction>
 #include <QApplication>
 #include <QClipboard>
+#include <QDir>
 #include <QJsonArray>
 #include <QJsonDocument>
 #include <QLabel>
 #include <QLineEdit>
 #include <QSettings>
 #include <QStandardPaths>
+#include <QTabWidget>
 #include <QTableView>
+#include <QTemporaryDir>
+#include <QTreeView>
 #include <QtTest>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include "key_browser.h"
+#include "key_groups.h"
 #include "key_table_model.h"
 #include "main_window.h"
 #include "regioncache/shm_store.h"
@@ -48,12 +53,19 @@ class AppTest : public QObject {
   void readOnlyNeverRepairsADamagedSegment();
   void failuresNameWhatAndWhere();
   void shortcutsCopyAndSettings();
+  void djangoNamesWinOverDiscovery();
+  void kindColumnAndGroupsOnDjangoKeys();
+  void opensOnACachedPage();
 
  private:
   void kinds();
   // The helpers below that return bool have failed the test, with the
   // reason, when they return false: the caller then returns at once, never
   // going on with a region or window that is not there.
+  // One key of each Django kind in the region of conf (support/django_kinds.py).
+  bool fillKinds(const QJsonObject& conf);
+  // A Django settings module in dir: CACHES from caches (alias -> entry).
+  bool writeSettings(const QString& dir, const QString& module, const QJsonObject& caches);
   // A fresh region of kind filled by Django (removed after the test).
   bool fill(const KindUnderTest& kind, const QString& tag, QJsonObject* conf, QJsonArray* stored = nullptr);
   // Opens a window on a fresh region of the current row's kind, keys loaded.
@@ -93,6 +105,30 @@ void AppTest::cleanup() {
   window_.reset();
   for (auto& c : cleanups_) c();
   cleanups_.clear();
+}
+
+bool AppTest::fillKinds(const QJsonObject& conf) {
+  QByteArray out;
+  QString error;
+  if (RunPython({QString(REGIONCACHE_SOURCE_DIR) + "/gui/tests/support/django_kinds.py",
+                 QString::fromUtf8(QJsonDocument(conf).toJson(QJsonDocument::Compact))},
+                &out, &error))
+    return true;
+  QTest::qFail(qPrintable("the region could not be filled: " + error), __FILE__, __LINE__);
+  return false;
+}
+
+bool AppTest::writeSettings(const QString& dir, const QString& module, const QJsonObject& caches) {
+  QFile f(QDir(dir).filePath(module + ".py"));
+  if (!f.open(QIODevice::WriteOnly)) {
+    QTest::qFail(qPrintable("cannot write " + f.fileName()), __FILE__, __LINE__);
+    return false;
+  }
+  // JSON's true/false/null never occur in these entries; the rest reads as Python.
+  f.write("SECRET_KEY = 'x'\nINSTALLED_APPS = ['regioncache']\nCACHES = " +
+          QJsonDocument(caches).toJson(QJsonDocument::Compact) + "\n");
+  qputenv("PYTHONPATH", TestPythonPath().toLocal8Bit());
+  return true;
 }
 
 bool AppTest::fill(const KindUnderTest& kind, const QString& tag, QJsonObject* conf, QJsonArray* stored) {
@@ -486,6 +522,133 @@ void AppTest::shortcutsCopyAndSettings() {
   MainWindow again;
   QVERIFY(again.findChild<QAction*>() != nullptr);
   QCOMPARE(QSettings().value("refresh/interval").toInt(), 7);
+}
+
+// A segment found in /dev/shm, then listed by a Django project's CACHES:
+// one row, named by the alias, with the project's options and KEY_PREFIX;
+// the key browser, which showed the discovered row, now has the project's.
+void AppTest::djangoNamesWinOverDiscovery() {
+  const QString location = UniqueName("names");
+  QJsonObject conf{{"BACKEND", "regioncache.SharedMemoryCache"}, {"LOCATION", location},
+                   {"KEY_PREFIX", "site"}, {"OPTIONS", QJsonObject{{"SIZE", "8MB"}}}};
+  cleanups_.push_back([location] { regioncache::RemoveShmRegion(location.toStdString()); });
+  QString error;
+  DjangoRegion(conf, {"set-text", "hello", "10"}, &error);
+  QVERIFY2(error.isEmpty(), qPrintable(error));
+  QTemporaryDir dir;
+  QVERIFY(dir.isValid());
+  QVERIFY(writeSettings(dir.path(), "names_settings", {{"functions", conf}}));
+
+  window_ = std::make_unique<MainWindow>();
+  RegionListModel* regions = window_->regions();
+  window_->discoverShm();
+  const QString identity = "shm:" + location;
+  const int row = regions->rowOf(identity);
+  QVERIFY(row >= 0);
+  QCOMPARE(regions->region(row)->spec().name, location);  // discovery knows only the segment
+  window_->selectRegion(row);
+  QCOMPARE(window_->browser()->region(), regions->region(row));
+  // Other processes may make segments meanwhile: count this region's rows only.
+  auto rows_of = [&] {
+    int n = 0;
+    for (int r = 0; r < regions->rowCount(); ++r) n += regions->region(r)->spec().Identity() == identity;
+    return n;
+  };
+  QCOMPARE(rows_of(), 1);
+
+  QSignalSpy source(window_.get(), &MainWindow::sourceDone);
+  window_->openDjangoProject({PythonExe(), "names_settings", {dir.path()}});
+  QVERIFY(source.wait(60000));
+  QVERIFY2(source.last()[0].toBool(), qPrintable(source.last()[1].toString()));
+  QCOMPARE(rows_of(), 1);  // the same region: no second row
+  QCOMPARE(regions->rowOf(identity), row);
+  const RegionSpec& spec = regions->region(row)->spec();
+  QCOMPARE(spec.name, QString("functions"));
+  QCOMPARE(spec.keyPrefix, QString("site"));
+  QCOMPARE(spec.backend, QString("regioncache.SharedMemoryCache"));
+  QCOMPARE(spec.options.value("SIZE"), QString("8MB"));
+  QCOMPARE(regions->data(regions->index(row, RegionListModel::kName)).toString(), QString("functions"));
+  QCOMPARE(window_->browser()->region(), regions->region(row));
+  QVERIFY(WaitUntil([&] { return !window_->browser()->loader()->running(); }));
+  QCOMPARE(window_->browser()->model()->rowCount(), 1);
+  QCOMPARE(window_->browser()->model()->entry(0).key, std::string("site:1:hello"));
+  // Discovery again does not take the name back.
+  window_->discoverShm();
+  QCOMPARE(regions->region(regions->rowOf(identity))->spec().name, QString("functions"));
+  QCOMPARE(rows_of(), 1);
+}
+
+// The browser on a region Django filled with every kind of key: the kind
+// column, the Groups tab, and a double-clicked group listing its keys.
+void AppTest::kindColumnAndGroupsOnDjangoKeys() {
+  const KindUnderTest kind = AllKinds()[0];
+  const QJsonObject conf = kind.django_conf(UniqueName("app-kinds"));
+  cleanups_.push_back([kind, conf] { kind.cleanup(conf); });
+  QVERIFY(fillKinds(conf));
+  window_ = std::make_unique<MainWindow>();
+  window_->resize(1100, 700);
+  window_->show();
+  QVERIFY(QTest::qWaitForWindowExposed(window_.get()));
+  window_->addRegion(SpecFromConf("kinds", kind.kind, conf));
+  KeyBrowser* b = window_->browser();
+  QVERIFY(WaitUntil([&] { return !b->loader()->running() && !b->groups()->busy() && b->model()->rowCount() == 15; }));
+  QCOMPARE(b->model()->headerData(KeyTableModel::kKind, Qt::Horizontal).toString(), QString("Kind"));
+  int pages = 0;
+  for (int r = 0; r < b->model()->rowCount(); ++r)
+    pages += b->model()->data(b->model()->index(r, KeyTableModel::kKind)).toString().startsWith("cached page");
+  QCOMPARE(pages, 3);
+  // The Groups tab: the tree is there, expanded to the kinds.
+  b->views()->setCurrentWidget(b->groupsView());
+  KeyGroupModel* g = b->groups();
+  QCOMPARE(g->rowCount(), 1);
+  const QModelIndex head = g->index(0, 0);
+  QVERIFY(b->groupsView()->isExpanded(head));
+  QModelIndex fragments;
+  for (int r = 0; r < g->rowCount(head); ++r)
+    if (g->data(g->index(r, 0, head)).toString() == "template fragment") fragments = g->index(r, 0, head);
+  QVERIFY(fragments.isValid());
+  QCOMPARE(g->data(g->index(fragments.row(), KeyGroupModel::kEntries, head)).toString(), QString("2"));
+  // Double-click: the table lists that group's keys, with its glob as the filter.
+  const QRect rect = b->groupsView()->visualRect(fragments);
+  QVERIFY(rect.isValid());
+  // A view takes a double-click on the item its press was on: press, then double-click.
+  QTest::mouseClick(b->groupsView()->viewport(), Qt::LeftButton, {}, rect.center());
+  QTest::mouseDClick(b->groupsView()->viewport(), Qt::LeftButton, {}, rect.center());
+  QCOMPARE(b->views()->currentWidget(), static_cast<QWidget*>(b->table()));
+  QCOMPARE(QString::fromStdString(b->currentGlob()), QString(":1:template.cache.*"));
+  QVERIFY(WaitUntil([&] { return !b->loader()->running(); }));
+  QCOMPARE(b->model()->rowCount(), 2);
+  for (int r = 0; r < 2; ++r)
+    QVERIFY(b->model()->data(b->model()->index(r, KeyTableModel::kKind)).toString().startsWith("template fragment"));
+}
+
+// The demo's start (regioncache-gui --open pages): the region named by the
+// alias is selected once the project lists it, and in it a cached page.
+void AppTest::opensOnACachedPage() {
+  const KindUnderTest kind = AllKinds()[0];
+  const QJsonObject pages = kind.django_conf(UniqueName("open-pages"));
+  cleanups_.push_back([kind, pages] { kind.cleanup(pages); });
+  QVERIFY(fillKinds(pages));
+  QJsonObject other;
+  QVERIFY(fill(kind, "open-other", &other));
+  QTemporaryDir dir;
+  QVERIFY(dir.isValid());
+  QVERIFY(writeSettings(dir.path(), "open_settings", {{"default", other}, {"pages", pages}}));
+
+  window_ = std::make_unique<MainWindow>();
+  window_->discoverShm();  // as the app does at start: the segments' names first
+  window_->openWhenListed("pages");
+  QSignalSpy source(window_.get(), &MainWindow::sourceDone);
+  window_->openDjangoProject({PythonExe(), "open_settings", {dir.path()}});
+  QVERIFY(source.wait(60000));
+  QVERIFY2(source.last()[0].toBool(), qPrintable(source.last()[1].toString()));
+  KeyBrowser* b = window_->browser();
+  QVERIFY(b->region() != nullptr);
+  QCOMPARE(b->region()->spec().name, QString("pages"));
+  QVERIFY(WaitUntil([&] { return !b->loader()->running() && b->table()->selectionModel()->hasSelection(); }));
+  const int row = b->table()->selectionModel()->selectedRows().first().row();
+  QVERIFY2(b->model()->data(b->model()->index(row, KeyTableModel::kKind)).toString().startsWith("cached page"),
+           qPrintable(QString::fromStdString(b->model()->entry(row).key)));
 }
 
 QTEST_MAIN(AppTest)

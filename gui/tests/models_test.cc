@@ -8,6 +8,7 @@
 #include <QtTest>
 
 #include "django_describer.h"
+#include "key_groups.h"
 #include "key_table_model.h"
 #include "region_list_model.h"
 #include "source_ref.h"
@@ -31,6 +32,9 @@ class ModelsTest : public QObject {
   void regionListUnderTester();
   void keyTableUnderTester_data();
   void keyTableUnderTester();
+  void keyKindsAndGroups_data();
+  void keyKindsAndGroups();
+  void groupGlobsListTheirGroup();
   void deadServerShowsDownWithItsError();
   void recentSourcesRoundTrip();
 
@@ -284,6 +288,154 @@ void ModelsTest::keyTableUnderTester() {
   model.removeKeys({":1:session:abc"});
   QCOMPARE(model.rowCount(), 1);
   QCOMPARE(model.entry(0).key, std::string(":1:session:def"));
+}
+
+void ModelsTest::keyKindsAndGroups_data() { regionListUnderTester_data(); }
+
+namespace {
+
+// Fills a fresh region of f's kind with one of each key kind through Django
+// (gui/tests/support/django_kinds.py); returns what the helper says it made.
+QJsonArray FillKinds(const QJsonObject& conf, QString* error) {
+  QByteArray out;
+  const QString script = QString(REGIONCACHE_SOURCE_DIR) + "/gui/tests/support/django_kinds.py";
+  if (!RunPython({script, QString::fromUtf8(QJsonDocument(conf).toJson(QJsonDocument::Compact))}, &out, error))
+    return {};
+  return QJsonDocument::fromJson(out).array();
+}
+
+const KeyGroup* Child(const KeyGroup* g, const QString& label) {
+  for (const auto& c : g->children)
+    if (c->label == label) return c.get();
+  return nullptr;
+}
+
+}  // namespace
+
+// The kind column and the grouped tree on a region Django filled with pages
+// (two languages and a HEAD), their header lists, fragments, both session
+// engines, @region functions and plain keys.
+void ModelsTest::keyKindsAndGroups() {
+  QFETCH(int, index);
+  const KindUnderTest& kind = filled_[index].kind;
+  const QJsonObject conf = kind.django_conf(UniqueName("kinds-" + kind.kind));
+  QString error;
+  const QJsonArray made = FillKinds(conf, &error);
+  QVERIFY2(error.isEmpty(), qPrintable(error));
+  QCOMPARE(made.size(), 15);
+  auto region = std::make_shared<Region>(SpecFromConf("kinds", kind.kind, conf));
+  KeyTableModel model;
+  QAbstractItemModelTester tester(&model, QAbstractItemModelTester::FailureReportingMode::QtTest);
+  QVERIFY2(ListInto(&model, region, "", &error), qPrintable(error));
+  QCOMPARE(model.rowCount(), 15);
+  QCOMPARE(model.headerData(KeyTableModel::kKind, Qt::Horizontal).toString(), QString("Kind"));
+  const QMap<QString, QString> labels{{"page", "cached page"}, {"page-headers", "page headers"},
+                                      {"fragment", "template fragment"}, {"session", "session"},
+                                      {"function", "@region function"}, {"plain", "plain"}};
+  QMap<QString, uint64_t> bytes_of;  // by kind name, from the table's entries
+  for (const auto& v : made) {
+    const QJsonObject m = v.toObject();
+    int row = -1;
+    for (int r = 0; r < model.rowCount(); ++r)
+      if (QString::fromStdString(model.entry(r).key) == m["key"].toString()) row = r;
+    QVERIFY2(row >= 0, qPrintable(m["key"].toString()));
+    const QString text = model.data(model.index(row, KeyTableModel::kKind)).toString();
+    QVERIFY2(text.startsWith(labels[m["kind"].toString()]), qPrintable(text + " for " + m["key"].toString()));
+    if (m["kind"] == "fragment" || m["kind"] == "function") QVERIFY(text.endsWith(m["name"].toString()));
+    const QString tip = model.data(model.index(row, KeyTableModel::kKind), Qt::ToolTipRole).toString();
+    QVERIFY(tip.contains("version: 1"));
+    if (m["kind"] == "page") {
+      QVERIFY2(tip.contains("time zone: Europe/Paris") && tip.contains("language: "), qPrintable(tip));
+      QVERIFY(text == "cached page GET" || text == "cached page HEAD");
+    }
+    bytes_of[m["kind"].toString()] += model.entry(row).value_size;
+  }
+  // Sorting by kind (on a worker): pages first, plain keys last, keys in order within.
+  model.sort(KeyTableModel::kKind, Qt::AscendingOrder);
+  QVERIFY(WaitUntil([&] { return !model.sorting(); }));
+  QVERIFY(model.data(model.index(0, KeyTableModel::kKind)).toString().startsWith("plain"));
+  QVERIFY(model.data(model.index(14, KeyTableModel::kKind)).toString().startsWith("@region function"));
+  for (int r = 1; r < model.rowCount(); ++r) {
+    const int a = model.data(model.index(r - 1, KeyTableModel::kKind), KeyTableModel::kSortValueRole).toInt();
+    const int b = model.data(model.index(r, KeyTableModel::kKind), KeyTableModel::kSortValueRole).toInt();
+    QVERIFY(a < b || (a == b && model.entry(r - 1).key < model.entry(r).key));
+  }
+
+  // The grouped tree, computed on a worker.
+  KeyGroupModel groups(&model);
+  QAbstractItemModelTester group_tester(&groups, QAbstractItemModelTester::FailureReportingMode::QtTest);
+  QSignalSpy busy(&groups, &KeyGroupModel::busyChanged);
+  groups.recompute();
+  QVERIFY(groups.busy());
+  QVERIFY(WaitUntil([&] { return !groups.busy(); }));
+  QCOMPARE(busy.size(), 2);
+  const KeyGroup* root = groups.root();
+  QCOMPARE(root->entries, uint64_t(15));
+  QCOMPARE(groups.rowCount(), 1);  // one KEY_PREFIX and version
+  const KeyGroup* head = Child(root, "KEY_PREFIX \"\", version 1");
+  QVERIFY(head != nullptr);
+  QCOMPARE(head->glob, std::string(":1:*"));
+  QCOMPARE(head->children.size(), size_t(6));
+  uint64_t total = 0;
+  for (auto it = labels.begin(); it != labels.end(); ++it) {
+    const KeyGroup* g = Child(head, it.value());
+    QVERIFY2(g != nullptr, qPrintable(it.value()));
+    QCOMPARE(g->bytes, bytes_of[it.key()]);
+    total += g->bytes;
+  }
+  QCOMPARE(head->bytes, total);
+  QCOMPARE(Child(head, "cached page")->entries, uint64_t(3));
+  QCOMPARE(Child(head, "page headers")->entries, uint64_t(3));
+  QCOMPARE(Child(head, "plain")->entries, uint64_t(2));
+  QCOMPARE(Child(head, "plain")->children.size(), size_t(0));
+  const KeyGroup* fn = Child(Child(head, "@region function"), "shop.profile");
+  QVERIFY(fn != nullptr);
+  QCOMPARE(fn->entries, uint64_t(3));
+  QCOMPARE(fn->glob, std::string(":1:shop.profile[(#]*"));
+  QCOMPARE(Child(Child(head, "template fragment"), "sidebar")->entries, uint64_t(2));
+  QCOMPARE(Child(Child(head, "session"), "cache")->entries, uint64_t(1));
+  QCOMPARE(Child(Child(head, "session"), "cached_db")->entries, uint64_t(1));
+  QCOMPARE(Child(Child(head, "cached page"), "no key_prefix")->entries, uint64_t(3));
+  // Through the model: labels, counts and human sizes.
+  const QModelIndex h = groups.index(0, KeyGroupModel::kGroup);
+  QCOMPARE(groups.data(groups.index(0, KeyGroupModel::kEntries)).toString(), QString("15"));
+  QCOMPARE(groups.rowCount(h), 6);
+  QCOMPARE(groups.parent(groups.index(0, 0, h)), h);
+
+  // Rows removed: the groups follow.
+  const std::string plain_key = ":1:greeting";
+  model.removeKeys({plain_key});
+  groups.recompute();
+  QVERIFY(WaitUntil([&] { return !groups.busy(); }));
+  QCOMPARE(groups.root()->entries, uint64_t(14));
+  QCOMPARE(Child(groups.root()->children[0].get(), "plain")->entries, uint64_t(1));
+  kind.cleanup(conf);
+}
+
+// Each group's glob, given to the store, lists exactly that group's keys.
+void ModelsTest::groupGlobsListTheirGroup() {
+  const KindUnderTest& kind = filled_[0].kind;
+  const QJsonObject conf = kind.django_conf(UniqueName("globs"));
+  QString error;
+  QCOMPARE(FillKinds(conf, &error).size(), 15);
+  QVERIFY2(error.isEmpty(), qPrintable(error));
+  auto region = std::make_shared<Region>(SpecFromConf("globs", kind.kind, conf));
+  KeyTableModel all;
+  QVERIFY2(ListInto(&all, region, "", &error), qPrintable(error));
+  auto tree = GroupKeys(all.snapshot());
+  std::function<void(const KeyGroup*)> check = [&](const KeyGroup* g) {
+    if (!g->glob.empty()) {
+      KeyTableModel some;
+      QVERIFY2(ListInto(&some, region, QString::fromStdString(g->glob), &error), qPrintable(error));
+      QVERIFY2(uint64_t(some.rowCount()) == g->entries,
+               qPrintable(QString("%1: %2 keys match %3, the group has %4")
+                              .arg(g->label).arg(some.rowCount()).arg(QString::fromStdString(g->glob)).arg(g->entries)));
+    }
+    for (const auto& c : g->children) check(c.get());
+  };
+  check(tree.get());
+  QCOMPARE(tree->entries, uint64_t(15));
+  kind.cleanup(conf);
 }
 
 void ModelsTest::deadServerShowsDownWithItsError() {

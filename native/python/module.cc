@@ -16,6 +16,7 @@
 namespace regioncache::py {
 
 PyObject* MakeCacheType(PyObject* module);
+PyObject* KeyKind(PyObject* module, PyObject* full_key);  // django_keys_binding.cc
 
 std::atomic<bool> g_log_pending{false};
 
@@ -233,6 +234,7 @@ PyMethodDef kFunctions[] = {
     {"remove_shm_region", RemoveShm, METH_O,
      "Unlink a shared-memory region; processes that map it keep their copy until they reopen."},
     {"shm_segment_name", SegmentName, METH_O, "The POSIX shared-memory name of a region."},
+    {"key_kind", KeyKind, METH_O, "What a full stored key is to Django: a dict (django_keys_binding.cc)."},
     {nullptr, nullptr, 0, nullptr},
 };
 
