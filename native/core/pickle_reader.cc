@@ -289,15 +289,36 @@ class Machine {
     return s;
   }
 
+  // APPEND(S), SETITEM(S), ADDITEMS: items go into the container on top of
+  // the stack, which is a `kind` or an object (a list, dict or set subclass
+  // made by REDUCE/NEWOBJ: its items are recorded on it).
+  Status AddToTop(Kind kind, const char* verb, const std::vector<uint32_t>& items) {
+    uint32_t id = kNoNode;
+    Status s = Top(&id);
+    if (!s.ok()) return s;
+    Node& target = t_->nodes[id];
+    if (target.kind != kind && target.kind != Kind::kObject) {
+      return Fail(std::string(verb) + " a " + KindName(target.kind) + ", not a " + KindName(kind));
+    }
+    auto& into = target.kind == Kind::kObject && kind == Kind::kDict ? target.dict_items : target.items;
+    into.insert(into.end(), items.begin(), items.end());
+    Cover(id, {});
+    return s;
+  }
+
+  // A length read from the pickle, checked against the bytes that remain.
+  Status CheckLength(uint64_t n) const {
+    if (n <= d_.size() - pos_) return Status::OK();
+    return Fail("its length " + std::to_string(n) + " runs past the end (" +
+                std::to_string(d_.size() - pos_) + " bytes remain)");
+  }
+
   Status Counted(size_t len_bytes, Kind k) {
     std::string_view lb, body;
     Status s = Take(len_bytes, &lb);
     if (!s.ok()) return s;
     const uint64_t n = LittleEndian(lb);
-    if (n > d_.size() - pos_) {
-      return Fail("its length " + std::to_string(n) + " runs past the end (" +
-                  std::to_string(d_.size() - pos_) + " bytes remain)");
-    }
+    if (!(s = CheckLength(n)).ok()) return s;
     s = Take(static_cast<size_t>(n), &body);
     if (!s.ok()) return s;
     return PushText(k, body);
@@ -318,6 +339,20 @@ class Machine {
       return Fail("memo key '" + std::string(text.substr(0, 40)) + "' is not a number");
     }
     return Status::OK();
+  }
+
+  // The memo key of PUT/GET (a decimal line), BINPUT/BINGET (1 byte) or
+  // LONG_BINPUT/LONG_BINGET (4 bytes).
+  Status MemoArg(uint64_t* key) {
+    std::string_view a;
+    Status s;
+    if (op_ == 'p' || op_ == 'g') {
+      if (!(s = Line(&a)).ok()) return s;
+      return MemoKey(a, key);
+    }
+    if (!(s = Take(op_ == 'q' || op_ == 'h' ? 1 : 4, &a)).ok()) return s;
+    *key = LittleEndian(a);
+    return s;
   }
 
   Status Put(uint64_t key) {
@@ -558,10 +593,7 @@ class Machine {
         if (!(s = Take(op_ == 0x8a ? 1 : 4, &a)).ok()) return s;
         const uint64_t n = LittleEndian(a);
         if (op_ == 0x8b && (n & 0x80000000u)) return Fail("negative length");
-        if (n > d_.size() - pos_) {
-          return Fail("its length " + std::to_string(n) + " runs past the end (" +
-                      std::to_string(d_.size() - pos_) + " bytes remain)");
-        }
+        if (!(s = CheckLength(n)).ok()) return s;
         if (n > lim_.max_big_int_bytes) {
           return Fail("an integer of " + std::to_string(n) + " bytes, more than the " +
                       std::to_string(lim_.max_big_int_bytes) + " this reader converts");
@@ -613,10 +645,7 @@ class Machine {
         if (!(s = Take(op_ == 'T' ? 4 : 1, &lb)).ok()) return s;
         const uint64_t n = LittleEndian(lb);
         if (op_ == 'T' && (n & 0x80000000u)) return Fail("negative length");
-        if (n > d_.size() - pos_) {
-          return Fail("its length " + std::to_string(n) + " runs past the end (" +
-                      std::to_string(d_.size() - pos_) + " bytes remain)");
-        }
+        if (!(s = CheckLength(n)).ok()) return s;
         if (!(s = Take(static_cast<size_t>(n), &body)).ok()) return s;
         bool ascii = true;
         for (char c : body) ascii = ascii && static_cast<uint8_t>(c) < 0x80;
@@ -666,14 +695,7 @@ class Machine {
         } else if (!(s = PopMark(&items)).ok()) {
           return s;
         }
-        if (!(s = Top(&y)).ok()) return s;
-        Node& target = t_->nodes[y];
-        if (target.kind != Kind::kList && target.kind != Kind::kObject) {
-          return Fail("appends to a " + std::string(KindName(target.kind)) + ", not a list");
-        }
-        target.items.insert(target.items.end(), items.begin(), items.end());
-        Cover(y, {});
-        return s;
+        return AddToTop(Kind::kList, "appends to", items);
       }
       case 's': case 'u': {  // SETITEM, SETITEMS
         if (op_ == 's') {
@@ -684,28 +706,11 @@ class Machine {
           if (!(s = PopMark(&items)).ok()) return s;
           if (items.size() % 2) return Fail("an odd number of items (" + std::to_string(items.size()) + ") for a dict");
         }
-        if (!(s = Top(&z)).ok()) return s;
-        Node& target = t_->nodes[z];
-        if (target.kind == Kind::kDict) {
-          target.items.insert(target.items.end(), items.begin(), items.end());
-        } else if (target.kind == Kind::kObject) {
-          target.dict_items.insert(target.dict_items.end(), items.begin(), items.end());
-        } else {
-          return Fail("sets items of a " + std::string(KindName(target.kind)) + ", not a dict");
-        }
-        Cover(z, {});
-        return s;
+        return AddToTop(Kind::kDict, "sets items of", items);
       }
       case 0x90: {  // ADDITEMS
         if (!(s = PopMark(&items)).ok()) return s;
-        if (!(s = Top(&x)).ok()) return s;
-        Node& target = t_->nodes[x];
-        if (target.kind != Kind::kSet && target.kind != Kind::kObject) {
-          return Fail("adds items to a " + std::string(KindName(target.kind)) + ", not a set");
-        }
-        target.items.insert(target.items.end(), items.begin(), items.end());
-        Cover(x, {});
-        return s;
+        return AddToTop(Kind::kSet, "adds items to", items);
       }
       case 'c': {  // GLOBAL
         std::string_view mod, name;
@@ -781,24 +786,13 @@ class Machine {
         if (st.kind == Kind::kNone || (st.kind == Kind::kDict && st.items.empty())) return s;
         return Fail("gives state to a " + std::string(KindName(target.kind)) + ", not an object");
       }
-      case 'p': {
-        uint64_t key;
-        if (!(s = Line(&a)).ok() || !(s = MemoKey(a, &key)).ok()) return s;
-        return Put(key);
+      case 'p': case 'q': case 'r': case 'g': case 'h': case 'j': {  // PUT, GET and their binary forms
+        uint64_t key = 0;
+        if (!(s = MemoArg(&key)).ok()) return s;
+        return (op_ == 'p' || op_ == 'q' || op_ == 'r') ? Put(key) : Get(key);
       }
-      case 'q': case 'r':
-        if (!(s = Take(op_ == 'q' ? 1 : 4, &a)).ok()) return s;
-        return Put(LittleEndian(a));
-      case 0x94:
+      case 0x94:  // MEMOIZE
         return Put(memo_.size());
-      case 'g': {
-        uint64_t key;
-        if (!(s = Line(&a)).ok() || !(s = MemoKey(a, &key)).ok()) return s;
-        return Get(key);
-      }
-      case 'h': case 'j':
-        if (!(s = Take(op_ == 'h' ? 1 : 4, &a)).ok()) return s;
-        return Get(LittleEndian(a));
       case 'P': case 'Q':
         return Fail("a persistent id names an object kept outside the pickle; it is not read");
       case 0x82: case 0x83: case 0x84:

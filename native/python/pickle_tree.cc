@@ -204,20 +204,24 @@ class Converter {
   PyObject* namespace_ = nullptr;
 };
 
-bool BytesArg(PyObject* arg, Py_buffer* view) {
-  return PyObject_GetBuffer(arg, view, PyBUF_SIMPLE) == 0;
+// Runs read(bytes) on arg's buffer with the GIL released; false (TypeError
+// set) when arg is not a bytes-like object.
+template <typename Read>
+bool OnBuffer(PyObject* arg, Read read) {
+  Py_buffer view;
+  if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) != 0) return false;
+  const std::string_view data(static_cast<const char*>(view.buf), static_cast<size_t>(view.len));
+  Py_BEGIN_ALLOW_THREADS
+  read(data);
+  Py_END_ALLOW_THREADS
+  PyBuffer_Release(&view);
+  return true;
 }
 
 PyObject* ReadPickleFn(PyObject*, PyObject* arg) {
-  Py_buffer view;
-  if (!BytesArg(arg, &view)) return nullptr;
   Tree tree;
   Status s;
-  Py_BEGIN_ALLOW_THREADS
-  s = pickle::ReadPickle(std::string_view(static_cast<const char*>(view.buf),
-                                          static_cast<size_t>(view.len)), &tree);
-  Py_END_ALLOW_THREADS
-  PyBuffer_Release(&view);
+  if (!OnBuffer(arg, [&](std::string_view data) { s = pickle::ReadPickle(data, &tree); })) return nullptr;
   if (!s.ok()) {
     PyErr_SetString(PyExc_ValueError, s.message().c_str());
     return nullptr;
@@ -231,15 +235,9 @@ PyObject* Bytes(const std::string& s) {
 }
 
 PyObject* ReadPageFn(PyObject*, PyObject* arg) {
-  Py_buffer view;
-  if (!BytesArg(arg, &view)) return nullptr;
   DjangoPage page;
   Status s;
-  Py_BEGIN_ALLOW_THREADS
-  s = ReadDjangoPage(std::string_view(static_cast<const char*>(view.buf),
-                                      static_cast<size_t>(view.len)), &page);
-  Py_END_ALLOW_THREADS
-  PyBuffer_Release(&view);
+  if (!OnBuffer(arg, [&](std::string_view data) { s = ReadDjangoPage(data, &page); })) return nullptr;
   if (!page.found) {
     PyErr_SetString(PyExc_ValueError, s.message().c_str());
     return nullptr;
