@@ -222,21 +222,28 @@ Status PageFromTree(const Tree& whole, const Status& why, DjangoPage* p, const P
     // is its state, and the str-keyed pairs above that (pushed for a
     // SETITEMS that never came) are its items so far.
     const auto& st = whole.partial;
-    for (size_t k = 0; k + 1 < st.size() && obj == kNoNode; ++k) {
+    auto is_key = [&](uint32_t n) {
+      const Node& k = whole.at(n);
+      return k.kind == Kind::kStr && (k.text == "_container" || k.text == "status_code");
+    };
+    for (size_t k = 0; k + 1 < st.size(); ++k) {
       if (whole.at(st[k]).kind != Kind::kObject || whole.at(st[k + 1]).kind != Kind::kDict) continue;
-      salvage = whole;
+      std::vector<uint32_t> items = whole.at(st[k + 1]).items;
+      for (size_t j = k + 2; j + 1 < st.size() && whole.at(st[j]).kind == Kind::kStr; j += 2) {
+        items.push_back(st[j]);
+        items.push_back(st[j + 1]);
+      }
+      bool response = LooksLikeResponse(whole, st[k], kNoNode);
+      for (size_t j = 0; j < items.size() && !response; j += 2) response = is_key(items[j]);
+      if (!response) continue;
+      salvage = whole;  // one copy, for the one response found
       Node pending = salvage.at(st[k + 1]);
-      for (size_t j = k + 2; j + 1 < st.size() && salvage.at(st[j]).kind == Kind::kStr; j += 2) {
-        pending.items.push_back(st[j]);
-        pending.items.push_back(st[j + 1]);
-      }
+      pending.items = std::move(items);
       salvage.nodes.push_back(std::move(pending));
-      const auto merged = static_cast<uint32_t>(salvage.nodes.size() - 1);
-      if (LooksLikeResponse(salvage, st[k], StateOf(salvage, st[k], merged))) {
-        obj = st[k];
-        state = StateOf(salvage, obj, merged);
-        tp = &salvage;
-      }
+      obj = st[k];
+      state = StateOf(salvage, obj, static_cast<uint32_t>(salvage.nodes.size() - 1));
+      tp = &salvage;
+      break;
     }
   }
   const Tree& t = *tp;

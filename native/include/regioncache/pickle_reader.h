@@ -66,7 +66,7 @@ struct Node {
 
 struct Limits {
   size_t max_input = size_t{256} << 20;  // bytes of pickle
-  size_t max_nodes = size_t{1} << 24;
+  size_t max_nodes = size_t{1} << 21;  // about 2 million values (a node is ~170 bytes)
   size_t max_stack = size_t{1} << 20;    // stack entries and open MARKs together
   size_t max_big_int_bytes = 8192;       // LONG1/LONG4/LONG payload converted to decimal text
 };
