@@ -15,13 +15,17 @@
 #include "pickle_disasm.h"
 #include "regioncache/clock.h"
 #include "regioncache/codec.h"
+#include "regioncache/django_page.h"
+#include "regioncache/pickle_reader.h"
 
 namespace rcgui {
 
 namespace {
 
-// Tab order matches ValueView.
+// Tab order matches ValueView; then the Tree and Page tabs.
 constexpr int kTabOf[] = {0, 1, 2, 3, 4};
+constexpr int kTreeTab = 5, kPageTab = 6;
+constexpr qsizetype kMaxTreeInput = qsizetype{64} << 20;  // bytes read into a tree
 
 QPlainTextEdit* MakeTextView(bool mono) {
   auto* e = new QPlainTextEdit;
@@ -81,6 +85,23 @@ RenderedValue RenderValue(Region& region, const std::string& key, qsizetype cap)
   if (regioncache::Encoding(value.flags) == regioncache::kEncPickle || r.best == ValueView::kPickle) {
     PickleListing l = DisassemblePickle(bytes, capped ? 20000 : 5000000);
     r.pickle = PickleListingText(l);
+    regioncache::pickle::Tree tree;
+    regioncache::Status ps =
+        bytes.size() > kMaxTreeInput
+            ? regioncache::Status::InvalidArgument("pickle: larger than the " + std::to_string(kMaxTreeInput) +
+                                                   " bytes the tree view reads")
+            : regioncache::pickle::ReadPickle(value.data, &tree);
+    if (ps.ok()) {
+      r.tree = BuildPickleRows(tree);
+      if (r.tree.cut) r.tree_note = QString("showing the first %1 rows").arg(r.tree.rows);
+    } else {
+      const QString why = QString::fromStdString(ps.message());
+      r.tree_note = "Not read as a tree: " + why + ". The Pickle tab lists its opcodes.";
+      r.pickle.prepend("[not read as a tree: " + why + "]\n\n");
+    }
+    regioncache::DjangoPage page;
+    (void)regioncache::PageFromTree(tree, ps, &page);
+    r.page = RenderPage(page);
   } else {
     r.pickle = "not a pickle (encoding " + EncodingText(value.flags) + ")";
   }
@@ -96,6 +117,8 @@ ValueViewer::ValueViewer(QWidget* parent) : QWidget(parent) {
   hex_ = MakeTextView(true);
   json_ = MakeTextView(true);
   pickle_ = MakeTextView(true);
+  tree_ = new PickleTreeView;
+  page_ = new PageView;
   image_ = new QLabel;
   image_->setAlignment(Qt::AlignCenter);
   image_area_ = new QScrollArea;
@@ -106,6 +129,8 @@ ValueViewer::ValueViewer(QWidget* parent) : QWidget(parent) {
   tabs_->addTab(json_, "JSON");
   tabs_->addTab(image_area_, "Image");
   tabs_->addTab(pickle_, "Pickle");
+  tabs_->addTab(tree_, "Tree");
+  tabs_->addTab(page_, "Page");
   cap_note_ = new QLabel;
   load_all_ = new QPushButton("Load all");
   load_all_->setObjectName("loadAll");
@@ -166,7 +191,12 @@ void ValueViewer::startRender() {
   }));
 }
 
-ValueView ValueViewer::currentView() const { return static_cast<ValueView>(tabs_->currentIndex()); }
+ValueView ValueViewer::currentView() const {
+  const int tab = tabs_->currentIndex();
+  return tab >= kTreeTab ? ValueView::kPickle : static_cast<ValueView>(tab);
+}
+
+QString ValueViewer::currentTabName() const { return tabs_->tabText(tabs_->currentIndex()); }
 
 void ValueViewer::showRendered(const RenderedValue& v) {
   shown_ = v;
@@ -174,6 +204,8 @@ void ValueViewer::showRendered(const RenderedValue& v) {
     summary_->setText(v.error.isEmpty() ? v.summary : v.error);
     summary_->setStyleSheet(v.error.isEmpty() ? QString() : QString("color: #b00020"));
     for (auto* e : {text_, hex_, json_, pickle_}) e->clear();
+    tree_->clear();
+    page_->clear();
     image_->clear();
     cap_note_->clear();
     load_all_->hide();
@@ -193,7 +225,14 @@ void ValueViewer::showRendered(const RenderedValue& v) {
     image_->setPixmap(QPixmap());
     image_->setText(v.image_info);
   }
-  tabs_->setCurrentIndex(kTabOf[static_cast<int>(v.best)]);
+  tree_->setRows(v.tree, v.tree_note);
+  page_->setPage(v.page);
+  if (v.page.found)
+    tabs_->setCurrentIndex(kPageTab);
+  else if (v.best == ValueView::kPickle && v.tree.ok)
+    tabs_->setCurrentIndex(kTreeTab);
+  else
+    tabs_->setCurrentIndex(kTabOf[static_cast<int>(v.best)]);
   cap_note_->setText(v.capped ? QString("showing the first %1 of %2").arg(HumanBytes(kCap), HumanBytes(v.total))
                               : QString());
   load_all_->setVisible(v.capped);

@@ -1,5 +1,6 @@
-// Shows one entry's value: as text, hex, pretty JSON, a picture, or a pickle's
-// opcode listing (never unpickled). The value is read (Peek: no hit counted)
+// Shows one entry's value: as text, hex, pretty JSON, a picture, a pickle's
+// opcode listing, its tree, or a cached Django page (a pickle is never
+// unpickled: the tree and the page come from core's restricted reader). The value is read (Peek: no hit counted)
 // and rendered on a worker; views of a huge value show its first kCap bytes
 // until "Load all" is pressed.
 #pragma once
@@ -9,6 +10,8 @@
 #include <QWidget>
 #include <string>
 
+#include "page_view.h"
+#include "pickle_tree_view.h"
 #include "region.h"
 #include "value_decoder.h"
 
@@ -30,6 +33,9 @@ struct RenderedValue {
   ValueView best = ValueView::kHex;
   uint64_t total = 0;   // decoded bytes
   bool capped = false;  // views show only the first kCap bytes
+  PickleRows tree;      // a pickle read by the restricted machine (nothing run)
+  QString tree_note;    // why it could not be read as a tree, or that rows were cut
+  PageRendered page;    // a pickled Django response: the Page view, shown first
 };
 
 class ValueViewer : public QWidget {
@@ -50,7 +56,11 @@ class ValueViewer : public QWidget {
   // be done while its result waits in the event queue).
   bool busy() const { return waiting_; }
   const RenderedValue& rendered() const { return shown_; }
+  // The view of the current tab (the Tree and Page tabs count as kPickle).
   ValueView currentView() const;
+  QString currentTabName() const;
+  PickleTreeView* treeView() const { return tree_; }
+  PageView* pageView() const { return page_; }
 
  signals:
   void loaded();  // the entry asked for last is shown (or its error)
@@ -73,6 +83,8 @@ class ValueViewer : public QWidget {
   QPlainTextEdit* hex_;
   QPlainTextEdit* json_;
   QPlainTextEdit* pickle_;
+  PickleTreeView* tree_;
+  PageView* page_;
   QScrollArea* image_area_;
   QLabel* image_;
   QLabel* cap_note_;

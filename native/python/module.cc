@@ -223,6 +223,10 @@ PyObject* SegmentName(PyObject*, PyObject* arg) {
   return PyUnicode_FromString(ShmSegmentName(name).c_str());
 }
 
+}  // namespace
+extern PyMethodDef kPickleTreeFunctions[];  // pickle_tree.cc: read_pickle, read_page
+namespace {
+
 PyMethodDef kFunctions[] = {
     {"_configure", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(Configure)),
      METH_FASTCALL | METH_KEYWORDS, "Hand Django's sentinels to the module (done by regioncache)."},
@@ -247,6 +251,7 @@ int Exec(PyObject* module) {
   m->pickle_protocol = PyObject_GetAttrString(pickle, "HIGHEST_PROTOCOL");
   Py_DECREF(pickle);
   if (!m->pickle_dumps || !m->pickle_loads || !m->pickle_protocol) return -1;
+  if (PyModule_AddFunctions(module, kPickleTreeFunctions) < 0) return -1;
 
   m->RegionError = PyErr_NewExceptionWithDoc(
       "regioncache._native.RegionError",
