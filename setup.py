@@ -7,7 +7,7 @@ package's metadata is in pyproject.toml.
     tools/build-wheels python3.12    # a wheel with its libraries inside
 
 Needs the Debian build packages listed in README.md (libmemcached-dev,
-libzstd-dev, libxxhash-dev, cmake, g++); a wheel from tools/build-wheels
+libzstd-dev, libxxhash-dev, zlib1g-dev, cmake, g++); a wheel from tools/build-wheels
 needs none of them.
 """
 
