@@ -1,0 +1,271 @@
+"""Cached pages by URL: record them as Django caches them, list and purge them.
+
+Django keys a cached page by the MD5 of its absolute URL, so a region alone
+cannot say which URL a page is. Recording is opt-in, two ways with one code:
+
+* ``RecordPagesMiddleware`` in place of Django's UpdateCacheMiddleware (first
+  in MIDDLEWARE; FetchFromCacheMiddleware stays last), for the whole site;
+* ``regioncache.cache_page(timeout, cache=..., key_prefix=...)`` in place of
+  Django's decorator, for one view.
+
+Both are Django's own classes with one step added after Django stored a page:
+a record beside it, in the same region, with the page's own timeout, under
+``regioncache.page-url.<url md5>.<page key md5>`` (a namespace no Django key
+shares). The record is JSON text: the absolute URL, the method, the Vary
+variant (the request's values of Django's header list, the language and the
+time zone) and the full keys of the page and of its header list, exactly as
+Django computed them (``django.utils.cache.get_cache_key``). A cache hit does
+nothing more than Django does (it returns before any of this).
+
+``pages()`` lists the recorded pages still cached; ``purge_url()`` deletes
+pages by exact URL or by an anchored glob, every variant with its header
+list and its record; an exact URL is also purged by its MD5 alone, so pages
+cached without recording go too.
+"""
+
+import hashlib
+import json
+import re
+import time
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.core.cache import caches
+from django.middleware.cache import CacheMiddleware, UpdateCacheMiddleware
+from django.utils import timezone, translation
+from django.utils.cache import _generate_cache_header_key, get_cache_key, get_max_age
+from django.utils.decorators import decorator_from_middleware_with_args
+
+RECORD_NS = "regioncache.page-url."
+PAGE_NS = "views.decorators.cache.cache_page."
+HEADER_NS = "views.decorators.cache.cache_header."
+
+
+def _md5(text):
+    return hashlib.md5(text.encode("ascii"), usedforsecurity=False).hexdigest()
+
+
+def _record_page(cache, request, response, key_prefix, timeout):
+    """Store the record of the page Django just cached for this request."""
+    if not timeout or response.status_code != 200:
+        return
+    # The keys as Django made them: its header key, and the page key from the
+    # header list it has just stored (get_cache_key reads it back).
+    header_key = _generate_cache_header_key(key_prefix, request)
+    page_key = get_cache_key(request, key_prefix, request.method, cache=cache)
+    if page_key is None:
+        return
+    headerlist = cache.get(header_key) or []
+    url = request.build_absolute_uri()
+    record = {
+        "url": url,
+        "method": request.method,
+        "vary": {h: request.META.get(h) for h in headerlist},
+        "language": translation.get_language() if settings.USE_I18N else None,
+        "time_zone": timezone.get_current_timezone_name() if settings.USE_TZ else None,
+        "page_key": cache.make_key(page_key),
+        "header_key": cache.make_key(header_key),
+        "headers": list(headerlist),
+        "stored": time.time(),
+        "expires": time.time() + timeout,
+    }
+    name = f"{RECORD_NS}{_md5(url)}.{hashlib.md5(page_key.encode(), usedforsecurity=False).hexdigest()}"
+    cache.set(name, json.dumps(record, separators=(",", ":")), timeout)
+
+
+class _Recording:
+    """Django's UpdateCacheMiddleware.process_response, then the record."""
+
+    def process_response(self, request, response):
+        response = super().process_response(request, response)
+        # A hit (FetchFromCacheMiddleware said so), a POST, a streaming or
+        # private response: Django stored nothing, neither do we.
+        if not self._should_update_cache(request, response) or response.status_code != 200:
+            return response
+        timeout = self.page_timeout
+        if timeout is None:  # Django used max-age, which it has just set
+            timeout = get_max_age(response)
+        cache, prefix = self.cache, self.key_prefix
+        if getattr(response, "is_rendered", True) is False:
+            # A TemplateResponse: Django stores it after rendering, so do we.
+            response.add_post_render_callback(
+                lambda r: _record_page(cache, request, r, prefix, timeout)
+            )
+        elif cache.has_key(get_cache_key(request, prefix, request.method, cache=cache) or ""):
+            _record_page(cache, request, response, prefix, timeout)
+        return response
+
+
+class RecordPagesMiddleware(_Recording, UpdateCacheMiddleware):
+    """Django's UpdateCacheMiddleware that also records each page's URL."""
+
+
+class RecordingCacheMiddleware(_Recording, CacheMiddleware):
+    """Django's CacheMiddleware (what @cache_page uses) that records URLs."""
+
+
+def cache_page(timeout, *, cache=None, key_prefix=None):
+    """Django's @cache_page, recording the URL of each page it caches."""
+    return decorator_from_middleware_with_args(RecordingCacheMiddleware)(
+        page_timeout=timeout, cache_alias=cache, key_prefix=key_prefix
+    )
+
+
+# --- reading the records -----------------------------------------------------
+
+
+def _region(cache):
+    if isinstance(cache, str):
+        cache = caches[cache]
+    if not hasattr(cache, "list_entries"):
+        raise TypeError(f"{cache!r} is not a regioncache region: it cannot be listed")
+    return cache
+
+
+def _head(cache):
+    """The part every full key of this cache starts with (KEY_PREFIX and
+    VERSION, as the key function puts them)."""
+    probe = cache.make_key("x")
+    if not probe.endswith("x"):
+        raise ValueError(
+            "pages by URL need a KEY_FUNCTION that ends the full key with the key "
+            f"(Django's default does); this one makes {probe!r} of 'x'"
+        )
+    return probe[:-1]
+
+
+def _escape(text):
+    return re.sub(r"([*?\[\]\\])", r"\\\1", text)
+
+
+def _all(cache, glob):
+    out, cursor = [], ""
+    while True:
+        page, cursor = cache.list_entries(cursor=cursor, glob=glob, limit=1000, include_expired=False)
+        out.extend(page)
+        if not cursor:
+            return out
+
+
+def _records(cache, url_md5=None):
+    """(record full key, record dict) of this region; damaged ones are
+    skipped (they expire with their page)."""
+    head = _head(cache)
+    glob = _escape(head + RECORD_NS) + (f"{url_md5}.*" if url_md5 else "*")
+    entries = _all(cache, glob)
+    names = [e["key"][len(head):] for e in entries]
+    values = cache.get_many(names) if names else {}
+    out = []
+    for name in names:
+        try:
+            rec = json.loads(values[name])
+            keys = (rec["page_key"], rec["header_key"])
+            # A record names keys of this region's page namespaces only: a
+            # damaged or forged record cannot make a purge delete others.
+            if not (keys[0].startswith(head + PAGE_NS) and keys[1].startswith(head + HEADER_NS)):
+                continue
+            if not isinstance(rec["url"], str):
+                continue
+        except (KeyError, TypeError, ValueError):
+            continue
+        out.append((head + name, rec))
+    return out
+
+
+def url_glob(pattern):
+    """An anchored matcher for a URL glob: '*' is any run of characters
+    (slashes too); everything else, '?' of a query string included, is
+    literal."""
+    rx = ".*".join(re.escape(part) for part in pattern.split("*"))
+    return re.compile(rx + r"\Z").match
+
+
+def pages(cache="pages", url=None):
+    """The recorded pages of a region still cached, one dict per URL and
+    method: url, method, variants (vary, language, time_zone, page_key,
+    expires), header_keys, expires (the latest). url: an exact URL or a glob
+    ('*' any run of characters) anchored at both ends."""
+    cache = _region(cache)
+    glob = bool(url) and "*" in url
+    match = url_glob(url) if glob else None
+    md5 = url_md5(url) if url and not glob else None
+    present = {e["key"] for e in _all(cache, _escape(_head(cache) + PAGE_NS) + "*")}
+    grouped = {}
+    for _, rec in _records(cache, md5):
+        if rec["page_key"] not in present or (match and not match(rec["url"])):
+            continue
+        page = grouped.setdefault(
+            (rec["url"], rec["method"]),
+            {"url": rec["url"], "method": rec["method"], "variants": [], "header_keys": []},
+        )
+        page["variants"].append({k: rec.get(k) for k in ("vary", "language", "time_zone", "page_key", "expires")})
+        if rec["header_key"] not in page["header_keys"]:
+            page["header_keys"].append(rec["header_key"])
+    out = sorted(grouped.values(), key=lambda p: (p["url"], p["method"]))
+    for p in out:
+        p["variants"].sort(key=lambda v: v["page_key"])
+        p["expires"] = max(v["expires"] or 0 for v in p["variants"])
+    return out
+
+
+def _hash_globs(cache, md5):
+    """Globs of every page and header-list key Django can have made for this
+    absolute URL in this region: any KEY_PREFIX of the middleware, any
+    method, variant, language and time zone."""
+    head = _escape(_head(cache))
+    return [
+        f"{head}{PAGE_NS}*.{md5}.*",
+        f"{head}{HEADER_NS}*.{md5}",
+        f"{head}{HEADER_NS}*.{md5}.*",
+    ]
+
+
+def url_md5(url):
+    """Django's MD5 of an absolute URL, as its cache keys hold it: the hash of
+    what request.build_absolute_uri() gives for a request of that URL."""
+    from django.test import RequestFactory
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"not an absolute http(s) URL: {url!r}")
+    request = RequestFactory().generic(
+        "GET",
+        parts.path + (f"?{parts.query}" if parts.query else ""),
+        secure=parts.scheme == "https",
+        HTTP_HOST=parts.netloc,
+    )
+    # build_absolute_uri checks the host against ALLOWED_HOSTS; a host it
+    # refuses could never have had a page cached, and says so (DisallowedHost).
+    return _md5(request.build_absolute_uri())
+
+
+def url_keys(url_or_glob, cache="pages"):
+    """The full keys purge_url would delete, sorted (for a count first)."""
+    cache = _region(cache)
+    if not isinstance(url_or_glob, str) or not url_or_glob:
+        raise ValueError("purge_url needs a URL or a URL glob")
+    doomed = set()
+    if "*" in url_or_glob:
+        match = url_glob(url_or_glob)
+        records = [(k, r) for k, r in _records(cache) if match(r["url"])]
+    else:
+        md5 = url_md5(url_or_glob)
+        records = _records(cache, md5)  # the same MD5: the same URL
+        for glob in _hash_globs(cache, md5):
+            doomed.update(e["key"] for e in _all(cache, glob))
+    for name, rec in records:
+        doomed.update((name, rec["page_key"], rec["header_key"]))
+    return sorted(doomed)
+
+
+def purge_url(url_or_glob, cache="pages"):
+    """Delete the cached pages of an exact URL or of an anchored URL glob
+    ('https://shop.example/articles/*'): every variant (Vary headers,
+    languages, time zones, GET and HEAD), its header-list entry and the URL
+    records. Returns the number of keys deleted (0: nothing matched).
+
+    An exact URL is purged by Django's MD5 of it as well, so its pages go even
+    if they were cached without recording; a glob needs the records."""
+    cache = _region(cache)
+    doomed = url_keys(url_or_glob, cache)
+    return cache.delete_raw(doomed) if doomed else 0
