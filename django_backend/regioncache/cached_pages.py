@@ -32,8 +32,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core.cache import caches
 from django.middleware.cache import CacheMiddleware, UpdateCacheMiddleware
-from django.utils import timezone, translation
-from django.utils.cache import _generate_cache_header_key, get_cache_key, get_max_age
+from django.utils.cache import _generate_cache_header_key, _generate_cache_key, get_max_age
 from django.utils.decorators import decorator_from_middleware_with_args
 
 RECORD_NS = "regioncache.page-url."
@@ -45,31 +44,45 @@ def _md5(text):
     return hashlib.md5(text.encode("ascii"), usedforsecurity=False).hexdigest()
 
 
-def _record_page(cache, request, response, key_prefix, timeout):
-    """Store the record of the page Django just cached for this request."""
-    if not timeout or response.status_code != 200:
-        return
-    # The keys as Django made them: its header key, and the page key from the
-    # header list it has just stored (get_cache_key reads it back).
+def _record_page(cache, request, key_prefix, timeout):
+    """Store the record of the page Django cached for this request, if it
+    did. The keys are Django's, made by its own functions once each: the
+    header key, and the page key from the header list Django stored under
+    it (what get_cache_key does)."""
     header_key = _generate_cache_header_key(key_prefix, request)
-    page_key = get_cache_key(request, key_prefix, request.method, cache=cache)
-    if page_key is None:
+    headerlist = cache.get(header_key)
+    if headerlist is None:
         return
-    headerlist = cache.get(header_key) or []
+    page_key = _generate_cache_key(request, request.method, headerlist, key_prefix)
+    full_page_key = cache.make_key(page_key)
+    if not cache.has_key(page_key):  # Django did not cache this response
+        return
+    # The URL's MD5, the language and the time zone as Django put them in
+    # the header key (views.decorators.cache.cache_header.PREFIX.MD5[.LANG][.TZ]),
+    # read back rather than asked again.
+    url_hash, _, suffix = header_key[len(HEADER_NS) + len(key_prefix) + 1:].partition(".")
+    language = time_zone = None
+    if settings.USE_I18N and settings.USE_TZ:
+        language, _, time_zone = suffix.partition(".")
+    elif settings.USE_I18N:
+        language = suffix
+    elif settings.USE_TZ:
+        time_zone = suffix
     url = request.build_absolute_uri()
+    now = time.time()
     record = {
         "url": url,
         "method": request.method,
         "vary": {h: request.META.get(h) for h in headerlist},
-        "language": translation.get_language() if settings.USE_I18N else None,
-        "time_zone": timezone.get_current_timezone_name() if settings.USE_TZ else None,
-        "page_key": cache.make_key(page_key),
+        "language": language,
+        "time_zone": time_zone,
+        "page_key": full_page_key,
         "header_key": cache.make_key(header_key),
         "headers": list(headerlist),
-        "stored": time.time(),
-        "expires": time.time() + timeout,
+        "stored": now,
+        "expires": now + timeout,
     }
-    name = f"{RECORD_NS}{_md5(url)}.{hashlib.md5(page_key.encode(), usedforsecurity=False).hexdigest()}"
+    name = f"{RECORD_NS}{url_hash}.{hashlib.md5(page_key.encode(), usedforsecurity=False).hexdigest()}"
     cache.set(name, json.dumps(record, separators=(",", ":")), timeout)
 
 
@@ -85,14 +98,16 @@ class _Recording:
         timeout = self.page_timeout
         if timeout is None:  # Django used max-age, which it has just set
             timeout = get_max_age(response)
+        if not timeout:
+            return response
         cache, prefix = self.cache, self.key_prefix
         if getattr(response, "is_rendered", True) is False:
             # A TemplateResponse: Django stores it after rendering, so do we.
             response.add_post_render_callback(
-                lambda r: _record_page(cache, request, r, prefix, timeout)
+                lambda r: _record_page(cache, request, prefix, timeout)
             )
-        elif cache.has_key(get_cache_key(request, prefix, request.method, cache=cache) or ""):
-            _record_page(cache, request, response, prefix, timeout)
+        else:
+            _record_page(cache, request, prefix, timeout)
         return response
 
 
