@@ -121,6 +121,23 @@ def test_decorator_records_every_variant_with_djangos_keys(region):
         assert abs(entries[name]["expires"] - entries[rec["page_key"]]["expires"]) < 2
 
 
+TEMPLATES = override_settings(TEMPLATES=[{
+    "BACKEND": "django.template.backends.django.DjangoTemplates",
+    "OPTIONS": {"loaders": [("django.template.loaders.locmem.Loader",
+                             {"page.html": "template page {{ n }}"})]},
+}])
+
+
+def test_a_template_response_is_recorded_after_rendering(region):
+    client = Client()
+    with TEMPLATES:
+        assert client.get("/template/").content == b"template page 1"
+        assert client.get("/template/").content == b"template page 1"
+    (page,) = regioncache.pages(ALIAS)
+    assert page["url"] == f"{SITE}/template/" and len(page["variants"]) == 1
+    assert page["variants"][0]["page_key"] == page_keys(region)[0]
+
+
 def test_cache_middleware_with_gzip_and_i18n_records_and_purges(region):
     client = Client()
     with CACHED_BY_MIDDLEWARE:

@@ -3,8 +3,9 @@
 Django keys a cached page by the MD5 of its absolute URL, so a region alone
 cannot say which URL a page is. Recording is opt-in, two ways with one code:
 
-* ``RecordPagesMiddleware`` in place of Django's UpdateCacheMiddleware (first
-  in MIDDLEWARE; FetchFromCacheMiddleware stays last), for the whole site;
+* ``regioncache.RecordPagesMiddleware`` in place of Django's
+  UpdateCacheMiddleware (first in MIDDLEWARE; FetchFromCacheMiddleware stays
+  last), for the whole site;
 * ``regioncache.cache_page(timeout, cache=..., key_prefix=...)`` in place of
   Django's decorator, for one view.
 
@@ -13,11 +14,12 @@ a record beside it, in the same region, with the page's own timeout, under
 ``regioncache.page-url.<url md5>.<page key md5>`` (a namespace no Django key
 shares). The record is JSON text: the absolute URL, the method, the Vary
 variant (the request's values of Django's header list, the language and the
-time zone) and the full keys of the page and of its header list, exactly as
-Django computed them (``django.utils.cache.get_cache_key``). A cache hit does
-nothing more than Django does (it returns before any of this).
+time zone) and the full keys of the page and of its header list, made by
+Django's own functions (``_generate_cache_header_key``, ``_generate_cache_key``
+of the header list it stored). A cache hit does nothing more than Django
+does (the step returns before any of this).
 
-``pages()`` lists the recorded pages still cached; ``purge_url()`` deletes
+``regioncache.pages()`` lists the recorded pages still cached; ``regioncache.purge_url()`` deletes
 pages by exact URL or by an anchored glob, every variant with its header
 list and its record; an exact URL is also purged by its MD5 alone, so pages
 cached without recording go too.

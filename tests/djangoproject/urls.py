@@ -11,4 +11,5 @@ urlpatterns = [
     path("recorded/<str:name>/", views.recorded_view),
     path("unrecorded/<str:name>/", views.unrecorded_view),
     path("articles/<int:pk>/", views.article_view),
+    path("template/", views.template_view),
 ]

@@ -56,3 +56,13 @@ def article_view(request, pk):
 
     body = f"article {pk} in {get_language()} rendered {CALLS['article']} times. " * 20
     return HttpResponse(body, content_type="text/plain; charset=utf-8")
+
+
+@regioncache.cache_page(60, cache="url-pages")
+def template_view(request):
+    """A TemplateResponse: Django caches it after rendering (the test gives
+    TEMPLATES with a locmem loader holding "page.html")."""
+    from django.template.response import TemplateResponse
+
+    CALLS["template"] += 1
+    return TemplateResponse(request, "page.html", {"n": CALLS["template"]})
