@@ -226,6 +226,9 @@ def test_a_url_that_matches_nothing_purges_nothing(region):
     assert keys(region) == before
     with pytest.raises(ValueError, match="not an absolute http"):
         regioncache.purge_url("/recorded/a/", cache=ALIAS)
+    with pytest.raises(ValueError, match="'evil.example' is not in ALLOWED_HOSTS"):
+        regioncache.purge_url("http://evil.example/recorded/a/", cache=ALIAS)
+    assert keys(region) == before
 
 
 def test_a_glob_touches_no_other_region_and_no_forged_record(region):
@@ -302,6 +305,12 @@ def test_command_lists_and_purges_pages(region):
     with pytest.raises(CommandError, match="add --yes"):
         run("purge", ALIAS, "--url", f"{SITE}/recorded/*")
     assert "no cached page matches" in run("purge", ALIAS, "--url", f"{SITE}/nope/*", "--yes")
+    assert run("purge", ALIAS, "--url", f"{SITE}/nope/", "--yes") == (
+        f"{ALIAS}: no cached page matches {SITE}/nope/ (neither recorded nor under its MD5); "
+        "nothing removed\n")
+    assert run("pages", ALIAS, "--url", f"{SITE}/nope/*") == f"no recorded page matches {SITE}/nope/*\n"
+    with pytest.raises(CommandError, match="not an absolute http"):
+        run("purge", ALIAS, "--url", "recorded/a/", "--yes")
     out = run("purge", ALIAS, "--url", f"{SITE}/recorded/a/", "--yes")
     assert f"{ALIAS}: removed 6 keys of {SITE}/recorded/a/" in out  # 2 pages, 2 header lists, 2 records
     assert json.loads(run("purge", ALIAS, "--url", f"{SITE}/recorded/*", "--yes", "--json")) == {

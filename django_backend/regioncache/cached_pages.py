@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.cache import caches
+from django.core.exceptions import DisallowedHost
 from django.middleware.cache import CacheMiddleware, UpdateCacheMiddleware
 from django.utils.cache import _generate_cache_header_key, _generate_cache_key, get_max_age
 from django.utils.decorators import decorator_from_middleware_with_args
@@ -84,7 +85,8 @@ def _record_page(cache, request, key_prefix, timeout):
         "stored": now,
         "expires": now + timeout,
     }
-    name = f"{RECORD_NS}{url_hash}.{hashlib.md5(page_key.encode(), usedforsecurity=False).hexdigest()}"
+    page_hash = hashlib.md5(page_key.encode(), usedforsecurity=False).hexdigest()
+    name = f"{RECORD_NS}{url_hash}.{page_hash}"
     cache.set(name, json.dumps(record, separators=(",", ":")), timeout)
 
 
@@ -155,10 +157,11 @@ def _escape(text):
     return re.sub(r"([*?\[\]\\])", r"\\\1", text)
 
 
-def _all(cache, glob):
+def _all(cache, glob, expired=False):
     out, cursor = [], ""
     while True:
-        page, cursor = cache.list_entries(cursor=cursor, glob=glob, limit=1000, include_expired=False)
+        page, cursor = cache.list_entries(cursor=cursor, glob=glob, limit=1000,
+                                          include_expired=expired)
         out.extend(page)
         if not cursor:
             return out
@@ -215,7 +218,8 @@ def pages(cache="pages", url=None):
             (rec["url"], rec["method"]),
             {"url": rec["url"], "method": rec["method"], "variants": [], "header_keys": []},
         )
-        page["variants"].append({k: rec.get(k) for k in ("vary", "language", "time_zone", "page_key", "expires")})
+        fields = ("vary", "language", "time_zone", "page_key", "expires")
+        page["variants"].append({k: rec.get(k) for k in fields})
         if rec["header_key"] not in page["header_keys"]:
             page["header_keys"].append(rec["header_key"])
     out = sorted(grouped.values(), key=lambda p: (p["url"], p["method"]))
@@ -251,9 +255,12 @@ def url_md5(url):
         secure=parts.scheme == "https",
         HTTP_HOST=parts.netloc,
     )
-    # build_absolute_uri checks the host against ALLOWED_HOSTS; a host it
-    # refuses could never have had a page cached, and says so (DisallowedHost).
-    return _md5(request.build_absolute_uri())
+    try:
+        return _md5(request.build_absolute_uri())
+    except DisallowedHost:  # Django answers no request for it: nothing cached
+        raise ValueError(
+            f"{parts.netloc!r} is not in ALLOWED_HOSTS: Django caches no page of {url}"
+        ) from None
 
 
 def url_keys(url_or_glob, cache="pages"):
@@ -269,7 +276,7 @@ def url_keys(url_or_glob, cache="pages"):
         md5 = url_md5(url_or_glob)
         records = _records(cache, md5)  # the same MD5: the same URL
         for glob in _hash_globs(cache, md5):
-            doomed.update(e["key"] for e in _all(cache, glob))
+            doomed.update(e["key"] for e in _all(cache, glob, expired=True))
     for name, rec in records:
         doomed.update((name, rec["page_key"], rec["header_key"]))
     return sorted(doomed)

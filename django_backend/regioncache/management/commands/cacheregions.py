@@ -210,9 +210,13 @@ class Command(BaseCommand):
             n = len(p["variants"])
             self.stdout.write(f"{p['method']:<5} {n:>3} variant{'s' if n != 1 else ' '}  "
                               f"expires {_when(p['expires'])}  {p['url']}")
-        self.stdout.write(f"{len(found)} page{'s' if len(found) != 1 else ''}"
-                          + ("" if found else " recorded (pages are recorded by "
-                             "regioncache.RecordPagesMiddleware or regioncache.cache_page)"))
+        if found:
+            self.stdout.write(f"{len(found)} page{'s' if len(found) != 1 else ''}")
+        elif url:
+            self.stdout.write(f"no recorded page matches {url}")
+        else:
+            self.stdout.write("0 pages recorded (pages are recorded by "
+                              "regioncache.RecordPagesMiddleware or regioncache.cache_page)")
 
     def purge_url(self, alias, cache, opts, as_json):
         url = opts["url"]
@@ -234,11 +238,9 @@ class Command(BaseCommand):
 
     @staticmethod
     def _url_call(fn, *args, **kwargs):
-        from django.core.exceptions import DisallowedHost
-
         try:
             return fn(*args, **kwargs)
-        except (ValueError, DisallowedHost) as e:  # not a URL, a host Django refuses
+        except ValueError as e:  # not an absolute URL, a host Django refuses
             raise CommandError(_one_line(e)) from None
 
     def _done(self, alias, n, what, as_json):
