@@ -120,6 +120,10 @@ def test_decorator_records_every_variant_with_djangos_keys(region):
         rec = json.loads(region.get(name[len(":1:"):]))
         assert abs(entries[name]["expires"] - entries[rec["page_key"]]["expires"]) < 2
 
+    # a page gone (evicted, deleted) is not listed though its record stays
+    region.delete_raw([head["variants"][0]["page_key"]])
+    assert [p["method"] for p in regioncache.pages(ALIAS)] == ["GET"]
+
 
 TEMPLATES = override_settings(TEMPLATES=[{
     "BACKEND": "django.template.backends.django.DjangoTemplates",
@@ -320,3 +324,9 @@ def test_command_lists_and_purges_pages(region):
     assert "entries" in run("keys", ALIAS)
     with pytest.raises(CommandError, match="one of the arguments"):
         run("purge", ALIAS)
+
+
+def test_a_key_function_that_does_not_end_with_the_key_is_refused(regions):
+    cache = regions.new(KEY_FUNCTION=lambda key, prefix, version: f"{key}@{prefix}:{version}")
+    with pytest.raises(ValueError, match="KEY_FUNCTION that ends the full key with the key"):
+        regioncache.pages(cache)
