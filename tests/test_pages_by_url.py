@@ -120,6 +120,14 @@ def test_decorator_records_every_variant_with_djangos_keys(region):
         rec = json.loads(region.get(name[len(":1:"):]))
         assert abs(entries[name]["expires"] - entries[rec["page_key"]]["expires"]) < 2
 
+    # a hit writes nothing: the records are the ones the misses stored
+    stored = {n: json.loads(region.get(n[len(":1:"):]))["stored"] for n in record_keys(region)}
+    with I18N:
+        assert Client().get("/recorded/a/").content == b"recorded a 1"
+    assert views.CALLS["recorded"] == 4
+    assert {n: json.loads(region.get(n[len(":1:"):]))["stored"]
+            for n in record_keys(region)} == stored
+
     # a page gone (evicted, deleted) is not listed though its record stays
     region.delete_raw([head["variants"][0]["page_key"]])
     assert [p["method"] for p in regioncache.pages(ALIAS)] == ["GET"]
