@@ -13,8 +13,8 @@ Both are Django's own classes with one step added after Django stored a page:
 a record beside it, in the same region, with the page's own timeout, under
 ``regioncache.page-url.<url md5>.<page key md5>`` (a namespace no Django key
 shares). The record is JSON text: the absolute URL, the method, the Vary
-variant (the request's values of Django's header list, the language and the
-time zone) and the full keys of the page and of its header list, made by
+variant (the request's values of Django's header list, cookies by name only
+and credentials by scheme only, the language and the time zone) and the full keys of the page and of its header list, made by
 Django's own functions (``_generate_cache_header_key``, ``_generate_cache_key``
 of the header list it stored). A cache hit does nothing more than Django
 does (the step returns before any of this).
@@ -47,6 +47,20 @@ def _md5(text):
     return hashlib.md5(text.encode("ascii"), usedforsecurity=False).hexdigest()
 
 
+def _shown(header, value):
+    """A request header's value as the record keeps it: cookies by name
+    and credentials by scheme only (a record is readable by whoever reads
+    the region: the app, the command), anything else as sent, cut at 200."""
+    if value is None:
+        return None
+    if header == "HTTP_COOKIE":
+        names = (part.split("=", 1)[0].strip() for part in value.split(";"))
+        return "; ".join(f"{n}=…" for n in names if n)
+    if header in ("HTTP_AUTHORIZATION", "HTTP_PROXY_AUTHORIZATION"):
+        return value.split(" ", 1)[0] + " …" if value else value
+    return value[:200]
+
+
 def _record_page(cache, request, key_prefix, timeout):
     """Store the record of the page Django cached for this request, if it
     did. The keys are Django's, made by its own functions once each: the
@@ -76,7 +90,7 @@ def _record_page(cache, request, key_prefix, timeout):
     record = {
         "url": url,
         "method": request.method,
-        "vary": {h: request.META.get(h) for h in headerlist},
+        "vary": {h: _shown(h, request.META.get(h)) for h in headerlist},
         "language": language,
         "time_zone": time_zone,
         "page_key": full_page_key,
