@@ -53,7 +53,11 @@ __all__ = [
     "MemcachedCache",
     "RegionError",
     "SharedMemoryCache",
+    "RecordPagesMiddleware",
     "ValueTooLargeError",
+    "cache_page",
+    "pages",
+    "purge_url",
     "region",
     "remove_shm_region",
     "shm_regions",
@@ -86,6 +90,12 @@ def __getattr__(name):
         from regioncache.backends import MemcachedCache
 
         return MemcachedCache
+    if name in ("RecordPagesMiddleware", "cache_page", "pages", "purge_url"):
+        # Pages by URL (README); the module is cached_pages, so that the
+        # name regioncache.pages stays the function.
+        from regioncache import cached_pages
+
+        return getattr(cached_pages, name)
     if name == "region":
         from regioncache.decorators import region
 

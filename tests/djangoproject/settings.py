@@ -20,11 +20,11 @@ DEBUG = False
 ALLOWED_HOSTS = ["testserver", "localhost", "127.0.0.1"]
 USE_TZ = True
 
-INSTALLED_APPS = ["regioncache"]
+INSTALLED_APPS = ["regioncache", "djangoproject"]  # djangoproject: one model (models.py)
 MIDDLEWARE = []
 ROOT_URLCONF = "djangoproject.urls"
 
-# No models, so no migrations: the database only has to open.
+# One model without migrations (a test creates its table): the database only has to open.
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",

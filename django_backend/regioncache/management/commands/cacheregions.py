@@ -2,7 +2,8 @@
 
     manage.py cacheregions                              every region: store, location, stats
     manage.py cacheregions keys ALIAS [--pattern P] [--limit N]
-    manage.py cacheregions purge ALIAS (--pattern P | --expired | --all) [--yes]
+    manage.py cacheregions purge ALIAS (--pattern P | --expired | --all | --url U) [--yes]
+    manage.py cacheregions pages ALIAS [--url GLOB]      cached pages by URL (recorded ones)
     ... --json                                          machine-readable output
 """
 
@@ -15,7 +16,7 @@ from django.conf import settings
 from django.core.cache import caches
 from django.core.management.base import BaseCommand, CommandError
 
-from regioncache import _native
+from regioncache import _native, cached_pages
 
 
 def _region(alias):
@@ -80,8 +81,14 @@ class Command(BaseCommand):
         what.add_argument("--pattern", help="delete keys matching this glob")
         what.add_argument("--expired", action="store_true", help="delete expired entries")
         what.add_argument("--all", action="store_true", help="delete every entry")
+        what.add_argument("--url", help="delete the cached pages of this absolute URL, or of "
+                          "a URL glob ('*' any run of characters, anchored)")
         purge.add_argument("--yes", action="store_true", help="do not ask for confirmation")
         purge.add_argument("--json", action="store_true", dest="json_sub")
+        pages = sub.add_parser("pages", help="list a region's cached pages by URL")
+        pages.add_argument("alias")
+        pages.add_argument("--url", default=None, help="an absolute URL or a URL glob")
+        pages.add_argument("--json", action="store_true", dest="json_sub")
 
     def handle(self, *args, **opts):
         as_json = opts["json"] or opts.get("json_sub", False)
@@ -92,6 +99,9 @@ class Command(BaseCommand):
         if action == "purge":
             with _failures("purge", opts["alias"]):
                 return self.purge(opts, as_json)
+        if action == "pages":
+            with _failures("pages", opts["alias"]):
+                return self.pages(opts["alias"], opts["url"], as_json)
         return self.overview(as_json)
 
     def overview(self, as_json):
@@ -156,16 +166,14 @@ class Command(BaseCommand):
         if opts["expired"]:
             n = cache.purge_expired()
             return self._done(alias, n, "expired entries", as_json)
+        if opts["url"]:
+            return self.purge_url(alias, cache, opts, as_json)
         if opts["all"]:
             what, pattern = "every entry", ""
         else:
             what, pattern = f"entries matching {opts['pattern']!r}", opts["pattern"]
         if not opts["yes"]:
-            if not sys.stdin.isatty():
-                raise CommandError("refusing to purge without confirmation: add --yes")
-            answer = input(f"Delete {what} of region {alias!r}? [y/N] ")
-            if answer.strip().lower() not in ("y", "yes"):
-                raise CommandError("purge cancelled")
+            self._confirm(f"Delete {what} of region {alias!r}?")
         if opts["all"]:
             cache.clear()
             return self._done(alias, None, what, as_json)
@@ -184,6 +192,56 @@ class Command(BaseCommand):
         if show:
             sys.stderr.write("\n")
         return self._done(alias, removed, what, as_json)
+
+    @staticmethod
+    def _confirm(question):
+        if not sys.stdin.isatty():
+            raise CommandError("refusing to purge without confirmation: add --yes")
+        if input(f"{question} [y/N] ").strip().lower() not in ("y", "yes"):
+            raise CommandError("purge cancelled")
+
+    def pages(self, alias, url, as_json):
+        cache = _region(alias)
+        found = self._url_call(cached_pages.pages, cache, url=url)
+        if as_json:
+            self.stdout.write(json.dumps({"alias": alias, "pages": found}, indent=2))
+            return
+        for p in found:
+            n = len(p["variants"])
+            self.stdout.write(f"{p['method']:<5} {n:>3} variant{'s' if n != 1 else ' '}  "
+                              f"expires {_when(p['expires'])}  {p['url']}")
+        if found:
+            self.stdout.write(f"{len(found)} page{'s' if len(found) != 1 else ''}")
+        elif url:
+            self.stdout.write(f"no recorded page matches {url}")
+        else:
+            self.stdout.write("0 pages recorded (pages are recorded by "
+                              "regioncache.RecordPagesMiddleware or regioncache.cache_page)")
+
+    def purge_url(self, alias, cache, opts, as_json):
+        url = opts["url"]
+        doomed = self._url_call(cached_pages.url_keys, url, cache)
+        if not doomed:
+            if as_json:
+                return self._done(alias, 0, "", True)
+            how = "" if "*" in url else " (neither recorded nor under its MD5)"
+            self.stdout.write(f"{alias}: no cached page matches {url}{how}; nothing removed")
+            return
+        n_pages = sum(cached_pages.PAGE_NS in k for k in doomed)
+        if not opts["yes"]:
+            self._confirm(f"Delete {n_pages} cached page variants of {url} "
+                          f"({len(doomed)} keys with header lists and records) in region {alias!r}?")
+        removed = cache.delete_raw(doomed)
+        if as_json:
+            return self._done(alias, removed, "", True)
+        self.stdout.write(f"{alias}: removed {removed} keys of {url} ({n_pages} page variants)")
+
+    @staticmethod
+    def _url_call(fn, *args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except ValueError as e:  # not an absolute URL, a host Django refuses
+            raise CommandError(_one_line(e)) from None
 
     def _done(self, alias, n, what, as_json):
         if as_json:
