@@ -31,6 +31,10 @@ for path in ["/", "/users/7/", "/users/7/", "/files/report-1.txt", "/files/logo-
         out["png"] = r.content[:8].hex()
 out["stats"] = json.loads(c.get("/stats/").content)
 out["kinds"] = {a: caches[a].store_kind for a in ("functions", "files", "pages")}
+import regioncache
+out["page_urls"] = [p["url"] for p in regioncache.pages(cache="pages")]
+out["purged"] = regioncache.purge_url("http://testserver/users/*", cache="pages")
+out["left_urls"] = [p["url"] for p in regioncache.pages(cache="pages")]
 for a in ("functions", "files", "pages"):
     caches[a].clear()
 print(json.dumps(out))
@@ -64,3 +68,7 @@ def test_demo_site_fills_its_three_regions(tmp_path):
     assert s["files"]["entries"] == 2      # the two imports
     assert s["files"]["hits"] >= 1         # the second logo-2.png
     assert s["pages"]["entries"] >= 2      # cache_page: pages and their header keys
+    # regioncache.cache_page records each page's URL: found and purged by it.
+    assert out["page_urls"] == ["http://testserver/", "http://testserver/users/7/"]
+    assert out["purged"] >= 2              # the page and its header list (and the record)
+    assert out["left_urls"] == ["http://testserver/"]

@@ -6,9 +6,7 @@ import zlib
 
 from django.core.cache import caches
 from django.http import Http404, HttpResponse, JsonResponse
-from django.views.decorators.cache import cache_page
-
-from regioncache import region
+from regioncache import cache_page, region
 
 
 @region("functions")
@@ -60,6 +58,9 @@ def imported_file(request, name):
     return HttpResponse(body, content_type=content_type)
 
 
+# regioncache.cache_page is Django's decorator plus a record of each cached
+# page's URL in the same region: the app, `manage.py cacheregions pages` and
+# regioncache.purge_url() find pages by URL.
 @cache_page(60, cache="pages")
 def index(request):
     return HttpResponse(
