@@ -91,6 +91,10 @@ void AppTest::kinds() {
 
 void AppTest::initTestCase() {
   QStandardPaths::setTestModeEnabled(true);  // QSettings in a test location
+  // ... of this run alone: two runs at once (two checkouts, ctest -j) would
+  // otherwise share one settings file and see each other's recent sources.
+  static QTemporaryDir settings_dir;
+  QSettings::setPath(QSettings::NativeFormat, QSettings::UserScope, settings_dir.path());
   QApplication::setOrganizationName("regioncache-tests");
   QApplication::setApplicationName("regioncache-gui-test");
   QSettings().clear();
