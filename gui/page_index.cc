@@ -329,6 +329,7 @@ PagesPanel::PagesPanel(WriteGate* gate, QWidget* parent) : QWidget(parent), gate
   });
   connect(&load_watcher_, &QFutureWatcher<Loaded>::finished, this, &PagesPanel::onLoaded);
   connect(&count_watcher_, &QFutureWatcher<Counted>::finished, this, [this] {
+    counting_ = false;
     const Counted c = count_watcher_.result();
     if (!c.status.ok()) return showError(region_ ? StatusText(*region_, c.status) : QString());
     if (c.keys.empty())
@@ -344,6 +345,7 @@ PagesPanel::PagesPanel(WriteGate* gate, QWidget* parent) : QWidget(parent), gate
             .arg(purging_);
     if (!confirm_("Purge cached pages", text)) return showMessage("Purge cancelled");
     purge_->setEnabled(false);
+    deleting_ = true;
     purge_watcher_.setFuture(QtConcurrent::run([gate = gate_, region = region_, keys = c.keys] {
       Counted r;
       r.status = gate->deleteKeys(*region, keys, &r.deleted);
@@ -351,6 +353,7 @@ PagesPanel::PagesPanel(WriteGate* gate, QWidget* parent) : QWidget(parent), gate
     }));
   });
   connect(&purge_watcher_, &QFutureWatcher<Counted>::finished, this, [this] {
+    deleting_ = false;
     purge_->setEnabled(!gate_->readOnly());
     const Counted r = purge_watcher_.result();
     if (!r.status.ok()) showError(StatusText(*region_, r.status));
@@ -367,8 +370,7 @@ PagesPanel::~PagesPanel() {
 }
 
 bool PagesPanel::busy() const {
-  return load_watcher_.isRunning() || count_watcher_.isRunning() || purge_watcher_.isRunning() ||
-         reload_again_;
+  return loading_ || counting_ || deleting_;
 }
 
 QString PagesPanel::noteText() const { return note_->text(); }
@@ -392,10 +394,11 @@ void PagesPanel::reload() {
     note_->setText("no region selected");
     return;
   }
-  if (load_watcher_.isRunning()) {
+  if (loading_) {
     reload_again_ = true;  // the region or its keys changed while reading
     return;
   }
+  loading_ = true;
   note_->setText(QString::fromUtf8("reading the page records of %1…").arg(region_->spec().name));
   load_watcher_.setFuture(QtConcurrent::run([region = region_] {
     Loaded l;
@@ -405,6 +408,7 @@ void PagesPanel::reload() {
 }
 
 void PagesPanel::onLoaded() {
+  loading_ = false;
   if (reload_again_) {
     reload_again_ = false;
     reload();
@@ -432,10 +436,12 @@ void PagesPanel::onLoaded() {
 }
 
 void PagesPanel::purgeUrl(const QString& url_or_glob) {
-  if (!region_ || busy()) return;
+  if (!region_) return showError("Purge needs a region");
+  if (counting_ || deleting_) return showError("A purge is running: wait for it to end");
   if (url_or_glob.isEmpty()) return showError("Purge needs a URL or a URL glob");
   error_->hide();
   purging_ = url_or_glob;
+  counting_ = true;
   count_watcher_.setFuture(QtConcurrent::run([region = region_, url_or_glob] {
     Counted c;
     PageIndex index;  // read again: what is there now is what gets purged

@@ -161,6 +161,9 @@ class PagesPanel : public QWidget {
   QFutureWatcher<Counted> count_watcher_;
   QFutureWatcher<Counted> purge_watcher_;
   bool reload_again_ = false;
+  // Set when a worker starts, cleared when its result is handled on the UI
+  // thread (a watcher stops running before its finished() is delivered).
+  bool loading_ = false, counting_ = false, deleting_ = false;
   QString purging_;  // the URL or glob being purged
   QString last_message_, last_error_;
 };
