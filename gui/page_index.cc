@@ -181,7 +181,7 @@ Status ReadPageIndex(Region& region, PageIndex* out) {
       skip(key, why);
       continue;
     }
-    if (cached.count(r.page_key)) out->pages.push_back(std::move(r));
+    (cached.count(r.page_key) ? out->pages : out->stale).push_back(std::move(r));
   }
   std::sort(out->pages.begin(), out->pages.end(), [](const PageRecord& a, const PageRecord& b) {
     return std::tie(a.url, a.method, a.page_key) < std::tie(b.url, b.method, b.page_key);
@@ -195,12 +195,16 @@ Status UrlPurgeKeys(Region& region, const PageIndex& index, const QString& url_o
   const std::string pattern = url_or_glob.toStdString();
   const bool glob = url_or_glob.contains('*');
   std::unordered_set<std::string> doomed;
-  for (const PageRecord& r : index.pages) {
-    const std::string url = r.url.toStdString();
-    if (glob ? !UrlGlobMatches(pattern, url) : url != pattern) continue;
-    doomed.insert(r.record_key);
-    doomed.insert(r.page_key);
-    doomed.insert(r.header_key);
+  // As cached_pages.url_keys: every trusted record of a matching URL, with
+  // the page and header list it names, whether or not the page is still there.
+  for (const auto* records : {&index.pages, &index.stale}) {
+    for (const PageRecord& r : *records) {
+      const std::string url = r.url.toStdString();
+      if (glob ? !UrlGlobMatches(pattern, url) : url != pattern) continue;
+      doomed.insert(r.record_key);
+      doomed.insert(r.page_key);
+      doomed.insert(r.header_key);
+    }
   }
   if (!glob) {
     // Django's MD5 of the URL as given (what build_absolute_uri() returns

@@ -63,6 +63,7 @@ bool UrlGlobMatches(std::string_view pattern, std::string_view url);
 
 struct PageIndex {
   std::vector<PageRecord> pages;  // live records whose page is still cached, by URL
+  std::vector<PageRecord> stale;  // live records whose page is gone (a purge takes them too)
   int skipped = 0;                // records that were unreadable or untrusted
   QStringList notes;              // why, one line per skipped record (first 20)
 };

@@ -44,10 +44,15 @@ class PagesByUrlTest : public QObject {
     const auto all = AllKinds();
     for (int i = 0; i < all.size(); ++i) QTest::newRow(qPrintable(all[i].kind)) << i;
   }
-  // A fresh region of that kind filled by kFill; its region and Python's answers.
-  bool fill(int kind, RegionPtr* region, QJsonObject* py);
-  // A key browser on region, its pages read.
-  void open(KeyBrowser* b, const RegionPtr& region);
+  // A fresh region of a kind filled by kFill, Python's answers, and a key
+  // browser on it with its keys and pages read.
+  struct Filled {
+    RegionPtr region;
+    QJsonObject py;
+    WriteGate gate;
+    std::unique_ptr<KeyBrowser> browser;
+  };
+  bool fill(int kind, Filled* f);
   bool has(const RegionPtr& region, const std::string& key);
 
   QList<QPair<int, QJsonObject>> made_;
@@ -118,7 +123,7 @@ std::set<std::string> Strings(const QJsonArray& a) {
 
 }  // namespace
 
-bool PagesByUrlTest::fill(int kind, RegionPtr* region, QJsonObject* py) {
+bool PagesByUrlTest::fill(int kind, Filled* f) {
   const KindUnderTest k = AllKinds()[kind];
   const QJsonObject conf = k.django_conf(UniqueName("pages"));
   made_.push_back({kind, conf});
@@ -129,16 +134,14 @@ bool PagesByUrlTest::fill(int kind, RegionPtr* region, QJsonObject* py) {
     qWarning("%s", qPrintable(error));
     return false;
   }
-  *py = QJsonDocument::fromJson(out).object();
-  *region = std::make_shared<Region>(SpecFromConf("pages", k.kind, conf));
-  return py->contains("glob");
-}
-
-void PagesByUrlTest::open(KeyBrowser* b, const RegionPtr& region) {
+  f->py = QJsonDocument::fromJson(out).object();
+  f->region = std::make_shared<Region>(SpecFromConf("pages", k.kind, conf));
+  if (!f->py.contains("glob")) return false;
+  KeyBrowser* b = (f->browser = std::make_unique<KeyBrowser>(&f->gate)).get();
   b->resize(1000, 700);
   b->show();
-  b->setRegion(region);
-  QVERIFY(WaitUntil([&] { return !b->pages()->busy() && !b->loader()->running(); }, 30000));
+  b->setRegion(f->region);
+  return WaitUntil([&] { return !b->pages()->busy() && !b->loader()->running(); }, 30000);
 }
 
 bool PagesByUrlTest::has(const RegionPtr& region, const std::string& key) {
@@ -204,16 +207,13 @@ void PagesByUrlTest::recordsAreParsedAndCheckedNeverTrusted() {
 
 void PagesByUrlTest::listsPagesByUrlAndShowsUrlStatusAndBody() {
   QFETCH(int, kind);
-  RegionPtr region;
-  QJsonObject py;
-  QVERIFY(fill(kind, &region, &py));
-  WriteGate gate;
-  KeyBrowser b(&gate);
-  open(&b, region);
+  Filled f;
+  QVERIFY(fill(kind, &f));
+  KeyBrowser& b = *f.browser;
   PagesModel* m = b.pages()->model();
   // What Python's regioncache.pages() lists, variant by variant.
   QMap<QString, int> expected, shown;
-  for (const QJsonValue& p : py["pages"].toArray())
+  for (const QJsonValue& p : f.py["pages"].toArray())
     expected[p[0].toString() + " " + p[1].toString()] = p[2].toInt();
   for (int row = 0; row < m->rowCount(); ++row) ++shown[m->record(row)->url + " " + m->record(row)->method];
   QCOMPARE(shown, expected);
@@ -265,56 +265,50 @@ void PagesByUrlTest::listsPagesByUrlAndShowsUrlStatusAndBody() {
 
 void PagesByUrlTest::purgeByGlobLeavesTheOtherPages() {
   QFETCH(int, kind);
-  RegionPtr region;
-  QJsonObject py;
-  QVERIFY(fill(kind, &region, &py));
-  const std::set<std::string> doomed = Strings(py["glob"].toArray());
-  const std::set<std::string> about = Strings(py["about"].toArray());
+  Filled f;
+  QVERIFY(fill(kind, &f));
+  KeyBrowser& b = *f.browser;
+  const std::set<std::string> doomed = Strings(f.py["glob"].toArray());
+  const std::set<std::string> about = Strings(f.py["about"].toArray());
   // Article 1 (GET en desk, fr desk, en phone: header lists en and fr) and
   // article 2 (HEAD and GET: one header list): 5 pages, 3 header lists, 5
   // records; about: page, header list, record.
   QCOMPARE(doomed.size(), size_t(13));
   QCOMPARE(about.size(), size_t(3));
-  for (const std::string& k : doomed) QVERIFY2(has(region, k), k.c_str());
+  for (const std::string& k : doomed) QVERIFY2(has(f.region, k), k.c_str());
 
   // The app's keys for the glob are Python's.
   PageIndex index;
-  QVERIFY(ReadPageIndex(*region, &index).ok());
+  QVERIFY(ReadPageIndex(*f.region, &index).ok());
   std::vector<std::string> keys;
-  QVERIFY(UrlPurgeKeys(*region, index, "http://testserver/articles/*", &keys).ok());
+  QVERIFY(UrlPurgeKeys(*f.region, index, "http://testserver/articles/*", &keys).ok());
   QCOMPARE(std::set<std::string>(keys.begin(), keys.end()), doomed);
 
-  WriteGate gate;
-  KeyBrowser b(&gate);
   QString asked;
   b.setConfirmer([&](const QString&, const QString& text) {
     asked = text;
     return true;
   });
-  open(&b, region);
   b.pages()->urlField()->setText("http://testserver/articles/*");
   QTest::keyClick(b.pages()->urlField(), Qt::Key_Return);
   QVERIFY(WaitUntil([&] { return !b.pages()->busy() && !b.loader()->running(); }, 30000));
   QVERIFY2(asked.startsWith("Purge 13 keys of pages (pages and their header lists: 8, URL records: 5)"),
            qPrintable(asked));
   QVERIFY2(b.pages()->lastMessage().startsWith("Purged 13 keys of pages"), qPrintable(b.pages()->lastMessage()));
-  for (const std::string& k : doomed) QVERIFY2(!has(region, k), k.c_str());
-  for (const std::string& k : about) QVERIFY2(has(region, k), k.c_str());
-  QVERIFY(has(region, py["precious"].toString().toStdString()));  // the forged record named it
+  for (const std::string& k : doomed) QVERIFY2(!has(f.region, k), k.c_str());
+  for (const std::string& k : about) QVERIFY2(has(f.region, k), k.c_str());
+  QVERIFY(has(f.region, f.py["precious"].toString().toStdString()));  // the forged record named it
   PagesModel* m = b.pages()->model();
   QCOMPARE(m->rowCount(), 1);
   QCOMPARE(m->record(0)->url, QString("http://testserver/about/"));
 }
 
 void PagesByUrlTest::exactUrlIsPurgedAndNoMatchSaysSo() {
-  RegionPtr region;
-  QJsonObject py;
-  QVERIFY(fill(0, &region, &py));
-  WriteGate gate;
-  KeyBrowser b(&gate);
+  Filled f;
+  QVERIFY(fill(0, &f));
+  KeyBrowser& b = *f.browser;
   int asked = 0;
   b.setConfirmer([&](const QString&, const QString&) { return ++asked, true; });
-  open(&b, region);
   b.pages()->purgeUrl("http://testserver/nothing/*");
   QVERIFY(WaitUntil([&] { return !b.pages()->busy(); }, 30000));
   QCOMPARE(b.pages()->lastMessage(), QString("No cached page matches http://testserver/nothing/*: nothing purged"));
@@ -326,24 +320,21 @@ void PagesByUrlTest::exactUrlIsPurgedAndNoMatchSaysSo() {
   b.pages()->purgeUrl("http://testserver/about/");
   QVERIFY(WaitUntil([&] { return !b.pages()->busy() && !b.loader()->running(); }, 30000));
   QCOMPARE(asked, 1);
-  for (const QJsonValue& k : py["about"].toArray()) QVERIFY(!has(region, k.toString().toStdString()));
+  for (const QJsonValue& k : f.py["about"].toArray()) QVERIFY(!has(f.region, k.toString().toStdString()));
   QCOMPARE(b.pages()->model()->rowCount(), 5);  // the articles' variants
 }
 
 void PagesByUrlTest::readOnlyRefusesThePurge() {
-  RegionPtr region;
-  QJsonObject py;
-  QVERIFY(fill(0, &region, &py));
-  WriteGate gate;
-  KeyBrowser b(&gate);
+  Filled f;
+  QVERIFY(fill(0, &f));
+  KeyBrowser& b = *f.browser;
   b.setConfirmer([](const QString&, const QString&) { return true; });
-  open(&b, region);
   b.setReadOnly(true);
   b.pages()->purgeUrl("http://testserver/articles/*");
   QVERIFY(WaitUntil([&] { return !b.pages()->busy(); }, 30000));
   QVERIFY2(b.pages()->lastError().contains("refused: the app is in read-only mode"),
            qPrintable(b.pages()->lastError()));
-  for (const QJsonValue& k : py["glob"].toArray()) QVERIFY(has(region, k.toString().toStdString()));
+  for (const QJsonValue& k : f.py["glob"].toArray()) QVERIFY(has(f.region, k.toString().toStdString()));
 }
 
 QTEST_MAIN(PagesByUrlTest)
