@@ -222,9 +222,6 @@ Status UrlPurgeKeys(Region& region, const PageIndex& index, const QString& url_o
       const regioncache::DjangoKey k = regioncache::ClassifyDjangoKey(key);
       if ((k.kind == DjangoKeyKind::kPage || k.kind == DjangoKeyKind::kPageHeaders) && k.url_hash == md5)
         doomed.insert(std::move(key));
-      else if (key.find(kRecordNamespace) != std::string::npos &&
-               key.find(std::string(kRecordNamespace) + md5 + ".") != std::string::npos)
-        doomed.insert(std::move(key));  // a record of that URL whose page is gone
     }
   }
   keys->assign(doomed.begin(), doomed.end());
@@ -335,13 +332,14 @@ PagesPanel::PagesPanel(WriteGate* gate, QWidget* parent) : QWidget(parent), gate
   connect(&count_watcher_, &QFutureWatcher<Counted>::finished, this, [this] {
     counting_ = false;
     const Counted c = count_watcher_.result();
-    if (!c.status.ok()) return showError(region_ ? StatusText(*region_, c.status) : QString());
+    if (c.region != region_) return showMessage("Another region was selected: purge dropped");
+    if (!c.status.ok()) return showError(StatusText(*c.region, c.status));
     if (c.keys.empty())
       return showMessage(QString("No cached page matches %1: nothing purged").arg(purging_));
     size_t records = 0;
     for (const std::string& k : c.keys) records += k.find(kRecordNamespace) != std::string::npos;
     const QString text =
-        QString("Purge %1 keys of %2 (pages and their header lists: %3, URL records: %4) matching\n%5 ?")
+        QString("Purge %1 keys of %2 (pages and their header lists: %3, URL records: %4) matching\n%5?")
             .arg(c.keys.size())
             .arg(region_->spec().name)
             .arg(c.keys.size() - records)
@@ -350,8 +348,9 @@ PagesPanel::PagesPanel(WriteGate* gate, QWidget* parent) : QWidget(parent), gate
     if (!confirm_("Purge cached pages", text)) return showMessage("Purge cancelled");
     purge_->setEnabled(false);
     deleting_ = true;
-    purge_watcher_.setFuture(QtConcurrent::run([gate = gate_, region = region_, keys = c.keys] {
+    purge_watcher_.setFuture(QtConcurrent::run([gate = gate_, region = c.region, keys = c.keys] {
       Counted r;
+      r.region = region;
       r.status = gate->deleteKeys(*region, keys, &r.deleted);
       return r;
     }));
@@ -360,8 +359,8 @@ PagesPanel::PagesPanel(WriteGate* gate, QWidget* parent) : QWidget(parent), gate
     deleting_ = false;
     purge_->setEnabled(!gate_->readOnly());
     const Counted r = purge_watcher_.result();
-    if (!r.status.ok()) showError(StatusText(*region_, r.status));
-    else showMessage(QString("Purged %1 keys of %2 matching %3").arg(r.deleted).arg(region_->spec().name, purging_));
+    if (!r.status.ok()) showError(StatusText(*r.region, r.status));
+    else showMessage(QString("Purged %1 keys of %2 matching %3").arg(r.deleted).arg(r.region->spec().name, purging_));
     if (r.deleted) emit regionChanged();
     reload();
   });
@@ -393,13 +392,13 @@ void PagesPanel::setRegion(RegionPtr region) {
 
 void PagesPanel::reload() {
   error_->hide();
+  if (loading_) {
+    reload_again_ = true;  // the region or its keys changed while reading
+    return;
+  }
   if (!region_) {
     model_->setIndex({});
     note_->setText("no region selected");
-    return;
-  }
-  if (loading_) {
-    reload_again_ = true;  // the region or its keys changed while reading
     return;
   }
   loading_ = true;
@@ -448,6 +447,7 @@ void PagesPanel::purgeUrl(const QString& url_or_glob) {
   counting_ = true;
   count_watcher_.setFuture(QtConcurrent::run([region = region_, url_or_glob] {
     Counted c;
+    c.region = region;
     PageIndex index;  // read again: what is there now is what gets purged
     c.status = ReadPageIndex(*region, &index);
     if (c.status.ok()) c.status = UrlPurgeKeys(*region, index, url_or_glob, &c.keys);

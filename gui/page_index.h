@@ -140,6 +140,7 @@ class PagesPanel : public QWidget {
     PageIndex index;
   };
   struct Counted {
+    RegionPtr region;  // the region counted (and then purged)
     regioncache::Status status;
     std::vector<std::string> keys;
     uint64_t deleted = 0;

@@ -322,6 +322,13 @@ void PagesByUrlTest::exactUrlIsPurgedAndNoMatchSaysSo() {
   QCOMPARE(asked, 1);
   for (const QJsonValue& k : f.py["about"].toArray()) QVERIFY(!has(f.region, k.toString().toStdString()));
   QCOMPARE(b.pages()->model()->rowCount(), 5);  // the articles' variants
+
+  // No region while the records are read: the read is dropped, nothing shown.
+  b.pages()->reload();
+  b.setRegion(nullptr);
+  QVERIFY(WaitUntil([&] { return !b.pages()->busy(); }, 30000));
+  QCOMPARE(b.pages()->model()->rowCount(), 0);
+  QCOMPARE(b.pages()->noteText(), QString("no region selected"));
 }
 
 void PagesByUrlTest::readOnlyRefusesThePurge() {
