@@ -97,6 +97,7 @@ KeyBrowser::KeyBrowser(WriteGate* gate, QWidget* parent) : QWidget(parent), gate
     viewer_->setPageUrl(key, url);
     viewer_->showKey(region_, key);
   });
+  connect(pages_, &PagesPanel::urlFound, viewer_, &ValueViewer::setPageUrl);
   connect(pages_, &PagesPanel::message, this, &KeyBrowser::message);
   connect(pages_, &PagesPanel::regionChanged, this, [this] {
     emit regionChanged();
@@ -328,9 +329,8 @@ void KeyBrowser::onSelectionChanged() {
   QModelIndex show = current.isValid() && table_->selectionModel()->isRowSelected(current.row())
                          ? current : rows.first();
   QByteArray key = model_->data(model_->index(show.row(), 0), KeyTableModel::kRawKeyRole).toByteArray();
-  const QString url = pages_->model()->urlOf(key.toStdString());
-  if (!url.isEmpty()) viewer_->setPageUrl(key.toStdString(), url);
   viewer_->showKey(region_, key.toStdString());
+  pages_->lookUpUrl(key.toStdString());  // a cached page: its recorded URL, if any
 }
 
 void KeyBrowser::showError(const QString& text) {
@@ -524,7 +524,7 @@ void KeyBrowser::finishWrite(const Region& region, const OpResult& r, const QStr
   else showError(StatusText(region, r.status));
   emit regionChanged();
   reload();
-  pages_->reload();
+  pages_->invalidate();
   emit operationDone(r.status.ok(), r.status.ok() ? last_message_ : last_error_);
 }
 

@@ -229,23 +229,42 @@ Status UrlPurgeKeys(Region& region, const PageIndex& index, const QString& url_o
   return Status::OK();
 }
 
+std::string RecordKeyOf(std::string_view page_key) {
+  const regioncache::DjangoKey k = regioncache::ClassifyDjangoKey(page_key);
+  if (k.kind != DjangoKeyKind::kPage) return {};
+  const std::string_view head = page_key.substr(0, page_key.size() - k.key.size());
+  const QByteArray md5 = QCryptographicHash::hash(QByteArray(k.key.data(), qsizetype(k.key.size())),
+                                                  QCryptographicHash::Md5)
+                             .toHex();
+  return std::string(head) + std::string(kRecordNamespace) + std::string(k.url_hash) + "." + md5.toStdString();
+}
+
+QString RecordedUrl(Region& region, const std::string& page_key) {
+  const std::string record = RecordKeyOf(page_key);
+  if (record.empty()) return {};
+  Status s;
+  auto store = region.acquire(&s);
+  regioncache::Value v;
+  if (!store || !store->Peek(record, &v).ok() || regioncache::Encoding(v.flags) != regioncache::kEncStr)
+    return {};
+  std::string_view text = v.bytes();
+  if ((v.flags & regioncache::kFlagSigned) && text.size() >= kSignatureBytes) text.remove_suffix(kSignatureBytes);
+  PageRecord r;
+  QString why;
+  if (!ParsePageRecord(record, text, &r, &why) || r.page_key != page_key) return {};
+  return r.method + " " + r.url;
+}
+
 // --- the model ---------------------------------------------------------------
 
 void PagesModel::setIndex(PageIndex index) {
   beginResetModel();
   index_ = std::move(index);
-  by_page_key_.clear();
-  for (size_t i = 0; i < index_.pages.size(); ++i) by_page_key_[index_.pages[i].page_key] = int(i);
   endResetModel();
 }
 
 const PageRecord* PagesModel::record(int row) const {
   return row >= 0 && row < rowCount() ? &index_.pages[size_t(row)] : nullptr;
-}
-
-QString PagesModel::urlOf(const std::string& page_key) const {
-  auto it = by_page_key_.find(page_key);
-  return it == by_page_key_.end() ? QString() : index_.pages[size_t(it->second)].url;
 }
 
 int PagesModel::rowCount(const QModelIndex& parent) const {
@@ -387,11 +406,35 @@ void PagesPanel::setRegion(RegionPtr region) {
   if (region_ == region) return;
   region_ = std::move(region);
   url_->clear();
-  reload();
+  model_->setIndex({});
+  note_->clear();
+  invalidate();
+}
+
+void PagesPanel::invalidate() {
+  stale_ = true;
+  if (isVisible()) reload();
+}
+
+void PagesPanel::showEvent(QShowEvent* e) {
+  QWidget::showEvent(e);
+  if (stale_) reload();
+}
+
+void PagesPanel::lookUpUrl(const std::string& page_key) {
+  if (!region_ || RecordKeyOf(page_key).empty()) return;
+  auto* watcher = new QFutureWatcher<QString>(this);
+  connect(watcher, &QFutureWatcher<QString>::finished, this, [this, watcher, page_key] {
+    const QString url = watcher->result();
+    watcher->deleteLater();
+    if (!url.isEmpty()) emit urlFound(page_key, url);
+  });
+  watcher->setFuture(QtConcurrent::run([region = region_, page_key] { return RecordedUrl(*region, page_key); }));
 }
 
 void PagesPanel::reload() {
   error_->hide();
+  stale_ = false;
   if (loading_) {
     reload_again_ = true;  // the region or its keys changed while reading
     return;

@@ -15,7 +15,6 @@
 #include <functional>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 #include "region.h"
@@ -79,6 +78,13 @@ regioncache::Status ReadPageIndex(Region& region, PageIndex* out);
 regioncache::Status UrlPurgeKeys(Region& region, const PageIndex& index,
                                  const QString& url_or_glob, std::vector<std::string>* keys);
 
+// The full key of the record of a page (its full key): "<head>regioncache.
+// page-url.<url md5>.<md5 of the page key without head>", as cached_pages
+// names it; "" for a key that is not a cached page.
+std::string RecordKeyOf(std::string_view page_key);
+// "GET https://…" recorded for that page (one Peek), "" if none or untrusted.
+QString RecordedUrl(Region& region, const std::string& page_key);
+
 // The pages of an index, one row per variant.
 class PagesModel : public QAbstractTableModel {
   Q_OBJECT
@@ -90,8 +96,6 @@ class PagesModel : public QAbstractTableModel {
   void setIndex(PageIndex index);
   const PageIndex& pageIndex() const { return index_; }
   const PageRecord* record(int row) const;
-  // The URL recorded for a page key ("" if none).
-  QString urlOf(const std::string& page_key) const;
 
   int rowCount(const QModelIndex& parent = {}) const override;
   int columnCount(const QModelIndex& parent = {}) const override;
@@ -100,7 +104,6 @@ class PagesModel : public QAbstractTableModel {
 
  private:
   PageIndex index_;
-  std::unordered_map<std::string, int> by_page_key_;
 };
 
 // The "Pages" tab: the table of pages by URL, a URL / glob field and
@@ -114,8 +117,14 @@ class PagesPanel : public QWidget {
   PagesPanel(WriteGate* gate, QWidget* parent = nullptr);
   ~PagesPanel() override;
 
+  // The records are read when the tab is shown (not while the keys of a big
+  // region load beside it), and again after each purge.
   void setRegion(RegionPtr region);
-  void reload();  // reads the records again (on a worker)
+  void reload();      // reads the records again (on a worker)
+  void invalidate();  // reload() now if shown, else when next shown
+  // Looks up the URL recorded for a page key on a worker; urlFound follows
+  // if there is one.
+  void lookUpUrl(const std::string& page_key);
   void setConfirmer(Confirmer c) { confirm_ = std::move(c); }
   void setReadOnly(bool on);
   // Counts what url_or_glob matches, asks, then deletes (workers).
@@ -131,8 +140,12 @@ class PagesPanel : public QWidget {
 
  signals:
   void pageSelected(const std::string& page_key, const QString& url);
+  void urlFound(const std::string& page_key, const QString& url);
   void regionChanged();  // a purge deleted keys
   void message(const QString& text);
+
+ protected:
+  void showEvent(QShowEvent* e) override;
 
  private:
   struct Loaded {
@@ -163,6 +176,7 @@ class PagesPanel : public QWidget {
   QFutureWatcher<Counted> count_watcher_;
   QFutureWatcher<Counted> purge_watcher_;
   bool reload_again_ = false;
+  bool stale_ = true;  // the table is not of the current region's records
   // Set when a worker starts, cleared when its result is handled on the UI
   // thread (a watcher stops running before its finished() is delivered).
   bool loading_ = false, counting_ = false, deleting_ = false;

@@ -204,6 +204,10 @@ ValueView ValueViewer::currentView() const {
 void ValueViewer::setPageUrl(const std::string& key, const QString& url) {
   url_key_ = key;
   url_text_ = url;
+  if (key == key_ && !waiting_ && shown_.ok && shown_.page.found) {  // already on screen
+    url_->setText("URL: " + url);
+    url_->show();
+  }
 }
 
 QString ValueViewer::pageUrlText() const { return url_->isHidden() ? QString() : url_->text(); }
