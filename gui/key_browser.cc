@@ -20,6 +20,7 @@
 #include <QVBoxLayout>
 #include <QtConcurrent/QtConcurrentRun>
 
+#include "page_index.h"
 #include "value_viewer.h"
 
 namespace rcgui {
@@ -89,6 +90,19 @@ KeyBrowser::KeyBrowser(WriteGate* gate, QWidget* parent) : QWidget(parent), gate
   views_ = new QTabWidget;
   views_->addTab(table_, "Keys");
   views_->addTab(groups_view_, "Groups");
+  pages_ = new PagesPanel(gate_);
+  pages_->setConfirmer([this](const QString& title, const QString& text) { return confirm_(title, text); });
+  views_->addTab(pages_, "Pages");
+  connect(pages_, &PagesPanel::pageSelected, this, [this](const std::string& key, const QString& url) {
+    viewer_->setPageUrl(key, url);
+    viewer_->showKey(region_, key);
+  });
+  connect(pages_, &PagesPanel::urlFound, viewer_, &ValueViewer::setPageUrl);
+  connect(pages_, &PagesPanel::message, this, &KeyBrowser::message);
+  connect(pages_, &PagesPanel::regionChanged, this, [this] {
+    emit regionChanged();
+    reload();
+  });
   auto* split = new QSplitter(Qt::Vertical);
   split->addWidget(views_);
   split->addWidget(viewer_);
@@ -219,8 +233,11 @@ void KeyBrowser::setRegion(RegionPtr region) {
   if (region_ == region) return;
   region_ = std::move(region);
   viewer_->showNothing();
+  pages_->setRegion(region_);
   reload();
 }
+
+void KeyBrowser::setConfirmer(Confirmer c) { confirm_ = std::move(c); }
 
 void KeyBrowser::reload() {
   filter_timer_->stop();
@@ -289,6 +306,7 @@ void KeyBrowser::onLoadFinished(bool ok, bool cancelled, const QString& error, q
 
 void KeyBrowser::setReadOnly(bool on) {
   gate_->setReadOnly(on);
+  pages_->setReadOnly(on);
   updateActions();
 }
 
@@ -312,6 +330,7 @@ void KeyBrowser::onSelectionChanged() {
                          ? current : rows.first();
   QByteArray key = model_->data(model_->index(show.row(), 0), KeyTableModel::kRawKeyRole).toByteArray();
   viewer_->showKey(region_, key.toStdString());
+  pages_->lookUpUrl(key.toStdString());  // a cached page: its recorded URL, if any
 }
 
 void KeyBrowser::showError(const QString& text) {
@@ -505,6 +524,7 @@ void KeyBrowser::finishWrite(const Region& region, const OpResult& r, const QStr
   else showError(StatusText(region, r.status));
   emit regionChanged();
   reload();
+  pages_->invalidate();
   emit operationDone(r.status.ok(), r.status.ok() ? last_message_ : last_error_);
 }
 

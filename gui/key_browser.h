@@ -30,6 +30,7 @@ class QTimer;
 
 namespace rcgui {
 
+class PagesPanel;
 class ValueViewer;
 
 class KeyBrowser : public QWidget {
@@ -47,7 +48,7 @@ class KeyBrowser : public QWidget {
   RegionPtr region() const { return region_; }
   void reload();                 // lists the keys again with the current filter
   void setReadOnly(bool on);     // enables or disables every write action
-  void setConfirmer(Confirmer c) { confirm_ = std::move(c); }
+  void setConfirmer(Confirmer c);
 
   // "*foo*" for substring "foo" (glob characters in it escaped), the text as
   // is for a glob, "" for an empty filter.
@@ -79,6 +80,8 @@ class KeyBrowser : public QWidget {
   KeyGroupModel* groups() const { return groups_; }
   QTreeView* groupsView() const { return groups_view_; }
   QTabWidget* views() const { return views_; }
+  // The cached pages by URL (the "Pages" tab): selecting one shows it here.
+  PagesPanel* pages() const { return pages_; }
   // Once the current or next listing ends, selects its first key of this
   // kind (else its first key), showing its value.
   void selectFirstWhenListed(regioncache::DjangoKeyKind kind);
@@ -124,6 +127,7 @@ class KeyBrowser : public QWidget {
   KeyGroupModel* groups_;
   QTabWidget* views_;
   QTreeView* groups_view_;
+  PagesPanel* pages_;
   KeyLoader* loader_;
   QLineEdit* filter_;
   QComboBox* mode_;

@@ -8,6 +8,7 @@
 #include "key_browser.h"
 #include "key_table_model.h"
 #include "main_window.h"
+#include "page_index.h"
 #include "run_events.h"
 #include "value_viewer.h"
 
@@ -72,6 +73,30 @@ QStringList TakeScreenshots(MainWindow* w, const QString& dir, QString* error) {
       want.done = true;
     }
   }
+  // The Pages tab with a cached page selected (its URL, status and body in
+  // the Page view), when the region holds recorded pages.
+  PagesPanel* pages = b->pages();
+  b->views()->setCurrentWidget(pages);
+  if (!WaitFor([&] { return !pages->busy(); }, 30000)) {
+    *error = "the page records did not load within 30 s";
+    return {};
+  }
+  if (pages->model()->rowCount() > 0) {
+    int row = 0;  // a GET page with a language, if there is one
+    for (int r = 0; r < pages->model()->rowCount(); ++r) {
+      const PageRecord* p = pages->model()->record(r);
+      if (p->method == "GET" && !p->language.isEmpty()) {
+        row = r;
+        break;
+      }
+    }
+    pages->table()->selectRow(row);
+    WaitFor([&] { return !b->viewer()->busy(); }, 10000);
+    WaitFor([] { return false; }, 30);
+    if (!save("pages.png")) return {};
+  }
+  b->views()->setCurrentWidget(table);
+
   // The filter in use, for the purge workflow.
   b->setFilter("session", false);
   WaitFor([&] { return !b->loader()->running(); }, 30000);

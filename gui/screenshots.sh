@@ -26,12 +26,40 @@ trap cleanup EXIT
 cat >"$tmp/shots_settings.py" <<PY
 SECRET_KEY = "screenshots"
 USE_TZ = True
+TIME_ZONE = "Europe/Paris"
+USE_I18N = True
+LANGUAGE_CODE = "en"
+LANGUAGES = [("en", "English"), ("fr", "French")]
+ROOT_URLCONF = "shots_urls"
+ALLOWED_HOSTS = ["shop.example"]
+MIDDLEWARE = ["django.middleware.locale.LocaleMiddleware"]
 CACHES = {
     "pages": {"BACKEND": "regioncache.SharedMemoryCache", "LOCATION": "$prefix-pages",
               "TIMEOUT": 600, "OPTIONS": {"SIZE": "16MB"}},
     "functions": {"BACKEND": "regioncache.SharedMemoryCache", "LOCATION": "$prefix-functions",
                   "TIMEOUT": 120, "OPTIONS": {"SIZE": "8MB", "MAX_ITEM_SIZE": "256KB"}},
 }
+PY
+
+# Pages cached by real views through regioncache.cache_page (URLs recorded),
+# for the Pages tab.
+cat >"$tmp/shots_urls.py" <<'PY'
+import regioncache
+from django.http import HttpResponse
+from django.urls import path
+from django.views.decorators.vary import vary_on_headers
+
+@regioncache.cache_page(600, cache="pages")
+@vary_on_headers("X-Device")
+def article(request, pk):
+    return HttpResponse(f"<html><head><title>Article {pk}</title></head><body><h1>Article {pk}</h1>"
+                        f"<p>Language {request.LANGUAGE_CODE}: the body of article {pk}.</p></body></html>")
+
+@regioncache.cache_page(300, cache="pages")
+def about(request):
+    return HttpResponse("<html><body><h1>About the shop</h1><p>Open every day.</p></body></html>")
+
+urlpatterns = [path("articles/<int:pk>/", article), path("about/", about)]
 PY
 
 "$PYTHON" - "$tmp" <<'PY'
@@ -64,6 +92,13 @@ pages.set("visits", 1234, None)
 for i in range(300):
     pages.set(f"page:/articles/{i}/", f"<html><body>article {i}</body></html>" * random.randint(1, 40),
               random.choice([60, 300, 3600, None]))
+from django.test import Client
+shop = Client(HTTP_HOST="shop.example")
+for pk in (7, 12, 42):
+    for lang, device in (("en", "desk"), ("fr", "desk"), ("en", "phone")):
+        shop.get(f"/articles/{pk}/", secure=True, HTTP_ACCEPT_LANGUAGE=lang, HTTP_X_DEVICE=device)
+shop.head("/about/", secure=True)
+shop.get("/about/", secure=True)
 for i in range(120):
     functions.set(f"price:{i}", decimal.Decimal(i) / 7, 120)
     functions.set(f"rate:{i}", i * 3, None)

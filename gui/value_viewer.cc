@@ -112,6 +112,10 @@ ValueViewer::ValueViewer(QWidget* parent) : QWidget(parent) {
   summary_ = new QLabel;
   summary_->setTextInteractionFlags(Qt::TextSelectableByMouse);
   summary_->setWordWrap(true);
+  url_ = new QLabel;
+  url_->setObjectName("pageUrl");
+  url_->setTextInteractionFlags(Qt::TextSelectableByMouse);
+  url_->hide();
   tabs_ = new QTabWidget;
   text_ = MakeTextView(false);
   hex_ = MakeTextView(true);
@@ -140,6 +144,7 @@ ValueViewer::ValueViewer(QWidget* parent) : QWidget(parent) {
   auto* layout = new QVBoxLayout(this);
   layout->setContentsMargins(0, 0, 0, 0);
   layout->addWidget(summary_);
+  layout->addWidget(url_);
   layout->addWidget(tabs_, 1);
   layout->addLayout(cap_row);
   connect(load_all_, &QPushButton::clicked, this, &ValueViewer::loadAll);
@@ -196,10 +201,24 @@ ValueView ValueViewer::currentView() const {
   return tab >= kTreeTab ? ValueView::kPickle : static_cast<ValueView>(tab);
 }
 
+void ValueViewer::setPageUrl(const std::string& key, const QString& url) {
+  url_key_ = key;
+  url_text_ = url;
+  if (key == key_ && !waiting_ && shown_.ok && shown_.page.found) {  // already on screen
+    url_->setText("URL: " + url);
+    url_->show();
+  }
+}
+
+QString ValueViewer::pageUrlText() const { return url_->isHidden() ? QString() : url_->text(); }
+
 QString ValueViewer::currentTabName() const { return tabs_->tabText(tabs_->currentIndex()); }
 
 void ValueViewer::showRendered(const RenderedValue& v) {
   shown_ = v;
+  const bool url = v.ok && v.page.found && !url_key_.empty() && url_key_ == key_;
+  url_->setText(url ? QString("URL: ") + url_text_ : QString());
+  url_->setVisible(url);
   if (!v.ok) {
     summary_->setText(v.error.isEmpty() ? v.summary : v.error);
     summary_->setStyleSheet(v.error.isEmpty() ? QString() : QString("color: #b00020"));

@@ -51,6 +51,10 @@ class ValueViewer : public QWidget {
   void showKey(RegionPtr region, const std::string& key);
   void showNothing();
   void loadAll();  // renders the whole value of the entry shown
+  // The URL recorded for the page under key (the Pages tab knows it): shown
+  // above the Page view while that key is shown.
+  void setPageUrl(const std::string& key, const QString& url);
+  QString pageUrlText() const;
 
   // True from showKey/loadAll until the value is on screen (the worker may
   // be done while its result waits in the event queue).
@@ -78,6 +82,9 @@ class ValueViewer : public QWidget {
   bool want_all_ = false;
 
   QLabel* summary_;
+  QLabel* url_;
+  std::string url_key_;
+  QString url_text_;
   QTabWidget* tabs_;
   QPlainTextEdit* text_;
   QPlainTextEdit* hex_;
