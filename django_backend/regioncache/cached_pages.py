@@ -38,6 +38,8 @@ from django.middleware.cache import CacheMiddleware, UpdateCacheMiddleware
 from django.utils.cache import _generate_cache_header_key, _generate_cache_key, get_max_age
 from django.utils.decorators import decorator_from_middleware_with_args
 
+from regioncache._listing import entry_pages
+
 RECORD_NS = "regioncache.page-url."
 PAGE_NS = "views.decorators.cache.cache_page."
 HEADER_NS = "views.decorators.cache.cache_header."
@@ -172,13 +174,7 @@ def _escape(text):
 
 
 def _all(cache, glob, expired=False):
-    out, cursor = [], ""
-    while True:
-        page, cursor = cache.list_entries(cursor=cursor, glob=glob, limit=1000,
-                                          include_expired=expired)
-        out.extend(page)
-        if not cursor:
-            return out
+    return [e for page in entry_pages(cache, glob, include_expired=expired) for e in page]
 
 
 def _records(cache, url_md5=None):

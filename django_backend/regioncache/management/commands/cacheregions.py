@@ -17,6 +17,7 @@ from django.core.cache import caches
 from django.core.management.base import BaseCommand, CommandError
 
 from regioncache import _native, cached_pages
+from regioncache._listing import entry_pages
 
 
 def _region(alias):
@@ -179,16 +180,13 @@ class Command(BaseCommand):
             return self._done(alias, None, what, as_json)
         # Page through matching keys and delete them in batches, showing
         # progress: a region can hold millions of keys.
-        removed, cursor, show = 0, "", not as_json and sys.stderr.isatty()
-        while True:
-            page, cursor = cache.list_entries(cursor=cursor, glob=pattern, limit=1000, include_expired=True)
+        removed, show = 0, not as_json and sys.stderr.isatty()
+        for page in entry_pages(cache, pattern, include_expired=True):
             if page:
                 removed += cache.delete_raw([e["key"] for e in page])
             if show:
                 sys.stderr.write(f"\rdeleted {removed}")
                 sys.stderr.flush()
-            if not cursor:
-                break
         if show:
             sys.stderr.write("\n")
         return self._done(alias, removed, what, as_json)
