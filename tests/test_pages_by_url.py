@@ -340,3 +340,25 @@ def test_a_key_function_that_does_not_end_with_the_key_is_refused(regions):
     cache = regions.new(KEY_FUNCTION=lambda key, prefix, version: f"{key}@{prefix}:{version}")
     with pytest.raises(ValueError, match="KEY_FUNCTION that ends the full key with the key"):
         regioncache.pages(cache)
+
+
+def test_url_glob_agrees_with_its_definition_and_never_backtracks():
+    """'*' is any run of characters, everything else literal, anchored at
+    both ends: the matcher gives what the regular expression of that
+    definition gives, and a glob of many stars against a long URL (a URL is
+    whatever a record in the region says) is answered in one pass instead of
+    the regular expression's backtracking, which grows as the URL's length to
+    the power of the stars."""
+    import random
+
+    from regioncache.cached_pages import url_glob
+
+    rng = random.Random(7)
+    for _ in range(5000):
+        pattern = "".join(rng.choice("ab/*?[") for _ in range(rng.randint(0, 7)))
+        url = "".join(rng.choice("ab/?[") for _ in range(rng.randint(0, 9)))
+        rx = re.compile(".*".join(re.escape(p) for p in pattern.split("*")) + r"\Z")
+        assert bool(url_glob(pattern)(url)) == bool(rx.match(url)), (pattern, url)
+    long_url = "https://shop.example/" + "a" * 20000
+    assert not url_glob("https://*" + "a*" * 30 + "b")(long_url)
+    assert url_glob("https://*" + "a*" * 30)(long_url)
