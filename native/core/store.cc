@@ -45,6 +45,11 @@ Status Store::DeleteMany(std::span<const std::string_view> keys, uint64_t* delet
 
 Status Store::Peek(std::string_view key, Value* out) { return Get(key, out); }
 
+Status Store::CompareAndSwap(std::string_view, std::string_view, uint32_t, const WriteItem*) {
+  return Status::InvalidArgument(
+      RegionMessage(region(), "the " + std::string(kind()) + " store cannot compare and swap"));
+}
+
 Status Store::PurgeMatching(std::string_view glob, uint64_t* removed, const Progress& progress) {
   *removed = 0;
   // Collect first, then delete: deleting while a cursor walks the store

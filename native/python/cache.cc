@@ -120,6 +120,11 @@ constexpr Op kAdd{"add", "returned False", kKeyValue, 4, 2, 1, 2, 3};
 constexpr Op kTouch{"touch", "returned False", kKeyTimeout, 3, 1, -1, 1, 2};
 constexpr Op kDelete{"delete", "returned False", kKeyOnly, 2, 1, -1, -1, 1};
 constexpr Op kHasKey{"has_key", "returned False", kKeyOnly, 2, 1, -1, -1, 1};
+constexpr const char* kKeyExpectedValue[] = {"key", "expected", "value", "timeout", "version"};
+constexpr const char* kKeyExpected[] = {"key", "expected", "version"};
+constexpr Op kExpiry{"_expiry", "a miss", kKeyOnly, 2, 1, -1, -1, 1};
+constexpr Op kSwap{"_swap", "returned False", kKeyExpectedValue, 5, 3, 2, 3, 4};
+constexpr Op kDeleteIf{"_delete_if", "returned False", kKeyExpected, 3, 2, 1, -1, 2};
 
 // What every single-key method does before it reaches the store, in this
 // order: the arguments parsed, the store opened (else the failure policy),
@@ -163,7 +168,7 @@ class KeyCall {
 
   std::string_view key() const { return made_.view(); }
 
-  PyObject* arg[4];
+  PyObject* arg[5];
   Encoded value;
   int64_t expires_ms = 0;
   Expiry expiry = Expiry::kAt;
@@ -268,6 +273,71 @@ PyObject* Cache_has_key(CacheObject* self, PyObject* const* args, Py_ssize_t nar
   return c.Answer(s, s.IsNotFound());
 }
 
+// -2: no live entry (or a failure the policy swallows), -1: it never
+// expires, else its expiry in epoch milliseconds. Neither a hit nor a use.
+PyObject* Cache__expiry(CacheObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+  KeyCall c(kExpiry);
+  PyObject* missing = PyLong_FromLong(-2);
+  if (!missing) return nullptr;
+  if (!c.Prepare(self, args, nargs, kwnames)) {
+    PyObject* r = c.Early(missing);
+    Py_DECREF(missing);
+    return r;
+  }
+  BorrowedValue v;
+  Status s = Call(self, [&](Store* st) { return st->Peek(c.key(), v.get()); });
+  if (!s.ok()) {
+    PyObject* r = s.IsNotFound() ? Py_NewRef(missing) : c.Failed(s, missing);
+    Py_DECREF(missing);
+    return r;
+  }
+  Py_DECREF(missing);
+  int64_t exp = v.get()->expires_ms;
+  return PyLong_FromLongLong(exp == kNever ? -1 : exp);
+}
+
+namespace {
+
+// The expected value as stored: encoded (and signed) as set() would have.
+bool EncodeExpected(CacheObject* self, const KeyCall& c, PyObject* expected, Encoded* e) {
+  return EncodeFor(self, c.key(), expected, e);
+}
+
+}  // namespace
+
+// Replaces the live value `expected` with `value` (timeout as set's), in one
+// step against every other writer: True if it did, False if the key holds
+// something else or nothing.
+PyObject* Cache__swap(CacheObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+  KeyCall c(kSwap);
+  if (!c.Prepare(self, args, nargs, kwnames)) return c.Early(Py_False);
+  Encoded expected;
+  if (!EncodeExpected(self, c, c.arg[1], &expected)) return nullptr;
+  Status s;
+  if (c.expiry == Expiry::kNow) {
+    s = Call(self, [&](Store* st) {
+      return st->CompareAndSwap(c.key(), expected.data(), expected.flags(), nullptr);
+    });
+  } else {
+    WriteItem with{c.key(), c.value.data(), c.value.flags(), c.expires_ms};
+    s = Call(self, [&](Store* st) {
+      return st->CompareAndSwap(c.key(), expected.data(), expected.flags(), &with);
+    });
+  }
+  return c.Answer(s, s.IsNotFound() || s.IsNotStored());
+}
+
+// Deletes the entry if it holds `expected`, in one step against every other
+// writer: True if it did.
+PyObject* Cache__delete_if(CacheObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+  KeyCall c(kDeleteIf);
+  if (!c.Prepare(self, args, nargs, kwnames)) return c.Early(Py_False);
+  Status s = Call(self, [&](Store* st) {
+    return st->CompareAndSwap(c.key(), c.value.data(), c.value.flags(), nullptr);
+  });
+  return c.Answer(s, s.IsNotFound() || s.IsNotStored());
+}
+
 namespace {
 
 PyObject* NotFoundError(const MadeKey& k) {
@@ -309,11 +379,40 @@ PyObject* IncrInPython(CacheObject* self, const MadeKey& k, PyObject* delta) {
   return sum;
 }
 
+bool IsMissing(CacheObject* self, const MadeKey& k);
+PyObject* IncrOnce(CacheObject* self, const MadeKey& k, PyObject* delta, bool native, long long d,
+                   const char* fname);
+
+// incr(..., ignore_key_check=True) of a missing key: the key is added with
+// delta and no expiry (as django-redis's INCRBY makes it). nullptr with
+// NotFound's ValueError when another caller added it first: incr again.
+PyObject* StartAt(CacheObject* self, const MadeKey& k, PyObject* delta, const char* fname,
+                  bool* again) {
+  *again = false;
+  Encoded e;
+  if (!EncodeFor(self, k.view(), delta, &e)) return nullptr;
+  Status s = Call(self, [&](Store* st) { return st->Add(k.view(), e.data(), e.flags(), kNever); });
+  if (s.ok()) return Py_NewRef(delta);
+  if (s.IsNotStored()) {
+    *again = true;
+    return nullptr;
+  }
+  if (Swallow(self, fname, s, "raised ValueError")) NotFoundError(k);
+  return nullptr;
+}
+
 PyObject* DoIncr(CacheObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames,
                  const char* fname, bool negate) {
-  static const char* const names[] = {"key", "delta", "version"};
-  PyObject* a[3];
-  if (!ParseArgs(fname, args, nargs, kwnames, names, 3, 1, a)) return nullptr;
+  static const char* const names[] = {"key", "delta", "version", "ignore_key_check"};
+  PyObject* a[4];
+  // decr takes no ignore_key_check (nor does django-redis's).
+  if (!ParseArgs(fname, args, nargs, kwnames, names, negate ? 3 : 4, 1, a)) return nullptr;
+  bool start = false;
+  if (!negate && a[3]) {
+    int t = PyObject_IsTrue(a[3]);
+    if (t < 0) return nullptr;
+    start = t;
+  }
   MadeKey k;
   if (!MakeKey(self, a[0], a[2], &k)) return nullptr;
   if (!Opened(self, fname, "raised ValueError")) return PyErr_Occurred() ? nullptr : NotFoundError(k);
@@ -334,6 +433,36 @@ PyObject* DoIncr(CacheObject* self, PyObject* const* args, Py_ssize_t nargs, PyO
     native = !overflow && !(d == -1 && PyErr_Occurred());
     PyErr_Clear();
   }
+  // A missing key with ignore_key_check: added at delta; if another caller
+  // added it meanwhile, incremented after all (a few rounds at most).
+  for (int round = 0; start && round < 3; ++round) {
+    result = IncrOnce(self, k, delta, native, d, fname);
+    if (result || !PyErr_ExceptionMatches(PyExc_ValueError) || !IsMissing(self, k)) break;
+    PyErr_Clear();
+    bool again = false;
+    result = StartAt(self, k, delta, fname, &again);
+    if (result || !again) break;
+  }
+  if (start) {
+    Py_DECREF(delta);
+    return result;
+  }
+  result = IncrOnce(self, k, delta, native, d, fname);
+  Py_DECREF(delta);
+  return result;
+}
+
+// True if key has no live entry now (a ValueError of incr can also be the
+// failure policy's answer, or a value that is not a number).
+bool IsMissing(CacheObject* self, const MadeKey& k) {
+  BorrowedValue v;
+  Status s = Call(self, [&](Store* st) { return st->Peek(k.view(), v.get()); });
+  return s.IsNotFound();
+}
+
+PyObject* IncrOnce(CacheObject* self, const MadeKey& k, PyObject* delta, bool native, long long d,
+                   const char* fname) {
+  PyObject* result = nullptr;
   if (native) {
     int64_t out = 0;
     Status s = Call(self, [&](Store* st) { return st->Incr(k.view(), d, &out); });
@@ -349,7 +478,6 @@ PyObject* DoIncr(CacheObject* self, PyObject* const* args, Py_ssize_t nargs, PyO
   } else {
     result = IncrInPython(self, k, delta);
   }
-  Py_DECREF(delta);
   return result;
 }
 

@@ -173,6 +173,9 @@ PyObject* Cache_add(CacheObject* self, PyObject* const* args, Py_ssize_t nargs, 
 PyObject* Cache_touch(CacheObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames);
 PyObject* Cache_delete(CacheObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames);
 PyObject* Cache_has_key(CacheObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames);
+PyObject* Cache__expiry(CacheObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames);
+PyObject* Cache__swap(CacheObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames);
+PyObject* Cache__delete_if(CacheObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames);
 PyObject* Cache_incr(CacheObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames);
 PyObject* Cache_decr(CacheObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames);
 PyObject* Cache_get_many(CacheObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames);

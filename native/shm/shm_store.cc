@@ -171,6 +171,39 @@ Status ShmStore::DoDelete(std::string_view key) {
   });
 }
 
+Status ShmStore::DoCompareAndSwap(std::string_view key, std::string_view expected,
+                                  uint32_t expected_flags, const WriteItem* with) {
+  if (with && key.size() + with->data.size() > max_item_)
+    return TooLargeError(key, with->data.size(), max_item_);
+  uint64_t hash = Hash(key);
+  return Locking([&]() -> Status {
+    int64_t now = NowMs();
+    uint64_t* link = nullptr;
+    uint64_t off = FindLocked(key, hash, &link);
+    if (off == 0) return Status::NotFound();
+    Item* it = At<Item>(off);
+    bool expired = IsExpired(it->expires_ms, now);
+    if (expired || !CheckOk(it)) {
+      Modifying mod(h_);
+      Remove(off, link);
+      if (expired) Slot().expirations.fetch_add(1, std::memory_order_relaxed);
+      else Log(LogLevel::kWarning, "entry at offset " + std::to_string(off) + " of " + path_ +
+                                       " failed its checksum: removed, a miss");
+      return Status::NotFound();
+    }
+    std::string_view held(reinterpret_cast<const char*>(it) + kItemHeader + it->key_len,
+                          it->val_len);
+    if (it->flags != expected_flags || held != expected) return Status::NotStored();
+    Modifying mod(h_);
+    Remove(off, link);
+    if (with) {
+      Insert(key, hash, with->data, with->flags, with->expires_ms, now);
+      Slot().sets.fetch_add(1, std::memory_order_relaxed);
+    }
+    return Status::OK();
+  });
+}
+
 Status ShmStore::DoIncr(std::string_view key, int64_t delta, int64_t* result) {
   uint64_t hash = Hash(key);
   return Locking([&]() -> Status {

@@ -110,6 +110,10 @@ class __attribute__((visibility("hidden"))) ShmStore final : public StoreBase {
   Status Incr(std::string_view key, int64_t delta, int64_t* result) override {
     return Guarded([&] { return DoIncr(key, delta, result); });
   }
+  Status CompareAndSwap(std::string_view key, std::string_view expected, uint32_t expected_flags,
+                        const WriteItem* with) override {
+    return Guarded([&] { return DoCompareAndSwap(key, expected, expected_flags, with); });
+  }
   Status Clear() override {
     return Guarded([&] { return DoClear(); });
   }
@@ -359,6 +363,8 @@ class __attribute__((visibility("hidden"))) ShmStore final : public StoreBase {
                  int64_t exp);
   Status DoTouch(std::string_view key, int64_t expires_ms);
   Status DoDelete(std::string_view key);
+  Status DoCompareAndSwap(std::string_view key, std::string_view expected, uint32_t expected_flags,
+                          const WriteItem* with);
   Status DoIncr(std::string_view key, int64_t delta, int64_t* result);
   Status DoClear();
   Status DoGetMany(std::span<const std::string_view> keys, std::vector<Value>* values,

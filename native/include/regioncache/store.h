@@ -148,6 +148,15 @@ class Store {
   virtual Status Incr(std::string_view key, int64_t delta, int64_t* result) = 0;
   // Removes every entry of this region.
   virtual Status Clear() = 0;
+  // Atomically with every other write to key, in every process (and, for a
+  // store spread over servers, every host): if the live entry under key
+  // holds exactly `expected` with `expected_flags`, replaces it with `with`
+  // (its key is ignored) or, when `with` is null, deletes it. NotFound if no
+  // live entry; NotStored if the entry holds anything else. The base of
+  // cache.lock() (release, extend, taking over a dead holder's lock): the
+  // default answers InvalidArgument, for a store that cannot.
+  virtual Status CompareAndSwap(std::string_view key, std::string_view expected,
+                                uint32_t expected_flags, const WriteItem* with);
 
   // Batches. The defaults loop over the single calls; network stores override
   // them to pipeline. GetMany fills found[i] and values[i] for keys[i].
