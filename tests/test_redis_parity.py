@@ -354,3 +354,9 @@ def test_each_store_answers_the_script_as_django_redis(regions, django_redis_cac
         # it cannot run. Everything that did run matched.
         missing = sorted({got[1] for _, _, got in found})
         pytest.xfail(f"{len(found)} steps need {', '.join(missing)}, not on this backend yet")
+
+
+def test_a_missing_redis_server_fails_the_suite_rather_than_skipping_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # a PATH with no redis-server on it
+    with pytest.raises(RuntimeError, match="redis-server is not installed"):
+        RedisServer(tmp_path).start()
