@@ -287,6 +287,30 @@ def differences(results, reference, documented=True):
     return out
 
 
+def pipe_key(key, key_prefix, version):
+    """A KEY_FUNCTION of a site's own (not Django's "prefix:version:key")."""
+    return f"{key_prefix}|{version}|{key}"
+
+
+def pipe_reverse(made):
+    return made.split("|", 2)[2]
+
+
+# The script runs under Django's key function and under a site's own: the
+# patterns and the keys listed are the caller's in both. django-redis needs
+# REVERSE_KEY_FUNCTION to list keys under a KEY_FUNCTION of its own.
+KEY_CONFS = {
+    "default_key_function": ({}, {}),
+    "own_key_function": ({"KEY_FUNCTION": pipe_key},
+                         {"KEY_FUNCTION": pipe_key, "REVERSE_KEY_FUNCTION": pipe_reverse}),
+}
+
+
+@pytest.fixture(params=sorted(KEY_CONFS))
+def key_conf(request):
+    return KEY_CONFS[request.param]
+
+
 @pytest.fixture(scope="module")
 def redis_server(tmp_path_factory):
     server = RedisServer(tmp_path_factory.mktemp("redis")).start()
@@ -302,25 +326,29 @@ def memcached_server():
 
 
 @pytest.fixture
-def django_redis_cache(regions, redis_server):
+def django_redis_cache(regions, redis_server, key_conf):
     alias = regions.register({
         "BACKEND": "django_redis.cache.RedisCache",
         "LOCATION": redis_server.url,
         "KEY_PREFIX": KEY_PREFIX,
         "OPTIONS": {"CLIENT_CLASS": "django_redis.client.DefaultClient"},
+        **key_conf[1],
     })
     return caches[alias]
 
 
-def our_cache(regions, kind, memcached_server):
+def our_cache(regions, kind, memcached_server, key_conf):
+    conf = {"KEY_PREFIX": KEY_PREFIX, **key_conf[0]}
     if kind == "shm":
-        return regions.new(KEY_PREFIX=KEY_PREFIX, OPTIONS={"SIZE": "8MB", "RAISE_ERRORS": True})
+        return regions.new(OPTIONS={"SIZE": "8MB", "RAISE_ERRORS": True}, **conf)
     if kind == "file":
         return regions.new(os.path.join(settings.TMP_DIR, f"parity-{len(regions.aliases)}"),
-                           BACKEND="regioncache.FileCache", KEY_PREFIX=KEY_PREFIX,
-                           OPTIONS={"RAISE_ERRORS": True})
+                           BACKEND="regioncache.FileCache", OPTIONS={"RAISE_ERRORS": True}, **conf)
+    # Listing on memcached covers the keys that start with REGION_PREFIX: the
+    # made keys' start under either key function.
+    region_prefix = f"{KEY_PREFIX}|" if key_conf[0] else f"{KEY_PREFIX}:"
     return regions.new(memcached_server.location, BACKEND="regioncache.MemcachedCache",
-                       KEY_PREFIX=KEY_PREFIX, OPTIONS={"RAISE_ERRORS": True})
+                       OPTIONS={"RAISE_ERRORS": True, "REGION_PREFIX": region_prefix}, **conf)
 
 
 def test_the_script_runs_whole_against_django_redis_as_expected(django_redis_cache):
@@ -341,9 +369,9 @@ def test_every_documented_difference_is_in_the_readme():
 
 @pytest.mark.parametrize("kind", ["shm", "file", "memcached"])
 def test_each_store_answers_the_script_as_django_redis(regions, django_redis_cache, kind,
-                                                       memcached_server):
+                                                       memcached_server, key_conf):
     reference = run_script(django_redis_cache)
-    results = run_script(our_cache(regions, kind, memcached_server))
+    results = run_script(our_cache(regions, kind, memcached_server, key_conf))
     found = differences(results, reference)
     real = [d for d in found if d[2][0] != "missing"]
     assert real == [], "\n".join(f"{kind}: {name}: django-redis {want}, ours {got}"
