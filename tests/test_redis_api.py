@@ -12,6 +12,10 @@ import asyncio
 import datetime
 import inspect
 import logging
+import random
+import shutil
+import socket
+import subprocess
 import time
 import uuid
 
@@ -268,6 +272,73 @@ def test_redis_glob_translation():
     assert redis_glob("[!^]") == "[\\!\\^]"
     with pytest.raises(ValueError, match="pattern"):
         redis_glob("[a-é]")
+
+
+class RedisServer:
+    """A redis-server of the test's own on a free 127.0.0.1 port, spoken to
+    in RESP over a socket (SET and KEYS are all this test needs)."""
+
+    def __init__(self):
+        binary = shutil.which("redis-server")
+        assert binary, "redis-server is not installed (Debian package redis-server)"
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                self.sock = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+                break
+            except OSError:
+                assert self.proc.poll() is None and time.monotonic() < deadline, "no redis-server"
+                time.sleep(0.02)
+        self.reader = self.sock.makefile("rb")
+
+    def call(self, *words):
+        out = [b"*%d\r\n" % len(words)]
+        for w in words:
+            w = w.encode()
+            out.append(b"$%d\r\n%s\r\n" % (len(w), w))
+        self.sock.sendall(b"".join(out))
+        return self._reply()
+
+    def _reply(self):
+        line = self.reader.readline()
+        kind, rest = line[:1], line[1:-2]
+        if kind == b"*":
+            return [self._reply() for _ in range(int(rest))]
+        if kind == b"$":
+            data = self.reader.read(int(rest) + 2)[:-2]
+            return data.decode()
+        assert kind in (b"+", b":"), line
+        return rest.decode()
+
+    def stop(self):
+        self.sock.close()
+        self.proc.kill()
+        self.proc.wait(10)
+
+
+def test_patterns_match_what_redis_keys_matches(regions):
+    """3,000 random patterns over an alphabet of glob characters, against
+    300 random keys under a KEY_PREFIX made of glob characters: keys()
+    answers what redis's KEYS answers, pattern by pattern."""
+    cache = regions.new(KEY_PREFIX="p*[x]?\\")
+    server = RedisServer()
+    try:
+        rng = random.Random(15)
+        alphabet = "ab-]^!\\[*?"
+        names = {"".join(rng.choice(alphabet) for _ in range(rng.randint(1, 4)))
+                 for _ in range(300)}
+        for name in names:
+            server.call("SET", name, "1")
+        fill(cache, names)
+        for _ in range(3000):
+            pattern = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 6)))
+            assert sorted(cache.keys(pattern)) == sorted(server.call("KEYS", pattern)), pattern
+    finally:
+        server.stop()
 
 
 @stores
