@@ -25,6 +25,7 @@ from django.utils import timezone
 
 import regioncache
 from regioncache import _log, stampede
+from regioncache._listing import entry_pages
 from regioncache.redis_api import redis_glob
 from conftest import unique_name
 from memcached_servers import free_port, start_servers
@@ -74,7 +75,8 @@ def needs_expiry(cache):
     known = cache._expiry(probe) != -1
     cache.delete(probe)
     if not known:
-        pytest.xfail("memcached's Peek does not report expiry yet (the memcached branch of issue 15)")
+        pytest.xfail("memcached's Peek does not report expiry yet "
+                     "(the memcached branch of issue 15)")
 
 
 def coarse(cache):
@@ -126,6 +128,35 @@ def test_expire_sets_replaces_and_removes_the_timeout(make):
     # 0: the key expires now (redis deletes it); True as it was there.
     assert cache.expire("k", 0) is True
     assert cache.get("k") is None and cache.expire("k", 0) is False
+
+
+def listed_expiry(cache, key):
+    """The entry's expiry as the store's own listing shows it (epoch
+    seconds or None): on memcached, what the server's metadump says."""
+    made = cache.make_key(key)
+    [entry] = [e for page in entry_pages(cache) for e in page if e["key"] == made]
+    return entry["expires"]
+
+
+@stores
+def test_expire_changes_what_the_store_holds(make):
+    # Read back through the store's listing, not _expiry: this holds on
+    # memcached before its peek reports expiry too.
+    cache = make()
+    cache.set("k", "v", None)
+    assert listed_expiry(cache, "k") is None
+    assert cache.expire("k", 100) is True
+    assert abs(listed_expiry(cache, "k") - (time.time() + 100)) < 2
+    assert cache.pexpire_at("k", int(time.time() * 1000) + 300_000) is True
+    assert abs(listed_expiry(cache, "k") - (time.time() + 300)) < 2
+    assert cache.expire("k", None) is True and listed_expiry(cache, "k") is None
+    assert cache.get("k") == "v"
+    assert cache.expire("missing", 100) is False and cache.pexpire("missing", 100) is False
+    assert cache.expire_at("missing", time.time() + 100) is False
+    assert cache.expire("k", 0) is True and not cache.has_key("k")
+    cache.set("k", "v", None)
+    assert cache.expire_at("k", time.time() - 1) is True and not cache.has_key("k")
+    assert cache.expire_at("k", time.time() - 1) is False
 
 
 @stores

@@ -190,10 +190,9 @@ class RedisAPI:
         return self._expire_in(key, _seconds(timeout, "timeout"), version)
 
     def pexpire(self, key, timeout, version=None):
-        """expire() in milliseconds (a timedelta is a timedelta)."""
-        if timeout is DEFAULT_TIMEOUT:
-            return self.expire(key, timeout, version)
-        if timeout is None or isinstance(timeout, datetime.timedelta):
+        """expire() in milliseconds (DEFAULT_TIMEOUT, None and a timedelta
+        mean what they mean to expire())."""
+        if timeout is DEFAULT_TIMEOUT or timeout is None or isinstance(timeout, datetime.timedelta):
             return self.expire(key, timeout, version)
         return self._expire_in(key, _seconds(timeout, "timeout") / 1000, version)
 
@@ -352,17 +351,18 @@ class RedisAPI:
     def aiter_keys(self, search, itersize=None, version=None):
         """iter_keys() as an async generator (bad arguments raise here, at
         the call, as iter_keys's do)."""
-        keys = self.iter_keys(search, itersize, version)
-        return self._aiter(keys, "iter_keys" in self._redis_api_in_thread, itersize)
+        glob, frame = self._search(search, "search", version)
+        size = _itersize(itersize)
+        keys = self._listed_keys(glob, frame, size, "iter_keys")
+        return self._aiter(keys, size, "iter_keys" in self._redis_api_in_thread)
 
-    async def _aiter(self, keys, in_thread, itersize):
+    async def _aiter(self, keys, size, in_thread):
         if not in_thread:
             for key in keys:
                 yield key
             return
         # A page at a time from a worker thread: each next() that reaches
         # the end of a page asks the store for the next one there.
-        size = _itersize(itersize)
         done = object()
 
         def take():
