@@ -187,14 +187,14 @@ class RedisAPI:
             timeout = self.default_timeout
         if timeout is None:
             return self.touch(key, None, version)
-        return self._expire_in(key, _seconds(timeout, "timeout"), version)
+        return self._expire_in(key, _seconds(timeout, "timeout"), version, timeout)
 
     def pexpire(self, key, timeout, version=None):
         """expire() in milliseconds (DEFAULT_TIMEOUT, None and a timedelta
         mean what they mean to expire())."""
         if timeout is DEFAULT_TIMEOUT or timeout is None or isinstance(timeout, datetime.timedelta):
             return self.expire(key, timeout, version)
-        return self._expire_in(key, _seconds(timeout, "timeout") / 1000, version)
+        return self._expire_in(key, _seconds(timeout, "timeout") / 1000, version, timeout)
 
     def expire_at(self, key, when, version=None):
         """Expires the key at `when`: a datetime or epoch seconds. A time
@@ -211,10 +211,10 @@ class RedisAPI:
             return False
         return self.touch(key, None, version)
 
-    def _expire_in(self, key, seconds, version):
+    def _expire_in(self, key, seconds, version, given):
         if seconds < 0:
             raise ValueError(
-                f"timeout must not be negative, not {seconds!r} (redis would delete the key: "
+                f"timeout must not be negative, not {given!r} (redis would delete the key: "
                 f"give 0 or call delete())"
             )
         if seconds == 0:
