@@ -136,9 +136,20 @@ class CasProcesses : public ::testing::TestWithParam<const char*> {
   std::function<std::unique_ptr<Store>()> Opener() const {
     return [this] { return Open(); };
   }
+  // The parent's store, the counter at 0, and the reports' memory.
+  void SetUp() override {
+    s_ = Open();
+    ASSERT_TRUE(s_);
+    ASSERT_TRUE(s_->Set(kKey, "0", kEncInt, kNever).ok());
+    r_ = reports_.get();
+    ASSERT_TRUE(r_);
+  }
 
   testing::ScratchShmRegion shm_{"gtest-cas-processes"};
   testing::TempDir dir_{"regioncache-cas"};
+  std::unique_ptr<Store> s_;
+  SharedReports reports_;
+  Reports* r_ = nullptr;
 };
 
 int64_t Counter(Store* s) {
@@ -149,28 +160,20 @@ int64_t Counter(Store* s) {
 }
 
 TEST_P(CasProcesses, EightProcessesLoseNoIncrement) {
-  auto s = Open();
-  ASSERT_TRUE(s);
-  ASSERT_TRUE(s->Set(kKey, "0", kEncInt, kNever).ok());
-  SharedReports reports;
-  Reports* r = reports.get();
-  ASSERT_TRUE(r);
+  Store* s = s_.get();
+  Reports* r = r_;
   std::string failed = testing::RunInChildrenAtOnce(
       kChildren, [&](int c) { return Steady(Opener(), r, c); });
   EXPECT_EQ(failed, "");
-  int64_t count = Counter(s.get()), landed = 0;
+  int64_t count = Counter(s), landed = 0;
   EXPECT_EQ(count, kChildren * kRounds);
   EXPECT_EQ(CheckAccount(r, count, kChildren, &landed), "");
   for (int c = 0; c < kChildren; ++c) EXPECT_EQ(r->done[c].load(), kRounds);
 }
 
 TEST_P(CasProcesses, KilledSwappersLeaveTheCountOfTheirReports) {
-  auto s = Open();
-  ASSERT_TRUE(s);
-  ASSERT_TRUE(s->Set(kKey, "0", kEncInt, kNever).ok());
-  SharedReports reports;
-  Reports* r = reports.get();
-  ASSERT_TRUE(r);
+  Store* s = s_.get();
+  Reports* r = r_;
   // Seven children count to the end; meanwhile an eighth is started and
   // killed with SIGKILL, round after round, at random points of its swaps.
   constexpr int kSteady = kChildren - 1;
@@ -199,7 +202,7 @@ TEST_P(CasProcesses, KilledSwappersLeaveTheCountOfTheirReports) {
     });
     EXPECT_EQ(why, "") << "round " << k;
     // Readable at once, whatever the killed child held.
-    EXPECT_GE(Counter(s.get()), 0) << "after round " << k;
+    EXPECT_GE(Counter(s), 0) << "after round " << k;
   }
   for (pid_t pid : steady) {
     int status = 0;
@@ -210,7 +213,7 @@ TEST_P(CasProcesses, KilledSwappersLeaveTheCountOfTheirReports) {
   int64_t killed_swaps = 0, landed = 0;
   for (int c = kSteady; c < kSteady + kKills; ++c) killed_swaps += r->done[c].load();
   EXPECT_GT(killed_swaps, 0);  // the killed children did swap before their end
-  int64_t count = Counter(s.get());
+  int64_t count = Counter(s);
   EXPECT_EQ(CheckAccount(r, count, kSteady + kKills, &landed), "");
   EXPECT_LE(landed, kKills);
   std::printf("[ %s ] count %lld: %lld swaps reported by the steady, %lld by the killed, "
