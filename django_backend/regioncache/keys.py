@@ -19,6 +19,8 @@ import uuid
 
 # Keys longer than this, or with characters memcached refuses, are hashed.
 MAX_READABLE = 200
+# The arguments part of a function's generation key.
+GENERATION = "regioncache-generation"
 
 
 class _Unkeyable(Exception):
@@ -67,16 +69,50 @@ def function_name(func):
 
 
 class KeyMaker:
-    """Builds the cache key of one decorated function's calls."""
+    """Builds the cache key of one decorated function's calls.
 
-    def __init__(self, func, namespace=None):
+    ignore: names of arguments left out of the key (a request, a logger);
+    each must be a parameter of the function, or the function must take
+    **kwargs (then a keyword of that name is left out)."""
+
+    def __init__(self, func, namespace=None, ignore=()):
         self.func = func
         self.name = namespace or function_name(func)
         self.signature = inspect.signature(func)
-        params = list(self.signature.parameters)
+        params = self.signature.parameters
+        names = list(params)
         # Methods: the instance or class is not part of the key unless it
         # says how to be (a __cache_key__ method); see _text.
-        self.skip_first = bool(params) and params[0] in ("self", "cls")
+        self.skip_first = bool(names) and names[0] in ("self", "cls")
+        self.ignore = self._ignored(ignore, params)
+        # **kwargs, whose keywords named in ignore are left out too.
+        self.var_keyword = next(
+            (n for n, p in params.items() if p.kind is inspect.Parameter.VAR_KEYWORD), None
+        )
+        # The function's generation entry (decorators.py), spelled as a call
+        # (the desktop app lists it with the function) that no call makes: a
+        # call's arguments are name=value, or none.
+        self.generation_key = self._fit(f"{self.name}({GENERATION})", self.name)
+
+    def _ignored(self, ignore, params):
+        if isinstance(ignore, str):
+            ignore = (ignore,)
+        try:
+            ignore = tuple(ignore)
+        except TypeError:
+            raise TypeError(
+                f"{self.name}: ignore must be argument names (a tuple of str), not {ignore!r}"
+            ) from None
+        takes_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+        for n in ignore:
+            if not isinstance(n, str):
+                raise TypeError(f"{self.name}: ignore takes argument names (str), not {n!r}")
+            if n not in params and not takes_kwargs:
+                raise TypeError(
+                    f"{self.name}: ignore names {n!r}, which is not an argument of the function "
+                    f"(its arguments: {', '.join(params) or 'none'})"
+                )
+        return frozenset(ignore)
 
     def __call__(self, args, kwargs):
         try:
@@ -84,10 +120,16 @@ class KeyMaker:
         except TypeError as e:
             raise TypeError(f"{self.name}: {e}") from None
         bound.apply_defaults()
+        ignore = self.ignore
         parts = []
         for i, (name, value) in enumerate(bound.arguments.items()):
             if i == 0 and self.skip_first and getattr(type(value), "__cache_key__", None) is None:
                 continue
+            if ignore:
+                if name in ignore:
+                    continue
+                if name == self.var_keyword:
+                    value = {k: v for k, v in value.items() if k not in ignore}
             try:
                 parts.append(f"{name}={_text(value, name)}")
             except _Unkeyable as e:
@@ -98,9 +140,14 @@ class KeyMaker:
                     "tuples, lists, dicts or sets of them, saved model instances, or give the "
                     "type a __cache_key__() method)"
                 ) from None
-        text = f"{self.name}({','.join(parts)})"
+        return self._fit(f"{self.name}({','.join(parts)})", self.name)
+
+    @staticmethod
+    def _fit(text, name):
+        """text if every store takes it as is, else the name's printable head
+        and a digest of text."""
         if _safe(text):
             return text
         digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:40]
-        head = "".join(c for c in self.name if 33 <= ord(c) < 127)[:100]
+        head = "".join(c for c in name if 33 <= ord(c) < 127)[:100]
         return f"{head}#{digest}"
