@@ -5,7 +5,6 @@ file and memcached stores, across real processes where it matters."""
 
 import asyncio
 import logging
-import os
 import select
 import subprocess
 import sys
