@@ -521,3 +521,42 @@ def test_memcached_down_computes_and_the_new_calls_do_not_raise(regions):
     assert cached.get(1) is NO_VALUE
     assert cached.set("x", 1) is None
     assert regioncache.NO_VALUE is NO_VALUE
+
+
+# --- keys: the hot path's own binding --------------------------------------------
+
+
+def test_key_binding_fast_path_is_signature_bind():
+    # KeyMaker binds common signatures itself (keys.py); every call, and
+    # every error, must be what inspect's Signature.bind gives.
+    def plain(a, b=2, *, c=3, d):
+        pass
+
+    def method(self, x, y=None):
+        pass
+
+    def positional_only(a, /, b=1):
+        pass
+
+    def var(a, *rest, k=0, **kw):
+        pass
+
+    calls = [
+        ((1,), {"d": 4}), ((1, 5), {"d": 4, "c": 9}), ((), {"a": 1, "d": 0, "b": "x"}),
+        ((1, 2, 3), {"d": 4}), ((1,), {}), ((1,), {"a": 2, "d": 1}), ((1,), {"d": 1, "e": 2}),
+        ((), {}), ((object(), 1), {}), ((1, 2), {"y": 3}),
+    ]
+    for fn in (plain, method, positional_only, var):
+        fast = KeyMaker(fn)
+        slow = KeyMaker(fn)
+        slow.names = None  # always Signature.bind
+        for args, kwargs in calls:
+            try:
+                want = ("ok", slow(args, kwargs))
+            except TypeError as e:
+                want = ("TypeError", str(e))
+            try:
+                got = ("ok", fast(args, kwargs))
+            except TypeError as e:
+                got = ("TypeError", str(e))
+            assert got == want, (fn.__name__, args, kwargs)

@@ -17,6 +17,8 @@ import hashlib
 import inspect
 import uuid
 
+_P = inspect.Parameter
+
 # Keys longer than this, or with characters memcached refuses, are hashed.
 MAX_READABLE = 200
 # The arguments part of a function's generation key.
@@ -60,8 +62,9 @@ def _text(value, path):
 
 
 def _safe(text):
-    # What every store (memcached included) takes as is, without a warning.
-    return len(text) <= MAX_READABLE and all(33 <= ord(c) < 127 for c in text)
+    # What every store (memcached included) takes as is, without a warning:
+    # printable ASCII (33 to 126) alone.
+    return len(text) <= MAX_READABLE and text.isascii() and text.isprintable() and " " not in text
 
 
 def function_name(func):
@@ -85,6 +88,15 @@ class KeyMaker:
         # says how to be (a __cache_key__ method); see _text.
         self.skip_first = bool(names) and names[0] in ("self", "cls")
         self.ignore = self._ignored(ignore, params)
+        # The common signature (no positional-only, no *args or **kwargs) is
+        # bound here, on the hot path, in a few steps; any other, or a call
+        # that does not fit, goes through Signature.bind (and its errors).
+        simple = all(p.kind in (_P.POSITIONAL_OR_KEYWORD, _P.KEYWORD_ONLY)
+                     for p in params.values())
+        self.names = tuple(names) if simple else None
+        self.positional = sum(p.kind is _P.POSITIONAL_OR_KEYWORD for p in params.values())
+        self.defaults = tuple(p.default for p in params.values())
+        self.name_set = frozenset(names)
         # **kwargs, whose keywords named in ignore are left out too.
         self.var_keyword = next(
             (n for n, p in params.items() if p.kind is inspect.Parameter.VAR_KEYWORD), None
@@ -114,15 +126,38 @@ class KeyMaker:
                 )
         return frozenset(ignore)
 
-    def __call__(self, args, kwargs):
+    def arguments(self, args, kwargs):
+        """(name, value) of every parameter in the signature's order,
+        defaults applied: what Signature.bind and apply_defaults give."""
+        names = self.names
+        if names is not None and len(args) <= self.positional and (
+                not kwargs or self.name_set.issuperset(kwargs)):
+            n = len(args)
+            out = []
+            for i, name in enumerate(names):
+                if i < n:
+                    if kwargs and name in kwargs:
+                        break  # given twice: bind says so
+                    out.append((name, args[i]))
+                elif kwargs and name in kwargs:
+                    out.append((name, kwargs[name]))
+                elif self.defaults[i] is not _P.empty:
+                    out.append((name, self.defaults[i]))
+                else:
+                    break  # missing: bind says so
+            else:
+                return out
         try:
             bound = self.signature.bind(*args, **kwargs)
         except TypeError as e:
             raise TypeError(f"{self.name}: {e}") from None
         bound.apply_defaults()
+        return bound.arguments.items()
+
+    def __call__(self, args, kwargs):
         ignore = self.ignore
         parts = []
-        for i, (name, value) in enumerate(bound.arguments.items()):
+        for i, (name, value) in enumerate(self.arguments(args, kwargs)):
             if i == 0 and self.skip_first and getattr(type(value), "__cache_key__", None) is None:
                 continue
             if ignore:
