@@ -82,21 +82,31 @@ async def _aguard(fn, *args, failed=None):
         return failed
 
 
-def _value(token, record):
-    """What a record read with the generation token holds: the value
-    (fresh or stale), COMPUTE_NOW (a refused result's mark) or MISSING."""
-    if type(record) is tuple and record and record[0] == token and token is not None:
-        return record[2] if len(record) == 3 else stampede.COMPUTE_NOW
-    return MISSING
+# What a record read with its generation token is (_state).
+FRESH, STALE, REFUSED, MISS = "fresh", "stale", "refused", "miss"
 
 
-def _fresh(token, record):
-    """The value of a record that is current and fresh, else MISSING."""
-    if type(record) is tuple and len(record) == 3 and record[0] == token and token is not None:
+def _state(token, record):
+    """(FRESH, STALE, REFUSED or MISS, the value) of a record read with the
+    generation token: a value of the current token, fresh or stale; a
+    refused result's mark; anything else (none, another token's) is a miss."""
+    if token is not None and type(record) is tuple and record and record[0] == token:
+        if len(record) != 3:
+            return REFUSED, None
         until = record[1]
         if until is None or time.time() < until:
-            return record[2]
-    return MISSING
+            return FRESH, record[2]
+        return STALE, record[2]
+    return MISS, None
+
+
+def _value(token, record):
+    """The value a waiter for the record takes (fresh or stale), COMPUTE_NOW
+    for a refused result's mark, or MISSING."""
+    state, value = _state(token, record)
+    if state is MISS:
+        return MISSING
+    return stampede.COMPUTE_NOW if state is REFUSED else value
 
 
 class _Function:
@@ -216,14 +226,24 @@ class _Function:
             token, stored = self.read(cache, key)
             if token is None:
                 return MISSING
-            fresh = _fresh(token, stored)  # another process refreshed it just now
-            if fresh is not MISSING:
+            state, fresh = _state(token, stored)
+            if state is FRESH:  # another process refreshed it just now
                 return fresh
             value = self.func(*args, **kwargs)
             self.store(cache, key, token, value, False)
             return value
         finally:
             release()
+
+    def not_fresh(self, cache, key, state, token, value, args, kwargs):
+        """A call whose read found no fresh value (state: _state's)."""
+        if state is STALE:
+            return self.stale_value(cache, key, value, args, kwargs)
+        if state is REFUSED:  # a refused result's mark: compute now, no lock
+            value = self.func(*args, **kwargs)
+            self.store(cache, key, token, value, False)
+            return value
+        return self.compute(cache, key, token, args, kwargs)
 
     def stale_value(self, cache, key, value, args, kwargs):
         if self.background:
@@ -297,14 +317,23 @@ class _Function:
             token, stored = await self.aread(cache, key)
             if token is None:
                 return MISSING
-            fresh = _fresh(token, stored)
-            if fresh is not MISSING:
+            state, fresh = _state(token, stored)
+            if state is FRESH:  # another process refreshed it just now
                 return fresh
             value = await self.func(*args, **kwargs)
             await self.astore(cache, key, token, value, False)
             return value
         finally:
             await release()
+
+    async def anot_fresh(self, cache, key, state, token, value, args, kwargs):
+        if state is STALE:
+            return await self.astale_value(cache, key, value, args, kwargs)
+        if state is REFUSED:
+            value = await self.func(*args, **kwargs)
+            await self.astore(cache, key, token, value, False)
+            return value
+        return await self.acompute(cache, key, token, args, kwargs)
 
     async def astale_value(self, cache, key, value, args, kwargs):
         if self.background:
@@ -385,18 +414,10 @@ def _sync_wrapper(fn):
         # The hot path: one get_many, the token compared, the value returned.
         got = cache.get_many((key, gen_key), version)
         token = got.get(gen_key)
-        if token is not None:
-            stored = got.get(key)
-            if type(stored) is tuple and stored and stored[0] == token:
-                if len(stored) == 3:
-                    until = stored[1]
-                    if until is None or time.time() < until:
-                        return stored[2]
-                    return fn.stale_value(cache, key, stored[2], args, kwargs)
-                value = func(*args, **kwargs)  # a refused result's mark: compute now
-                fn.store(cache, key, token, value, False)
-                return value
-        return fn.compute(cache, key, token, args, kwargs)
+        state, value = _state(token, got.get(key))
+        if state is FRESH:
+            return value
+        return fn.not_fresh(cache, key, state, token, value, args, kwargs)
 
     def invalidate(*args, **kwargs):
         return fn.cache.delete(make_key(args, kwargs), version)
@@ -414,9 +435,8 @@ def _sync_wrapper(fn):
         return value
 
     def get(*args, **kwargs):
-        token, stored = fn.read(fn.cache, make_key(args, kwargs))
-        value = _value(token, stored)
-        return NO_VALUE if value is MISSING or value is stampede.COMPUTE_NOW else value
+        state, value = _state(*fn.read(fn.cache, make_key(args, kwargs)))
+        return value if state is FRESH or state is STALE else NO_VALUE
 
     def set_(value, *args, **kwargs):
         key = make_key(args, kwargs)
@@ -447,18 +467,10 @@ def _async_wrapper(fn):
             return await func(*args, **kwargs)
         got = await cache.aget_many((key, gen_key), version)
         token = got.get(gen_key)
-        if token is not None:
-            stored = got.get(key)
-            if type(stored) is tuple and stored and stored[0] == token:
-                if len(stored) == 3:
-                    until = stored[1]
-                    if until is None or time.time() < until:
-                        return stored[2]
-                    return await fn.astale_value(cache, key, stored[2], args, kwargs)
-                value = await func(*args, **kwargs)
-                await fn.astore(cache, key, token, value, False)
-                return value
-        return await fn.acompute(cache, key, token, args, kwargs)
+        state, value = _state(token, got.get(key))
+        if state is FRESH:
+            return value
+        return await fn.anot_fresh(cache, key, state, token, value, args, kwargs)
 
     async def invalidate(*args, **kwargs):
         return await fn.cache.adelete(make_key(args, kwargs), version)
@@ -476,9 +488,8 @@ def _async_wrapper(fn):
         return value
 
     async def get(*args, **kwargs):
-        token, stored = await fn.aread(fn.cache, make_key(args, kwargs))
-        value = _value(token, stored)
-        return NO_VALUE if value is MISSING or value is stampede.COMPUTE_NOW else value
+        state, value = _state(*await fn.aread(fn.cache, make_key(args, kwargs)))
+        return value if state is FRESH or state is STALE else NO_VALUE
 
     async def set_(value, *args, **kwargs):
         key = make_key(args, kwargs)
