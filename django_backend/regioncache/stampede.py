@@ -79,7 +79,9 @@ FAILED = "failed"    # the store could not take or show the lock: compute now
 
 
 class Envelope(tuple):
-    """(fresh_until, value): a value stored with a soft expiry (stale mode)."""
+    """(fresh_until, value): how @region stored a stale-mode value before
+    generations (decorators.py). Kept so that such entries still load (as
+    misses: they carry no generation token) instead of failing to unpickle."""
 
     __slots__ = ()
 
