@@ -560,3 +560,17 @@ def test_key_binding_fast_path_is_signature_bind():
             except TypeError as e:
                 got = ("TypeError", str(e))
             assert got == want, (fn.__name__, args, kwargs)
+
+
+def test_memcached_down_under_raise_errors_raises(regions):
+    from harness import free_port
+
+    c = regions.new(location=f"127.0.0.1:{free_port()}", BACKEND="regioncache.MemcachedCache",
+                    OPTIONS={"POLL_TIMEOUT": 0.2, "CONNECT_TIMEOUT": 0.2, "RAISE_ERRORS": True})
+    f = counted()
+    cached = region(c.alias, namespace=ns())(f)
+    for call in (lambda: cached(1), cached.invalidate_all, lambda: cached.get(1),
+                 lambda: cached.set("x", 1)):
+        with pytest.raises(regioncache.RegionError):
+            call()
+    assert f.calls == []  # the read raised before anything was computed

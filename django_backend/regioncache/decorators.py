@@ -67,21 +67,6 @@ def _token():
     return secrets.token_hex(8)
 
 
-def _guard(fn, *args, failed=None):
-    """fn(*args), or `failed` if it raised (a RAISE_ERRORS store failing)."""
-    try:
-        return fn(*args)
-    except Exception:
-        return failed
-
-
-async def _aguard(fn, *args, failed=None):
-    try:
-        return await fn(*args)
-    except Exception:
-        return failed
-
-
 # What a record read with its generation token is (_state).
 FRESH, STALE, REFUSED, MISS = "fresh", "stale", "refused", "miss"
 
@@ -173,15 +158,16 @@ class _Function:
         """The current token, written if there is none; None if the store
         cannot keep one (failing): the caller computes without caching."""
         token = _token()
-        if _guard(cache.add, self.gen_key, token, None, self.version):
+        # add is best effort, as the stampede lock's (a server may garble
+        # add alone); get and set answer as the region's policy says.
+        if stampede._call(cache.add, self.gen_key, token, None, self.version):
             return token
-        found = _guard(cache.get, self.gen_key, None, self.version)
+        found = cache.get(self.gen_key, None, self.version)
         if found is not None:
             return found
         # add did not take and there is none: add itself fails (set may not).
         failures = getattr(cache, "failures", None)
-        if _guard(cache.set, self.gen_key, token, None, self.version, failed=False) is False:
-            return None
+        cache.set(self.gen_key, token, None, self.version)
         if failures is not None and cache.failures != failures:
             return None
         return token
@@ -266,15 +252,13 @@ class _Function:
 
     async def ageneration(self, cache):
         token = _token()
-        if await _aguard(cache.aadd, self.gen_key, token, None, self.version):
+        if await stampede._acall(cache.aadd, self.gen_key, token, None, self.version):
             return token
-        found = await _aguard(cache.aget, self.gen_key, None, self.version)
+        found = await cache.aget(self.gen_key, None, self.version)
         if found is not None:
             return found
         failures = getattr(cache, "failures", None)
-        if await _aguard(cache.aset, self.gen_key, token, None, self.version,
-                         failed=False) is False:
-            return None
+        await cache.aset(self.gen_key, token, None, self.version)
         if failures is not None and cache.failures != failures:
             return None
         return token
