@@ -5,6 +5,7 @@ file and memcached stores, across real processes where it matters."""
 
 import asyncio
 import logging
+import os
 import select
 import subprocess
 import sys
@@ -574,3 +575,26 @@ def test_memcached_down_under_raise_errors_raises(regions):
         with pytest.raises(regioncache.RegionError):
             call()
     assert f.calls == []  # the read raised before anything was computed
+
+
+def test_refresher_works_again_in_a_forked_child(tmp_path):
+    # A server that forks its workers after the parent used the pool (a
+    # preloaded app): the child has the parent's memory, not its threads.
+    from harness import run_forked
+
+    r = stampede.Refresher(threads=1, size=4)
+    go = threading.Event()
+    assert r.submit("k", go.wait)  # busy in the parent while the child forks
+    wait_for(lambda: r._queue.empty(), "the parent's job did not start")
+    ran = tmp_path / "ran"
+
+    def child():
+        done = threading.Event()
+        assert r.submit("k", lambda: (ran.write_text(str(os.getpid())), done.set()))
+        assert done.wait(10)
+
+    try:
+        assert run_forked(child) == "exit 0"
+    finally:
+        go.set()
+    assert ran.read_text().isdigit()
