@@ -168,19 +168,17 @@ Status MemcachedStore::MetaGet(TextConn* tc, int s, std::string_view wire, std::
 }
 
 Status MemcachedStore::Peek(std::string_view key, Value* out) {
-  std::string storage;
-  std::string_view wire;
-  bool mapped = WireKey(key, &storage, &wire);
-  int s;
-  Status st = Route(wire, &s);
+  Routed rk;
+  Status st = RouteKey(key, &rk);
   if (!st.ok()) return st;
+  int s = rk.server;
   if (health_[s].no_meta.load(std::memory_order_relaxed)) return Get(key, out);
   MetaItem item;
   bool no_meta = false;
   {
     TextLease tl(this, s);
     if (!(st = tl.Open()).ok()) return st;
-    if (!(st = MetaGet(tl.get(), s, wire, "v f t u", &item, &no_meta)).ok()) return st;
+    if (!(st = MetaGet(tl.get(), s, rk.wire, "v f t u", &item, &no_meta)).ok()) return st;
   }
   MarkOk(s);
   if (no_meta) {
@@ -193,7 +191,7 @@ Status MemcachedStore::Peek(std::string_view key, Value* out) {
   }
   if (!item.found) return Status::NotFound();
   int64_t now = NowMs();
-  if (!(st = Unpack(key, mapped, item.data.data(), item.data.size(), item.flags, out)).ok())
+  if (!(st = Unpack(key, rk.mapped, item.data.data(), item.data.size(), item.flags, out)).ok())
     return st;
   // memcached keeps whole seconds: t is the seconds left (a live item has at
   // least 1; 0 is taken as "within the second").
@@ -203,19 +201,19 @@ Status MemcachedStore::Peek(std::string_view key, Value* out) {
 
 Status MemcachedStore::CompareAndSwap(std::string_view key, std::string_view expected,
                                       uint32_t expected_flags, const WriteItem* with) {
-  std::string storage, buf, zbuf;
-  std::string_view wire;
-  bool mapped = WireKey(key, &storage, &wire);
+  Routed rk;
+  Status st = RouteKey(key, &rk);
+  if (!st.ok()) return st;
+  int s = rk.server;
+  std::string_view wire = rk.wire;
   // The replacement is packed as a write packs it (compression, envelope,
   // the size limit), before anything is sent.
+  std::string buf, zbuf;
   std::string_view payload;
   uint32_t f = 0;
-  Status st;
-  if (with && !(st = Pack(key, mapped, with->data, with->flags, wire, &buf, &zbuf, &payload, &f))
-                   .ok())
+  if (with &&
+      !(st = Pack(key, rk.mapped, with->data, with->flags, wire, &buf, &zbuf, &payload, &f)).ok())
     return st;
-  int s;
-  if (!(st = Route(wire, &s)).ok()) return st;
   auto cannot = [&] {
     return Status::InvalidArgument(Where() + "memcached server " + servers_[s].name +
                                    " does not know the meta protocol (memcached 1.6): it cannot "
@@ -238,7 +236,7 @@ Status MemcachedStore::CompareAndSwap(std::string_view key, std::string_view exp
     return Status::NotFound();
   }
   Value held;
-  st = Unpack(key, mapped, item.data.data(), item.data.size(), item.flags, &held);
+  st = Unpack(key, rk.mapped, item.data.data(), item.data.size(), item.flags, &held);
   if (!st.ok()) {
     MarkOk(s);
     return st;  // NotFound: another key's entry under this wire key

@@ -464,6 +464,11 @@ Status MemcachedStore::Route(std::string_view wire, int* server) {
   return Status::OK();
 }
 
+Status MemcachedStore::RouteKey(std::string_view key, Routed* r) {
+  r->mapped = WireKey(key, &r->storage, &r->wire);
+  return Route(r->wire, &r->server);
+}
+
 bool MemcachedStore::RouteInto(std::string_view wire, size_t i,
                                std::vector<std::vector<size_t>>* by_server, Status* first_error) {
   int s;
@@ -624,12 +629,12 @@ Status MemcachedStore::Unpack(std::string_view made, bool mapped, const char* da
 // ---- the cache contract --------------------------------------------------------
 
 Status MemcachedStore::Get(std::string_view key, Value* out) {
-  std::string storage;
-  std::string_view wire;
-  bool mapped = WireKey(key, &storage, &wire);
-  int s;
-  Status st = Route(wire, &s);
+  Routed rk;
+  Status st = RouteKey(key, &rk);
   if (!st.ok()) return st;
+  int s = rk.server;
+  std::string_view wire = rk.wire;
+  bool mapped = rk.mapped;
   Lease c(this);
   if (!c.ok()) return NoConnection();
   memcached_st* h = c->h[s];
@@ -698,15 +703,12 @@ Status MemcachedStore::Write(WriteMode mode, std::string_view key, std::string_v
 // call(conn, server, wire key).
 template <class Call>
 Status MemcachedStore::OnKeyServer(std::string_view key, Call&& call) {
-  std::string storage;
-  std::string_view wire;
-  WireKey(key, &storage, &wire);
-  int s;
-  Status st = Route(wire, &s);
+  Routed rk;
+  Status st = RouteKey(key, &rk);
   if (!st.ok()) return st;
   Lease c(this);
   if (!c.ok()) return NoConnection();
-  return call(c.get(), s, wire);
+  return call(c.get(), rk.server, rk.wire);
 }
 
 // Touch and Delete: one request on the key's server, answered done or not

@@ -151,6 +151,14 @@ class MemcachedStore final : public StoreBase {
   // Routing and health.
   bool Live(int s, int64_t* now) const;
   Status Route(std::string_view wire, int* server);
+  // A key's wire form (WireKey) and server, for the calls on one key.
+  struct Routed {
+    std::string storage;  // the mapped key, when the key had to be mapped
+    std::string_view wire;
+    bool mapped = false;
+    int server = -1;
+  };
+  Status RouteKey(std::string_view key, Routed* r);
   // For a batch: item i goes on its server's list in by_server; false, with
   // the first routing error kept in *first_error, when it has no server.
   bool RouteInto(std::string_view wire, size_t i, std::vector<std::vector<size_t>>* by_server,
