@@ -13,7 +13,6 @@ import shutil
 import socket
 import subprocess
 import time
-import uuid
 
 import pytest
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
