@@ -157,6 +157,14 @@ class _RegionCache(_native.Cache, BaseCache):
             lambda v: self.set(key, v, timeout, version),
         )
 
+    def lock(self, key, version=None, timeout=None, sleep=0.1, blocking=True,
+             blocking_timeout=None, thread_local=True):
+        """django-redis's cache.lock(): a regioncache.locks.Lock on the entry
+        under key (README, "Locks")."""
+        from regioncache.locks import Lock
+
+        return Lock(self, key, version, timeout, sleep, blocking, blocking_timeout, thread_local)
+
     async def aget_or_set(self, key, default, timeout=DEFAULT_TIMEOUT, version=None):
         if not callable(default):
             return await BaseCache.aget_or_set(self, key, default, timeout, version)
