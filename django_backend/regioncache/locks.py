@@ -228,9 +228,9 @@ class Lock:
         if cache.add(self.key, own, self._ttl(), self.version):
             return True
         if cache.failures != failures:
-            # An add whose reply was lost may still have been applied.
-            cache._delete_if(self.key, own, self.version)
-            return None
+            # The add failed; if only its reply was lost (memcached), the
+            # lock is there with this caller's value, and held.
+            return True if cache.get(self.key, None, self.version) == own else None
         held = cache.get(self.key, None, self.version)
         if held is None:  # released in between: try again at once
             return bool(cache.add(self.key, own, self._ttl(), self.version))
