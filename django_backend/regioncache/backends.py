@@ -15,6 +15,7 @@ from django.core.cache.backends.base import (
 from django.core.exceptions import ImproperlyConfigured
 
 from regioncache import _native, stampede
+from regioncache.redis_api import LISTINGS, READS, WRITES, RedisAPI
 from regioncache.spec import store_spec
 
 _MISSING = object()
@@ -106,12 +107,13 @@ def _find_alias(backend_cls, location, params):
     return found[0] if len(found) == 1 else location
 
 
-class _RegionCache(_native.Cache, BaseCache):
+class _RegionCache(RedisAPI, _native.Cache, BaseCache):
     """Common base: Django's BaseCache contract, done by the native type.
 
     get/set/add/touch/delete/get_many/set_many/delete_many/has_key/incr/decr
     /clear/close are the native methods; get_or_set, incr_version and
-    decr_version are Django's own (they call the native ones).
+    decr_version are Django's own (they call the native ones); ttl, expire,
+    keys, delete_pattern & co. are django-redis's (regioncache.redis_api).
     """
 
     store_kind = None
@@ -272,6 +274,10 @@ class FileCache(_RegionCache):
     async def aclear(self):
         return await sync_to_async(self.clear, thread_sensitive=False)()
 
+    # django-redis's API: ttl/pttl read in the loop as aget does; expiry
+    # changes (a file rewritten) and listings (directory scans) in a thread.
+    _redis_api_in_thread = WRITES | LISTINGS
+
 
 class MemcachedCache(_RegionCache):
     """A region on memcached servers, through libmemcached in the native
@@ -305,3 +311,4 @@ class MemcachedCache(_RegionCache):
     aincr = BaseCache.aincr
     adecr = BaseCache.adecr
     aclear = BaseCache.aclear
+    _redis_api_in_thread = READS | WRITES | LISTINGS
