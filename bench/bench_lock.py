@@ -94,7 +94,9 @@ def uncontended(caches, iterations, repeat):
 
 
 def contended(specs, name, seconds, workers=4):
-    """Pairs per second completed by `workers` forked processes together."""
+    """(pairs per second completed by `workers` forked processes together,
+    the pairs of each process: neither lock queues its waiters, so a
+    process that just released often takes the lock again)."""
     reads = []
     pids = []
     start_r, start_w = os.pipe()
@@ -124,7 +126,7 @@ def contended(specs, name, seconds, workers=4):
     time.sleep(1.0)  # let every child open its cache
     os.write(start_w, b"x" * workers)
     os.close(start_w)
-    total = 0
+    counts = []
     for r, pid in zip(reads, pids):
         data = b""
         while chunk := os.read(r, 64):
@@ -133,8 +135,8 @@ def contended(specs, name, seconds, workers=4):
         _, status = os.waitpid(pid, 0)
         if status != 0 or not data:
             raise RuntimeError(f"{name}: a contended worker failed (status {status})")
-        total += int(data)
-    return total / seconds
+        counts.append(int(data))
+    return sum(counts) / seconds, sorted(counts)
 
 
 def main():
@@ -172,13 +174,15 @@ def main():
         print(f"cache.lock(): `with lock: pass`, {args.iterations} x {args.repeat} blocks "
               f"uncontended; 4 processes x {args.seconds:g} s contended (sleep=0.001)\n")
         print("| store | µs per acquire+release | pairs/s | vs django-redis "
-              "| contended pairs/s (4 processes) |")
-        print("|---|---|---|---|---|")
+              "| contended pairs/s (4 processes) | vs django-redis | fewest / most pairs of one process |")
+        print("|---|---:|---:|---:|---:|---:|---|")
         for name in NAMES:
+            rate, counts = busy[name]
             print(f"| {name} | {rates[name] * 1e6:.1f} | {1 / rates[name]:,.0f} "
-                  f"| {peer / rates[name]:.2f}x | {busy[name]:,.0f} |")
+                  f"| {peer / rates[name]:.2f}x | {rate:,.0f} "
+                  f"| {rate / busy['django-redis'][0]:.2f}x | {counts[0]:,} / {counts[-1]:,} |")
         for name in missing:
-            print(f"| {name} | not measured: its store has no compare-and-swap yet | | | |")
+            print(f"| {name} | not measured: its store has no compare-and-swap yet | | | | | |")
     finally:
         try:
             regioncache.remove_shm_region(shm_name)
