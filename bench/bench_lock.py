@@ -67,7 +67,8 @@ def make_caches(specs):
     import regioncache
 
     return {
-        "SharedMemoryCache": regioncache.SharedMemoryCache(specs["shm"], {"OPTIONS": {"SIZE": "8MB"}}),
+        "SharedMemoryCache": regioncache.SharedMemoryCache(specs["shm"],
+                                                           {"OPTIONS": {"SIZE": "8MB"}}),
         "FileCache": regioncache.FileCache(specs["file"], {"OPTIONS": {"MAX_SIZE": "16MB"}}),
         "MemcachedCache": regioncache.MemcachedCache(specs["memcached"], {}),
         "django-redis": RedisCache(specs["redis"], {}),
@@ -174,7 +175,8 @@ def main():
         print(f"cache.lock(): `with lock: pass`, {args.iterations} x {args.repeat} blocks "
               f"uncontended; 4 processes x {args.seconds:g} s contended (sleep=0.001)\n")
         print("| store | µs per acquire+release | pairs/s | vs django-redis "
-              "| contended pairs/s (4 processes) | vs django-redis | fewest / most pairs of one process |")
+              "| contended pairs/s (4 processes) | vs django-redis "
+              "| fewest / most pairs of one process |")
         print("|---|---:|---:|---:|---:|---:|---|")
         for name in NAMES:
             rate, counts = busy[name]

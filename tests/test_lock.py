@@ -376,7 +376,8 @@ def test_of_many_waiters_one_takes_over_a_dead_holder(cache):
 COUNTER_CHILD = """
 import time
 from regioncache.locks import _holder_dead
-alias, report, marker, n, timeout = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
+alias, report, marker, n, timeout = sys.argv[1:6]
+n = int(n)
 cache = caches[alias]
 timeout = None if timeout == "None" else float(timeout)
 out = os.open(report, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
