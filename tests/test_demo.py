@@ -64,7 +64,7 @@ def test_demo_site_fills_its_three_regions(tmp_path):
     assert out["png"] == "89504e470d0a1a0a"
     assert out["kinds"] == {"functions": "shm", "files": "file", "pages": "memcached"}
     s = out["stats"]
-    assert s["functions"]["entries"] == 1  # user 7's profile, by @region
+    assert s["functions"]["entries"] == 2  # user 7's profile by @region, and its generation
     assert s["files"]["entries"] == 2      # the two imports
     assert s["files"]["hits"] >= 1         # the second logo-2.png
     assert s["pages"]["entries"] >= 2      # cache_page: pages and their header keys

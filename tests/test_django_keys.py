@@ -201,14 +201,17 @@ def test_region_functions_and_their_locks(pages):
     release()
     assert {k["kind"] for k in kinds} == {"function"}
     readable = {(k["name"], k["arguments"], k["lock"]) for k in kinds if "arguments" in k}
+    gen = "regioncache-generation"  # each function's generation entry (decorators.py)
     assert readable == {(f"{__name__}.profile", "user_id=42,full=False", False),
                         (f"{__name__}.profile", "user_id=7,full=False", True),
-                        (f"{__name__}.Shop.price", "sku='A-1'", False)}
+                        (f"{__name__}.Shop.price", "sku='A-1'", False),
+                        (f"{__name__}.profile", gen, False), ("catalogue", gen, False),
+                        (f"{__name__}.Shop.price", gen, False)}
     (hashed,) = [k for k in kinds if "args_hash" in k]
     assert hashed["name"] == "catalogue" and not hashed["lock"]
     assert listing.key("x" * 300) == f"catalogue#{hashed['args_hash']}"
     # The key a function's .key() gives is the kind's key, whole.
-    assert {k["key"] for k in kinds if not k["lock"]} == {
+    assert {k["key"] for k in kinds if not k["lock"] and k.get("arguments") != gen} == {
         profile.key(42), listing.key("x" * 300), Shop.price.key(Shop(), "A-1")}
 
 

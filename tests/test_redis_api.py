@@ -2,11 +2,7 @@
 "django-redis's API"): ttl, pttl, expire, pexpire, expire_at, pexpire_at,
 persist, keys, iter_keys, delete_pattern and their async forms, on a
 shared-memory, a file and a memcached region (a memcached server of the
-test's own on a free port), through caches[alias] with real settings.
-
-The memcached expiry readings (ttl/pttl/persist) need the store to report
-an entry's expiry (Store::Peek on memcached, another branch of issue 15):
-until it does, those tests xfail on memcached, saying so."""
+test's own on a free port), through caches[alias] with real settings."""
 
 import asyncio
 import datetime
@@ -17,7 +13,6 @@ import shutil
 import socket
 import subprocess
 import time
-import uuid
 
 import pytest
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
@@ -66,19 +61,6 @@ def make(request, regions, tmp_path):
 stores = pytest.mark.parametrize("make", STORES, indirect=True)
 
 
-def needs_expiry(cache):
-    """xfail on a memcached store that cannot report an entry's expiry yet."""
-    if cache.store_kind != "memcached":
-        return
-    probe = f"expiry-probe-{uuid.uuid4().hex}"
-    cache.set(probe, 1, 100)
-    known = cache._expiry(probe) != -1
-    cache.delete(probe)
-    if not known:
-        pytest.xfail("memcached's Peek does not report expiry yet "
-                     "(the memcached branch of issue 15)")
-
-
 def coarse(cache):
     """True where expiry is kept in whole seconds (memcached)."""
     return cache.store_kind == "memcached"
@@ -90,7 +72,6 @@ def coarse(cache):
 @stores
 def test_ttl_and_pttl_of_missing_persistent_and_expiring_keys(make):
     cache = make()
-    needs_expiry(cache)
     assert cache.ttl("missing") == 0 and cache.pttl("missing") == 0
     cache.set("forever", "v", None)
     assert cache.ttl("forever") is None and cache.pttl("forever") is None
@@ -116,7 +97,6 @@ def test_ttl_rounds_the_milliseconds_left_as_redis_does(make):
 @stores
 def test_expire_sets_replaces_and_removes_the_timeout(make):
     cache = make(TIMEOUT=500)
-    needs_expiry(cache)
     assert cache.expire("missing", 10) is False and not cache.has_key("missing")
     cache.set("k", "v", None)
     assert cache.expire("k", 10) is True and cache.ttl("k") == 10
@@ -140,8 +120,7 @@ def listed_expiry(cache, key):
 
 @stores
 def test_expire_changes_what_the_store_holds(make):
-    # Read back through the store's listing, not _expiry: this holds on
-    # memcached before its peek reports expiry too.
+    # Read back through the store's listing, not _expiry.
     cache = make()
     cache.set("k", "v", None)
     assert listed_expiry(cache, "k") is None
@@ -162,7 +141,6 @@ def test_expire_changes_what_the_store_holds(make):
 @stores
 def test_expire_with_default_timeout_of_a_region_that_never_expires(make):
     cache = make(TIMEOUT=None)
-    needs_expiry(cache)
     cache.set("k", "v", 60)
     assert cache.expire("k", DEFAULT_TIMEOUT) is True and cache.ttl("k") is None
 
@@ -170,7 +148,6 @@ def test_expire_with_default_timeout_of_a_region_that_never_expires(make):
 @stores
 def test_pexpire_in_milliseconds(make):
     cache = make()
-    needs_expiry(cache)
     cache.set("k", "v", None)
     assert cache.pexpire("k", 1500) is True
     if coarse(cache):
@@ -186,7 +163,6 @@ def test_pexpire_in_milliseconds(make):
 @stores
 def test_expire_at_and_pexpire_at(make):
     cache = make()
-    needs_expiry(cache)
     cache.set("k", "v", None)
     assert cache.expire_at("k", int(time.time()) + 101) is True
     assert cache.ttl("k") in (100, 101)
@@ -210,7 +186,6 @@ def test_expire_at_and_pexpire_at(make):
 @stores
 def test_persist_is_true_only_when_it_removed_an_expiry(make):
     cache = make()
-    needs_expiry(cache)
     assert cache.persist("missing") is False
     cache.set("forever", "v", None)
     assert cache.persist("forever") is False
@@ -506,7 +481,6 @@ def test_keys_bad_input_names_the_argument(make):
 @stores
 def test_async_forms(make):
     cache = make()
-    needs_expiry(cache)
 
     async def run():
         await cache.aset("k", "v", None)

@@ -148,6 +148,10 @@ def counting(fn):
     return inner
 
 
+def generation_key(cached):
+    return KeyMaker(cached.original).generation_key
+
+
 def test_results_are_cached_per_arguments(shm):
     @counting
     def square(x):
@@ -159,8 +163,10 @@ def test_results_are_cached_per_arguments(shm):
     assert cached(x=3) == {"x": 3, "sq": 9}
     assert cached(4)["sq"] == 16
     assert len(square.calls) == 2
-    # stored in the region under the key it reports
-    assert shm.get(cached.key(3)) == {"x": 3, "sq": 9}
+    # stored in the region under the key it reports, with the function's
+    # generation token (decorators.py)
+    token = shm.get(generation_key(cached))
+    assert shm.get(cached.key(3)) == (token, None, {"x": 3, "sq": 9})
     assert cached.region == shm.alias
     assert cached.uncached is square
     assert cached.__name__ == "square"

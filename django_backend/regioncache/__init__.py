@@ -53,6 +53,7 @@ __all__ = [
     "LockError",
     "LockNotOwnedError",
     "MemcachedCache",
+    "NO_VALUE",
     "RegionError",
     "SharedMemoryCache",
     "RecordPagesMiddleware",
@@ -67,6 +68,25 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+
+class _NoValue:
+    """regioncache.NO_VALUE: what f.get(...) of a @region function answers
+    when no result is cached (None can be a cached result). Falsy."""
+
+    __slots__ = ()
+
+    def __repr__(self):
+        return "regioncache.NO_VALUE"
+
+    def __bool__(self):
+        return False
+
+    def __reduce__(self):
+        return "NO_VALUE"
+
+
+NO_VALUE = _NoValue()
 
 # OPTIONS the Python backends handle themselves (README, "Failure policy and
 # logging", "Signed values"); the native stores never see them, and

@@ -304,11 +304,16 @@ class MemcachedCache(_RegionCache):
     aadd = BaseCache.aadd
     atouch = BaseCache.atouch
     adelete = BaseCache.adelete
-    aget_many = BaseCache.aget_many
     aset_many = BaseCache.aset_many
     adelete_many = BaseCache.adelete_many
     ahas_key = BaseCache.ahas_key
     aincr = BaseCache.aincr
     adecr = BaseCache.adecr
     aclear = BaseCache.aclear
+
     _redis_api_in_thread = READS | WRITES | LISTINGS
+
+    async def aget_many(self, keys, version=None):
+        # One thread hop and one multi-get (BaseCache's awaits aget per key:
+        # a round trip each; @region reads a result and its generation so).
+        return await sync_to_async(self.get_many, thread_sensitive=True)(keys, version)

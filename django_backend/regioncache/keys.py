@@ -17,8 +17,12 @@ import hashlib
 import inspect
 import uuid
 
+_P = inspect.Parameter
+
 # Keys longer than this, or with characters memcached refuses, are hashed.
 MAX_READABLE = 200
+# The arguments part of a function's generation key.
+GENERATION = "regioncache-generation"
 
 
 class _Unkeyable(Exception):
@@ -58,8 +62,9 @@ def _text(value, path):
 
 
 def _safe(text):
-    # What every store (memcached included) takes as is, without a warning.
-    return len(text) <= MAX_READABLE and all(33 <= ord(c) < 127 for c in text)
+    # What every store (memcached included) takes as is, without a warning:
+    # printable ASCII (33 to 126) alone.
+    return len(text) <= MAX_READABLE and text.isascii() and text.isprintable() and " " not in text
 
 
 def function_name(func):
@@ -67,27 +72,99 @@ def function_name(func):
 
 
 class KeyMaker:
-    """Builds the cache key of one decorated function's calls."""
+    """Builds the cache key of one decorated function's calls.
 
-    def __init__(self, func, namespace=None):
+    ignore: names of arguments left out of the key (a request, a logger);
+    each must be a parameter of the function, or the function must take
+    **kwargs (then a keyword of that name is left out)."""
+
+    def __init__(self, func, namespace=None, ignore=()):
         self.func = func
         self.name = namespace or function_name(func)
         self.signature = inspect.signature(func)
-        params = list(self.signature.parameters)
+        params = self.signature.parameters
+        names = list(params)
         # Methods: the instance or class is not part of the key unless it
         # says how to be (a __cache_key__ method); see _text.
-        self.skip_first = bool(params) and params[0] in ("self", "cls")
+        self.skip_first = bool(names) and names[0] in ("self", "cls")
+        self.ignore = self._ignored(ignore, params)
+        # The common signature (no positional-only, no *args or **kwargs) is
+        # bound here, on the hot path, in a few steps; any other, or a call
+        # that does not fit, goes through Signature.bind (and its errors).
+        simple = all(p.kind in (_P.POSITIONAL_OR_KEYWORD, _P.KEYWORD_ONLY)
+                     for p in params.values())
+        self.names = tuple(names) if simple else None
+        self.positional = sum(p.kind is _P.POSITIONAL_OR_KEYWORD for p in params.values())
+        self.defaults = tuple(p.default for p in params.values())
+        self.name_set = frozenset(names)
+        # **kwargs, whose keywords named in ignore are left out too.
+        self.var_keyword = next(
+            (n for n, p in params.items() if p.kind is inspect.Parameter.VAR_KEYWORD), None
+        )
+        # The function's generation entry (decorators.py), spelled as a call
+        # (the desktop app lists it with the function) that no call makes: a
+        # call's arguments are name=value, or none.
+        self.generation_key = self._fit(f"{self.name}({GENERATION})", self.name)
 
-    def __call__(self, args, kwargs):
+    def _ignored(self, ignore, params):
+        if isinstance(ignore, str):
+            ignore = (ignore,)
+        try:
+            ignore = tuple(ignore)
+        except TypeError:
+            raise TypeError(
+                f"{self.name}: ignore must be argument names (a tuple of str), not {ignore!r}"
+            ) from None
+        takes_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+        for n in ignore:
+            if not isinstance(n, str):
+                raise TypeError(f"{self.name}: ignore takes argument names (str), not {n!r}")
+            if n not in params and not takes_kwargs:
+                raise TypeError(
+                    f"{self.name}: ignore names {n!r}, which is not an argument of the function "
+                    f"(its arguments: {', '.join(params) or 'none'})"
+                )
+        return frozenset(ignore)
+
+    def arguments(self, args, kwargs):
+        """(name, value) of every parameter in the signature's order,
+        defaults applied: what Signature.bind and apply_defaults give."""
+        names = self.names
+        if names is not None and len(args) <= self.positional and (
+                not kwargs or self.name_set.issuperset(kwargs)):
+            n = len(args)
+            out = []
+            for i, name in enumerate(names):
+                if i < n:
+                    if kwargs and name in kwargs:
+                        break  # given twice: bind says so
+                    out.append((name, args[i]))
+                elif kwargs and name in kwargs:
+                    out.append((name, kwargs[name]))
+                elif self.defaults[i] is not _P.empty:
+                    out.append((name, self.defaults[i]))
+                else:
+                    break  # missing: bind says so
+            else:
+                return out
         try:
             bound = self.signature.bind(*args, **kwargs)
         except TypeError as e:
             raise TypeError(f"{self.name}: {e}") from None
         bound.apply_defaults()
+        return bound.arguments.items()
+
+    def __call__(self, args, kwargs):
+        ignore = self.ignore
         parts = []
-        for i, (name, value) in enumerate(bound.arguments.items()):
+        for i, (name, value) in enumerate(self.arguments(args, kwargs)):
             if i == 0 and self.skip_first and getattr(type(value), "__cache_key__", None) is None:
                 continue
+            if ignore:
+                if name in ignore:
+                    continue
+                if name == self.var_keyword:
+                    value = {k: v for k, v in value.items() if k not in ignore}
             try:
                 parts.append(f"{name}={_text(value, name)}")
             except _Unkeyable as e:
@@ -98,9 +175,14 @@ class KeyMaker:
                     "tuples, lists, dicts or sets of them, saved model instances, or give the "
                     "type a __cache_key__() method)"
                 ) from None
-        text = f"{self.name}({','.join(parts)})"
+        return self._fit(f"{self.name}({','.join(parts)})", self.name)
+
+    @staticmethod
+    def _fit(text, name):
+        """text if every store takes it as is, else the name's printable head
+        and a digest of text."""
         if _safe(text):
             return text
         digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:40]
-        head = "".join(c for c in self.name if 33 <= ord(c) < 127)[:100]
+        head = "".join(c for c in name if 33 <= ord(c) < 127)[:100]
         return f"{head}#{digest}"

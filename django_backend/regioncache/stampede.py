@@ -38,10 +38,23 @@ failed also removes the lock on its way out if it finds its own token there.
 
 With ``stale`` (the decorator's option), a value past its fresh life is kept
 ``stale`` seconds longer: one caller recomputes it while the others get the
-previous value at once, without waiting.
+previous value at once, without waiting. With ``refresh="background"`` no
+caller waits at all: a stale read hands the recomputation to this process's
+Refresher (a few daemon threads) or, for a coroutine, to a task on the
+running loop (spawn_task); whoever runs it takes the key's lock with
+try_lock, so one worker across every process recomputes it.
+
+compute_once's ``read()`` (default: ``cache.get(key)``) is how the lock
+holder and the waiters look for the value; it may answer MISSING, or
+COMPUTE_NOW when the value will never come (the holder computed a result it
+chose not to store): the waiter computes for itself at once.
 """
 
 import asyncio
+import logging
+import os
+import queue
+import threading
 import time
 import uuid
 
@@ -56,6 +69,8 @@ PENDING_GRACE = 2.0
 ACQUIRE_TRIES = 3
 
 _MISSING = object()
+MISSING = _MISSING       # what a read() answers for "no value yet"
+COMPUTE_NOW = object()   # what a read() answers for "no value will come"
 
 # What an acquire found.
 HELD = "held"        # this caller holds the lock
@@ -64,7 +79,9 @@ FAILED = "failed"    # the store could not take or show the lock: compute now
 
 
 class Envelope(tuple):
-    """(fresh_until, value): a value stored with a soft expiry (stale mode)."""
+    """(fresh_until, value): how @region stored a stale-mode value before
+    generations (decorators.py). Kept so that such entries still load (as
+    misses: they carry no generation token) instead of failing to unpickle."""
 
     __slots__ = ()
 
@@ -174,36 +191,33 @@ def _release(cache, lock_key, token, version):
 
 
 def compute_once(cache, key, compute, version, store,
-                 lock_timeout=DEFAULT_LOCK_TIMEOUT, wait=DEFAULT_WAIT):
+                 lock_timeout=DEFAULT_LOCK_TIMEOUT, wait=DEFAULT_WAIT, read=None):
     """The value of key, computed by compute() in at most one caller at a
-    time (see the module's doc). store(value) writes a computed value."""
+    time (see the module's doc). store(value) writes a computed value;
+    read() looks for it (MISSING, COMPUTE_NOW or the value)."""
+    if read is None:
+        def read():
+            return cache.get(key, _MISSING, version)
     lock_key = key + LOCK_SUFFIX
     token = uuid.uuid4().hex
     deadline = time.monotonic() + wait
     for delay in _delays():
         state = _acquire(cache, lock_key, token, lock_timeout, version)
-        if state == HELD:
+        if state == HELD or state == FAILED:
             try:
-                value = cache.get(key, _MISSING, version)
-                if value is _MISSING:
+                value = read() if state == HELD else _MISSING
+                if value is _MISSING or value is COMPUTE_NOW:
                     value = compute()
                     store(value)
                 return value
             finally:
                 _release(cache, lock_key, token, version)
-        if state == FAILED:
-            try:
-                value = compute()
-                store(value)
-                return value
-            finally:
-                _release(cache, lock_key, token, version)
-        value = cache.get(key, _MISSING, version)
-        if value is not _MISSING:
-            return value
-        if time.monotonic() >= deadline:
+        value = read()
+        if value is COMPUTE_NOW or (value is _MISSING and time.monotonic() >= deadline):
             value = compute()
             store(value)
+            return value
+        if value is not _MISSING:
             return value
         time.sleep(delay)
 
@@ -257,35 +271,31 @@ async def _arelease(cache, lock_key, token, version):
 
 
 async def acompute_once(cache, key, compute, version, store,
-                        lock_timeout=DEFAULT_LOCK_TIMEOUT, wait=DEFAULT_WAIT):
-    """compute_once for coroutines: compute and store are async."""
+                        lock_timeout=DEFAULT_LOCK_TIMEOUT, wait=DEFAULT_WAIT, read=None):
+    """compute_once for coroutines: compute, store and read are async."""
+    if read is None:
+        async def read():
+            return await cache.aget(key, _MISSING, version)
     lock_key = key + LOCK_SUFFIX
     token = uuid.uuid4().hex
     deadline = time.monotonic() + wait
     for delay in _delays():
         state = await _aacquire(cache, lock_key, token, lock_timeout, version)
-        if state == HELD:
+        if state == HELD or state == FAILED:
             try:
-                value = await cache.aget(key, _MISSING, version)
-                if value is _MISSING:
+                value = await read() if state == HELD else _MISSING
+                if value is _MISSING or value is COMPUTE_NOW:
                     value = await compute()
                     await store(value)
                 return value
             finally:
                 await _arelease(cache, lock_key, token, version)
-        if state == FAILED:
-            try:
-                value = await compute()
-                await store(value)
-                return value
-            finally:
-                await _arelease(cache, lock_key, token, version)
-        value = await cache.aget(key, _MISSING, version)
-        if value is not _MISSING:
-            return value
-        if time.monotonic() >= deadline:
+        value = await read()
+        if value is COMPUTE_NOW or (value is _MISSING and time.monotonic() >= deadline):
             value = await compute()
             await store(value)
+            return value
+        if value is not _MISSING:
             return value
         await asyncio.sleep(delay)
 
@@ -296,3 +306,77 @@ async def atry_lock(cache, key, version, lock_timeout=DEFAULT_LOCK_TIMEOUT):
     if await _aacquire(cache, lock_key, token, lock_timeout, version) == BUSY:
         return None
     return lambda: _arelease(cache, lock_key, token, version)
+
+
+# ---- background refresh -------------------------------------------------------
+
+REFRESH_THREADS = 4    # daemon threads per process
+REFRESH_QUEUE = 1000   # jobs waiting at most; beyond, a stale read hands none over
+
+_log = logging.getLogger("regioncache")
+
+
+class Refresher:
+    """A small pool of daemon threads that run refresh jobs, one job per
+    ident at a time in this process (a key already queued or running is not
+    queued again). A full queue drops the job: the value stays stale and the
+    next stale read offers it again. Threads start on first use and again in
+    a forked child (a fork keeps the queue's lock, not the threads)."""
+
+    def __init__(self, threads=REFRESH_THREADS, size=REFRESH_QUEUE):
+        self._threads = threads
+        self._size = size
+        self._reset()
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self):
+        self._lock = threading.Lock()
+        self._queue = queue.Queue(self._size)
+        self._busy = set()
+        self._started = 0
+
+    def submit(self, ident, job):
+        """Queues job() unless ident is queued or running here; True if queued."""
+        with self._lock:
+            if ident in self._busy:
+                return False
+            try:
+                self._queue.put_nowait((ident, job))
+            except queue.Full:
+                return False
+            self._busy.add(ident)
+            if self._started < self._threads:
+                self._started += 1
+                threading.Thread(target=self._work, args=(self._queue,),
+                                 name="regioncache-refresh", daemon=True).start()
+        return True
+
+    def _work(self, jobs):
+        while True:
+            ident, job = jobs.get()
+            try:
+                job()
+            except BaseException:  # a job logs its own errors; never lose the thread
+                _log.exception("regioncache: a background refresh job failed")
+            finally:
+                with self._lock:
+                    self._busy.discard(ident)
+
+
+refresher = Refresher()
+
+_tasks = {}  # ident -> the running task (asyncio keeps only weak references)
+
+
+def spawn_task(ident, make_coro):
+    """Starts make_coro() as a task on the running loop unless ident's task
+    is still running there; True if started."""
+    loop = asyncio.get_running_loop()
+    task = _tasks.get(ident)
+    if task is not None and not task.done() and task.get_loop() is loop:
+        return False
+    task = loop.create_task(make_coro())
+    _tasks[ident] = task
+    task.add_done_callback(lambda t: _tasks.get(ident) is t and _tasks.pop(ident, None))
+    return True

@@ -595,7 +595,7 @@ void AppTest::kindColumnAndGroupsOnDjangoKeys() {
   QVERIFY(QTest::qWaitForWindowExposed(window_.get()));
   window_->addRegion(SpecFromConf("kinds", kind.kind, conf));
   KeyBrowser* b = window_->browser();
-  QVERIFY(WaitUntil([&] { return !b->loader()->running() && !b->groups()->busy() && b->model()->rowCount() == 15; }));
+  QVERIFY(WaitUntil([&] { return !b->loader()->running() && !b->groups()->busy() && b->model()->rowCount() == 16; }));  // gui/tests/models_test.cc kFilledKeys
   QCOMPARE(b->model()->headerData(KeyTableModel::kKind, Qt::Horizontal).toString(), QString("Kind"));
   int pages = 0;
   for (int r = 0; r < b->model()->rowCount(); ++r)

@@ -304,6 +304,11 @@ QJsonArray FillKinds(const QJsonObject& conf, QString* error) {
   return QJsonDocument::fromJson(out).array();
 }
 
+// What django_kinds.py leaves in the region: 3 pages (two languages and a
+// HEAD) and their 3 header lists, 2 fragments, 2 sessions, 3 results of an
+// @region function and its generation entry, 2 plain keys.
+constexpr int kFilledKeys = 16;
+
 const KeyGroup* Child(const KeyGroup* g, const QString& label) {
   for (const auto& c : g->children)
     if (c->label == label) return c.get();
@@ -322,12 +327,12 @@ void ModelsTest::keyKindsAndGroups() {
   QString error;
   const QJsonArray made = FillKinds(conf, &error);
   QVERIFY2(error.isEmpty(), qPrintable(error));
-  QCOMPARE(made.size(), 15);
+  QCOMPARE(made.size(), kFilledKeys);
   auto region = std::make_shared<Region>(SpecFromConf("kinds", kind.kind, conf));
   KeyTableModel model;
   QAbstractItemModelTester tester(&model, QAbstractItemModelTester::FailureReportingMode::QtTest);
   QVERIFY2(ListInto(&model, region, "", &error), qPrintable(error));
-  QCOMPARE(model.rowCount(), 15);
+  QCOMPARE(model.rowCount(), kFilledKeys);
   QCOMPARE(model.headerData(KeyTableModel::kKind, Qt::Horizontal).toString(), QString("Kind"));
   const QMap<QString, QString> labels{{"page", "cached page"}, {"page-headers", "page headers"},
                                       {"fragment", "template fragment"}, {"session", "session"},
@@ -354,7 +359,7 @@ void ModelsTest::keyKindsAndGroups() {
   model.sort(KeyTableModel::kKind, Qt::AscendingOrder);
   QVERIFY(WaitUntil([&] { return !model.sorting(); }));
   QVERIFY(model.data(model.index(0, KeyTableModel::kKind)).toString().startsWith("plain"));
-  QVERIFY(model.data(model.index(14, KeyTableModel::kKind)).toString().startsWith("@region function"));
+  QVERIFY(model.data(model.index(kFilledKeys - 1, KeyTableModel::kKind)).toString().startsWith("@region function"));
   for (int r = 1; r < model.rowCount(); ++r) {
     const int a = model.data(model.index(r - 1, KeyTableModel::kKind), KeyTableModel::kSortValueRole).toInt();
     const int b = model.data(model.index(r, KeyTableModel::kKind), KeyTableModel::kSortValueRole).toInt();
@@ -370,7 +375,7 @@ void ModelsTest::keyKindsAndGroups() {
   QVERIFY(WaitUntil([&] { return !groups.busy(); }));
   QCOMPARE(busy.size(), 2);
   const KeyGroup* root = groups.root();
-  QCOMPARE(root->entries, uint64_t(15));
+  QCOMPARE(root->entries, uint64_t(kFilledKeys));
   QCOMPARE(groups.rowCount(), 1);  // one KEY_PREFIX and version
   const KeyGroup* head = Child(root, "KEY_PREFIX \"\", version 1");
   QVERIFY(head != nullptr);
@@ -390,7 +395,7 @@ void ModelsTest::keyKindsAndGroups() {
   QCOMPARE(Child(head, "plain")->children.size(), size_t(0));
   const KeyGroup* fn = Child(Child(head, "@region function"), "shop.profile");
   QVERIFY(fn != nullptr);
-  QCOMPARE(fn->entries, uint64_t(3));
+  QCOMPARE(fn->entries, uint64_t(4));  // three results and the generation entry
   QCOMPARE(fn->glob, std::string(":1:shop.profile[(#]*"));
   QCOMPARE(Child(Child(head, "template fragment"), "sidebar")->entries, uint64_t(2));
   QCOMPARE(Child(Child(head, "session"), "cache")->entries, uint64_t(1));
@@ -398,7 +403,7 @@ void ModelsTest::keyKindsAndGroups() {
   QCOMPARE(Child(Child(head, "cached page"), "no key_prefix")->entries, uint64_t(3));
   // Through the model: labels, counts and human sizes.
   const QModelIndex h = groups.index(0, KeyGroupModel::kGroup);
-  QCOMPARE(groups.data(groups.index(0, KeyGroupModel::kEntries)).toString(), QString("15"));
+  QCOMPARE(groups.data(groups.index(0, KeyGroupModel::kEntries)).toString(), QString::number(kFilledKeys));
   QCOMPARE(groups.rowCount(h), 6);
   QCOMPARE(groups.parent(groups.index(0, 0, h)), h);
 
@@ -407,7 +412,7 @@ void ModelsTest::keyKindsAndGroups() {
   model.removeKeys({plain_key});
   groups.recompute();
   QVERIFY(WaitUntil([&] { return !groups.busy(); }));
-  QCOMPARE(groups.root()->entries, uint64_t(14));
+  QCOMPARE(groups.root()->entries, uint64_t(kFilledKeys - 1));
   QCOMPARE(Child(groups.root()->children[0].get(), "plain")->entries, uint64_t(1));
   kind.cleanup(conf);
 }
@@ -417,7 +422,7 @@ void ModelsTest::groupGlobsListTheirGroup() {
   const KindUnderTest& kind = filled_[0].kind;
   const QJsonObject conf = kind.django_conf(UniqueName("globs"));
   QString error;
-  QCOMPARE(FillKinds(conf, &error).size(), 15);
+  QCOMPARE(FillKinds(conf, &error).size(), kFilledKeys);
   QVERIFY2(error.isEmpty(), qPrintable(error));
   auto region = std::make_shared<Region>(SpecFromConf("globs", kind.kind, conf));
   KeyTableModel all;
@@ -434,7 +439,7 @@ void ModelsTest::groupGlobsListTheirGroup() {
     for (const auto& c : g->children) check(c.get());
   };
   check(tree.get());
-  QCOMPARE(tree->entries, uint64_t(15));
+  QCOMPARE(tree->entries, uint64_t(kFilledKeys));
   kind.cleanup(conf);
 }
 

@@ -1,5 +1,6 @@
 // FileStore (file_store.h): the cache contract -- reads, writes, touch,
-// delete, incr -- and how an entry found damaged or expired is dropped.
+// delete, incr, compare-and-swap -- and how an entry found damaged or
+// expired is dropped.
 
 #include "file/file_store.h"
 
@@ -128,14 +129,19 @@ Status FileStore::Read(std::string_view key, Value* out, bool peek) {
   return Status::NotFound();
 }
 
-Status FileStore::Write(WriteMode mode, std::string_view key, std::string_view data,
-                        uint32_t flags, int64_t exp) {
+Status FileStore::CheckItem(std::string_view key, std::string_view data, uint32_t flags) const {
   if (key.size() > cfg_.max_item || data.size() > cfg_.max_item - key.size())
     return TooLargeError(key, data.size(), cfg_.max_item);
   if (flags & kFlagZstd)
     return Status::InvalidArgument(RegionMessage(
         region(),
         "flags include kFlagZstd, which the file store reserves for its own compression"));
+  return Status::OK();
+}
+
+Status FileStore::Write(WriteMode mode, std::string_view key, std::string_view data,
+                        uint32_t flags, int64_t exp) {
+  if (Status c = CheckItem(key, data, flags); !c.ok()) return c;
   if (Status h = Health(false, nullptr, true); !h.ok()) return h;
   std::string name = file::EntryName(key);
   int shard = file::ShardOfEntryName(name);
@@ -283,19 +289,63 @@ Status FileStore::Incr(std::string_view key, int64_t delta, int64_t* result) {
     if (Status s = AddToDecimal(v.data, delta, &sum); !s.ok()) return s;
     NewEntry e;
     file::BuildEntry(key, sum.view(), v.flags, o.h.expires_ms, NowMs(), 0, 0, &e);
-    Temp tmp;
-    Status s = WriteEntryFile(shard, e, &tmp);
-    if (!s.ok()) return s;
-    bool vanished = false;  // cannot be: temporary files are swept under the lock we hold
-    s = CommitLocked(shard, name, tmp, e.FileSize(), &vanished);
-    if (!s.ok()) return s;
-    if (vanished)
-      return Status::IOError(
-          RegionMessage(region(), "temporary file " + tmp.path + " vanished before its rename"));
+    if (Status s = ReplaceLocked(shard, name, e); !s.ok()) return s;
     // The shard lock is held: the bounds are enforced by the next write.
     *result = sum.value;
     return Status::OK();
   });
+}
+
+Status FileStore::ReplaceLocked(int shard, const std::string& name, const NewEntry& e) {
+  Temp tmp;
+  Status s = WriteEntryFile(shard, e, &tmp);
+  if (!s.ok()) return s;
+  bool vanished = false;  // cannot be: temporary files are swept under the lock we hold
+  s = CommitLocked(shard, name, tmp, e.FileSize(), &vanished);
+  if (!s.ok()) return s;
+  if (vanished)
+    return Status::IOError(
+        RegionMessage(region(), "temporary file " + tmp.path + " vanished before its rename"));
+  return Status::OK();
+}
+
+Status FileStore::CompareAndSwap(std::string_view key, std::string_view expected,
+                                 uint32_t expected_flags, const WriteItem* with) {
+  // The replacement is checked and compressed before the lock is taken; the
+  // lock then covers the read, the comparison and the write of the new file
+  // (the values compared are a lock's tokens in the common use: one pread,
+  // one pwrite into this process's own spare).
+  NewEntry e;
+  if (with) {
+    if (Status c = CheckItem(key, with->data, with->flags); !c.ok()) return c;
+    file::BuildEntry(key, with->data, with->flags, with->expires_ms, NowMs(), cfg_.compress_min,
+                     cfg_.compress_level, &e);
+  }
+  int shard = -1;
+  std::string name;
+  Status s = WithLiveLocked(key, false, kFirstRead, [&](int sh, const std::string& nm,
+                                                         OpenEntry& o) {
+    Value v;
+    if (Status r = file::ReadValue(&o, &v); !r.ok()) {
+      // A live header over a damaged body is no entry.
+      DropBad(sh, nm, o, true, r.message());
+      return Status::NotFound();
+    }
+    if (v.flags != expected_flags || v.bytes() != expected) return Status::NotStored();
+    if (!with) return DropLocked(sh, nm, o, true) ? Status::OK() : Status::NotFound();
+    shard = sh;
+    name = nm;
+    return ReplaceLocked(sh, nm, e);
+  });
+  if (!s.ok() || !with) return s;
+  // As a write ends: synced, counted, and the bounds checked again (no room
+  // was made before: the entry replaced an entry, and only its size moved).
+  if (cfg_.fsync) {
+    if (Status st = file::SyncDir(ShardPath(shard), region()); !st.ok()) return st;
+  }
+  ledger_->counters().sets.fetch_add(1, std::memory_order_relaxed);
+  NoteWrite(shard);
+  return MakeRoom(0, name);
 }
 
 }  // namespace regioncache::file

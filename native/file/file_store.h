@@ -3,7 +3,8 @@
 // locks in the ledger, eviction by sampled shard scans, spare-inode reuse)
 // is told in FORMAT.md, "How the store works"; the code is split by concern:
 //   file_store.cc    the cache contract: get, set/add/replace, touch, delete,
-//                    incr; what a damaged or expired file found on the way means
+//                    incr, compare-and-swap; what a damaged or expired file
+//                    found on the way means
 //   file_spares.cc   writing an entry file and putting it in place (exchange
 //                    or rename under the shard lock), spare-inode recycling
 //   file_scan.cc     shard scans: recounts, eviction, culls, clear, expiry purge
@@ -133,6 +134,11 @@ class FileStore final : public StoreBase {
   Status Touch(std::string_view key, int64_t expires_ms) override;
   Status Delete(std::string_view key) override;
   Status Incr(std::string_view key, int64_t delta, int64_t* result) override;
+  // Under the shard lock: the live entry read whole (checksum checked; a
+  // damaged one is dropped, NotFound), compared, then dropped or replaced
+  // by `with` written as a set writes it (compressed, counted in sets).
+  Status CompareAndSwap(std::string_view key, std::string_view expected, uint32_t expected_flags,
+                        const WriteItem* with) override;
   Status Clear() override;
 
   Status List(const ListOptions& opts, ListPage* page) override;
@@ -185,6 +191,12 @@ class FileStore final : public StoreBase {
   Status Read(std::string_view key, Value* out, bool peek);
   Status Write(WriteMode mode, std::string_view key, std::string_view data, uint32_t flags,
                int64_t expires_ms) override;
+  // What every write checks first: the size limit (TooLarge) and flags
+  // free of kFlagZstd (InvalidArgument).
+  Status CheckItem(std::string_view key, std::string_view data, uint32_t flags) const;
+  // With the shard lock held: writes e and puts it in place of name's
+  // entry (incr, compare-and-swap). Counts the shard's bytes, not sets.
+  Status ReplaceLocked(int shard, const std::string& name, const NewEntry& e);
   // Opens the entry for key and classifies it; bad, foreign and expired files
   // are removed on the way (the shard lock must be held iff `locked`).
   // kLive leaves the file open in *o.

@@ -245,6 +245,8 @@ class Watchdog {
 
 }  // namespace
 
+uint64_t ForkGeneration() { return g_fork_generation.load(std::memory_order_relaxed); }
+
 Status ParseConfig(const StoreSpec& spec, Config* cfg) {
   // REGION_PREFIX is free text (any key prefix); the reader has no type for
   // it, so it is taken out before the reader checks the rest.
@@ -347,6 +349,7 @@ MemcachedStore::~MemcachedStore() {
 Status MemcachedStore::Init() {
   continuum_.Build(servers_);
   health_ = std::make_unique<Health[]>(servers_.size());
+  text_pools_ = std::make_unique<TextPool[]>(servers_.size());
   value_limit_ = cfg_.max_item_size + 4096;
   for (char c : cfg_.region_prefix)
     sanitized_prefix_.push_back(static_cast<unsigned char>(c) > 0x20 && c != 0x7f ? c : '_');
@@ -461,6 +464,11 @@ Status MemcachedStore::Route(std::string_view wire, int* server) {
   return Status::OK();
 }
 
+Status MemcachedStore::RouteKey(std::string_view key, Routed* r) {
+  r->mapped = WireKey(key, &r->storage, &r->wire);
+  return Route(r->wire, &r->server);
+}
+
 bool MemcachedStore::RouteInto(std::string_view wire, size_t i,
                                std::vector<std::vector<size_t>>* by_server, Status* first_error) {
   int s;
@@ -518,6 +526,14 @@ void MemcachedStore::LogSwallowed(const Status& st) const {
       std::string(m) + " (a batch the other servers answered: its keys there are misses or not stored)");
 }
 
+void MemcachedStore::CountFailure(int s) {
+  Health& hl = health_[s];
+  uint32_t f = hl.failures.fetch_add(1, std::memory_order_relaxed) + 1;
+  if (f >= cfg_.failure_limit)
+    hl.retry_at_ms.store(NowMs() + std::max<int64_t>(cfg_.retry_timeout_ms, 1),
+                         std::memory_order_relaxed);
+}
+
 Status MemcachedStore::Failed(int s, memcached_st* h, memcached_return_t rc, bool fired) {
   std::string what = "memcached server " + servers_[s].name + ": ";
   bool refused = rc == MEMCACHED_MEMORY_ALLOCATION_FAILURE && t_refused != 0;
@@ -534,13 +550,7 @@ Status MemcachedStore::Failed(int s, memcached_st* h, memcached_return_t rc, boo
   }
   t_refused = 0;
   if (rc == MEMCACHED_E2BIG || rc == MEMCACHED_KEY_TOO_BIG) return Status::TooLarge(Where() + what);
-  if (fired || IsDown(rc)) {
-    Health& hl = health_[s];
-    uint32_t f = hl.failures.fetch_add(1, std::memory_order_relaxed) + 1;
-    if (f >= cfg_.failure_limit)
-      hl.retry_at_ms.store(NowMs() + std::max<int64_t>(cfg_.retry_timeout_ms, 1),
-                           std::memory_order_relaxed);
-  }
+  if (fired || IsDown(rc)) CountFailure(s);
   // Whatever is still on this connection (the rest of a value, garbage, a
   // late reply) is not in step with the next request: drop it. The socket
   // is shut first so that quit's own write cannot wait on a stopped server.
@@ -619,12 +629,12 @@ Status MemcachedStore::Unpack(std::string_view made, bool mapped, const char* da
 // ---- the cache contract --------------------------------------------------------
 
 Status MemcachedStore::Get(std::string_view key, Value* out) {
-  std::string storage;
-  std::string_view wire;
-  bool mapped = WireKey(key, &storage, &wire);
-  int s;
-  Status st = Route(wire, &s);
+  Routed rk;
+  Status st = RouteKey(key, &rk);
   if (!st.ok()) return st;
+  int s = rk.server;
+  std::string_view wire = rk.wire;
+  bool mapped = rk.mapped;
   Lease c(this);
   if (!c.ok()) return NoConnection();
   memcached_st* h = c->h[s];
@@ -693,15 +703,12 @@ Status MemcachedStore::Write(WriteMode mode, std::string_view key, std::string_v
 // call(conn, server, wire key).
 template <class Call>
 Status MemcachedStore::OnKeyServer(std::string_view key, Call&& call) {
-  std::string storage;
-  std::string_view wire;
-  WireKey(key, &storage, &wire);
-  int s;
-  Status st = Route(wire, &s);
+  Routed rk;
+  Status st = RouteKey(key, &rk);
   if (!st.ok()) return st;
   Lease c(this);
   if (!c.ok()) return NoConnection();
-  return call(c.get(), s, wire);
+  return call(c.get(), rk.server, rk.wire);
 }
 
 // Touch and Delete: one request on the key's server, answered done or not

@@ -7,6 +7,9 @@
 //   mc_servers.h/.cc LOCATION parsing, the continuum that picks a key's server
 //   mc_keys.h/.cc    key mapping and the key envelope, exptime
 //   mc_text.h/.cc    TextConn, the text-protocol connection inspection speaks
+//   mc_atomic.cc     Peek (value and expiry, no LRU bump) and CompareAndSwap
+//                    over memcached's meta protocol (mg/ms/md with a CAS
+//                    value), on a small pool of TextConns a server
 //
 // Connections: every server gets a libmemcached handle of its own (so the
 // store's continuum, not libmemcached's, picks the server), and a thread
@@ -28,6 +31,8 @@
 #include "regioncache/store.h"
 
 namespace regioncache::mc {
+
+class TextConn;
 
 struct Config {
   bool tcp_nodelay = true;
@@ -73,11 +78,17 @@ class MemcachedStore final : public StoreBase {
   Status Delete(std::string_view key) override;
   Status Incr(std::string_view key, int64_t delta, int64_t* result) override;
   Status Clear() override;
+  Status CompareAndSwap(std::string_view key, std::string_view expected, uint32_t expected_flags,
+                        const WriteItem* with) override;
   Status GetMany(std::span<const std::string_view> keys, std::vector<Value>* values,
                  std::vector<bool>* found) override;
   Status SetMany(std::span<const WriteItem> items, std::vector<size_t>* failed) override;
   Status DeleteMany(std::span<const std::string_view> keys, uint64_t* deleted) override;
 
+  // The value and its expiry (memcached's "t": whole seconds), through
+  // "mg ... u": no LRU bump, no last-access or fetched mark. memcached still
+  // counts it in its get_hits/get_misses (stats), as every mg.
+  Status Peek(std::string_view key, Value* out) override;
   Status List(const ListOptions& opts, ListPage* page) override;
   Status GetStats(Stats* out) override;
   Status PurgeExpired(uint64_t* removed) override;
@@ -92,6 +103,26 @@ class MemcachedStore final : public StoreBase {
   struct Health {
     std::atomic<uint32_t> failures{0};
     std::atomic<int64_t> retry_at_ms{0};  // 0: healthy
+    // It answered "mg" with ERROR (memcached before 1.6): Peek reads
+    // through get, with no expiry, and CompareAndSwap says it cannot.
+    std::atomic<bool> no_meta{false};
+  };
+  // Idle TextConns of one server for Peek and CompareAndSwap (mc_atomic.cc):
+  // slots taken and filled with one atomic exchange each, no lock, so a
+  // child forked while another thread used the pool finds each slot whole
+  // (it then drops the parent's connections: TextConn::generation).
+  static constexpr size_t kTextSlots = 8;
+  struct TextPool {
+    std::atomic<TextConn*> slot[kTextSlots] = {};
+    ~TextPool();
+  };
+  // The entry "mg" found, as the server keeps it (packed).
+  struct MetaItem {
+    bool found = false;
+    std::string data;
+    uint32_t flags = 0;
+    int64_t ttl_s = -1;  // -1: never expires
+    uint64_t cas = 0;
   };
   // An entry as lru_crawler metadump shows it, already this region's.
   struct Dumped {
@@ -120,11 +151,22 @@ class MemcachedStore final : public StoreBase {
   // Routing and health.
   bool Live(int s, int64_t* now) const;
   Status Route(std::string_view wire, int* server);
+  // A key's wire form (WireKey) and server, for the calls on one key.
+  struct Routed {
+    std::string storage;  // the mapped key, when the key had to be mapped
+    std::string_view wire;
+    bool mapped = false;
+    int server = -1;
+  };
+  Status RouteKey(std::string_view key, Routed* r);
   // For a batch: item i goes on its server's list in by_server; false, with
   // the first routing error kept in *first_error, when it has no server.
   bool RouteInto(std::string_view wire, size_t i, std::vector<std::vector<size_t>>* by_server,
                  Status* first_error);
   void MarkOk(int s);
+  // One more consecutive failure of server s (after RETRY_TIMEOUT's
+  // SERVER_FAILURE_LIMIT of them, routing skips it for RETRY_TIMEOUT).
+  void CountFailure(int s);
   Status Failed(int s, memcached_st* h, memcached_return_t rc, bool fired = false);
   // Logs a server's failure inside a batch that still answered (so the
   // caller never sees it); nothing for OK.
@@ -150,6 +192,18 @@ class MemcachedStore final : public StoreBase {
   template <class Send>
   Status KeyedCall(std::string_view key, Send&& send);
 
+  // Meta protocol (mc_atomic.cc).
+  class TextLease;
+  std::unique_ptr<TextConn> TakeText(int s);  // nullptr: none idle
+  void ReturnText(int s, std::unique_ptr<TextConn> tc);
+  // A TextConn's failure on server s: counted against its health, and
+  // Unavailable whatever it was (a garbled reply is a misbehaving server).
+  Status TextFailed(int s, const Status& st);
+  // "mg <wire> <flags>" on tc: *item filled (found or not); no_meta set
+  // when the server does not know mg.
+  Status MetaGet(TextConn* tc, int s, std::string_view wire, std::string_view flags,
+                 MetaItem* item, bool* no_meta);
+
   // What a listing shows for a dumped entry (from its "mg" reply).
   struct Shown {
     std::string key;  // the made key (a mapped key's from its envelope)
@@ -174,6 +228,8 @@ class MemcachedStore final : public StoreBase {
   std::string sanitized_prefix_;  // region_prefix as it appears in mapped keys
   uint64_t value_limit_ = 0;      // largest value buffer a reply may make libmemcached grow
 
+  std::unique_ptr<TextPool[]> text_pools_;  // one a server
+
   std::mutex pool_mu_;
   std::vector<std::unique_ptr<Conn>> idle_;
   std::vector<Conn*> all_;  // every Conn made (owned by idle_ or a Lease), for the watchdog
@@ -181,6 +237,10 @@ class MemcachedStore final : public StoreBase {
   bool deadlines_ok_ = false;  // off when libmemcached's layout is not the one checked at Init
   int64_t tick_ms_ = 50;
 };
+
+// The process's fork generation: a connection made in another (the parent,
+// before a fork) is not this process's to use.
+uint64_t ForkGeneration();
 
 // Borrows a Conn from the pool for one call.
 class MemcachedStore::Lease {

@@ -1,6 +1,7 @@
 // TextConn: a text-protocol connection of its own to one server, with a
 // deadline on every reply, for what libmemcached has no call for (used by
-// mc_inspect.cc); and Printable, server text made fit for a message.
+// mc_inspect.cc and mc_atomic.cc); and Printable, server text made fit for
+// a message.
 #include "memcached/mc_text.h"
 
 #include <fcntl.h>
@@ -9,9 +10,11 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -144,25 +147,56 @@ Status TextConn::Connect(const ServerAddr& server) {
   return Status::OK();
 }
 
-Status TextConn::Send(std::string_view command) {
+Status TextConn::Send(std::string_view command, int64_t extra_ms) {
+  return Send({command}, extra_ms);
+}
+
+Status TextConn::Send(std::initializer_list<std::string_view> parts, int64_t extra_ms) {
   if (fd_ < 0) return Fail("not connected", 0);
-  deadline_ms_ = NowMs() + io_timeout_ms_;
+  deadline_ms_ = NowMs() + io_timeout_ms_ + std::max<int64_t>(extra_ms, 0);
   received_ = 0;
-  while (!command.empty()) {
-    ssize_t n = send(fd_, command.data(), command.size(), MSG_NOSIGNAL);
-    if (n > 0) {
-      command.remove_prefix(static_cast<size_t>(n));
+  constexpr size_t kMaxParts = 4;
+  iovec iov[kMaxParts];
+  size_t n = 0;
+  for (std::string_view p : parts) {
+    if (p.empty()) continue;
+    if (n == kMaxParts) return Fail("a command of more than 4 parts", 0);
+    iov[n++] = iovec{const_cast<char*>(p.data()), p.size()};
+  }
+  size_t first = 0;
+  while (first < n) {
+    msghdr mh{};
+    mh.msg_iov = iov + first;
+    mh.msg_iovlen = n - first;
+    ssize_t w = sendmsg(fd_, &mh, MSG_NOSIGNAL);
+    if (w > 0) {
+      size_t left = static_cast<size_t>(w);
+      while (first < n && left >= iov[first].iov_len) left -= iov[first++].iov_len;
+      if (first < n) {
+        iov[first].iov_base = static_cast<char*>(iov[first].iov_base) + left;
+        iov[first].iov_len -= left;
+      }
       continue;
     }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
       Status s = Await(POLLOUT, deadline_ms_, "command not taken", "write");
       if (!s.ok()) return s;
       continue;
     }
-    return Fail("write", errno);
+    return Fail("write", w < 0 ? errno : 0);
   }
   return Status::OK();
+}
+
+bool TextConn::Reusable() {
+  if (!Drained()) return false;
+  pollfd p{fd_, POLLIN | POLLRDHUP, 0};
+  int r;
+  do {
+    r = poll(&p, 1, 0);
+  } while (r < 0 && errno == EINTR);
+  return r == 0;
 }
 
 Status TextConn::Fill() {

@@ -1,11 +1,15 @@
 // A plain text-protocol connection of its own to one memcached server, for
-// the commands libmemcached has no call for (lru_crawler metadump, mg, stats
-// items/slabs). One request at a time: each command is written, then its
-// whole reply read, before the next (no pipelining, so a crawler dump never
-// interleaves with anything).
+// the commands libmemcached has no call for (lru_crawler metadump, mg, ms/md
+// with a CAS, stats items/slabs). One request at a time: each command is
+// written, then its whole reply read, before the next (no pipelining, so a
+// crawler dump never interleaves with anything). Inspection makes one per
+// call; Peek and CompareAndSwap keep them in a small pool a server
+// (mc_atomic.cc), which takes back only a connection whose replies were read
+// whole (Reusable).
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 #include <string_view>
 
@@ -35,8 +39,22 @@ class TextConn {
   TextConn& operator=(const TextConn&) = delete;
 
   Status Connect(const ServerAddr& server);
-  // Writes a command and starts its reply's deadline.
-  Status Send(std::string_view command);
+  // Writes a command and starts its reply's deadline (io_timeout_ms, plus
+  // extra_ms for a big command).
+  Status Send(std::string_view command, int64_t extra_ms = 0);
+  // The same for a command in parts (a header, a value, its "\r\n"),
+  // written with one sendmsg each time the socket takes them, no copy.
+  Status Send(std::initializer_list<std::string_view> parts, int64_t extra_ms = 0);
+  // Connected, nothing unread, and the server has neither closed its end nor
+  // sent anything unasked (a zero-timeout poll): fit for the next request.
+  bool Reusable();
+  // Connected and nothing unread (no syscall).
+  bool Drained() const { return fd_ >= 0 && pos_ == buf_.size(); }
+  // The fork generation (ForkGeneration, mc_store.h) it was connected in,
+  // for the pool that keeps it.
+  uint64_t generation = 0;
+  // Closes the connection (a reply it no longer trusts).
+  void Close() { Abandon(""); }
   // From the next Send on: the reply's deadline moves on by 1 s for each
   // min_rate bytes received (0: a fixed deadline).
   void SetMinRate(uint64_t min_rate) { min_rate_ = min_rate; }

@@ -195,11 +195,19 @@ Status ShmStore::DoCompareAndSwap(std::string_view key, std::string_view expecte
                           it->val_len);
     if (it->flags != expected_flags || held != expected) return Status::NotStored();
     Modifying mod(h_);
-    Remove(off, link);
-    if (with) {
-      Insert(key, hash, with->data, with->flags, with->expires_ms, now);
-      Slot().sets.fetch_add(1, std::memory_order_relaxed);
+    if (!with) {
+      Remove(off, link);
+      return Status::OK();
     }
+    // The new entry is linked before the old one is freed: a process killed
+    // in between leaves both, and recovery keeps the newer (LAYOUT.md,
+    // "Recovery"); freed first, a kill there would lose the key. The
+    // allocation may have evicted the old entry itself: then it is gone.
+    uint64_t old_seqno = it->seqno;
+    Insert(key, hash, with->data, with->flags, with->expires_ms, now);
+    Item* old = At<Item>(off);
+    if (old->head.state == kStateLive && old->seqno == old_seqno) Remove(off, nullptr);
+    Slot().sets.fetch_add(1, std::memory_order_relaxed);
     return Status::OK();
   });
 }

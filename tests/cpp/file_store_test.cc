@@ -451,6 +451,12 @@ TEST_F(FileTest, DamagedFilesAreMissesForEveryOperation) {
   EXPECT_TRUE(s->Add("b", "new", 0, kNever).ok());  // a damaged entry is no entry
   Damage("c");
   EXPECT_TRUE(s->Replace("c", "new", 0, kNever).IsNotStored());
+  // Compare-and-swap reads the value whole: the damaged body is no entry.
+  WriteItem with{"", "13", kEncInt, kNever};
+  Damage("g");
+  EXPECT_TRUE(s->CompareAndSwap("g", "12", kEncInt, &with).IsNotFound());
+  Damage("h");
+  EXPECT_TRUE(s->CompareAndSwap("h", "12", kEncInt, nullptr).IsNotFound());
   // Touch and delete check what they can without the value (header, key).
   ASSERT_TRUE(s->Set("d", "x", 0, kNever).ok());
   WriteAll(PathOf("d"), "garbage that is not an entry at all, long enough for a header ......");
@@ -468,7 +474,7 @@ TEST_F(FileTest, DamagedFilesAreMissesForEveryOperation) {
   std::set<std::string> keys;
   for (auto& e : page.entries) keys.insert(e.key);
   EXPECT_EQ(keys, (std::set<std::string>{"b"}));
-  for (const char* k : {"a", "c", "d", "e", "f"}) EXPECT_FALSE(Exists(PathOf(k))) << k;
+  for (const char* k : {"a", "c", "d", "e", "f", "g", "h"}) EXPECT_FALSE(Exists(PathOf(k))) << k;
   Value v;
   ASSERT_TRUE(s->Get("b", &v).ok());
   EXPECT_EQ(v.data, "new");

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <random>
@@ -39,23 +40,29 @@ struct Traits {
   // (memcached's server counts unsigned, stops at 0 and is blind to flags).
   bool signed_incr;
   int hammer_ops;  // per thread, in ThreadsHammeringTheSameKeys
+  // Compresses values from OPTIONS COMPRESS_MIN_SIZE on (shm keeps them as given).
+  bool compresses;
+  // Stats count this region's writes (memcached's are the server's commands).
+  bool sets_are_writes;
+  // How precisely a Peek reports an expiry (memcached keeps whole seconds).
+  int64_t expiry_resolution_ms;
 };
 
 // The store specs: each makes a fresh place for one test's store.
 struct ShmSpec {
-  static constexpr Traits kTraits{"shm", true, 20000};
+  static constexpr Traits kTraits{"shm", true, 20000, false, true, 1};
   std::string Location() const { return region.name(); }
   testing::ScratchShmRegion region{"gtest-contract-" + TestName()};
 };
 
 struct FileSpec {
-  static constexpr Traits kTraits{"file", true, 1500};
+  static constexpr Traits kTraits{"file", true, 1500, true, true, 1};
   std::string Location() const { return dir.path() + "/region"; }
   testing::TempDir dir{"regioncache-contract"};
 };
 
 struct MemcachedSpec {
-  static constexpr Traits kTraits{"memcached", false, 2500};
+  static constexpr Traits kTraits{"memcached", false, 2500, true, false, 1000};
   std::string Location() const { return server.location(); }
   testing::MemcachedServer server;
 };
@@ -217,6 +224,135 @@ TYPED_TEST(StoreContract, ManyAtOnceAndPurgeMatchingAndClear) {
   EXPECT_TRUE(s->Get("k150", &v).IsNotFound());
   ASSERT_TRUE(s->GetStats(&stats).ok());
   EXPECT_EQ(stats.entries, 0u);
+}
+
+// --- compare-and-swap ------------------------------------------------------
+
+// An expiry a whole number of seconds ahead (memcached keeps seconds).
+int64_t SecondsAhead(int64_t s) { return (NowMs() / 1000 + s) * 1000; }
+
+std::string HeldAs(std::string_view data, uint32_t flags) {
+  return std::string(data) + "/" + std::to_string(flags);
+}
+
+// "value/flags" of what key holds, or the status of the miss.
+std::string Held(Store* s, std::string_view key) {
+  Value v;
+  Status st = s->Get(key, &v);
+  return st.ok() ? HeldAs(v.data, v.flags) : st.ToString();
+}
+
+TYPED_TEST(StoreContract, CompareAndSwapReplacesOnlyWhatItExpects) {
+  auto s = this->Open();
+  ASSERT_TRUE(s);
+  ASSERT_TRUE(s->Set("k", "v1", kEncStr, SecondsAhead(600)).ok());
+  Stats before, after;
+  ASSERT_TRUE(s->GetStats(&before).ok());
+  // Other bytes, a prefix, or the same bytes under other flags: nothing changes.
+  WriteItem other{"", "never", kEncStr, kNever};
+  EXPECT_TRUE(s->CompareAndSwap("k", "v2", kEncStr, &other).IsNotStored());
+  EXPECT_TRUE(s->CompareAndSwap("k", "v", kEncStr, &other).IsNotStored());
+  EXPECT_TRUE(s->CompareAndSwap("k", "v1", kEncBytes, &other).IsNotStored());
+  EXPECT_EQ(Held(s.get(), "k"), HeldAs("v1", kEncStr));
+  // Equal: replaced by the new value, with its flags and its own expiry;
+  // the WriteItem's key is not used.
+  int64_t exp = SecondsAhead(3600);
+  WriteItem with{"ignored", "v2", kEncBytes, exp};
+  Status st = s->CompareAndSwap("k", "v1", kEncStr, &with);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  EXPECT_EQ(Held(s.get(), "k"), HeldAs("v2", kEncBytes));
+  Value v;
+  EXPECT_TRUE(s->Peek("ignored", &v).IsNotFound());
+  ASSERT_TRUE(s->Peek("k", &v).ok());
+  EXPECT_LT(std::abs(v.expires_ms - exp), TypeParam::kTraits.expiry_resolution_ms);
+  // The old value no longer matches; the new one does, and kNever is kept.
+  EXPECT_TRUE(s->CompareAndSwap("k", "v1", kEncStr, &with).IsNotStored());
+  WriteItem forever{"", "v3", kEncStr, kNever};
+  ASSERT_TRUE(s->CompareAndSwap("k", "v2", kEncBytes, &forever).ok());
+  ASSERT_TRUE(s->Peek("k", &v).ok());
+  EXPECT_EQ(v.data, "v3");
+  EXPECT_EQ(v.expires_ms, kNever);
+  // Counted as the writes they are: two swaps, no failed comparison.
+  if constexpr (TypeParam::kTraits.sets_are_writes) {
+    ASSERT_TRUE(s->GetStats(&after).ok());
+    EXPECT_EQ(after.sets - before.sets, 2u);
+    EXPECT_EQ(after.entries, before.entries);
+  }
+}
+
+TYPED_TEST(StoreContract, CompareAndSwapOfNoLiveEntryIsNotFound) {
+  auto s = this->Open();
+  ASSERT_TRUE(s);
+  WriteItem with{"", "new", kEncStr, kNever};
+  EXPECT_TRUE(s->CompareAndSwap("missing", "", kEncStr, &with).IsNotFound());
+  EXPECT_TRUE(s->CompareAndSwap("missing", "", kEncStr, nullptr).IsNotFound());
+  ASSERT_TRUE(s->Set("gone", "old", kEncStr, NowMs() + 1500).ok());
+  ASSERT_TRUE(s->Touch("gone", NowMs() - 1000).ok());  // expired, as by time
+  EXPECT_TRUE(s->CompareAndSwap("gone", "old", kEncStr, &with).IsNotFound());
+  EXPECT_TRUE(s->CompareAndSwap("gone", "old", kEncStr, nullptr).IsNotFound());
+  // Neither swap made an entry.
+  EXPECT_EQ(Held(s.get(), "missing"), Status::NotFound().ToString());
+  EXPECT_EQ(Held(s.get(), "gone"), Status::NotFound().ToString());
+}
+
+TYPED_TEST(StoreContract, CompareAndSwapWithNothingDeletes) {
+  auto s = this->Open();
+  ASSERT_TRUE(s);
+  ASSERT_TRUE(s->Set("k", "token-1", kEncStr, SecondsAhead(60)).ok());
+  EXPECT_TRUE(s->CompareAndSwap("k", "token-2", kEncStr, nullptr).IsNotStored());
+  EXPECT_TRUE(s->CompareAndSwap("k", "token-1", kEncInt, nullptr).IsNotStored());
+  EXPECT_EQ(Held(s.get(), "k"), HeldAs("token-1", kEncStr));
+  ASSERT_TRUE(s->CompareAndSwap("k", "token-1", kEncStr, nullptr).ok());
+  EXPECT_EQ(Held(s.get(), "k"), Status::NotFound().ToString());
+  EXPECT_TRUE(s->CompareAndSwap("k", "token-1", kEncStr, nullptr).IsNotFound());
+  // The key is free again for add (a released lock can be taken).
+  EXPECT_TRUE(s->Add("k", "token-3", kEncStr, kNever).ok());
+}
+
+TYPED_TEST(StoreContract, CompareAndSwapTooLargeLeavesTheEntry) {
+  auto s = this->Open({{"MAX_ITEM_SIZE", "64KB"}});
+  ASSERT_TRUE(s);
+  ASSERT_TRUE(s->Set("k", "old", kEncStr, kNever).ok());
+  std::mt19937_64 rng(70001);
+  std::string big(70000, '\0');  // random: no store compresses it under the limit
+  for (auto& c : big) c = static_cast<char>(rng());
+  WriteItem with{"", big, kEncBytes, kNever};
+  Status st = s->CompareAndSwap("k", "old", kEncStr, &with);
+  EXPECT_EQ(st.code(), Status::Code::kTooLarge) << st.ToString();
+  EXPECT_NE(st.message().find("region 'contract'"), std::string::npos) << st.message();
+  EXPECT_NE(st.message().find("70000"), std::string::npos) << st.message();
+  EXPECT_EQ(Held(s.get(), "k"), HeldAs("old", kEncStr));
+}
+
+TYPED_TEST(StoreContract, CompareAndSwapOfCompressibleValues) {
+  Opts opts;
+  if constexpr (TypeParam::kTraits.compresses) opts["COMPRESS_MIN_SIZE"] = "1KB";
+  auto s = this->Open(opts);
+  ASSERT_TRUE(s);
+  std::string a, b;
+  for (int i = 0; i < 4000; ++i) {
+    a += "row " + std::to_string(i) + ";";
+    b += "line " + std::to_string(i) + ";";
+  }
+  ASSERT_TRUE(s->Set("k", a, kEncBytes, kNever).ok());
+  // The last byte differs, the length is the same: compared whole.
+  std::string near = a;
+  near.back() = '!';
+  WriteItem with{"", b, kEncBytes, kNever};
+  EXPECT_TRUE(s->CompareAndSwap("k", near, kEncBytes, &with).IsNotStored());
+  ASSERT_TRUE(s->CompareAndSwap("k", a, kEncBytes, &with).ok());
+  Value v;
+  ASSERT_TRUE(s->Get("k", &v).ok());
+  EXPECT_EQ(v.bytes(), b);
+  EXPECT_EQ(v.flags, kEncBytes);
+  if constexpr (TypeParam::kTraits.sets_are_writes && TypeParam::kTraits.compresses) {
+    // Stored compressed, as a set would have stored it.
+    Stats st;
+    ASSERT_TRUE(s->GetStats(&st).ok());
+    EXPECT_LT(st.bytes_used, b.size() / 2);
+  }
+  ASSERT_TRUE(s->CompareAndSwap("k", b, kEncBytes, nullptr).ok());
+  EXPECT_TRUE(s->Get("k", &v).IsNotFound());
 }
 
 // Threads sharing one store object: every value read is one that was

@@ -27,8 +27,6 @@
 
 namespace regioncache::testing {
 
-namespace {
-
 sockaddr_in Loopback(int port) {
   sockaddr_in a{};
   a.sin_family = AF_INET;
@@ -36,8 +34,6 @@ sockaddr_in Loopback(int port) {
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   return a;
 }
-
-}  // namespace
 
 int FreePort() {
   int fd = socket(AF_INET, SOCK_STREAM, 0);

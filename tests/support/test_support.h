@@ -5,6 +5,7 @@
 // helpers report failures as text, "" meaning success.
 #pragma once
 
+#include <netinet/in.h>
 #include <sys/types.h>
 
 #include <chrono>
@@ -24,6 +25,9 @@ namespace regioncache::testing {
 // A TCP port on 127.0.0.1 that nothing listened on a moment ago (0 if the
 // system would not give one).
 int FreePort();
+
+// 127.0.0.1:port as a socket address.
+sockaddr_in Loopback(int port);
 
 // Whether a TCP connection to 127.0.0.1:port is accepted.
 bool PortAnswers(int port);
