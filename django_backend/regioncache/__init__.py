@@ -50,6 +50,8 @@ from regioncache import _log  # noqa: F401  (the stores' log lines go to logging
 __all__ = [
     "ConfigError",
     "FileCache",
+    "LockError",
+    "LockNotOwnedError",
     "MemcachedCache",
     "NO_VALUE",
     "RegionError",
@@ -116,6 +118,10 @@ def __getattr__(name):
         from regioncache import cached_pages
 
         return getattr(cached_pages, name)
+    if name in ("LockError", "LockNotOwnedError"):
+        from regioncache import locks
+
+        return getattr(locks, name)
     if name == "region":
         from regioncache.decorators import region
 

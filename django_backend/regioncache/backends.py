@@ -15,6 +15,7 @@ from django.core.cache.backends.base import (
 from django.core.exceptions import ImproperlyConfigured
 
 from regioncache import _native, stampede
+from regioncache.locks import Lock
 from regioncache.redis_api import LISTINGS, READS, WRITES, RedisAPI
 from regioncache.spec import store_spec
 
@@ -158,6 +159,12 @@ class _RegionCache(RedisAPI, _native.Cache, BaseCache):
             self, key, default, version,
             lambda v: self.set(key, v, timeout, version),
         )
+
+    def lock(self, key, version=None, timeout=None, sleep=0.1, blocking=True,
+             blocking_timeout=None, thread_local=True):
+        """django-redis's cache.lock(): a regioncache.locks.Lock on the entry
+        under key (README, "Locks")."""
+        return Lock(self, key, version, timeout, sleep, blocking, blocking_timeout, thread_local)
 
     async def aget_or_set(self, key, default, timeout=DEFAULT_TIMEOUT, version=None):
         if not callable(default):
