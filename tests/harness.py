@@ -89,7 +89,8 @@ class RedisServer:
 
         binary = shutil.which("redis-server")
         if not binary:
-            raise RuntimeError("redis-server is not installed (Debian: apt-get install redis-server)")
+            raise RuntimeError(
+                "redis-server is not installed (Debian: apt-get install redis-server)")
         cmd = [binary, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
                "--appendonly", "no", "--dir", str(self.workdir), "--daemonize", "no"]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

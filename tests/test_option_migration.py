@@ -49,7 +49,8 @@ NAMED = [
      "regioncache's MemcachedCache has TCP_NODELAY (on by default)"),
     ("memcached", {"connect_timeout": 2}, "MemcachedCache has CONNECT_TIMEOUT (seconds"),
     ("memcached", {"timeout": 2}, "MemcachedCache has POLL_TIMEOUT (seconds"),
-    ("memcached", {"dead_timeout": 30}, "MemcachedCache has RETRY_TIMEOUT (seconds a failed server"),
+    ("memcached", {"dead_timeout": 30},
+     "MemcachedCache has RETRY_TIMEOUT (seconds a failed server"),
     ("memcached", {"retry_attempts": 3}, "MemcachedCache has SERVER_FAILURE_LIMIT"),
     ("memcached", {"max_pool_size": 4},
      "OPTIONS['max_pool_size'] is an option of Django's PyMemcacheCache (pymemcache); "
@@ -147,7 +148,8 @@ def test_an_option_nobody_has_keeps_the_native_message_listing_ours(regions):
     known = {kind: _known_options(regions, kind) for kind in BACKEND}
     assert {"SIZE", "MAX_ITEM_SIZE", "ON_MISMATCH", "LOCK_TIMEOUT"} <= known["shm"]
     assert {"MAX_SIZE", "COMPRESS_MIN_SIZE", "FSYNC"} <= known["file"]
-    assert {"TCP_NODELAY", "CONNECT_TIMEOUT", "POLL_TIMEOUT", "BINARY_PROTOCOL"} <= known["memcached"]
+    assert {"TCP_NODELAY", "CONNECT_TIMEOUT", "POLL_TIMEOUT",
+            "BINARY_PROTOCOL"} <= known["memcached"]
     # No foreign name is one of ours: each would otherwise be refused though valid.
     for kind, ours in known.items():
         assert not ours & set(FOREIGN), (kind, ours & set(FOREIGN))

@@ -107,8 +107,10 @@ SCRIPT = [
     S("decr missing", lambda c, x: c.decr("nope"), Raises("ValueError")),
     S("set a str", lambda c, x: c.set("s", "abc"), True, op="set"),
     S("incr a str", lambda c, x: c.incr("s"), Raises("TypeError")),
-    S("incr missing, ignore_key_check", lambda c, x: c.incr("counter", 5, ignore_key_check=True), 5),
-    S("incr present, ignore_key_check", lambda c, x: c.incr("counter", 2, ignore_key_check=True), 7),
+    S("incr missing, ignore_key_check",
+      lambda c, x: c.incr("counter", 5, ignore_key_check=True), 5),
+    S("incr present, ignore_key_check",
+      lambda c, x: c.incr("counter", 2, ignore_key_check=True), 7),
     S("ttl of a counter ignore_key_check made", lambda c, x: c.ttl("counter"), None, needs=EXPIRY),
     # Expiry.
     S("set t for 100 s", lambda c, x: c.set("t", "v", timeout=100), True, op="set"),
@@ -241,7 +243,7 @@ def where(name, kind):
 def run_script(cache):
     """{step name: result} of the whole script on cache, from a cleared
     state; ("missing", method) where the backend lacks a method the step
-    needs."""
+    needs (a failure: every store has django-redis's calls)."""
     cache.clear()
     ctx = {"cache": cache}
     out = {}
@@ -377,16 +379,9 @@ def test_each_store_answers_the_script_as_django_redis(regions, django_redis_cac
     reference = run_script(django_redis_cache)
     results = run_script(our_cache(regions, kind, memcached_server, key_conf))
     found = differences(results, reference, kind)
-    real = [d for d in found if d[2][0] != "missing"]
-    assert real == [], "\n".join(
+    assert found == [], "\n".join(
         f"{kind}: {name}: expected {want} ({where(name, kind)}), ours {got}"
-        for name, want, got in real)
-    if found:
-        # The API of issue 15 is built on other branches (expiry and keys:
-        # r15keys; lock: r15lock): until it is merged, the steps that need
-        # it cannot run. Everything that did run matched.
-        missing = sorted({got[1] for _, _, got in found})
-        pytest.xfail(f"{len(found)} steps need {', '.join(missing)}, not on this backend yet")
+        for name, want, got in found)
 
 
 def test_a_missing_redis_server_fails_the_suite_rather_than_skipping_it(tmp_path, monkeypatch):

@@ -57,7 +57,8 @@ _MC = ("memcached",)
 
 NODELAY = Answer("TCP_NODELAY", "on by default", _MC)
 CONNECT = Answer("CONNECT_TIMEOUT", "seconds, default 1.0", _MC)
-CONNECT_MS = Answer("CONNECT_TIMEOUT", "in seconds, where pylibmc's is in milliseconds; default 1.0", _MC)
+CONNECT_MS = Answer("CONNECT_TIMEOUT",
+                    "in seconds, where pylibmc's is in milliseconds; default 1.0", _MC)
 POLL = Answer("POLL_TIMEOUT",
               "seconds, default 1.0; it bounds the whole call, not each wait for a byte", _MC)
 POLL_US = Answer("POLL_TIMEOUT",

@@ -97,9 +97,10 @@ def store_spec(alias, conf, kind=None):
 
     Raises ImproperlyConfigured for a LOCATION or OPTIONS a regioncache store
     cannot take; an OPTION of another backend (PyMemcacheCache, PyLibMCCache,
-    RedisCache, django-redis) is named with our equivalent. The policy OPTIONS (RAISE_ERRORS, the signing keys) are the
-    Python backend's own and are left out: the store never sees them, and a
-    signing key is a secret that describe must not print."""
+    RedisCache, django-redis) is named with our equivalent. The policy
+    OPTIONS (RAISE_ERRORS, the signing keys) are the Python backend's own and
+    are left out: the store never sees them, and a signing key is a secret
+    that describe must not print."""
     backend = conf.get("BACKEND", "")
     if kind is None:
         kind = backend_kind(backend)
