@@ -68,3 +68,48 @@ def kill_nine_round(argv, env, rng, low=0.005, high=0.050):
         p.stdout.close()
         p.stderr.close()
     assert p.returncode == -signal.SIGKILL
+
+
+class RedisServer:
+    """A real redis-server (Debian's package) on a free 127.0.0.1 port, for
+    the parity suite against django-redis; nothing saved to disk. A missing
+    binary is a RuntimeError: the tests that need it fail, never skip."""
+
+    def __init__(self, workdir):
+        self.port = free_port()
+        self.workdir = workdir
+        self.proc = None
+
+    @property
+    def url(self):
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self):
+        import shutil
+
+        binary = shutil.which("redis-server")
+        if not binary:
+            raise RuntimeError(
+                "redis-server is not installed (Debian: apt-get install redis-server)")
+        cmd = [binary, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
+               "--appendonly", "no", "--dir", str(self.workdir), "--daemonize", "no"]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"redis-server exited with {self.proc.returncode}: {cmd}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(16).startswith(b"+PONG"):
+                        return self
+            except OSError:
+                pass
+            time.sleep(0.02)
+        self.stop()
+        raise RuntimeError(f"redis-server did not answer PING: {cmd}")
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(30)

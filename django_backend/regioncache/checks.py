@@ -91,6 +91,7 @@ def check_regions(app_configs=None, **kwargs):
         if isinstance(spec, ImproperlyConfigured):
             messages.append(checks.Error(
                 f"CACHES[{alias!r}]: the region cannot be opened: {spec}",
+                hint=getattr(spec, "hint", None),  # an OPTION of another backend: where to look
                 id="regioncache.E001",
             ))
             continue

@@ -14,6 +14,14 @@ from dataclasses import dataclass, field
 from django.core.exceptions import ImproperlyConfigured
 
 from regioncache import POLICY_OPTIONS
+from regioncache.foreign_options import foreign_option_errors
+
+
+class ForeignOptionError(ImproperlyConfigured):
+    """OPTIONS that belong to another cache backend (regioncache.foreign_options)."""
+
+    hint = ("The README's section 'Coming from another backend' maps each of those "
+            "backends' OPTIONS to regioncache's.")
 
 
 @dataclass(frozen=True)
@@ -88,9 +96,11 @@ def store_spec(alias, conf, kind=None):
     it (a backend class), else found from conf["BACKEND"].
 
     Raises ImproperlyConfigured for a LOCATION or OPTIONS a regioncache store
-    cannot take. The policy OPTIONS (RAISE_ERRORS, the signing keys) are the
-    Python backend's own and are left out: the store never sees them, and a
-    signing key is a secret that describe must not print."""
+    cannot take; an OPTION of another backend (PyMemcacheCache, PyLibMCCache,
+    RedisCache, django-redis) is named with our equivalent. The policy
+    OPTIONS (RAISE_ERRORS, the signing keys) are the Python backend's own and
+    are left out: the store never sees them, and a signing key is a secret
+    that describe must not print."""
     backend = conf.get("BACKEND", "")
     if kind is None:
         kind = backend_kind(backend)
@@ -109,6 +119,11 @@ def store_spec(alias, conf, kind=None):
                          str(conf.get("KEY_PREFIX", "")), conf.get("VERSION", 1))
     if not isinstance(options, dict):
         raise ImproperlyConfigured(f"CACHES[{alias!r}]: OPTIONS must be a dict")
+    foreign = foreign_option_errors(kind, options)
+    if foreign:
+        # Before the native reader, which would call each "unknown option",
+        # and before option_text, which refuses a dict (pylibmc's behaviors).
+        raise ForeignOptionError(f"CACHES[{alias!r}]: " + ". ".join(foreign) + ".")
     text = {str(k): option_text(alias, k, v) for k, v in options.items() if k not in POLICY_OPTIONS}
     key_prefix = conf.get("KEY_PREFIX", "")
     if kind == "memcached":
