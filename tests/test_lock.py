@@ -391,14 +391,17 @@ for _ in range(n):
                 break
             except FileExistsError:
                 # Left by a holder that was killed inside: fine if that
-                # process is dead; a live one means two holders.
+                # process is dead; a live one means two holders. The marker
+                # names its writer with its start time, as a lock value
+                # does: the pid alone may since belong to another process
+                # (pids wrap at 32768, and other tests fork many).
                 with open(marker) as f:
-                    other = int(f.read() or 0)
-                if other and not _holder_dead("regioncache-lock/1 x " + _own_ident(other)):
+                    other = f.read()
+                if other and not _holder_dead("regioncache-lock/1 x " + other):
                     os.write(out, f"DOUBLE {other} {os.getpid()}\\n".encode())
                     os._exit(3)
                 os.unlink(marker)
-        os.write(fd, str(os.getpid()).encode())
+        os.write(fd, _own_ident(os.getpid()).encode())
         os.close(fd)
         value = cache.get("counter", 0)
         time.sleep(0.002)  # a window for a second holder, and for the parent's kill
