@@ -171,6 +171,21 @@ Status ShmStore::DoDelete(std::string_view key) {
   });
 }
 
+uint64_t ShmStore::FindLiveLocked(std::string_view key, uint64_t hash, int64_t now,
+                                  uint64_t** link) {
+  uint64_t off = FindLocked(key, hash, link);
+  if (off == 0) return 0;
+  Item* it = At<Item>(off);
+  bool expired = IsExpired(it->expires_ms, now);
+  if (!expired && CheckOk(it)) return off;
+  Modifying mod(h_);
+  Remove(off, *link);
+  if (expired) Slot().expirations.fetch_add(1, std::memory_order_relaxed);
+  else Log(LogLevel::kWarning, "entry at offset " + std::to_string(off) + " of " + path_ +
+                                   " failed its checksum: removed, a miss");
+  return 0;
+}
+
 Status ShmStore::DoCompareAndSwap(std::string_view key, std::string_view expected,
                                   uint32_t expected_flags, const WriteItem* with) {
   if (with && key.size() + with->data.size() > max_item_)
@@ -179,18 +194,9 @@ Status ShmStore::DoCompareAndSwap(std::string_view key, std::string_view expecte
   return Locking([&]() -> Status {
     int64_t now = NowMs();
     uint64_t* link = nullptr;
-    uint64_t off = FindLocked(key, hash, &link);
+    uint64_t off = FindLiveLocked(key, hash, now, &link);
     if (off == 0) return Status::NotFound();
     Item* it = At<Item>(off);
-    bool expired = IsExpired(it->expires_ms, now);
-    if (expired || !CheckOk(it)) {
-      Modifying mod(h_);
-      Remove(off, link);
-      if (expired) Slot().expirations.fetch_add(1, std::memory_order_relaxed);
-      else Log(LogLevel::kWarning, "entry at offset " + std::to_string(off) + " of " + path_ +
-                                       " failed its checksum: removed, a miss");
-      return Status::NotFound();
-    }
     std::string_view held(reinterpret_cast<const char*>(it) + kItemHeader + it->key_len,
                           it->val_len);
     if (it->flags != expected_flags || held != expected) return Status::NotStored();
@@ -217,18 +223,9 @@ Status ShmStore::DoIncr(std::string_view key, int64_t delta, int64_t* result) {
   return Locking([&]() -> Status {
     int64_t now = NowMs();
     uint64_t* link = nullptr;
-    uint64_t off = FindLocked(key, hash, &link);
+    uint64_t off = FindLiveLocked(key, hash, now, &link);
     if (off == 0) return Status::NotFound();
     Item* it = At<Item>(off);
-    if (IsExpired(it->expires_ms, now) || !CheckOk(it)) {
-      Modifying mod(h_);
-      bool expired = IsExpired(it->expires_ms, now);
-      Remove(off, link);
-      if (expired) Slot().expirations.fetch_add(1, std::memory_order_relaxed);
-      else Log(LogLevel::kWarning, "entry at offset " + std::to_string(off) + " of " + path_ +
-                                       " failed its checksum: removed, a miss");
-      return Status::NotFound();
-    }
     if (Encoding(it->flags) != kEncInt) return Status::NotANumber();
     std::string_view text(reinterpret_cast<const char*>(it) + kItemHeader + it->key_len,
                           it->val_len);

@@ -387,6 +387,9 @@ class __attribute__((visibility("hidden"))) ShmStore final : public StoreBase {
   // Finds the entry for key; *link receives the slot that points at it.
   // Returns 0 if absent; Damage if the chain is broken.
   uint64_t FindLocked(std::string_view key, uint64_t hash, uint64_t** link);
+  // FindLocked for a live, intact entry: 0 (after removing it) for an expired
+  // or damaged one, as for none.
+  uint64_t FindLiveLocked(std::string_view key, uint64_t hash, int64_t now, uint64_t** link);
   void UnlinkFromBucket(uint64_t off);
   void SieveRemove(uint64_t off);
   void SievePushHead(uint64_t off);
