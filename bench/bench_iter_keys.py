@@ -11,8 +11,9 @@ Then, each in turns (the order flipped every other round):
 - keys("*"), the list held until it is measured,
 - a selective pattern, iter_keys("user:12345*"), which still scans the whole
   region in the store (its answer is 11 keys at 1,000,000),
-- the floor: the store's listing itself (regioncache._listing.entry_pages,
-  list_entries' pages of dicts) with the same glob and page size,
+- the floor: the store's listing itself (regioncache._listing.entry_pages)
+  with the same glob and page size, as the keys alone (keys_only=True, what
+  iter_keys asks for) and as the inspection's dicts,
 
 timed (ns per key of the region, best round) and then run once more under
 tracemalloc for the peak of Python allocations during the call, with the
@@ -84,11 +85,11 @@ def consume_iter(cache, pattern, samples=None):
     return count, None
 
 
-def raw_pages(cache, pattern, samples=None):
+def raw_pages(cache, pattern, samples=None, keys_only=False):
     from regioncache._listing import entry_pages
 
     count = 0
-    for page in entry_pages(cache, pattern, size=ITERSIZE):
+    for page in entry_pages(cache, pattern, size=ITERSIZE, keys_only=keys_only):
         count += len(page)
         if samples is not None:
             samples.append(rss_anon_kb())
@@ -102,12 +103,16 @@ def build_list(cache, pattern, samples=None):
     return len(keys), keys
 
 
-VARIANTS = [
-    ("iter_keys('*')", lambda c: consume_iter(c, "*")),
-    ("keys('*')", lambda c: build_list(c, "*")),
-    ("iter_keys('user:12345*')", lambda c: consume_iter(c, "user:12345*")),
-    ("list_entries pages ('*')", lambda c: raw_pages(c, "*")),
-]
+# name -> (function, pattern, keyword arguments)
+CALLS = {
+    "iter_keys('*')": (consume_iter, "*", {}),
+    "keys('*')": (build_list, "*", {}),
+    "iter_keys('user:12345*')": (consume_iter, "user:12345*", {}),
+    "listing, keys only ('*')": (raw_pages, "*", {"keys_only": True}),
+    "listing, dicts ('*')": (raw_pages, "*", {}),
+}
+VARIANTS = [(name, lambda c, f=f, p=p, kw=kw: f(c, p, **kw))
+            for name, (f, p, kw) in CALLS.items()]
 
 
 def timed(cache, rounds, n):
@@ -126,13 +131,12 @@ def timed(cache, rounds, n):
 
 def memory(cache, name):
     """(tracemalloc peak MB, RssAnon growth MB at its highest, count)."""
-    pattern = "user:12345*" if "12345" in name else "*"
-    fn = {"iter": consume_iter, "keys": build_list, "list": raw_pages}[name[:4]]
+    fn, pattern, kw = CALLS[name]
     gc.collect()
     samples = []
     before = rss_anon_kb()
     tracemalloc.start()
-    count, held = fn(cache, pattern, samples)
+    count, held = fn(cache, pattern, samples, **kw)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     samples.append(rss_anon_kb())

@@ -2,7 +2,7 @@
 # The backends (regioncache.SharedMemoryCache, FileCache, MemcachedCache)
 # derive from Cache and from Django's BaseCache.
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, TypedDict
+from typing import Any, Literal, TypedDict, overload
 
 from typing_extensions import disjoint_base
 
@@ -85,8 +85,15 @@ class Cache:
     def _delete_if(self, key: str, expected: Any, version: int | None = None) -> bool: ...
     def close(self, **kwargs: Any) -> None: ...
     def stats(self) -> _Stats: ...
+    @overload
     def list_entries(
-        self, cursor: str = "", glob: str = "", limit: int = 1000, include_expired: bool = False
+        self, cursor: str = "", glob: str = "", limit: int = 1000, include_expired: bool = False,
+        *, keys_only: Literal[True],
+    ) -> tuple[list[str], str]: ...
+    @overload
+    def list_entries(
+        self, cursor: str = "", glob: str = "", limit: int = 1000, include_expired: bool = False,
+        keys_only: Literal[False] = False,
     ) -> tuple[list[_Entry], str]: ...
     def purge_expired(self) -> int: ...
     def purge(self, glob: str, /) -> int: ...

@@ -249,9 +249,9 @@ class RedisAPI:
         if glob is None:
             return 0
         try:
-            for page in entry_pages(self, glob, size=size):
+            for page in entry_pages(self, glob, size=size, keys_only=True):
                 if page:
-                    count += self.delete_raw([e["key"] for e in page])
+                    count += self.delete_raw(page)
         except _native.RegionError as e:
             self._listing_failed("delete_pattern", f"{count} deleted", e)
         return count
@@ -291,7 +291,7 @@ class RedisAPI:
         if glob is None:
             return
         head, tail = len(frame[0]), len(frame[1])
-        pages = entry_pages(self, glob, size=size)
+        pages = entry_pages(self, glob, size=size, keys_only=True)
         while True:
             try:
                 page = next(pages, None)
@@ -300,9 +300,10 @@ class RedisAPI:
                 return
             if page is None:
                 return
-            for entry in page:
-                full = entry["key"]
-                yield full[head:len(full) - tail]
+            if tail:
+                yield from (full[head:-tail] for full in page)
+            else:
+                yield from (full[head:] for full in page)
 
     def _listing_failed(self, call, answer, error):
         """The failure policy for a listing (list_entries raises under

@@ -292,7 +292,7 @@ PyMethodDef kMethods[] = {
     FASTKW("_set_policy", Cache_set_policy, "_set_policy(raise_errors, signing_keys)"),
     ONEARG("stats", Cache_stats, METH_NOARGS, "Region statistics as a dict."),
     FASTKW("list_entries", Cache_list_entries,
-           "list_entries(cursor='', glob='', limit=1000, include_expired=False) -> (entries, next_cursor)"),
+           "list_entries(cursor='', glob='', limit=1000, include_expired=False, keys_only=False) -> (entries or keys, next_cursor)"),
     ONEARG("purge_expired", Cache_purge_expired, METH_NOARGS, "Remove expired entries; returns the count."),
     ONEARG("purge", Cache_purge, METH_O, "purge(glob) -> entries removed (glob over full keys)"),
     ONEARG("delete_raw", Cache_delete_raw, METH_O, "delete_raw(full_keys) -> entries deleted"),

@@ -45,12 +45,18 @@ PyObject* Cache_stats(CacheObject* self, PyObject*) {
   return d;
 }
 
-// list_entries(cursor="", glob="", limit=1000, include_expired=False)
-//   -> (list of dicts, next_cursor)
+// list_entries(cursor="", glob="", limit=1000, include_expired=False,
+//              keys_only=False) -> (list of dicts, or of keys, next_cursor)
 PyObject* Cache_list_entries(CacheObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
-  static const char* const names[] = {"cursor", "glob", "limit", "include_expired"};
-  PyObject* a[4];
-  if (!ParseArgs("list_entries", args, nargs, kwnames, names, 4, 0, a)) return nullptr;
+  static const char* const names[] = {"cursor", "glob", "limit", "include_expired", "keys_only"};
+  PyObject* a[5];
+  if (!ParseArgs("list_entries", args, nargs, kwnames, names, 5, 0, a)) return nullptr;
+  bool keys_only = false;
+  if (a[4]) {
+    int t = PyObject_IsTrue(a[4]);
+    if (t < 0) return nullptr;
+    keys_only = t != 0;
+  }
   if (!Ready(self)) return nullptr;
   ListOptions lo;
   if (a[0] && a[0] != Py_None) {
@@ -85,6 +91,16 @@ PyObject* Cache_list_entries(CacheObject* self, PyObject* const* args, Py_ssize_
   for (size_t i = 0; i < page.entries.size(); ++i) {
     const EntryInfo& e = page.entries[i];
     PyObject* key = PyUnicode_DecodeUTF8(e.key.data(), static_cast<Py_ssize_t>(e.key.size()), "replace");
+    if (keys_only) {
+      // The keys alone (keys(), iter_keys(), delete_pattern()): no dict
+      // and no float objects per entry.
+      if (!key) {
+        Py_DECREF(list);
+        return nullptr;
+      }
+      PyList_SET_ITEM(list, static_cast<Py_ssize_t>(i), key);
+      continue;
+    }
     PyObject* exp = MsToSeconds(e.expires_ms);
     PyObject* stored = MsToSeconds(e.stored_ms);
     PyObject* accessed = MsToSeconds(e.accessed_ms);
