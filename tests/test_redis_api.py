@@ -242,6 +242,22 @@ def test_keys_and_iter_keys_answer_the_callers_keys(make):
 
 
 @stores
+def test_the_keys_only_listing_is_the_listing_s_keys(make):
+    # What keys()/iter_keys()/delete_pattern() page through: the same keys,
+    # pages and cursors as the inspection's listing, without the dicts.
+    cache = make()
+    fill(cache, [f"k{i:03}" for i in range(30)])
+    fill(cache, ["other"])
+    for glob in ("", ":1:k0*", ":1:nothing*"):
+        full = [e["key"] for page in entry_pages(cache, glob, size=7) for e in page]
+        keys = [k for page in entry_pages(cache, glob, size=7, keys_only=True) for k in page]
+        assert keys == full and all(isinstance(k, str) for k in keys)
+    assert len(full) == 0 and len(keys) == 0
+    assert len([k for page in entry_pages(cache, ":1:k0*", size=7, keys_only=True)
+                for k in page]) == 30
+
+
+@stores
 def test_redis_glob_syntax(make):
     cache = make()
     names = ["a1", "b1", "c1", "ab", "a*", "a?", "[x]", "a\\b", "^1", "!1", "-1", "]1"]
