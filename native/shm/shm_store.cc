@@ -190,16 +190,9 @@ Status ShmStore::DoCompareAndSwap(std::string_view key, std::string_view expecte
                                   uint32_t expected_flags, const WriteItem* with) {
   if (with && key.size() + with->data.size() > max_item_)
     return TooLargeError(key, with->data.size(), max_item_);
-  uint64_t hash = Hash(key);
-  return Locking([&]() -> Status {
-    int64_t now = NowMs();
-    uint64_t* link = nullptr;
-    uint64_t off = FindLiveLocked(key, hash, now, &link);
-    if (off == 0) return Status::NotFound();
-    Item* it = At<Item>(off);
-    std::string_view held(reinterpret_cast<const char*>(it) + kItemHeader + it->key_len,
-                          it->val_len);
-    if (it->flags != expected_flags || held != expected) return Status::NotStored();
+  return WithLiveLocked(key, [&](uint64_t hash, int64_t now, uint64_t off, uint64_t* link,
+                                 Item* it) -> Status {
+    if (it->flags != expected_flags || ValueOf(it) != expected) return Status::NotStored();
     Modifying mod(h_);
     if (!with) {
       Remove(off, link);
@@ -219,18 +212,11 @@ Status ShmStore::DoCompareAndSwap(std::string_view key, std::string_view expecte
 }
 
 Status ShmStore::DoIncr(std::string_view key, int64_t delta, int64_t* result) {
-  uint64_t hash = Hash(key);
-  return Locking([&]() -> Status {
-    int64_t now = NowMs();
-    uint64_t* link = nullptr;
-    uint64_t off = FindLiveLocked(key, hash, now, &link);
-    if (off == 0) return Status::NotFound();
-    Item* it = At<Item>(off);
+  return WithLiveLocked(key, [&](uint64_t hash, int64_t now, uint64_t off, uint64_t* link,
+                                 Item* it) -> Status {
     if (Encoding(it->flags) != kEncInt) return Status::NotANumber();
-    std::string_view text(reinterpret_cast<const char*>(it) + kItemHeader + it->key_len,
-                          it->val_len);
     DecimalSum sum;
-    if (Status st = AddToDecimal(text, delta, &sum); !st.ok()) return st;
+    if (Status st = AddToDecimal(ValueOf(it), delta, &sum); !st.ok()) return st;
     std::string_view nt = sum.view();
     Modifying mod(h_);
     uint64_t room = BlockSize(it->head.order) - kItemHeader - it->key_len;

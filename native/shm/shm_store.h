@@ -390,6 +390,23 @@ class __attribute__((visibility("hidden"))) ShmStore final : public StoreBase {
   // FindLocked for a live, intact entry: 0 (after removing it) for an expired
   // or damaged one, as for none.
   uint64_t FindLiveLocked(std::string_view key, uint64_t hash, int64_t now, uint64_t** link);
+  // Takes the lock and calls fn(hash, now, off, link, item) with key's live
+  // entry; NotFound without calling it when there is none.
+  template <typename Fn>
+  Status WithLiveLocked(std::string_view key, Fn&& fn) {
+    uint64_t hash = Hash(key);
+    return Locking([&]() -> Status {
+      int64_t now = NowMs();
+      uint64_t* link = nullptr;
+      uint64_t off = FindLiveLocked(key, hash, now, &link);
+      if (off == 0) return Status::NotFound();
+      return fn(hash, now, off, link, At<Item>(off));
+    });
+  }
+  // An entry's value bytes.
+  std::string_view ValueOf(const Item* it) const {
+    return {reinterpret_cast<const char*>(it) + kItemHeader + it->key_len, it->val_len};
+  }
   void UnlinkFromBucket(uint64_t off);
   void SieveRemove(uint64_t off);
   void SievePushHead(uint64_t off);
