@@ -12,6 +12,7 @@ import random
 import shutil
 import socket
 import subprocess
+import threading
 import time
 
 import pytest
@@ -239,6 +240,31 @@ def test_keys_and_iter_keys_answer_the_callers_keys(make):
     assert inspect.isgenerator(it)
     assert sorted(it) == ["user:1", "user:2"]
     assert list(cache.iter_keys("*", version=2)) == ["user:3"]
+
+
+@stores
+def test_incr_ignore_key_check_starts_a_missing_key_at_delta(make):
+    cache = make()
+    assert cache.incr("hits", 3, ignore_key_check=True) == 3
+    assert cache.ttl("hits") is None  # made without an expiry, as redis's INCRBY makes it
+    assert cache.incr("hits", ignore_key_check=True) == 4
+    cache.set("ratio", 1.5, 100)
+    assert cache.incr("ratio", 1, ignore_key_check=True) == 2.5  # Python's sum, as incr's
+    with pytest.raises(ValueError):
+        cache.incr("absent")  # without the flag: Django's ValueError
+    with pytest.raises(TypeError):
+        cache.decr("absent", 1, None, True)  # decr takes no ignore_key_check (nor django-redis's)
+    # Threads racing to start one missing key: every increment counted once.
+    def add_ones():
+        for _ in range(50):
+            cache.incr("raced", 1, ignore_key_check=True)
+
+    threads = [threading.Thread(target=add_ones) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert cache.get("raced") == 200
 
 
 @stores

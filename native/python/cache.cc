@@ -434,15 +434,20 @@ PyObject* DoIncr(CacheObject* self, PyObject* const* args, Py_ssize_t nargs, PyO
     PyErr_Clear();
   }
   // A missing key with ignore_key_check: added at delta; if another caller
-  // added it meanwhile, incremented after all (a few rounds at most).
+  // added it between our incr and our add (or our look), incremented after
+  // all (a few rounds at most).
   for (int round = 0; start && round < 3; ++round) {
     result = IncrOnce(self, k, delta, native, d, fname);
-    if (result || !PyErr_ExceptionMatches(PyExc_ValueError) || !IsMissing(self, k)) break;
+    if (result || !PyErr_ExceptionMatches(PyExc_ValueError)) break;
     PyErr_Clear();
+    if (!IsMissing(self, k)) continue;  // there now: incr again
     bool again = false;
     result = StartAt(self, k, delta, fname, &again);
     if (result || !again) break;
   }
+  // Three rounds lost to other callers' adds and deletes (or a failing
+  // store): one last incr answers (the sum, or the ValueError).
+  if (start && !result && !PyErr_Occurred()) result = IncrOnce(self, k, delta, native, d, fname);
   if (start) {
     Py_DECREF(delta);
     return result;
