@@ -30,6 +30,8 @@ from types import SimpleNamespace
 
 from asgiref.sync import sync_to_async
 
+from regioncache.redis_api import WRITES
+
 PREFIX = "regioncache-lock/1"
 MAX_KEY = 250
 
@@ -203,8 +205,10 @@ class Lock:
         self.raise_on_release_error = raise_on_release_error
         self.local = threading.local() if self.thread_local else SimpleNamespace()
         self.local.token = None
-        # shm answers in the calling coroutine; file and memcached in a thread.
-        self._in_loop = getattr(cache, "store_kind", None) == "shm"
+        # The lock's steps are writes: their async forms run where the
+        # backend runs its writes (redis_api's declaration: in the calling
+        # coroutine for shm, in a thread for file and memcached).
+        self._in_loop = not (WRITES & getattr(cache, "_redis_api_in_thread", WRITES))
 
     def __repr__(self):
         return f"<regioncache Lock {self.name!r} of {self.cache!r}>"
