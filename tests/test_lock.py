@@ -342,6 +342,8 @@ def test_values_that_are_not_a_dead_local_holder_are_respected(cache):
         holder_value(gone.pid, "1", boot="00000000-0000-0000-0000-000000000000"),  # another host
         holder_value(gone.pid, "1", ns="pid:[1]"),  # another pid namespace
         f"{PREFIX} {gone.pid} 1",  # ours in name only: fields missing
+        holder_value(10**30, "1"),  # a pid no process can have (os.kill would overflow)
+        holder_value((1 << 22) + 1, "1"),
     ]
     for value in respected:
         cache.set("foreign", value, None)

@@ -34,6 +34,8 @@ from regioncache.redis_api import WRITES
 
 PREFIX = "regioncache-lock/1"
 MAX_KEY = 250
+# The largest pid Linux can give (PID_MAX_LIMIT on 64-bit, 2**22).
+PID_MAX_LIMIT = 1 << 22
 
 
 class LockError(ValueError):
@@ -130,7 +132,9 @@ def _holder_dead(value):
         return False
     _token, boot, ns, pid, start = fields
     own_boot, own_ns, _own_pid, _own_start = own.split(" ")
-    if boot != own_boot or ns != own_ns or pid <= 0:
+    if boot != own_boot or ns != own_ns or not 0 < pid <= PID_MAX_LIMIT:
+        # A pid no Linux process can have is no holder of ours: a planted
+        # value (os.kill would raise OverflowError on a huge one).
         return False
     try:
         os.kill(pid, 0)
