@@ -186,10 +186,17 @@ PyObject* Cache_close(CacheObject*, PyObject*, PyObject*);
 
 // ---- inspect.cc ------------------------------------------------------------------
 
+// The pending exception, normalized (new reference), or nullptr; cleared.
+// RestoreException steals it back as the pending one. Any Python version.
+PyObject* TakeException();
+void RestoreException(PyObject* v);
+
 PyObject* Cache_stats(CacheObject* self, PyObject*);
 PyObject* Cache_list_entries(CacheObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames);
 PyObject* Cache_purge_expired(CacheObject* self, PyObject*);
-PyObject* Cache_purge(CacheObject* self, PyObject* arg);
+PyObject* Cache_purge(CacheObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames);
+PyObject* Cache__peek_raw(CacheObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames);
+PyObject* Cache__stats_full(CacheObject* self, PyObject*);
 PyObject* Cache_delete_raw(CacheObject* self, PyObject* arg);
 
 }  // namespace regioncache::py

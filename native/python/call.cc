@@ -39,6 +39,19 @@ std::string KeyForMessage(std::string_view key) {
   return k;
 }
 
+// "TypeName: text" of an exception object.
+std::string ExceptionText(PyObject* v) {
+  std::string text = Py_TYPE(v)->tp_name;
+  PyObject* str = PyObject_Str(v);
+  const char* c = str ? PyUnicode_AsUTF8(str) : nullptr;
+  if (c && *c) text = text + ": " + std::string(c).substr(0, 300);
+  Py_XDECREF(str);
+  PyErr_Clear();
+  return text;
+}
+
+}  // namespace
+
 // The pending exception, normalized (new reference), or nullptr; cleared.
 PyObject* TakeException() {
 #if PY_VERSION_HEX >= 0x030C0000
@@ -63,18 +76,6 @@ void RestoreException(PyObject* v) {  // steals v
 #endif
 }
 
-// "TypeName: text" of an exception object.
-std::string ExceptionText(PyObject* v) {
-  std::string text = Py_TYPE(v)->tp_name;
-  PyObject* str = PyObject_Str(v);
-  const char* c = str ? PyUnicode_AsUTF8(str) : nullptr;
-  if (c && *c) text = text + ": " + std::string(c).substr(0, 300);
-  Py_XDECREF(str);
-  PyErr_Clear();
-  return text;
-}
-
-}  // namespace
 
 const std::string& RegionName(CacheObject* self) {
   static const std::string none = "?";
