@@ -9,6 +9,7 @@ import base64
 import json
 import os
 import selectors
+import shlex
 import subprocess
 import sys
 import threading
@@ -17,16 +18,18 @@ import time
 
 def agent_command(settings, pythonpath=(), read_only=False, max_request_bytes=None,
                   python=sys.executable, prefix=()):
-    """The argv that starts the agent: prefix (e.g. ssh's words, ended by
-    "--"), then the agent's own words."""
-    argv = [*prefix, python, "-m", "regioncache", "agent", "--settings", settings]
+    """The argv that starts the agent: its own words, or, behind a prefix
+    that hands one command line to a shell (`ssh -T ... host --`, `sh -c`),
+    the prefix and then the words joined and quoted for that shell, as the
+    app does (docs/AGENT.md, Transports)."""
+    words = [python, "-m", "regioncache", "agent", "--settings", settings]
     for p in pythonpath:
-        argv += ["--pythonpath", str(p)]
+        words += ["--pythonpath", str(p)]
     if read_only:
-        argv.append("--read-only")
+        words.append("--read-only")
     if max_request_bytes is not None:
-        argv += ["--max-request-bytes", str(max_request_bytes)]
-    return argv
+        words += ["--max-request-bytes", str(max_request_bytes)]
+    return [*prefix, shlex.join(words)] if prefix else words
 
 
 class AgentError(AssertionError):

@@ -280,7 +280,14 @@ def test_every_bad_request_is_answered_and_the_agent_goes_on(regions, site):
         (json.dumps({"id": 14, "op": "purge", "region": alias}).encode(), 14, "bad_request"),
         (json.dumps({"id": 14, "op": "purge", "region": alias, "glob": ""}).encode(), 14,
          "bad_request"),
+        (json.dumps({"id": 14, "op": "purge", "region": alias, "glob": "*\0k"}).encode(), 14,
+         "bad_request"),  # C text would end at the NUL: "*"
+        (json.dumps({"id": 14, "op": "list", "region": alias, "cursor": "\0"}).encode(), 14,
+         "bad_request"),
+        (json.dumps({"id": 14, "op": "list", "region": alias, "cursor": "garbage"}).encode(), 14,
+         "bad_request"),  # the store's own check
         (json.dumps({"id": 15, "op": "cancel"}).encode(), 15, "bad_request"),
+        (json.dumps({"id": 15, "op": "cancel", "target": [1]}).encode(), 15, "bad_request"),
     ]
     with start(regions) as a:
         for line, rid, code in bad:
@@ -299,6 +306,35 @@ def test_every_bad_request_is_answered_and_the_agent_goes_on(regions, site):
         assert caches[alias].get("k") == "v"
         assert a.get_bytes(alias, caches[alias].make_key("k"))["data"] == b"v"
     assert a.proc.returncode == 0
+    assert "Traceback" not in a.stderr_text()
+
+
+def test_random_requests_each_get_one_well_formed_reply_and_no_internal_error(regions, site):
+    import random
+
+    rng = random.Random(16)
+    alias = site["shm"]
+    fill(caches[alias], n=50)
+    fields = ["region", "cursor", "glob", "limit", "include_expired", "key", "key_b64", "keys",
+              "keys_b64", "max_bytes", "target"]
+    samples = [alias, site["file"], site["django"], "nope", "", "*", ":1:*", "[", "\\", "Zm9v",
+               "!!", 0, 1, -1, 5, 20000, 1 << 70, 2.5, True, False, None, [], [alias], ["YQ=="],
+               [1, "a"], {}, {"a": 1}, "\u00e9", "x" * 300]
+    codes = {"bad_request", "unknown_op", "unknown_region", "unsupported", "store", "cancelled"}
+    ops = [*sorted(["hello", "regions", "stats", "list", "get", "delete", "purge",
+                    "purge_expired", "clear", "cancel"]), "nope", ""]
+    with start(regions) as a:
+        for i in range(400):
+            op, msg = rng.choice(ops), {}
+            for name in rng.sample(fields, rng.randint(0, 4)):
+                msg[name] = rng.choice(samples)
+            if rng.random() < 0.7 and op not in ("hello", "regions", "cancel"):
+                msg["region"] = rng.choice([alias, site["file"], site["memcached"]])
+            r = a.reply(a.send(op, rid=i, **msg))
+            assert set(r) >= {"id", "ok"} and r["id"] == i, (msg, r)
+            if not r["ok"]:
+                assert r["error"]["code"] in codes and r["error"]["message"], (msg, r)
+        assert a.ok("hello")["protocol"] == 1
     assert "Traceback" not in a.stderr_text()
 
 
@@ -457,6 +493,20 @@ def test_a_print_in_the_settings_cannot_break_the_protocol(regions, tmp_path):
         assert a.hello["hello"] == "regioncache-agent" and "error" not in a.hello
         assert a.ok("hello")["protocol"] == 1
     assert "hello from the settings" in a.stderr_text() and "and from fd 1" in a.stderr_text()
+
+
+def test_the_agent_behind_a_shell_prefix_gets_its_words_quoted(regions, site, tmp_path):
+    # The transport of docs/AGENT.md: a prefix that hands one command line to
+    # a shell (ssh's, here sh -c), the agent's words quoted for it.
+    odd = tmp_path / "a dir with 'quotes' and $HOME"
+    odd.mkdir()
+    (odd / "quoted_settings.py").write_text("from djangoproject.settings import *\n")
+    caches[site["shm"]].set("k", "v")
+    argv = agent_command("quoted_settings", [odd, TESTS_DIR], prefix=["sh", "-c"])
+    assert argv[:2] == ["sh", "-c"] and len(argv) == 3
+    with AgentClient(argv, env=regions.child_env()) as a:
+        assert a.hello["settings"] == "quoted_settings" and "error" not in a.hello
+        assert a.get_bytes(site["shm"], caches[site["shm"]].make_key("k"))["data"] == b"v"
 
 
 # ---- values: bounded, never unpickled --------------------------------------------

@@ -99,6 +99,8 @@ class Args:
             raise self.bad(name, "must not be empty")
         if _utf8(v) is None:
             raise self.bad(name, "is not valid Unicode (a lone surrogate)")
+        if "\0" in v:  # the store takes it as C text: "*\0x" would purge as "*"
+            raise self.bad(name, "must not hold a NUL character")
         return v
 
     def integer(self, name, default, low, high):
