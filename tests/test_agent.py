@@ -469,14 +469,20 @@ def test_unloadable_settings_answer_the_hello_with_the_error_and_exit_2(regions)
             a.close()
 
 
-def test_a_store_that_cannot_open_is_answered_and_opened_by_a_later_request(regions):
-    alias = regions.register(regions.conf(OPTIONS={"SIZE": "8MB"}))
+@pytest.mark.parametrize("kind", ["shm", "file"])
+def test_a_store_that_cannot_open_is_answered_and_opened_by_a_later_request(regions, kind):
+    if kind == "shm":
+        alias = regions.register(regions.conf(OPTIONS={"SIZE": "8MB"}))
+    else:
+        alias = regions.register(regions.conf(
+            os.path.join(settings.TMP_DIR, uuid.uuid4().hex, "files"), BACKEND="regioncache.FileCache"))
     location = settings.CACHES[alias]["LOCATION"]
     with start(regions) as a:
         r = a.call("stats", region=alias)
         assert r["error"]["code"] == "store"
         assert f"region '{alias}'" in r["error"]["message"] and location in r["error"]["message"]
-        assert location not in regioncache.shm_regions()  # the agent created nothing
+        # the agent created nothing
+        assert location not in regioncache.shm_regions() and not os.path.exists(location)
         caches[alias].set("now", "here")  # the site creates its region
         assert a.ok("stats", region=alias)["stats"]["entries"] == 1
         assert a.get_bytes(alias, caches[alias].make_key("now"))["data"] == b"here"

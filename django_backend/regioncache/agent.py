@@ -177,10 +177,24 @@ class Output:
         self._lock = threading.Lock()
 
     def send(self, obj):
-        line = json.dumps(obj, separators=(",", ":")).encode("ascii") + b"\n"
+        # A bytes value is base64 text already (a value read by get, up to
+        # 64 MiB of it encoded): written as it is after the rest of the line
+        # rather than copied through a str and json.dumps.
+        raw = [(k, v) for k, v in obj.items() if type(v) is bytes]
+        if raw:
+            obj = {k: v for k, v in obj.items() if type(v) is not bytes}
+        head = json.dumps(obj, separators=(",", ":")).encode("ascii")
+        parts = [head + b"\n"]
+        if raw:
+            parts = [head[:-1]]
+            for i, (k, v) in enumerate(raw):
+                sep = b"," if i or len(head) > 2 else b""
+                parts += [sep + json.dumps(k).encode("ascii") + b':"', v, b'"']
+            parts.append(b"}\n")
         with self._lock:
             try:
-                self._stream.write(line)
+                for p in parts:
+                    self._stream.write(p)
                 self._stream.flush()
             except (BrokenPipeError, ConnectionResetError):
                 _quit_quietly()
@@ -355,6 +369,10 @@ class Agent:
                           "backend (listed, not opened)")
         cache = self.stores.get(alias)
         if cache is None:
+            if spec.kind == "file" and not os.path.isdir(spec.location):
+                # Opening would make it (mkdir -p): the agent creates no store.
+                raise Failure("store", f"region '{alias}': no directory {spec.location} (the site "
+                              "has not made it yet; the agent creates none)")
             options = {k.upper(): v for k, v in spec.options.items()}
             if spec.kind == "shm":
                 options["CREATE"] = "false"
@@ -406,7 +424,7 @@ class Agent:
             return {"found": False}
         return {"found": True, "size": v["size"], "flags": v["flags"], "encoding": v["encoding"],
                 "expires_ms": v["expires_ms"], "truncated": v["truncated"],
-                "data_b64": base64.b64encode(v["data"]).decode("ascii")}
+                "data_b64": base64.b64encode(v["data"])}  # spliced in by Output.send
 
     def do_delete(self, req, a):
         region = a.region()
