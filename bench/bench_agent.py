@@ -15,7 +15,8 @@ Measured, best of the rounds, each in turns with its in-process twin:
   through the agent, each request written and its reply line read whole
   (then the client's json.loads, timed apart);
 - get: round trips of `get` on a 100-byte and a 64 KiB value against
-  `_peek_raw` of the same key.
+  `_peek_raw` of the same key, and the floor of any round trip: a child
+  that echoes each line through a reader thread, as the agent reads.
 
 Then where a 20,000-entry page's time goes inside the agent (its own code,
 called here): the store's listing, building the reply's entries (keys
@@ -26,6 +27,7 @@ pipe, the reader thread and the client.
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -36,6 +38,18 @@ sys.path.insert(0, str(ROOT / "django_backend"))
 sys.path.insert(0, str(ROOT / "tests"))
 
 REGION = f"bench-agent-{os.getpid()}"
+ECHO = """
+import queue, sys, threading
+q = queue.SimpleQueue()
+def read():
+    for line in iter(sys.stdin.buffer.readline, b""):
+        q.put(line)
+    q.put(None)
+threading.Thread(target=read, daemon=True).start()
+while (line := q.get()) is not None:
+    sys.stdout.buffer.write(line)
+    sys.stdout.buffer.flush()
+"""
 
 
 def best(fn, rounds):
@@ -134,6 +148,23 @@ def report(store, agent, n_all, args, tmp):
         rows.append((f"get, {label}", t_native / args.gets * 1e6, t_agent / args.gets * 1e6,
                      "µs per call", t_agent / t_native))
 
+    # The floor of a round trip: a child that echoes each line back, read
+    # by a reader thread and written by its main thread, as the agent does.
+    echo = subprocess.Popen([sys.executable, "-c", ECHO], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    request = json.dumps({"id": 1, "op": "get", "region": "bench", "key": ":1:small"}).encode() + b"\n"
+
+    def echoes():
+        for _ in range(args.gets):
+            echo.stdin.write(request)
+            echo.stdin.flush()
+            echo.stdout.readline()
+
+    t_echo = best(echoes, args.rounds)
+    echo.stdin.close()
+    echo.wait(30)
+    rows.append(("floor: a line echoed by a reader thread", None, t_echo / args.gets * 1e6,
+                 "µs per call", None))
+
     import django
 
     print(f"inspection agent vs in-process: Python {sys.version.split()[0]}, Django "
@@ -143,7 +174,9 @@ def report(store, agent, n_all, args, tmp):
     print("|---|---:|---:|---|---:|")
     for name, a, b, unit, ratio in rows:
         fmt = "{:,.0f}" if unit == "entries/s" else "{:.1f}"
-        print(f"| {name} | {fmt.format(a)} | {fmt.format(b)} | {unit} | {ratio:.1f}× |")
+        a = "" if a is None else fmt.format(a)
+        ratio = "" if ratio is None else f"{ratio:.1f}×"
+        print(f"| {name} | {a} | {fmt.format(b)} | {unit} | {ratio} |")
     print("\n(through the agent: request written, reply line read whole; the client's json.loads "
           f"apart: {parse[1000] * 1e3:.1f} ms for the region in pages of 1,000, "
           f"{parse[20000] * 1e3:.1f} ms for one page of 20,000)")
