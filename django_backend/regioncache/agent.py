@@ -183,7 +183,13 @@ class Output:
         raw = [(k, v) for k, v in obj.items() if type(v) is bytes]
         if raw:
             obj = {k: v for k, v in obj.items() if type(v) is not bytes}
-        head = json.dumps(obj, separators=(",", ":")).encode("ascii")
+        try:
+            head = json.dumps(obj, separators=(",", ":"), allow_nan=False).encode("ascii")
+        except (TypeError, ValueError) as e:  # a result JSON cannot carry: the agent's fault
+            log.exception("encoding a reply")
+            raw = []
+            head = json.dumps(_error(obj.get("id"), "internal", f"encoding the reply: {e}"),
+                              separators=(",", ":")).encode("ascii")
         parts = [head + b"\n"]
         if raw:
             parts = [head[:-1]]
@@ -243,14 +249,19 @@ class Agent:
     # ---- the reader thread ------------------------------------------------
 
     def read_requests(self, stream):
+        try:
+            self.read_lines(stream)
+        except (OSError, ValueError) as e:  # standard input unreadable: as its end
+            log.warning("reading standard input: %s", e)
+        finally:
+            self.queue.put(_EOF)
+
+    def read_lines(self, stream):
         cap = self.max_request_bytes
         while True:
-            try:
-                line = stream.readline(cap + 1)
-            except (OSError, ValueError):  # standard input unreadable: as its end
-                line = b""
+            line = stream.readline(cap + 1)
             if not line:
-                break
+                return
             if len(line) > cap and not line.endswith(b"\n"):
                 while line and not line.endswith(b"\n"):  # read to its end, keep nothing
                     line = stream.readline(1 << 16)
@@ -262,7 +273,6 @@ class Agent:
             except Exception as e:  # a fault of the agent: answered, and the agent goes on
                 log.exception("reading a request")
                 self.queue.put(_error(None, "internal", f"reading a request: {type(e).__name__}: {e}"))
-        self.queue.put(_EOF)
 
     def take_line(self, line):
         try:
