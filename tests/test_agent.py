@@ -488,6 +488,41 @@ def test_a_store_that_cannot_open_is_answered_and_opened_by_a_later_request(regi
         assert a.get_bytes(alias, caches[alias].make_key("now"))["data"] == b"here"
 
 
+def test_a_memcached_server_down_is_answered_store_and_comes_back(regions):
+    server = start_servers(1)[0]
+    try:
+        alias = regions.register(regions.conf(server.location, BACKEND="regioncache.MemcachedCache"))
+        caches[alias].set("k", "v")
+        with start(regions) as a:
+            assert [e["key"] for e in a.list_all(alias)] == [":1:k"]
+            server.kill()
+            r = a.call("list", region=alias)
+            assert r["error"]["code"] == "store"
+            assert f"region '{alias}'" in r["error"]["message"] and server.location in r["error"]["message"]
+            st = a.ok("stats", region=alias)["stats"]
+            assert [(s["address"], s["up"]) for s in st["servers"]] == [(server.location, False)]
+            assert server.location in st["servers"][0]["error"]
+            server.start()  # the same port, empty
+            deadline = time.monotonic() + 30
+            while a.call("list", region=alias).get("ok") is not True:
+                assert time.monotonic() < deadline, "the agent never reached the server again"
+                time.sleep(0.05)
+            assert a.ok("list", region=alias)["entries"] == []
+    finally:
+        server.kill()
+
+
+def test_end_of_input_during_a_purge_finishes_it_and_exits_0(regions):
+    cache = regions.new(OPTIONS={"SIZE": "32MB", "MAX_ITEM_SIZE": "1MB"})
+    cache.set_many({f"k{i}": i for i in range(50_000)}, timeout=None)
+    with start(regions) as a:
+        rid = a.send("purge", region=cache.alias, glob="*")
+        a.close_input()
+        assert a.reply(rid) == {"id": rid, "ok": True, "removed": 50_000}
+        assert a.wait(60) == 0
+    assert cache.stats()["entries"] == 0
+
+
 def test_a_print_in_the_settings_cannot_break_the_protocol(regions, tmp_path):
     (tmp_path / "noisy_settings.py").write_text(
         "print('hello from the settings')\n"
