@@ -388,8 +388,10 @@ def test_read_only_refuses_every_write_and_changes_nothing(regions, site, kind):
 
 
 def test_cancel_stops_a_purge_of_a_big_region_and_a_waiting_request(regions):
-    total = 200_000
-    cache = regions.new(OPTIONS={"SIZE": "128MB", "MAX_ITEM_SIZE": "1MB"})
+    # 400,000 entries: their purge takes about 0.1 s, the cancel (sent when
+    # the first progress line is read) reaches the agent well within it.
+    total = 400_000
+    cache = regions.new(OPTIONS={"SIZE": "256MB", "MAX_ITEM_SIZE": "1MB"})
     for start_at in range(0, total, 10_000):
         cache.set_many({f"k{i}": i for i in range(start_at, start_at + 10_000)}, timeout=None)
     assert cache.stats()["entries"] == total
@@ -415,6 +417,24 @@ def test_cancel_stops_a_purge_of_a_big_region_and_a_waiting_request(regions):
         # the agent goes on, and the region holds what the purge left
         assert a.ok("stats", region=cache.alias)["stats"]["entries"] == total - purge["removed"]
     assert cache.stats()["entries"] == total - purge["removed"]
+
+
+def test_a_cancel_right_behind_its_purge_stops_it_running_or_waiting(regions):
+    total = 100_000
+    cache = regions.new(OPTIONS={"SIZE": "64MB", "MAX_ITEM_SIZE": "1MB"})
+    for start_at in range(0, total, 10_000):
+        cache.set_many({f"k{i}": i for i in range(start_at, start_at + 10_000)}, timeout=None)
+    with start(regions) as a:
+        # both lines in one write: the reader has the cancel a moment after the purge
+        a.send_line(b'{"id": "p", "op": "purge", "region": "%s", "glob": "*"}\n'
+                    b'{"id": "c", "op": "cancel", "target": "p"}' % cache.alias.encode())
+        lines = [a.read()]
+        while lines[-1].get("id") != "p" or "progress" in lines[-1]:
+            lines.append(a.read())
+        assert {"id": "c", "ok": True, "cancelled": True} in lines
+        purge = lines[-1]
+        assert purge["error"]["code"] == "cancelled" and 0 <= purge["removed"] < total
+        assert a.ok("stats", region=cache.alias)["stats"]["entries"] == total - purge["removed"]
 
 
 # ---- the end of the conversation -------------------------------------------------
