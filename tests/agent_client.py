@@ -17,12 +17,15 @@ import time
 
 
 def agent_command(settings, pythonpath=(), read_only=False, max_request_bytes=None,
-                  python=sys.executable, prefix=()):
+                  python=sys.executable, prefix=(), env=None):
     """The argv that starts the agent: its own words, or, behind a prefix
     that hands one command line to a shell (`ssh -T ... host --`, `sh -c`),
     the prefix and then the words joined and quoted for that shell, as the
-    app does (docs/AGENT.md, Transports)."""
+    app does (docs/AGENT.md, Transports). env: variables set for the agent
+    alone, through env(1) (a remote shell does not get the local ones)."""
     words = [python, "-m", "regioncache", "agent", "--settings", settings]
+    if env:
+        words = ["env", *(f"{k}={v}" for k, v in env.items()), *words]
     for p in pythonpath:
         words += ["--pythonpath", str(p)]
     if read_only:
