@@ -103,7 +103,8 @@ def report(store, agent, n_all, args, tmp):
     def in_process(limit):
         cursor, count = "", 0
         while True:
-            page, cursor, _ = store.list_entries(cursor, "", limit, raw_keys=True, with_scanned=True)
+            page, cursor, _ = store.list_entries(cursor, "", limit, raw_keys=True,
+                                                 with_scanned=True)
             count += len(page)
             if not cursor:
                 return count
@@ -150,8 +151,10 @@ def report(store, agent, n_all, args, tmp):
 
     # The floor of a round trip: a child that echoes each line back, read
     # by a reader thread and written by its main thread, as the agent does.
-    echo = subprocess.Popen([sys.executable, "-c", ECHO], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    request = json.dumps({"id": 1, "op": "get", "region": "bench", "key": ":1:small"}).encode() + b"\n"
+    echo = subprocess.Popen([sys.executable, "-c", ECHO], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE)
+    request = json.dumps({"id": 1, "op": "get", "region": "bench", "key": ":1:small"}).encode()
+    request += b"\n"
 
     def echoes():
         for _ in range(args.gets):

@@ -62,13 +62,19 @@ def site(regions, memcached):
 
 
 def start(regions, read_only=False, **kw):
-    return AgentClient(agent_command("djangoproject.settings", [TESTS_DIR], read_only=read_only, **kw),
-                       env=regions.child_env())
+    argv = agent_command("djangoproject.settings", [TESTS_DIR], read_only=read_only, **kw)
+    return AgentClient(argv, env=regions.child_env())
+
+
+def req(fields):
+    """A request line as the client would write it."""
+    return json.dumps(fields).encode()
 
 
 def fill(cache, n=0):
     """Values of every encoding, and n small ones; returns {key: value}."""
-    values = {"text": "héllo wörld", "number": 1234, "raw": b"\x00\xffraw", "obj": {"a": [1, 2.5]}}
+    values = {"text": "héllo wörld", "number": 1234, "raw": b"\x00\xffraw",
+              "obj": {"a": [1, 2.5]}}
     values.update({f"bulk:{i}": f"v{i}" for i in range(n)})
     cache.set_many(values, timeout=3600)
     return values
@@ -161,7 +167,8 @@ def test_every_verb_against_what_django_holds(regions, site, kind):
         assert r["deleted"] == 2
         if kind != "memcached":  # memcached's store counts the deletes it sent
             assert a.ok("delete", region=alias, keys=[cache.make_key("gone")])["deleted"] == 0
-        assert cache.get("text") is None and cache.get("number") is None and cache.get("raw") == values["raw"]
+        assert cache.get("text") is None and cache.get("number") is None
+        assert cache.get("raw") == values["raw"]
         # purge by glob: with progress lines, then the count
         done = []
         rid = a.send("purge", region=alias, glob=cache.make_key("bulk:*"))
@@ -230,7 +237,7 @@ def test_a_non_utf8_key_lists_as_key_b64_and_is_read_and_deleted_by_it(regions, 
 def test_every_bad_request_is_answered_and_the_agent_goes_on(regions, site):
     alias = site["shm"]
     caches[alias].set("k", "v")
-    big = json.dumps({"id": 99, "op": "get", "region": alias, "key": "x" * (5 << 20)}).encode()
+    big = req({"id": 99, "op": "get", "region": alias, "key": "x" * (5 << 20)})
     bad = [
         (b"{not json", None, "bad_json"),
         (b"[1, 2, 3]", None, "bad_json"),
@@ -242,62 +249,63 @@ def test_every_bad_request_is_answered_and_the_agent_goes_on(regions, site):
         (b'{"op": "hello"}', None, "bad_request"),  # no id
         (b'{"id": true, "op": "hello"}', None, "bad_request"),
         (b'{"id": 1.5, "op": "hello"}', None, "bad_request"),
-        (json.dumps({"id": "x" * 65, "op": "hello"}).encode(), None, "bad_request"),
+        (req({"id": "x" * 65, "op": "hello"}), None, "bad_request"),
         (b'{"id": 7}', 7, "bad_request"),  # no op
         (b'{"id": 7, "op": 3}', 7, "bad_request"),
         (b'{"id": "s", "op": "frobnicate"}', "s", "unknown_op"),
         (b'{"id": 8, "op": "stats"}', 8, "bad_request"),  # no region
         (b'{"id": 8, "op": "stats", "region": 5}', 8, "bad_request"),
-        (json.dumps({"id": 9, "op": "stats", "region": "no-such-alias"}).encode(), 9, "unknown_region"),
-        (json.dumps({"id": 10, "op": "list", "region": site["django"]}).encode(), 10, "unsupported"),
-        (json.dumps({"id": 11, "op": "list", "region": alias, "limit": 0}).encode(), 11, "bad_request"),
-        (json.dumps({"id": 11, "op": "list", "region": alias, "limit": 20001}).encode(), 11,
+        (req({"id": 9, "op": "stats", "region": "no-such-alias"}), 9, "unknown_region"),
+        (req({"id": 10, "op": "list", "region": site["django"]}), 10, "unsupported"),
+        (req({"id": 11, "op": "list", "region": alias, "limit": 0}), 11, "bad_request"),
+        (req({"id": 11, "op": "list", "region": alias, "limit": 20001}), 11,
          "bad_request"),
-        (json.dumps({"id": 11, "op": "list", "region": alias, "limit": "10"}).encode(), 11,
+        (req({"id": 11, "op": "list", "region": alias, "limit": "10"}), 11,
          "bad_request"),
-        (json.dumps({"id": 11, "op": "list", "region": alias, "include_expired": 1}).encode(), 11,
+        (req({"id": 11, "op": "list", "region": alias, "include_expired": 1}), 11,
          "bad_request"),
-        (json.dumps({"id": 11, "op": "list", "region": alias, "glob": ["*"]}).encode(), 11,
+        (req({"id": 11, "op": "list", "region": alias, "glob": ["*"]}), 11,
          "bad_request"),
         (b'{"id": 11, "op": "list", "region": "%s", "glob": "\\ud800"}' % alias.encode(), 11,
          "bad_request"),  # a lone surrogate
-        (json.dumps({"id": 12, "op": "get", "region": alias}).encode(), 12, "bad_request"),
-        (json.dumps({"id": 12, "op": "get", "region": alias, "key": "a", "key_b64": "YQ=="}).encode(),
+        (req({"id": 12, "op": "get", "region": alias}), 12, "bad_request"),
+        (req({"id": 12, "op": "get", "region": alias, "key": "a", "key_b64": "YQ=="}),
          12, "bad_request"),
-        (json.dumps({"id": 12, "op": "get", "region": alias, "key_b64": "not base64!"}).encode(), 12,
+        (req({"id": 12, "op": "get", "region": alias, "key_b64": "not base64!"}), 12,
          "bad_request"),
         (json.dumps({"id": 12, "op": "get", "region": alias, "key": "k",
                      "max_bytes": (64 << 20) + 1}).encode(), 12, "bad_request"),
-        (json.dumps({"id": 12, "op": "get", "region": alias, "key": "k", "max_bytes": -1}).encode(),
+        (req({"id": 12, "op": "get", "region": alias, "key": "k", "max_bytes": -1}),
          12, "bad_request"),
-        (json.dumps({"id": 13, "op": "delete", "region": alias}).encode(), 13, "bad_request"),
-        (json.dumps({"id": 13, "op": "delete", "region": alias, "keys": "k"}).encode(), 13,
+        (req({"id": 13, "op": "delete", "region": alias}), 13, "bad_request"),
+        (req({"id": 13, "op": "delete", "region": alias, "keys": "k"}), 13,
          "bad_request"),
-        (json.dumps({"id": 13, "op": "delete", "region": alias, "keys": [1]}).encode(), 13,
+        (req({"id": 13, "op": "delete", "region": alias, "keys": [1]}), 13,
          "bad_request"),
         (json.dumps({"id": 13, "op": "delete", "region": alias,
                      "keys": ["k"] * 10001}).encode(), 13, "bad_request"),
-        (json.dumps({"id": 14, "op": "purge", "region": alias}).encode(), 14, "bad_request"),
-        (json.dumps({"id": 14, "op": "purge", "region": alias, "glob": ""}).encode(), 14,
+        (req({"id": 14, "op": "purge", "region": alias}), 14, "bad_request"),
+        (req({"id": 14, "op": "purge", "region": alias, "glob": ""}), 14,
          "bad_request"),
-        (json.dumps({"id": 14, "op": "purge", "region": alias, "glob": "*\0k"}).encode(), 14,
+        (req({"id": 14, "op": "purge", "region": alias, "glob": "*\0k"}), 14,
          "bad_request"),  # C text would end at the NUL: "*"
-        (json.dumps({"id": 14, "op": "list", "region": alias, "cursor": "\0"}).encode(), 14,
+        (req({"id": 14, "op": "list", "region": alias, "cursor": "\0"}), 14,
          "bad_request"),
-        (json.dumps({"id": 14, "op": "list", "region": alias, "cursor": "garbage"}).encode(), 14,
+        (req({"id": 14, "op": "list", "region": alias, "cursor": "garbage"}), 14,
          "bad_request"),  # the store's own check
-        (json.dumps({"id": 15, "op": "cancel"}).encode(), 15, "bad_request"),
-        (json.dumps({"id": 15, "op": "cancel", "target": [1]}).encode(), 15, "bad_request"),
+        (req({"id": 15, "op": "cancel"}), 15, "bad_request"),
+        (req({"id": 15, "op": "cancel", "target": [1]}), 15, "bad_request"),
     ]
     with start(regions) as a:
         for line, rid, code in bad:
             a.send_line(line)
             r = a.read()
-            assert r["id"] == rid and r["ok"] is False and r["error"]["code"] == code, (line[:80], r)
+            assert r["id"] == rid and r["ok"] is False, (line[:80], r)
+            assert r["error"]["code"] == code, (line[:80], r)
             assert r["error"]["message"]
             assert a.ok("hello")["protocol"] == 1  # the next request is answered
         # messages name the field, the region, the limit
-        a.send_line(json.dumps({"id": 1, "op": "list", "region": alias, "limit": 0}).encode())
+        a.send_line(req({"id": 1, "op": "list", "region": alias, "limit": 0}))
         msg = a.read()["error"]["message"]
         assert f"region '{alias}'" in msg and "'limit'" in msg and "20000" in msg
         a.send_line(big)
@@ -341,9 +349,9 @@ def test_random_requests_each_get_one_well_formed_reply_and_no_internal_error(re
 def test_a_smaller_request_limit_is_kept(regions, site):
     with start(regions, max_request_bytes=4096) as a:
         assert a.hello["limits"]["max_request_bytes"] == 4096
-        a.send_line(json.dumps({"id": 1, "op": "hello", "pad": "x" * 4096}).encode())
+        a.send_line(req({"id": 1, "op": "hello", "pad": "x" * 4096}))
         assert a.read()["error"]["code"] == "too_large"
-        a.send_line(json.dumps({"id": 2, "op": "hello", "pad": "x" * 3000}).encode())
+        a.send_line(req({"id": 2, "op": "hello", "pad": "x" * 3000}))
         assert a.read()["ok"] is True
 
 
@@ -378,7 +386,8 @@ def test_read_only_refuses_every_write_and_changes_nothing(regions, site, kind):
         # reads still work
         assert a.get_bytes(alias, full)["data"] == "héllo wörld".encode()
         assert a.ok("stats", region=alias)["stats"]["kind"] == kind
-        assert {e["key"] for e in a.list_all(alias)} == listed == {cache.make_key(k) for k in values}
+        assert {e["key"] for e in a.list_all(alias)} == listed
+        assert listed == {cache.make_key(k) for k in values}
     if kind == "shm":  # not a byte of the segment changed
         assert segment_digest(location) == before
     assert cache.get_many(list(values)) == values
@@ -495,7 +504,8 @@ def test_a_store_that_cannot_open_is_answered_and_opened_by_a_later_request(regi
         alias = regions.register(regions.conf(OPTIONS={"SIZE": "8MB"}))
     else:
         alias = regions.register(regions.conf(
-            os.path.join(settings.TMP_DIR, uuid.uuid4().hex, "files"), BACKEND="regioncache.FileCache"))
+            os.path.join(settings.TMP_DIR, uuid.uuid4().hex, "files"),
+            BACKEND="regioncache.FileCache"))
     location = settings.CACHES[alias]["LOCATION"]
     with start(regions) as a:
         r = a.call("stats", region=alias)
@@ -511,14 +521,16 @@ def test_a_store_that_cannot_open_is_answered_and_opened_by_a_later_request(regi
 def test_a_memcached_server_down_is_answered_store_and_comes_back(regions):
     server = start_servers(1)[0]
     try:
-        alias = regions.register(regions.conf(server.location, BACKEND="regioncache.MemcachedCache"))
+        alias = regions.register(regions.conf(server.location,
+                                              BACKEND="regioncache.MemcachedCache"))
         caches[alias].set("k", "v")
         with start(regions) as a:
             assert [e["key"] for e in a.list_all(alias)] == [":1:k"]
             server.kill()
             r = a.call("list", region=alias)
             assert r["error"]["code"] == "store"
-            assert f"region '{alias}'" in r["error"]["message"] and server.location in r["error"]["message"]
+            assert f"region '{alias}'" in r["error"]["message"]
+            assert server.location in r["error"]["message"]
             st = a.ok("stats", region=alias)["stats"]
             assert [(s["address"], s["up"]) for s in st["servers"]] == [(server.location, False)]
             assert server.location in st["servers"][0]["error"]

@@ -28,7 +28,8 @@ def main(argv=None):
     desc = sub.add_parser("describe", help="print a Django project's cache regions as JSON")
     desc.add_argument("--settings", required=True, help="settings module, e.g. mysite.settings")
     desc.add_argument("--pythonpath", action="append", default=[], help="add to sys.path")
-    agent = sub.add_parser("agent", help="serve the inspection protocol (docs/AGENT.md) on stdin/stdout")
+    agent = sub.add_parser("agent",
+                           help="serve the inspection protocol (docs/AGENT.md) on stdin/stdout")
     agent.add_argument("--settings", required=True, help="settings module, e.g. mysite.settings")
     agent.add_argument("--pythonpath", action="append", default=[], help="add to sys.path")
     agent.add_argument("--read-only", action="store_true", help="refuse every write")

@@ -106,7 +106,8 @@ class Args:
     def integer(self, name, default, low, high):
         v = self.msg.get(name, default)
         if type(v) is not int or not low <= v <= high:
-            raise self.bad(name, f"must be an integer from {low} to {high}, not {json.dumps(v)[:40]}")
+            shown = json.dumps(v)[:40]
+            raise self.bad(name, f"must be an integer from {low} to {high}, not {shown}")
         return v
 
     def flag(self, name, default):
@@ -125,7 +126,8 @@ class Args:
                 raise self.bad(name, "must be standard base64") from None
         raw = _utf8(value)
         if raw is None:
-            raise self.bad(name, "is not valid Unicode (a lone surrogate): send such a key as key_b64")
+            raise self.bad(name, "is not valid Unicode (a lone surrogate): send such a key "
+                                 "as key_b64")
         return raw
 
     def one_key(self):
@@ -272,7 +274,8 @@ class Agent:
                 self.take_line(line)
             except Exception as e:  # a fault of the agent: answered, and the agent goes on
                 log.exception("reading a request")
-                self.queue.put(_error(None, "internal", f"reading a request: {type(e).__name__}: {e}"))
+                self.queue.put(_error(None, "internal",
+                                      f"reading a request: {type(e).__name__}: {e}"))
 
     def take_line(self, line):
         try:
@@ -284,7 +287,8 @@ class Agent:
             self.queue.put(_error(None, "bad_json", f"the request line is not JSON: {e}"))
             return
         if type(msg) is not dict:
-            self.queue.put(_error(None, "bad_json", f"the request is {_json_type(msg)}, not a JSON object"))
+            self.queue.put(_error(None, "bad_json",
+                                  f"the request is {_json_type(msg)}, not a JSON object"))
             return
         rid = _usable_id(msg.get("id"))
         if rid is None:
@@ -293,7 +297,8 @@ class Agent:
             return
         op = msg.get("op")
         if type(op) is not str:
-            self.queue.put(_error(rid, "bad_request", f"'op' must be a string, not {_json_type(op)}"))
+            self.queue.put(_error(rid, "bad_request",
+                                  f"'op' must be a string, not {_json_type(op)}"))
             return
         if op == "cancel":
             self.out.send(self.cancel(rid, msg))
@@ -341,7 +346,8 @@ class Agent:
                 self.running = None if early else item
             if early:
                 extra = {"removed": 0} if item.op in CANCELLABLE else {}
-                reply = _error(item.id, "cancelled", f"{item.op}: cancelled before it started", **extra)
+                reply = _error(item.id, "cancelled", f"{item.op}: cancelled before it started",
+                               **extra)
             else:
                 reply = self.carry_out(item)
             with self.lock:
@@ -354,7 +360,8 @@ class Agent:
             if verb is None:
                 raise Failure("unknown_op", f"no verb '{req.op[:64]}' in protocol {PROTOCOL}")
             if self.read_only and req.op in WRITES:
-                raise Failure("read_only", f"{req.op}: refused, the agent was started with --read-only")
+                raise Failure("read_only",
+                              f"{req.op}: refused, the agent was started with --read-only")
             result = verb(self, req, Args(req.op, req.msg))
         except Failure as f:
             return _error(req.id, f.code, str(f), **f.extra)
