@@ -74,7 +74,7 @@ def req(fields):
 def fill(cache, n=0):
     """Values of every encoding, and n small ones; returns {key: value}."""
     values = {"text": "héllo wörld", "number": 1234, "raw": b"\x00\xffraw",
-              "obj": {"a": [1, 2.5]}}
+              "obj": {"a": [1, 2.5]}, 'odd"key\\é/☃': "a key JSON must escape"}
     values.update({f"bulk:{i}": f"v{i}" for i in range(n)})
     cache.set_many(values, timeout=3600)
     return values

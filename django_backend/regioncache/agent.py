@@ -17,6 +17,7 @@ order. Reply lines are written whole, under a lock, and flushed one by one.
 import base64
 import binascii
 import json
+from json.encoder import encode_basestring_ascii as _quote  # a str as a JSON string, ASCII
 import logging
 import os
 import queue
@@ -156,17 +157,33 @@ def _json_type(v):
             int: "an integer", float: "a number", type(None): "null"}.get(type(v), type(v).__name__)
 
 
-def _ms(seconds):
-    return 0 if seconds is None else round(seconds * 1000)
+class JSONText(bytes):
+    """A value already encoded as JSON text, spliced into its reply line as
+    it is (Output.send)."""
 
 
-def _wire_key(key):
-    """A listed key as the protocol sends it: text when it is UTF-8, else
-    its bytes in base64."""
-    try:
-        return "key", key.decode("utf-8")
-    except UnicodeDecodeError:
-        return "key_b64", base64.b64encode(key).decode("ascii")
+_ENTRY = ('%s,"size":%d,"expires_ms":%d,"stored_ms":%d,"accessed_ms":%d,"flags":%d,'
+          '"encoding":%s}')
+
+
+def _entries_json(entries):
+    """A listing's entries as the protocol's JSON array, written directly:
+    half the time of dicts through json.dumps for a 20,000-entry page
+    (bench/bench_agent.py). A key that is UTF-8 goes as "key", any other
+    as "key_b64"; times in ms, 0 for none."""
+    out = []
+    for e in entries:
+        key = e["key"]
+        try:
+            head = '{"key":' + _quote(key.decode("utf-8"))
+        except UnicodeDecodeError:
+            head = '{"key_b64":"' + base64.b64encode(key).decode("ascii") + '"'
+        x, s, a = e["expires"], e["stored"], e["accessed"]
+        out.append(_ENTRY % (head, e["size"], 0 if x is None else round(x * 1000),
+                             0 if s is None else round(s * 1000),
+                             0 if a is None else round(a * 1000), e["flags"],
+                             _quote(e["encoding"])))
+    return JSONText(("[" + ",".join(out) + "]").encode("ascii"))
 
 
 class Output:
@@ -179,12 +196,13 @@ class Output:
         self._lock = threading.Lock()
 
     def send(self, obj):
-        # A bytes value is base64 text already (a value read by get, up to
-        # 64 MiB of it encoded): written as it is after the rest of the line
-        # rather than copied through a str and json.dumps.
-        raw = [(k, v) for k, v in obj.items() if type(v) is bytes]
+        # Spliced in after the rest of the line rather than copied through a
+        # str and json.dumps: a JSONText value as it is (a listing's
+        # entries), a bytes value as a JSON string (base64 text: a value read
+        # by get, up to 64 MiB of it encoded).
+        raw = [(k, v) for k, v in obj.items() if isinstance(v, bytes)]
         if raw:
-            obj = {k: v for k, v in obj.items() if type(v) is not bytes}
+            obj = {k: v for k, v in obj.items() if not isinstance(v, bytes)}
         try:
             head = json.dumps(obj, separators=(",", ":"), allow_nan=False).encode("ascii")
         except (TypeError, ValueError) as e:  # a result JSON cannot carry: the agent's fault
@@ -197,7 +215,8 @@ class Output:
             parts = [head[:-1]]
             for i, (k, v) in enumerate(raw):
                 sep = b"," if i or len(head) > 2 else b""
-                parts += [sep + json.dumps(k).encode("ascii") + b':"', v, b'"']
+                name = sep + json.dumps(k).encode("ascii")
+                parts += [name + b":", v] if type(v) is JSONText else [name + b':"', v, b'"']
             parts.append(b"}\n")
         with self._lock:
             try:
@@ -424,13 +443,8 @@ class Agent:
         expired = a.flag("include_expired", False)
         entries, next_cursor, scanned = self.store(region).list_entries(
             cursor, glob, limit, expired, raw_keys=True, with_scanned=True)
-        page = []
-        for e in entries:
-            name, key = _wire_key(e["key"])
-            page.append({name: key, "size": e["size"], "expires_ms": _ms(e["expires"]),
-                         "stored_ms": _ms(e["stored"]), "accessed_ms": _ms(e["accessed"]),
-                         "flags": e["flags"], "encoding": e["encoding"]})
-        return {"entries": page, "next_cursor": next_cursor, "scanned": scanned}
+        return {"entries": _entries_json(entries), "next_cursor": next_cursor,
+                "scanned": scanned}
 
     def do_get(self, req, a):
         region = a.region()
