@@ -17,7 +17,6 @@ order. Reply lines are written whole, under a lock, and flushed one by one.
 import base64
 import binascii
 import json
-from json.encoder import encode_basestring_ascii as _quote  # a str as a JSON string, ASCII
 import logging
 import os
 import queue
@@ -25,6 +24,7 @@ import socket
 import sys
 import threading
 import time
+from json.encoder import encode_basestring_ascii as _quote  # a str as a JSON string, ASCII
 
 import regioncache
 from regioncache import _native
