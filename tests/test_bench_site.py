@@ -1,0 +1,108 @@
+"""The whole-site bench (bench/bench_site.py) itself, in its smallest mode:
+the bench site answers real pages under gunicorn, counts its misses, and the
+harness reports a table whose numbers mean what they say. Real gunicorn,
+real wrk, a real shared-memory region; nothing here asserts a speed."""
+
+import http.client
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+sys.path.insert(0, str(BENCH))
+
+import bench_site  # noqa: E402
+
+COLUMNS = ["backend", "workers", "req/s", "p50 ms", "p99 ms", "hit ratio", "workers' RSS Δ MB",
+           "workers' private Δ MB", "store MB", "store used MB", "memory MB", "errors"]
+
+
+def get(port, path):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("GET", path)
+        r = conn.getresponse()
+        return r.status, dict(r.getheaders()), r.read()
+    finally:
+        conn.close()
+
+
+def test_tools_are_there():
+    assert shutil.which("wrk"), "wrk is not installed (Debian: apt-get install wrk)"
+    import gunicorn  # noqa: F401 (pip install -r requirements-dev.txt)
+
+
+def test_site_serves_cached_pages_and_counts_misses(tmp_path):
+    store = bench_site.Store("SharedMemoryCache", tmp_path, urls=50, seed=17)
+    try:
+        site = bench_site.Site(store, 2, tmp_path, seed=17).start()
+        try:
+            assert len(site.pids) == 2 and site.misses() == 0  # priming counts no miss
+            status, headers, body = get(site.port, "/article/7/")
+            assert status == 200  # and so no query: the site has no database (DATABASES = {})
+            assert b'<article id="article-7">' in body and b"The Bench Gazette" in body
+            size = bench_site.pages.page_size(17, 7)
+            assert 0.8 * size < len(body) < 1.2 * size, (len(body), size)
+            assert "max-age=3600" in headers["Cache-Control"]      # @cache_page
+            assert headers["X-Frame-Options"] == "DENY"               # the middlewares ran
+            assert "Set-Cookie" not in headers                         # nothing per user: cacheable
+            assert site.misses() == 1
+            for _ in range(4):  # either worker: the page comes from the shared region
+                assert get(site.port, "/article/7/")[2] == body
+            assert site.misses() == 1
+            assert get(site.port, "/article/8/")[0] == 200
+            assert site.misses() == 2
+            assert get(site.port, "/article/x/")[0] == 404
+        finally:
+            site.stop()
+        assert site.proc.returncode == 0
+        assert store.used() > size  # the region holds the pages
+    finally:
+        store.close()
+    assert store.bytes() == 0  # the region is gone
+
+
+def test_smallest_run_reports_a_full_table(tmp_path):
+    out = tmp_path / "result.json"
+    r = subprocess.run(
+        [sys.executable, str(BENCH / "bench_site.py"), "--backends", "SharedMemoryCache",
+         "--workers", "1", "--urls", "300", "--warmup", "2", "--duration", "2", "--json", str(out)],
+        capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0, r.stderr[-3000:]
+    data = json.loads(out.read_text())
+    [row] = data["results"]
+    assert row["backend"] == "SharedMemoryCache" and row["workers"] == 1
+    # the site answered, without errors, in both phases
+    assert row["warmup_requests"] > 0 and row["requests"] > 0 and row["errors"] == 0
+    assert row["rps"] > 0 and 0 < row["p50_ms"] <= row["p99_ms"]
+    # the warm-up starts cold: it misses; after it, the hit ratio is higher
+    assert row["warmup_misses"] > 0
+    assert 0 <= row["warmup_hit_ratio"] < row["hit_ratio"] <= 1
+    assert row["misses"] == round((1 - row["hit_ratio"]) * row["requests"])
+    # memory: the region holds pages (a shared store: its own bytes are counted)
+    assert row["store_used"] > 0 and row["store_delta"] > 0
+    assert row["memory"] == row["private_delta"] + row["store_delta"]
+    # the markdown table: its header, one row per run, every column filled
+    lines = [line for line in r.stdout.splitlines() if line.startswith("| ")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    assert header == COLUMNS
+    [cells] = [[c.strip() for c in line.strip("|").split("|")]
+               for line in lines if line.startswith("| SharedMemoryCache |")]
+    assert len(cells) == len(COLUMNS) and all(cells), cells
+    assert float(cells[COLUMNS.index("hit ratio")]) == pytest.approx(row["hit_ratio"], abs=0.0005)
+    # one backend: no target has its pair of backends
+    assert data["targets"] == []
+
+
+def test_bad_flags_are_refused_with_a_message():
+    for argv, words in ((["--backends", "Nope"], "unknown backend 'Nope'"),
+                        (["--workers", "0"], "at least 1"),
+                        (["--workers", "two"], "comma-separated counts")):
+        r = subprocess.run([sys.executable, str(BENCH / "bench_site.py"), *argv],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2 and words in r.stderr, (argv, r.stderr)
