@@ -200,9 +200,9 @@ class Store:
 class Site:
     """The bench site under gunicorn with N sync workers on a free port."""
 
-    def __init__(self, store, workers, tmp, seed, fast_path=False, profile_dir=None):
+    def __init__(self, store, workers, tmp, seed, fast_path=False, profile_dir=None, port=None):
         self.workers = workers
-        self.port = free_port()
+        self.port = port or free_port()
         self.run_dir = Path(tempfile.mkdtemp(prefix="site-", dir=tmp))
         self.ready = self.run_dir / "ready"
         self.ready.mkdir()
@@ -313,16 +313,18 @@ def hit_ratio(requests, misses):
     return max(0.0, 1 - misses / requests) if requests else float("nan")
 
 
-def run_cell(name, workers, args, tmp, paths_file, fast_path=False, store=None, prefill=None):
+def run_cell(name, workers, args, tmp, paths_file, fast_path=False, store=None, prefill=None,
+             port=None):
     """One backend with N workers: warm-up, then the measured phase. With
-    store given (the fast-path rounds), that store is used and kept."""
+    store given (the fast-path rounds), that store is used and kept, and
+    with it the port: Django's page keys hold the absolute URL."""
     own_store = store is None
     store = store or Store(name, tmp, args.urls, args.seed)
     profile_dir = None
     if args.profile:
         profile_dir = Path(tempfile.mkdtemp(prefix="prof-", dir=tmp))
     try:
-        site = Site(store, workers, tmp, args.seed, fast_path, profile_dir).start()
+        site = Site(store, workers, tmp, args.seed, fast_path, profile_dir, port).start()
         try:
             mem0, store0 = site.memory(), store.bytes()
             if prefill:
@@ -394,16 +396,21 @@ def mb(n):
     return "" if n is None else f"{n / 2**20:.1f}"
 
 
-def table(results):
-    lines = ["| backend | workers | req/s | p50 ms | p99 ms | hit ratio | workers' RSS Δ MB | "
-             "workers' private Δ MB | store MB | store used MB | memory MB | errors |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+def table(results, memory=True):
+    """The markdown table of these runs (memory=False: without the memory columns)."""
+    head = "| backend | workers | req/s | p50 ms | p99 ms | hit ratio |"
+    if memory:
+        head += (" workers' RSS Δ MB | workers' private Δ MB | store MB | store used MB |"
+                 " memory MB |")
+    head += " errors |"
+    lines = [head, "|---|" + "---:|" * (head.count("|") - 2)]
     for r in results:
-        lines.append(
-            f"| {r['backend']} | {r['workers']} | {r['rps']:,.0f} | {r['p50_ms']:.2f} | "
-            f"{r['p99_ms']:.2f} | {r['hit_ratio']:.3f} | {mb(r['rss_delta'])} | "
-            f"{mb(r['private_delta'])} | {mb(r['store_delta'])} | {mb(r['store_used'])} | "
-            f"{mb(r['memory'])} | {r['errors']} |")
+        line = (f"| {r['backend']} | {r['workers']} | {r['rps']:,.0f} | {r['p50_ms']:.2f} | "
+                f"{r['p99_ms']:.2f} | {r['hit_ratio']:.3f} |")
+        if memory:
+            line += (f" {mb(r['rss_delta'])} | {mb(r['private_delta'])} | {mb(r['store_delta'])} |"
+                     f" {mb(r['store_used'])} | {mb(r['memory'])} |")
+        lines.append(line + f" {r['errors']} |")
     return "\n".join(lines)
 
 
@@ -451,14 +458,14 @@ def run_fast_path(args, tmp, paths_file, paths):
               "the fast-path rows are skipped", file=sys.stderr)
         return {"skipped": why}
     name, workers = args.fast_path_backend, max(args.workers)
-    store = Store(name, tmp, args.urls, args.seed)
+    store, port = Store(name, tmp, args.urls, args.seed), free_port()
     rows, ratios = [], []
     try:
         for r in range(args.fast_rounds):
             pair = {}
             for fast in ((False, True) if r % 2 == 0 else (True, False)):
                 pair[fast] = run_cell(name, workers, args, tmp, paths_file, fast_path=fast, store=store,
-                                      prefill=paths if not rows else None)
+                                      prefill=paths if not rows else None, port=port)
                 rows.append(pair[fast])
             ratios.append(pair[True]["rps"] / pair[False]["rps"])
     finally:
@@ -553,7 +560,7 @@ def main(argv=None):
               f"{len(fast['ratios'])} rounds):")
         print()
         print(table([dict(r, backend=r["backend"] + (" + PageHitMiddleware" if r["fast_path"] else ""))
-                     for r in fast["rows"]]))
+                     for r in fast["rows"]], memory=False))
     elif fast:
         print()
         print(f"Fast path: skipped, regioncache.middleware.PageHitMiddleware is not there ({fast['skipped']})")
