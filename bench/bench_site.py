@@ -44,6 +44,7 @@ import argparse
 import http.client
 import json
 import os
+import resource
 import shutil
 import signal
 import statistics
@@ -256,6 +257,19 @@ class Site:
         return {"rss": sum(proc_status(p, "VmRSS") for p in self.pids),
                 "anon": sum(proc_status(p, "RssAnon") for p in self.pids)}
 
+    def cpu(self):
+        """(user, system) CPU seconds the workers have used so far."""
+        user = system = 0
+        tick = os.sysconf("SC_CLK_TCK")
+        for pid in self.pids:
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            user, system = user + int(fields[11]) / tick, system + int(fields[12]) / tick
+        return user, system
+
     def misses(self):
         """View executions so far, once the count stops moving (a request
         wrk gave up on at the end of a phase may still be running)."""
@@ -299,10 +313,13 @@ def wrk(url, paths_file, seconds, connections, zipf, seed):
     """One wrk run of bench/site.lua; its BENCH_JSON line as a dict."""
     cmd = ["wrk", "-t", "1", "-c", str(connections), "-d", f"{seconds}s", "--timeout", "10s",
            "-s", str(LUA), url, "--", str(paths_file), str(zipf), str(seed)]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     for line in r.stdout.splitlines():
         if line.startswith("BENCH_JSON "):
             out = json.loads(line[len("BENCH_JSON "):])
+            out["cpu"] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
             out["errors"] = sum(out[k] for k in ("connect_errors", "read_errors", "write_errors",
                                                  "status_errors", "timeouts"))
             return out
@@ -333,15 +350,17 @@ def run_cell(name, workers, args, tmp, paths_file, fast_path=False, store=None, 
             conns = max(2, workers * args.connections_per_worker)
             warm = wrk(site.url, paths_file, args.warmup, conns, args.zipf, args.seed)
             m1 = site.misses()
+            cpu0 = site.cpu()
             run = wrk(site.url, paths_file, args.duration, conns, args.zipf, args.seed + 1000)
             m2 = site.misses()
+            cpu1 = site.cpu()
             mem1, store1 = site.memory(), store.bytes()
         finally:
             site.stop()
         used = store.used()
         if profile_dir:
-            report_profile(profile_dir, f"{name}{' fast path' if fast_path else ''}, {workers} workers",
-                           Path(args.profile))
+            report_profile(profile_dir, f"{name}{' fast path' if fast_path else ''}, {workers} workers"
+                           f"{', hits' if port else ''}", Path(args.profile))
     finally:
         if own_store:
             store.close()
@@ -358,6 +377,10 @@ def run_cell(name, workers, args, tmp, paths_file, fast_path=False, store=None, 
         "rss_delta": mem1["rss"] - mem0["rss"], "private_delta": private,
         "store_delta": store_delta, "store_used": used, "memory": private + (store_delta or 0),
         "memory_used": private + (used or 0),
+        # CPU per request of the measured phase, µs: where a request's time goes
+        "worker_user_us": (cpu1[0] - cpu0[0]) / max(run["requests"], 1) * 1e6,
+        "worker_sys_us": (cpu1[1] - cpu0[1]) / max(run["requests"], 1) * 1e6,
+        "wrk_us": run["cpu"] / max(run["requests"], 1) * 1e6,
     }
 
 
@@ -372,9 +395,15 @@ def report_profile(prof_dir, title, out_dir):
         print(f"profile of {title}: no worker dumped its profile", file=sys.stderr)
         return
     out = io.StringIO()
-    pstats.Stats(*files, stream=out).strip_dirs().sort_stats("tottime").print_stats(30)
+    stats = pstats.Stats(*files, stream=out).strip_dirs()
+    stats.sort_stats("tottime").print_stats(30)
+    stats.sort_stats("cumulative").print_stats(30)
     out_dir.mkdir(parents=True, exist_ok=True)
-    dest = out_dir / (title.replace(" ", "-").replace(",", "") + ".txt")
+    stem = title.replace(" ", "-").replace(",", "")
+    dest, n = out_dir / f"{stem}.txt", 1
+    while dest.exists():  # a later round of the same run
+        n += 1
+        dest = out_dir / f"{stem}-{n}.txt"
     dest.write_text(out.getvalue())
     print(f"profile of {title} ({len(files)} workers): {dest}", file=sys.stderr)
 
@@ -397,11 +426,14 @@ def mb(n):
 
 
 def table(results, memory=True):
-    """The markdown table of these runs (memory=False: without the memory columns)."""
+    """The markdown table of these runs (memory=False: CPU per request in
+    place of the memory columns)."""
     head = "| backend | workers | req/s | p50 ms | p99 ms | hit ratio |"
     if memory:
         head += (" workers' RSS Δ MB | workers' private Δ MB | store MB | store used MB |"
                  " memory MB |")
+    else:
+        head += " workers' user CPU µs/req | workers' system CPU µs/req | wrk CPU µs/req |"
     head += " errors |"
     lines = [head, "|---|" + "---:|" * (head.count("|") - 2)]
     for r in results:
@@ -410,6 +442,8 @@ def table(results, memory=True):
         if memory:
             line += (f" {mb(r['rss_delta'])} | {mb(r['private_delta'])} | {mb(r['store_delta'])} |"
                      f" {mb(r['store_used'])} | {mb(r['memory'])} |")
+        else:
+            line += f" {r['worker_user_us']:.0f} | {r['worker_sys_us']:.0f} | {r['wrk_us']:.0f} |"
         lines.append(line + f" {r['errors']} |")
     return "\n".join(lines)
 
