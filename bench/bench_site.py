@@ -238,17 +238,16 @@ class Site:
         self.proc = subprocess.Popen(cmd, env=self.env, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + deadline_s
-        while time.monotonic() < deadline:
+        while len(self.pids) < self.workers:  # each worker writes its pid once primed
             if self.proc.poll() is not None:
                 raise RuntimeError(f"gunicorn exited with {self.proc.returncode}:\n{self.log_tail()}")
-            pids = [int(p.name) for p in self.ready.iterdir()]
-            if len(pids) >= self.workers:
-                self.pids = pids
-                return self
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"gunicorn's {self.workers} workers were not ready within "
+                                   f"{deadline_s} s:\n{self.log_tail()}")
             time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"gunicorn's {self.workers} workers were not ready within "
-                           f"{deadline_s} s:\n{self.log_tail()}")
+            self.pids = [int(p.name) for p in self.ready.iterdir()]
+        return self
 
     def log_tail(self):
         return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else "(no log)"

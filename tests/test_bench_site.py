@@ -106,3 +106,35 @@ def test_bad_flags_are_refused_with_a_message():
         r = subprocess.run([sys.executable, str(BENCH / "bench_site.py"), *argv],
                            capture_output=True, text=True, timeout=60)
         assert r.returncode == 2 and words in r.stderr, (argv, r.stderr)
+
+
+def test_fast_path_rows_or_a_plain_skip(tmp_path):
+    """--fast-path: with regioncache.middleware.PageHitMiddleware in the tree,
+    Django's cache middleware and the fast path each serve the filled store
+    (every answer a hit, the page keys the same for both); without it, the
+    bench says so and shows no fast-path row."""
+    import importlib.util
+
+    out = tmp_path / "result.json"
+    r = subprocess.run(
+        [sys.executable, str(BENCH / "bench_site.py"), "--backends", "SharedMemoryCache",
+         "--workers", "1", "--urls", "100", "--warmup", "1", "--duration", "2", "--fast-path",
+         "--fast-rounds", "1", "--json", str(out)],
+        capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    fast = json.loads(out.read_text())["fast_path"]
+    targets = json.loads(out.read_text())["targets"]
+    if importlib.util.find_spec("regioncache.middleware") is None:
+        assert "regioncache.middleware" in fast["skipped"]
+        assert "the fast-path rows are skipped" in r.stderr
+        assert "Fast path: skipped" in r.stdout and "PageHitMiddleware first" not in r.stdout
+        assert targets == []
+        return
+    assert [row["fast_path"] for row in fast["rows"]] == [False, True]
+    for row in fast["rows"]:
+        assert row["errors"] == 0 and row["requests"] > 0
+        assert row["misses"] == 0 and row["hit_ratio"] == 1.0  # filled first, same port: all hits
+        assert row["worker_user_us"] > 0 and row["wrk_us"] > 0
+    assert fast["ratio"] == fast["rows"][1]["rps"] / fast["rows"][0]["rps"]
+    assert "+ PageHitMiddleware | 1 |" in r.stdout
+    assert [t["target"].startswith("PageHitMiddleware req/s ≥ 3×") for t in targets] == [True]
