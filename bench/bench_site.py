@@ -447,38 +447,74 @@ def table(results, memory=True):
     return "\n".join(lines)
 
 
+GOALS = {"ge": lambda v, g: v >= g, "gt": lambda v, g: v > g, "le": lambda v, g: v <= g}
+
+
 def targets(results, fast):
     """The issue's targets, as ratios of this run; rows whose backends did not run are left out."""
     top = max(r["workers"] for r in results)
     at = {r["backend"]: r for r in results if r["workers"] == top}
     rows = []
 
-    def row(text, value, ok, shown=None):
-        rows.append({"target": text, "value": value, "pass": ok, "shown": shown})
+    def row(text, value, op, goal, shown):
+        rows.append({"target": text, "value": value, "op": op, "goal": goal,
+                     "pass": GOALS[op](value, goal), "shown": shown})
 
     shm, loc = at.get("SharedMemoryCache"), at.get("LocMemCache")
     if shm and loc:
         v = shm["rps"] / loc["rps"]
-        row(f"SharedMemoryCache req/s ≥ LocMemCache's, {top} workers", v, v >= 1.0, f"{v:.2f}×")
+        row(f"SharedMemoryCache req/s ≥ LocMemCache's, {top} workers", v, "ge", 1.0, f"{v:.2f}×")
         row(f"SharedMemoryCache hit ratio > LocMemCache's, {top} workers",
-            shm["hit_ratio"] - loc["hit_ratio"], shm["hit_ratio"] > loc["hit_ratio"],
+            shm["hit_ratio"] - loc["hit_ratio"], "gt", 0.0,
             f"{shm['hit_ratio']:.3f} vs {loc['hit_ratio']:.3f}")
         v = shm["memory"] / loc["memory"] if loc["memory"] > 0 else float("nan")
-        row(f"SharedMemoryCache memory ≤ 1/3 of LocMemCache's, {top} workers", v, v <= 1 / 3,
+        row(f"SharedMemoryCache memory ≤ 1/3 of LocMemCache's, {top} workers", v, "le", 1 / 3,
             f"{v:.2f}× ({mb(shm['memory'])} vs {mb(loc['memory'])} MB)")
         v = shm["memory_used"] / loc["memory"] if loc["memory"] > 0 else float("nan")
-        row(f"same, counting the segment's used bytes, not its SIZE", v, v <= 1 / 3,
+        row("same, counting the segment's used bytes, not its SIZE", v, "le", 1 / 3,
             f"{v:.2f}× ({mb(shm['memory_used'])} vs {mb(loc['memory'])} MB)")
     mc = at.get("MemcachedCache")
     for peer, goal in (("PyLibMCCache", 1.2), ("RedisCache", 1.5)):
         if mc and peer in at:
             v = mc["rps"] / at[peer]["rps"]
-            row(f"MemcachedCache req/s ≥ {goal}× {peer}'s, {top} workers", v, v >= goal, f"{v:.2f}×")
+            row(f"MemcachedCache req/s ≥ {goal}× {peer}'s, {top} workers", v, "ge", goal, f"{v:.2f}×")
     if fast and fast.get("ratio") is not None:
         v = fast["ratio"]
         row(f"PageHitMiddleware req/s ≥ 3× Django's cache middleware on hits "
-            f"({fast['backend']}, {fast['workers']} workers)", v, v >= 3, f"{v:.2f}×")
+            f"({fast['backend']}, {fast['workers']} workers)", v, "ge", 3.0, f"{v:.2f}×")
     return rows
+
+
+def medians(rounds, args):
+    """Each backend x workers once, every number the median over the rounds."""
+    out = []
+    for workers in args.workers:
+        for name in args.backends:
+            runs = [r for rnd in rounds for r in rnd if r["backend"] == name and r["workers"] == workers]
+            row = dict(runs[0])
+            for k, v in row.items():
+                if k == "errors":
+                    row[k] = max(r[k] for r in runs)
+                elif isinstance(v, (int, float)) and not isinstance(v, bool) and k != "workers":
+                    row[k] = statistics.median(r[k] for r in runs)
+            if len(runs) == 1:
+                row = runs[0]
+            out.append(row)
+    return out
+
+
+def median_targets(per_round):
+    """Each target's value the median of its rounds' values (each a ratio within one round)."""
+    out = []
+    for i, row in enumerate(per_round[0]):
+        values = [rows[i] for rows in per_round]
+        if len(values) == 1:
+            out.append(row)
+            continue
+        v = statistics.median(t["value"] for t in values)
+        out.append(dict(row, value=v, shown=f"median {v:.2f}; rounds: {', '.join(t['shown'] for t in values)}",
+                        **{"pass": GOALS[row["op"]](v, row["goal"])}))
+    return out
 
 
 def run_fast_path(args, tmp, paths_file, paths):
@@ -520,6 +556,8 @@ def parse_args(argv=None):
     p.add_argument("--zipf", type=float, default=1.1, help="Zipf exponent s (default 1.1)")
     p.add_argument("--seed", type=int, default=17)
     p.add_argument("--connections-per-worker", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=1,
+                   help="the whole grid this many times, every other round in reverse order; medians shown")
     p.add_argument("--fast-path", action="store_true",
                    help="also: Django's cache middleware vs regioncache.middleware.PageHitMiddleware on hits")
     p.add_argument("--fast-path-backend", default="SharedMemoryCache")
@@ -545,8 +583,8 @@ def parse_args(argv=None):
     args.warmup = args.warmup or (3 if q else 10)
     args.duration = args.duration or (5 if q else 10)
     args.fast_rounds = args.fast_rounds or (1 if q else 2)
-    if args.urls < 1 or args.warmup < 1 or args.duration < 1:
-        p.error("--urls, --warmup and --duration must be at least 1")
+    if min(args.urls, args.warmup, args.duration, args.rounds, args.fast_rounds) < 1:
+        p.error("--urls, --warmup, --duration, --rounds and --fast-rounds must be at least 1")
     return args
 
 
@@ -570,22 +608,28 @@ def main(argv=None):
         paths = [f"/article/{n}/" for n in order]
         paths_file = Path(tmp) / "paths.txt"
         paths_file.write_text("\n".join(paths) + "\n")
-        for name in args.backends:
+        # one worker count after the other, its backends back to back (the
+        # ratios compare neighbours in time); every other round reversed
+        for rnd in range(args.rounds):
+            order = args.backends if rnd % 2 == 0 else args.backends[::-1]
+            results.append([])
             for workers in args.workers:
-                r = run_cell(name, workers, args, tmp, paths_file)
-                print(f"{name} x{workers}: {r['rps']:,.0f} req/s, hit ratio {r['hit_ratio']:.3f} "
-                      f"(warm-up {r['warmup_hit_ratio']:.3f}), memory {mb(r['memory'])} MB",
-                      file=sys.stderr)
-                results.append(r)
+                for name in order:
+                    r = run_cell(name, workers, args, tmp, paths_file)
+                    print(f"round {rnd + 1}: {name} x{workers}: {r['rps']:,.0f} req/s, hit ratio "
+                          f"{r['hit_ratio']:.3f} (warm-up {r['warmup_hit_ratio']:.3f}), "
+                          f"memory {mb(r['memory'])} MB", file=sys.stderr)
+                    results[-1].append(r)
         if args.fast_path:
             fast = run_fast_path(args, tmp, paths_file, paths)
 
     print(f"Whole site: Python {sys.version.split()[0]}, Django {django.get_version()}, "
           f"gunicorn {gunicorn.__version__} sync workers, wrk -t1 -c{args.connections_per_worker}×workers, "
           f"{os.cpu_count()} CPUs; {args.urls:,} URLs, Zipf s={args.zipf}, seed {args.seed}; "
-          f"{args.warmup} s warm-up, {args.duration} s measured")
+          f"{args.warmup} s warm-up, {args.duration} s measured"
+          + (f"; medians of {args.rounds} rounds" if args.rounds > 1 else ""))
     print()
-    print(table(results))
+    print(table(medians(results, args)))
     if fast and "rows" in fast:
         print()
         print(f"Hits, Django's cache middleware vs PageHitMiddleware first ({fast['backend']}, "
@@ -597,7 +641,7 @@ def main(argv=None):
     elif fast:
         print()
         print(f"Fast path: skipped, regioncache.middleware.PageHitMiddleware is not there ({fast['skipped']})")
-    rows = targets(results, fast)
+    rows = median_targets([targets(rnd, fast) for rnd in results])
     if rows:
         print()
         print("| target | measured | |")
@@ -606,8 +650,9 @@ def main(argv=None):
             print(f"| {t['target']} | {t['shown']} | {'PASS' if t['pass'] else 'MISS'} |")
     if args.json:
         Path(args.json).write_text(json.dumps(
-            {"args": {k: v for k, v in vars(args).items()}, "results": results, "fast_path": fast,
-             "targets": rows, "table": table(results)}, indent=1, default=str))
+            {"args": vars(args), "results": medians(results, args), "rounds": results,
+             "fast_path": fast, "targets": rows, "table": table(medians(results, args))},
+            indent=1, default=str))
 
 
 if __name__ == "__main__":

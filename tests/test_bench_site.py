@@ -71,23 +71,29 @@ def test_smallest_run_reports_a_full_table(tmp_path):
     out = tmp_path / "result.json"
     r = subprocess.run(
         [sys.executable, str(BENCH / "bench_site.py"), "--backends", "SharedMemoryCache",
-         "--workers", "1", "--urls", "300", "--warmup", "2", "--duration", "2", "--json", str(out)],
+         "--workers", "1", "--urls", "300", "--warmup", "2", "--duration", "2", "--rounds", "2",
+         "--json", str(out)],
         capture_output=True, text=True, timeout=240)
     assert r.returncode == 0, r.stderr[-3000:]
     data = json.loads(out.read_text())
     [row] = data["results"]
-    assert row["backend"] == "SharedMemoryCache" and row["workers"] == 1
-    # the site answered, without errors, in both phases
-    assert row["warmup_requests"] > 0 and row["requests"] > 0 and row["errors"] == 0
-    assert row["rps"] > 0 and 0 < row["p50_ms"] <= row["p99_ms"]
-    # the warm-up starts cold: it misses; after it, the hit ratio is higher
-    assert row["warmup_misses"] > 0
-    assert 0 <= row["warmup_hit_ratio"] < row["hit_ratio"] <= 1
-    assert row["misses"] == round((1 - row["hit_ratio"]) * row["requests"])
-    # memory: the region holds pages (a shared store: its own bytes are counted)
-    assert row["store_used"] > 0 and row["store_delta"] > 0
-    assert row["memory"] == row["private_delta"] + row["store_delta"]
-    # the markdown table: its header, one row per run, every column filled
+    [first], [second] = data["rounds"]  # two rounds, each on a fresh store
+    for one in (first, second):
+        assert one["backend"] == "SharedMemoryCache" and one["workers"] == 1
+        # the site answered, without errors, in both phases
+        assert one["warmup_requests"] > 0 and one["requests"] > 0 and one["errors"] == 0
+        assert one["rps"] > 0 and 0 < one["p50_ms"] <= one["p99_ms"]
+        # the warm-up starts cold: it misses; after it, the hit ratio is higher
+        assert one["warmup_misses"] > 0
+        assert 0 <= one["warmup_hit_ratio"] < one["hit_ratio"] <= 1
+        assert one["misses"] == round((1 - one["hit_ratio"]) * one["requests"])
+        # memory: the region holds pages (a shared store: its own bytes are counted)
+        assert one["store_used"] > 0 and one["store_delta"] > 0
+        assert one["memory"] == one["private_delta"] + one["store_delta"]
+    # the table shows the rounds' medians (of two: their mean)
+    assert row["rps"] == pytest.approx((first["rps"] + second["rps"]) / 2)
+    assert row["hit_ratio"] == pytest.approx((first["hit_ratio"] + second["hit_ratio"]) / 2)
+    # the markdown table: its header, one row per backend and worker count, every column filled
     lines = [line for line in r.stdout.splitlines() if line.startswith("| ")]
     header = [c.strip() for c in lines[0].strip("|").split("|")]
     assert header == COLUMNS
