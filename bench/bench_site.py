@@ -4,7 +4,7 @@ driven by wrk over Zipf-distributed URLs of @cache_page pages, for each cache
 backend in one run (issue 17).
 
     python bench/bench_site.py                      # every backend x 1, 2, 4 workers (about 12 minutes)
-    python bench/bench_site.py --quick              # 1,000 URLs, short phases, five backends, 1 and 4 workers
+    python bench/bench_site.py --quick              # 1,000 URLs, five backends, 1 and 4 workers
     python bench/bench_site.py --backends SharedMemoryCache,LocMemCache --workers 4
     python bench/bench_site.py --fast-path          # + Django's cache middleware vs PageHitMiddleware on hits
     python bench/bench_site.py --profile DIR        # cProfile in every worker: where the time goes
@@ -28,10 +28,12 @@ includes a loopback TCP connect.
 Per backend and worker count: a fresh store (a new shared-memory region or
 directory; a new memcached or redis-server on a free 127.0.0.1 port), a
 gunicorn on a free port, a warm-up phase then a measured phase, each one
-wrk run (bench/site.lua: Zipf exponent --zipf over --urls paths, hottest
-first in a seeded shuffled order). The view appends one byte to a miss log
-each time it runs (O_APPEND), so hit ratio = 1 - misses / requests of the
-phase. Memory, after the measured phase minus before the warm-up (each
+wrk run of a fixed number of requests (bench/site.lua: Zipf exponent --zipf
+over --urls paths, hottest first in a seeded shuffled order). Counts, not
+seconds: after a warm-up of so many seconds a faster backend would have
+seen more requests, so its cache would be warmer, and the hit ratio would
+measure speed twice. The view appends one byte to a miss log each time it
+runs (O_APPEND), so hit ratio = 1 - misses / requests of the phase. Memory, after the measured phase minus before the warm-up (each
 worker rendered one page first, gunicorn_conf.py): the sum of the workers'
 VmRSS (what ps shows: shared-memory pages a worker touched count in it, once
 per worker) and of their private RssAnon, and the store's own bytes (the
@@ -308,21 +310,35 @@ class Site:
             list(pool.map(get, paths))
 
 
-def wrk(url, paths_file, seconds, connections, zipf, seed):
-    """One wrk run of bench/site.lua; its BENCH_JSON line as a dict."""
-    cmd = ["wrk", "-t", "1", "-c", str(connections), "-d", f"{seconds}s", "--timeout", "10s",
-           "-s", str(LUA), url, "--", str(paths_file), str(zipf), str(seed)]
+def wrk(url, paths_file, count, connections, zipf, seed, deadline_s):
+    """One wrk run of bench/site.lua until `count` responses (or the
+    deadline); its BENCH_JSON line as a dict, with the CPU wrk used."""
+    done = Path(paths_file).parent / f"done-{os.getpid()}-{time.monotonic_ns()}"
+    cmd = ["wrk", "-t", "1", "-c", str(connections), "-d", f"{deadline_s}s", "--timeout", "10s",
+           "-s", str(LUA), url, "--", str(paths_file), str(zipf), str(seed), str(count), str(done)]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + deadline_s + 5
+    while proc.poll() is None and not done.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)  # wrk's way to end a run early: it reports what it has
+    try:
+        stdout, stderr = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        stdout, stderr = proc.communicate(timeout=30)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    for line in r.stdout.splitlines():
+    for line in stdout.splitlines():
         if line.startswith("BENCH_JSON "):
             out = json.loads(line[len("BENCH_JSON "):])
             out["cpu"] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
             out["errors"] = sum(out[k] for k in ("connect_errors", "read_errors", "write_errors",
                                                  "status_errors", "timeouts"))
+            # a run the deadline cut short: what it missed counts as errors
+            out["errors"] += max(0, count - out["requests"])
             return out
-    raise RuntimeError(f"wrk gave no result (exit {r.returncode}):\n{r.stdout}\n{r.stderr}")
+    raise RuntimeError(f"wrk gave no result (exit {proc.returncode}):\n{stdout}\n{stderr}")
 
 
 def hit_ratio(requests, misses):
@@ -347,10 +363,11 @@ def run_cell(name, workers, args, tmp, paths_file, fast_path=False, store=None, 
                 site.prefill(prefill)
             m0 = site.misses()
             conns = max(2, workers * args.connections_per_worker)
-            warm = wrk(site.url, paths_file, args.warmup, conns, args.zipf, args.seed)
+            warm = wrk(site.url, paths_file, args.warmup, conns, args.zipf, args.seed, args.deadline)
             m1 = site.misses()
             cpu0 = site.cpu()
-            run = wrk(site.url, paths_file, args.duration, conns, args.zipf, args.seed + 1000)
+            run = wrk(site.url, paths_file, args.requests, conns, args.zipf, args.seed + 1000,
+                      args.deadline)
             m2 = site.misses()
             cpu1 = site.cpu()
             mem1, store1 = site.memory(), store.bytes()
@@ -547,12 +564,13 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true",
-                   help="1,000 URLs, 3 s warm-up, 5 s measured, five backends, 1 and 4 workers")
+                   help="1,000 URLs (and requests per phase), five backends, 1 and 4 workers")
     p.add_argument("--backends", help=f"comma-separated, of: {', '.join(BACKENDS)}")
     p.add_argument("--workers", help="comma-separated worker counts (default 1,2,4)")
     p.add_argument("--urls", type=int, help="distinct page URLs (default 10000)")
-    p.add_argument("--warmup", type=int, help="seconds of warm-up (default 10)")
-    p.add_argument("--duration", type=int, help="seconds measured (default 10)")
+    p.add_argument("--warmup", type=int, help="requests of the warm-up (default: as many as URLs)")
+    p.add_argument("--requests", type=int, help="requests measured (default: as many as URLs)")
+    p.add_argument("--deadline", type=int, default=300, help="seconds a phase may take at most (default 300)")
     p.add_argument("--zipf", type=float, default=1.1, help="Zipf exponent s (default 1.1)")
     p.add_argument("--seed", type=int, default=17)
     p.add_argument("--connections-per-worker", type=int, default=2)
@@ -580,11 +598,11 @@ def parse_args(argv=None):
     if any(w < 1 for w in args.workers):
         p.error("--workers: every count must be at least 1")
     args.urls = args.urls or (1000 if q else 10_000)
-    args.warmup = args.warmup or (3 if q else 10)
-    args.duration = args.duration or (5 if q else 10)
+    args.warmup = args.warmup or args.urls
+    args.requests = args.requests or args.urls
     args.fast_rounds = args.fast_rounds or (1 if q else 2)
-    if min(args.urls, args.warmup, args.duration, args.rounds, args.fast_rounds) < 1:
-        p.error("--urls, --warmup, --duration, --rounds and --fast-rounds must be at least 1")
+    if min(args.urls, args.warmup, args.requests, args.deadline, args.rounds, args.fast_rounds) < 1:
+        p.error("--urls, --warmup, --requests, --deadline, --rounds and --fast-rounds must be at least 1")
     return args
 
 
@@ -626,7 +644,7 @@ def main(argv=None):
     print(f"Whole site: Python {sys.version.split()[0]}, Django {django.get_version()}, "
           f"gunicorn {gunicorn.__version__} sync workers, wrk -t1 -c{args.connections_per_worker}×workers, "
           f"{os.cpu_count()} CPUs; {args.urls:,} URLs, Zipf s={args.zipf}, seed {args.seed}; "
-          f"{args.warmup} s warm-up, {args.duration} s measured"
+          f"{args.warmup:,} requests of warm-up, {args.requests:,} measured"
           + (f"; medians of {args.rounds} rounds" if args.rounds > 1 else ""))
     print()
     print(table(medians(results, args)))

@@ -1,9 +1,11 @@
--- wrk's script for bench/bench_site.py:
---   wrk ... -s bench/site.lua http://127.0.0.1:PORT -- PATHS_FILE S SEED
+-- wrk's script for bench/bench_site.py (run with -t1):
+--   wrk ... -s bench/site.lua http://127.0.0.1:PORT -- PATHS_FILE S SEED COUNT DONE_FILE
 -- Each request asks one path of PATHS_FILE (one a line, hottest first),
 -- drawn from a Zipf law of exponent S: path k with weight 1/k^S. Each
--- thread seeds its generator with SEED + its number. At the end one line
--- "BENCH_JSON {...}" carries the counts and the latency percentiles (µs).
+-- thread seeds its generator with SEED + its number. After COUNT responses
+-- the thread stops and creates DONE_FILE (wrk itself runs until its -d or
+-- a SIGINT, which bench_site.py sends on seeing the file). At the end one
+-- line "BENCH_JSON {...}" carries the counts and the latency percentiles (µs).
 
 local threads = {}
 
@@ -13,9 +15,11 @@ function setup(thread)
 end
 
 local paths, cdf = {}, {}
+local limit, done_file, seen = 0, nil, 0
 
 function init(args)
   local file, s, seed = args[1], tonumber(args[2]), tonumber(args[3])
+  limit, done_file = tonumber(args[4]), args[5]
   for line in io.lines(file) do paths[#paths + 1] = line end
   local total = 0
   for k = 1, #paths do
@@ -34,6 +38,15 @@ function request()
     if cdf[mid] < u then lo = mid + 1 else hi = mid end
   end
   return wrk.format("GET", paths[lo])
+end
+
+function response(status, headers, body)
+  seen = seen + 1
+  if seen == limit then
+    local f = io.open(done_file, "w")
+    if f then f:close() end
+    wrk.thread:stop()
+  end
 end
 
 function done(summary, latency, requests)

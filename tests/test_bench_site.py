@@ -71,7 +71,7 @@ def test_smallest_run_reports_a_full_table(tmp_path):
     out = tmp_path / "result.json"
     r = subprocess.run(
         [sys.executable, str(BENCH / "bench_site.py"), "--backends", "SharedMemoryCache",
-         "--workers", "1", "--urls", "300", "--warmup", "2", "--duration", "2", "--rounds", "2",
+         "--workers", "1", "--urls", "300", "--warmup", "300", "--requests", "300", "--rounds", "2",
          "--json", str(out)],
         capture_output=True, text=True, timeout=240)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -124,7 +124,7 @@ def test_fast_path_rows_or_a_plain_skip(tmp_path):
     out = tmp_path / "result.json"
     r = subprocess.run(
         [sys.executable, str(BENCH / "bench_site.py"), "--backends", "SharedMemoryCache",
-         "--workers", "1", "--urls", "100", "--warmup", "1", "--duration", "2", "--fast-path",
+         "--workers", "1", "--urls", "100", "--warmup", "100", "--requests", "200", "--fast-path",
          "--fast-rounds", "1", "--json", str(out)],
         capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
