@@ -446,6 +446,7 @@ def table(results, memory=True):
     place of the memory columns)."""
     head = "| backend | workers | req/s | p50 ms | p99 ms | hit ratio |"
     if memory:
+        head += " workers' CPU µs/req |"
         head += (" workers' RSS Δ MB | workers' private Δ MB | store MB | store used MB |"
                  " memory MB |")
     else:
@@ -456,6 +457,7 @@ def table(results, memory=True):
         line = (f"| {r['backend']} | {r['workers']} | {r['rps']:,.0f} | {r['p50_ms']:.2f} | "
                 f"{r['p99_ms']:.2f} | {r['hit_ratio']:.3f} |")
         if memory:
+            line += f" {r['worker_user_us'] + r['worker_sys_us']:.0f} |"
             line += (f" {mb(r['rss_delta'])} | {mb(r['private_delta'])} | {mb(r['store_delta'])} |"
                      f" {mb(r['store_used'])} | {mb(r['memory'])} |")
         else:

@@ -18,7 +18,8 @@ sys.path.insert(0, str(BENCH))
 
 import bench_site  # noqa: E402
 
-COLUMNS = ["backend", "workers", "req/s", "p50 ms", "p99 ms", "hit ratio", "workers' RSS Δ MB",
+COLUMNS = ["backend", "workers", "req/s", "p50 ms", "p99 ms", "hit ratio", "workers' CPU µs/req",
+           "workers' RSS Δ MB",
            "workers' private Δ MB", "store MB", "store used MB", "memory MB", "errors"]
 
 
@@ -87,6 +88,7 @@ def test_smallest_run_reports_a_full_table(tmp_path):
         assert one["warmup_misses"] > 0
         assert 0 <= one["warmup_hit_ratio"] < one["hit_ratio"] <= 1
         assert one["misses"] == round((1 - one["hit_ratio"]) * one["requests"])
+        assert one["worker_user_us"] > 0 and one["wrk_us"] > 0
         # memory: the region holds pages (a shared store: its own bytes are counted)
         assert one["store_used"] > 0 and one["store_delta"] > 0
         assert one["memory"] == one["private_delta"] + one["store_delta"]
