@@ -1,0 +1,413 @@
+// The app on a Remote site: the real agent (python -m regioncache agent) as
+// a local child through the `sh -c` prefix, quoted exactly as for ssh, on
+// regions Django filled; what the app purges and deletes is then checked
+// through Django. A killed or silent agent shows as a lost connection while
+// the window keeps processing events, and a refresh brings the rows back.
+#include <QAction>
+#include <QApplication>
+#include <QDir>
+#include <QJsonDocument>
+#include <QProcess>
+#include <QSettings>
+#include <QStandardPaths>
+#include <QTableView>
+#include <QTemporaryDir>
+#include <QTimer>
+#include <QtTest>
+#include <signal.h>
+
+#include "agent_client.h"
+#include "key_browser.h"
+#include "main_window.h"
+#include "remote_store.h"
+#include "source_ref.h"
+#include "test_support.h"
+#include "value_viewer.h"
+
+using namespace rcgui;
+using namespace rcgui::testing;
+
+class RemoteTest : public QObject {
+  Q_OBJECT
+
+ private slots:
+  void initTestCase();
+  void cleanup();
+  void quotingSurvivesTheShell();
+  void sourceRefRemoteRoundTrip();
+  void remoteSiteListsShowsPurgesAndDjangoSeesIt();
+  void killedAgentShowsLostAndRefreshReconnects();
+  void silentAgentTimesOut();
+  void agentThatCannotLoadSettingsSaysSo();
+  void readOnlyAgentRefusesWrites();
+
+ private:
+  // Regions filled by Django (a shm alias "default" and a memcached alias
+  // "mc"), a settings module naming them, and a site that reaches them
+  // through the agent run by `sh -c`.
+  bool makeSite(RemoteSite* site);
+  bool openWindow(const RemoteSite& site);
+  int rowOfRemote(const QString& name) const;
+  QJsonObject djangoHas(const QJsonObject& conf, const QStringList& names);
+
+  QTemporaryDir dir_;
+  QJsonObject shm_conf_, mc_conf_;
+  std::unique_ptr<MainWindow> window_;
+  std::vector<std::function<void()>> cleanups_;
+};
+
+void RemoteTest::initTestCase() {
+  QStandardPaths::setTestModeEnabled(true);
+  static QTemporaryDir settings_dir;
+  QSettings::setPath(QSettings::NativeFormat, QSettings::UserScope, settings_dir.path());
+  QApplication::setOrganizationName("regioncache-tests");
+  QApplication::setApplicationName("regioncache-gui-remote-test");
+  QSettings().clear();
+  QVERIFY(dir_.isValid());
+  // The agent, a child of a child, finds this tree's package as the tests' Python does.
+  qputenv("PYTHONPATH", TestPythonPath().toLocal8Bit());
+}
+
+void RemoteTest::cleanup() {
+  window_.reset();
+  for (auto& c : cleanups_) c();
+  cleanups_.clear();
+}
+
+bool RemoteTest::makeSite(RemoteSite* site) {
+  const QList<KindUnderTest> kinds = AllKinds();
+  QString error;
+  for (const KindUnderTest& k : kinds) {
+    if (k.kind != "shm" && k.kind != "memcached") continue;
+    QJsonObject conf = k.django_conf(UniqueName("remote-" + k.kind));
+    cleanups_.push_back([k, conf] { k.cleanup(conf); });
+    DjangoRegion(conf, {"fill"}, &error);
+    if (!error.isEmpty()) {
+      QTest::qFail(qPrintable("the region could not be filled: " + error), __FILE__, __LINE__);
+      return false;
+    }
+    (k.kind == "shm" ? shm_conf_ : mc_conf_) = conf;
+  }
+  const QString module = QString("remote_settings_%1_%2").arg(QCoreApplication::applicationPid()).arg(cleanups_.size());
+  QFile f(QDir(dir_.path()).filePath(module + ".py"));
+  if (!f.open(QIODevice::WriteOnly)) {
+    QTest::qFail(qPrintable("cannot write " + f.fileName()), __FILE__, __LINE__);
+    return false;
+  }
+  const QJsonObject caches{{"default", shm_conf_}, {"mc", mc_conf_}};
+  f.write("SECRET_KEY = 'x'\nINSTALLED_APPS = ['regioncache']\nCACHES = " +
+          QJsonDocument(caches).toJson(QJsonDocument::Compact) + "\n");
+  f.close();
+  site->use_prefix = true;
+  site->prefix = {"sh", "-c"};
+  site->python = PythonExe();
+  site->settings = module;
+  site->pythonpath = {dir_.path()};
+  site->reconnect_interval_ms = 600000;  // only a refresh reconnects here
+  return true;
+}
+
+bool RemoteTest::openWindow(const RemoteSite& site) {
+  window_ = std::make_unique<MainWindow>();
+  window_->resize(1200, 700);
+  window_->show();
+  window_->browser()->setConfirmer([](const QString&, const QString&) { return true; });
+  QSignalSpy done(window_.get(), &MainWindow::sourceDone);
+  window_->openRemote(site);
+  if (!done.wait(60000)) {
+    QTest::qFail("the remote site did not answer", __FILE__, __LINE__);
+    return false;
+  }
+  if (!done[0][0].toBool()) {
+    QTest::qFail(qPrintable("the remote site failed: " + done[0][1].toString()), __FILE__, __LINE__);
+    return false;
+  }
+  return true;
+}
+
+int RemoteTest::rowOfRemote(const QString& name) const {
+  RegionListModel* regions = window_->regions();
+  for (int r = 0; r < regions->rowCount(); ++r)
+    if (regions->region(r)->spec().name == name && !regions->region(r)->spec().remote.isEmpty()) return r;
+  return -1;
+}
+
+QJsonObject RemoteTest::djangoHas(const QJsonObject& conf, const QStringList& names) {
+  QString error;
+  const QByteArray out = DjangoRegion(conf, QStringList{"has"} + names, &error);
+  if (!error.isEmpty()) qWarning("%s", qPrintable(error));
+  return QJsonDocument::fromJson(out).object();
+}
+
+void RemoteTest::quotingSurvivesTheShell() {
+  const std::vector<std::string> words{"plain",        "two words",      "it's",          "say \"hi\"",
+                                       "$HOME `id` $(id) ${x:-y}", "line1\nline2\n", "",  "back\\slash\\",
+                                       "*?[a]~",       "'",              "''\"'\"",       "semi;colon|pipe&"};
+  // printf prints each word and a NUL: what the shell parsed, exactly.
+  AgentCommand c;
+  c.prefix = {"sh", "-c"};
+  c.agent = {"printf", "%s\\0"};
+  c.agent.insert(c.agent.end(), words.begin(), words.end());
+  const std::vector<std::string> argv = c.Argv();
+  QCOMPARE(argv.size(), size_t(3));
+  QStringList args;
+  for (size_t i = 1; i < argv.size(); ++i) args << QString::fromStdString(argv[i]);
+  QProcess p;
+  p.start(QString::fromStdString(argv[0]), args);
+  QVERIFY(p.waitForFinished(30000));
+  QCOMPARE(p.exitCode(), 0);
+  const QByteArray out = p.readAllStandardOutput();
+  QByteArray expected;
+  for (const auto& w : words) expected += QByteArray::fromStdString(w) + '\0';
+  QCOMPARE(out, expected);
+  // No prefix: the words are exec'ed as they are.
+  c.prefix.clear();
+  QCOMPARE(c.Argv(), c.agent);
+  // The ssh transport: its options, the port split off, then `--` and the quoted words.
+  const std::vector<std::string> ssh = SshPrefix("deploy@web1:2222", {"-J", "bastion"});
+  const std::vector<std::string> want{"ssh", "-T", "-o", "BatchMode=yes", "-o", "ServerAliveInterval=15",
+                                      "-p", "2222", "-J", "bastion", "deploy@web1", "--"};
+  QCOMPARE(ssh, want);
+  QCOMPARE(SshPrefix("web1", {}).at(6), std::string("web1"));
+}
+
+void RemoteTest::sourceRefRemoteRoundTrip() {
+  SourceRef r;
+  r.type = SourceRef::Type::kRemote;
+  r.remote.destination = "deploy@web1:2222";
+  r.remote.settings = "mysite.settings";
+  r.remote.python = "/srv/venv/bin/python";
+  r.remote.pythonpath = {"/srv/site", "/srv/lib"};
+  r.remote.ssh_options = {"-J", "bastion"};
+  r.remote.agent_read_only = true;
+  SourceRef back;
+  QVERIFY(SourceRef::decode(r.encode(), &back));
+  QCOMPARE(int(back.type), int(SourceRef::Type::kRemote));
+  QCOMPARE(back.remote.destination, r.remote.destination);
+  QCOMPARE(back.remote.settings, r.remote.settings);
+  QCOMPARE(back.remote.python, r.remote.python);
+  QCOMPARE(back.remote.pythonpath, r.remote.pythonpath);
+  QCOMPARE(back.remote.ssh_options, r.remote.ssh_options);
+  QVERIFY(back.remote.agent_read_only);
+  QVERIFY(!back.remote.use_prefix);
+  QCOMPARE(back.label(), QString("Remote ssh deploy@web1:2222 mysite.settings"));
+  QCOMPARE(back.encode(), r.encode());
+  // A prefix transport survives as such (an empty prefix too: exec directly).
+  SourceRef p = r;
+  p.remote.use_prefix = true;
+  p.remote.prefix = {"sh", "-c"};
+  QVERIFY(SourceRef::decode(p.encode(), &back));
+  QVERIFY(back.remote.use_prefix);
+  QCOMPARE(back.remote.prefix, QStringList({"sh", "-c"}));
+  QCOMPARE(back.remote.label(), QString("sh -c"));
+  p.remote.prefix.clear();
+  p.remote.destination.clear();
+  QVERIFY(SourceRef::decode(p.encode(), &back));
+  QVERIFY(back.remote.use_prefix && back.remote.prefix.isEmpty());
+  // Refused: no settings; ssh without a destination.
+  QVERIFY(!SourceRef::decode(R"({"type": "remote", "destination": "web1"})", &back));
+  QVERIFY(!SourceRef::decode(R"({"type": "remote", "settings": "s"})", &back));
+  // A remote region never has the identity of a local one of the same place.
+  RegionSpec local;
+  local.kind = "shm";
+  local.location = "pages";
+  RegionSpec remote = local;
+  remote.remote = r.remote.key();
+  QVERIFY(local.Identity() != remote.Identity());
+  QVERIFY(remote.Identity().contains("ssh deploy@web1:2222 mysite.settings"));
+}
+
+void RemoteTest::remoteSiteListsShowsPurgesAndDjangoSeesIt() {
+  RemoteSite site;
+  if (!makeSite(&site)) return;
+  if (!openWindow(site)) return;
+  RegionListModel* regions = window_->regions();
+  // Both aliases, with their real kinds, and their figures through the agent.
+  QCOMPARE(regions->rowCount(), 2);
+  const int shm_row = rowOfRemote("default"), mc_row = rowOfRemote("mc");
+  QVERIFY(shm_row >= 0 && mc_row >= 0);
+  QCOMPARE(regions->region(shm_row)->spec().kind, QString("shm"));
+  QCOMPARE(regions->region(mc_row)->spec().kind, QString("memcached"));
+  QVERIFY(WaitUntil([&] { return regions->row(shm_row).have_stats && regions->row(mc_row).have_stats; }));
+  QVERIFY2(regions->row(shm_row).error.isEmpty(), qPrintable(regions->row(shm_row).error));
+  QCOMPARE(regions->row(shm_row).stats.entries, uint64_t(10));
+  QVERIFY(regions->row(shm_row).stats.capacity > 0);
+  QVERIFY(!regions->row(shm_row).stats.extra.empty());
+  QCOMPARE(regions->row(mc_row).stats.servers.size(), size_t(1));
+  QVERIFY(regions->row(mc_row).stats.servers[0].up);
+  // The same segment opened locally is another row: a remote region never merges with a local one.
+  window_->addRegion(SpecFromConf("default", "shm", shm_conf_));
+  QCOMPARE(regions->rowCount(), 3);
+
+  window_->selectRegion(shm_row);
+  KeyBrowser* b = window_->browser();
+  QVERIFY(WaitUntil([&] { return b->region() && !b->loader()->running() && b->model()->rowCount() == 10; }));
+  QVERIFY(!b->region()->spec().remote.isEmpty());
+  b->setFilter("session:", false);
+  QVERIFY(WaitUntil([&] { return !b->loader()->running() && b->model()->rowCount() == 2; }));
+
+  // Values: a pickle (opcodes and tree, never unpickled) and a text.
+  ValueViewer* viewer = b->viewer();
+  viewer->showKey(b->region(), ":1:session:abc");
+  QVERIFY(WaitUntil([&] { return !viewer->busy(); }));
+  QVERIFY2(viewer->rendered().ok, qPrintable(viewer->rendered().error));
+  QCOMPARE(int(viewer->rendered().best), int(ValueView::kPickle));
+  QVERIFY2(viewer->rendered().pickle.contains("'Decimal'"), qPrintable(viewer->rendered().pickle.left(400)));
+  QVERIFY(viewer->rendered().tree.ok && viewer->rendered().tree.rows > 1);
+  viewer->showKey(b->region(), ":1:unicode");
+  QVERIFY(WaitUntil([&] { return !viewer->busy(); }));
+  QVERIFY2(viewer->rendered().ok, qPrintable(viewer->rendered().error));
+  QCOMPARE(viewer->rendered().text, QString::fromUtf8("h\u00e9llo \u2603"));
+  viewer->showKey(b->region(), ":1:no-such-key");
+  QVERIFY(WaitUntil([&] { return !viewer->busy(); }));
+  QVERIFY2(viewer->rendered().error.contains("is gone"), qPrintable(viewer->rendered().error));
+
+  // Purge by the filter, then delete two selected keys; Django sees both.
+  QSignalSpy done(b, &KeyBrowser::operationDone);
+  b->purgeByFilter();
+  QVERIFY(done.wait(30000));
+  QVERIFY2(done[0][0].toBool(), qPrintable(done[0][1].toString()));
+  QVERIFY2(b->lastMessage().contains("purged 2 keys"), qPrintable(b->lastMessage()));
+  b->setFilter("", false);
+  QVERIFY(WaitUntil([&] { return !b->loader()->running() && b->model()->rowCount() == 8; }));
+  b->table()->clearSelection();
+  for (int r = 0; r < b->model()->rowCount(); ++r) {
+    const QString key = QString::fromStdString(b->model()->entry(r).key);
+    if (key == ":1:user:1" || key == ":1:counter")
+      b->table()->selectionModel()->select(b->model()->index(r, 0),
+                                           QItemSelectionModel::Select | QItemSelectionModel::Rows);
+  }
+  b->deleteSelected();
+  QVERIFY(done.wait(30000));
+  QVERIFY2(done[1][0].toBool(), qPrintable(done[1][1].toString()));
+  const QJsonObject has = djangoHas(shm_conf_, {"session:abc", "session:def", "user:1", "counter", "user:2", "json"});
+  QCOMPARE(has["session:abc"].toBool(), false);
+  QCOMPARE(has["session:def"].toBool(), false);
+  QCOMPARE(has["user:1"].toBool(), false);
+  QCOMPARE(has["counter"].toBool(), false);
+  QCOMPARE(has["user:2"].toBool(), true);
+  QCOMPARE(has["json"].toBool(), true);
+  // The memcached region through the same agent: its keys, and a purge Django sees.
+  window_->selectRegion(mc_row);
+  QVERIFY(WaitUntil([&] { return b->region() == regions->region(mc_row) && !b->loader()->running() &&
+                                 b->model()->rowCount() == 10; }));
+  b->setFilter(":1:user:*", true);
+  QVERIFY(WaitUntil([&] { return !b->loader()->running() && b->model()->rowCount() == 2; }));
+  b->purgeByFilter();
+  QVERIFY(done.wait(30000));
+  QVERIFY2(done[2][0].toBool(), qPrintable(done[2][1].toString()));
+  const QJsonObject mc = djangoHas(mc_conf_, {"user:1", "user:2", "json"});
+  QCOMPARE(mc["user:1"].toBool(), false);
+  QCOMPARE(mc["user:2"].toBool(), false);
+  QCOMPARE(mc["json"].toBool(), true);
+  // The recent sources remember the site.
+  QVERIFY(window_->recentSources().first().contains("\"remote\""));
+}
+
+void RemoteTest::killedAgentShowsLostAndRefreshReconnects() {
+  RemoteSite site;
+  if (!makeSite(&site)) return;
+  if (!openWindow(site)) return;
+  RegionListModel* regions = window_->regions();
+  QVERIFY(WaitUntil([&] { return regions->rowCount() == 2 && regions->row(0).have_stats &&
+                                 regions->row(1).have_stats && !regions->refreshing(); }));
+  std::shared_ptr<AgentClient> client = window_->remoteClient(site.key());
+  QVERIFY(client);
+  const qint64 pid = client->Hello().value("pid").toInteger();
+  QVERIFY(pid > 0);
+  // The UI thread keeps turning while the app meets the dead agent.
+  int ticks = 0;
+  QTimer ticker;
+  connect(&ticker, &QTimer::timeout, [&] { ++ticks; });
+  ticker.start(0);
+  QCOMPARE(::kill(static_cast<pid_t>(pid), SIGKILL), 0);
+  window_->refreshAction()->trigger();
+  QVERIFY(WaitUntil([&] {
+    return !regions->refreshing() && regions->row(0).error.contains("connection lost") &&
+           regions->row(1).error.contains("connection lost");
+  }));
+  QVERIFY(ticks > 0);
+  for (int r = 0; r < 2; ++r) {
+    const QString e = regions->row(r).error;
+    QVERIFY2(e.contains("region '" + regions->region(r)->spec().name + "'") && e.contains("sh -c") &&
+                 (e.contains("agent exited with status") || e.contains("agent killed by signal")),
+             qPrintable(e));
+  }
+  QVERIFY2(window_->sourceError().contains("sh -c: connection lost"), qPrintable(window_->sourceError()));
+  // A refresh starts a new agent: the rows and their figures come back.
+  ticks = 0;
+  window_->refreshAll();
+  QVERIFY(WaitUntil([&] {
+    return !regions->refreshing() && regions->row(0).error.isEmpty() && regions->row(1).error.isEmpty();
+  }));
+  QVERIFY(ticks > 0);
+  QCOMPARE(regions->row(rowOfRemote("default")).stats.entries, uint64_t(10));
+  QVERIFY(window_->sourceError().isEmpty());
+  QVERIFY(client->Hello().value("pid").toInteger() != pid);
+}
+
+void RemoteTest::silentAgentTimesOut() {
+  RemoteSite site;
+  site.use_prefix = true;
+  site.prefix = {"sh", "-c", "sleep 600"};  // the quoted agent words become $0: never run
+  site.settings = "never.settings";
+  site.hello_timeout_ms = 1500;
+  window_ = std::make_unique<MainWindow>();
+  window_->show();
+  int ticks = 0;
+  QTimer ticker;
+  connect(&ticker, &QTimer::timeout, [&] { ++ticks; });
+  ticker.start(10);
+  QSignalSpy done(window_.get(), &MainWindow::sourceDone);
+  window_->openRemote(site);
+  QVERIFY(done.wait(30000));
+  QCOMPARE(done[0][0].toBool(), false);
+  const QString text = done[0][1].toString();
+  QVERIFY2(text.contains("sh -c sleep 600: connection lost: no hello from the agent: no answer within 1.5 s"),
+           qPrintable(text));
+  QCOMPARE(window_->sourceError(), text);
+  QVERIFY(ticks > 10);  // the window was never frozen while it waited
+  QCOMPARE(window_->regions()->rowCount(), 0);
+}
+
+void RemoteTest::agentThatCannotLoadSettingsSaysSo() {
+  RemoteSite site;
+  site.use_prefix = true;
+  site.prefix = {"sh", "-c"};
+  site.python = PythonExe();
+  site.settings = "no_such_settings_module_xyz";
+  window_ = std::make_unique<MainWindow>();
+  QSignalSpy done(window_.get(), &MainWindow::sourceDone);
+  window_->openRemote(site);
+  QVERIFY(done.wait(60000));
+  QCOMPARE(done[0][0].toBool(), false);
+  const QString text = done[0][1].toString();
+  QVERIFY2(text.contains("sh -c: connection lost: the agent could not start (settings)") &&
+               text.contains("no_such_settings_module_xyz"),
+           qPrintable(text));
+}
+
+void RemoteTest::readOnlyAgentRefusesWrites() {
+  RemoteSite site;
+  if (!makeSite(&site)) return;
+  site.agent_read_only = true;
+  if (!openWindow(site)) return;
+  window_->selectRegion(rowOfRemote("default"));
+  KeyBrowser* b = window_->browser();
+  QVERIFY(WaitUntil([&] { return b->region() && !b->loader()->running() && b->model()->rowCount() == 10; }));
+  // The app is not read-only: the write goes to the agent, which refuses it.
+  b->setFilter("session:", false);
+  QVERIFY(WaitUntil([&] { return !b->loader()->running() && b->model()->rowCount() == 2; }));
+  QSignalSpy done(b, &KeyBrowser::operationDone);
+  b->purgeByFilter();
+  QVERIFY(done.wait(30000));
+  QCOMPARE(done[0][0].toBool(), false);
+  const QString text = done[0][1].toString();
+  QVERIFY2(text.contains("read_only") && text.contains("'default'"), qPrintable(text));
+  QCOMPARE(djangoHas(shm_conf_, {"session:abc"})["session:abc"].toBool(), true);
+  // Reads still work: the agent was not lost over a refusal.
+  QVERIFY(window_->remoteClient(site.key())->LostText().isEmpty());
+}
+
+QTEST_MAIN(RemoteTest)
+#include "remote_test.moc"
