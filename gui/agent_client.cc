@@ -167,10 +167,13 @@ QString AgentClient::StderrTail() const {
   return QString::fromUtf8(err->tail);
 }
 
-void AgentClient::AllowReconnect() {
-  std::lock_guard<std::mutex> lock(call_mu_);
-  lost_at_ = Clock::time_point();
+void AgentClient::AllowReconnect() { lost_at_ns_ = 0; }
+
+namespace {
+int64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
 }
+}  // namespace
 
 Status AgentClient::ConnectLocked() {
   const std::vector<std::string> argv_s = command_.Argv();
@@ -391,7 +394,7 @@ void AgentClient::LoseLocked(const std::string& what) {
   if (!tail.empty()) cause += ": " + tail;
   lost_ = true;
   lost_what_ = cause;
-  lost_at_ = Clock::now();
+  lost_at_ns_ = NowNs();
   std::lock_guard<std::mutex> lock(state_mu_);
   lost_text_ = command_.source.toStdString() + ": connection lost: " + cause;
   hello_ = QJsonObject();
@@ -407,7 +410,8 @@ Status AgentClient::Call(const std::string& region, QJsonObject request, QJsonOb
   *reply = QJsonObject();
   std::lock_guard<std::mutex> lock(call_mu_);
   if (pid_ <= 0) {
-    if (lost_ && Clock::now() - lost_at_ < std::chrono::milliseconds(command_.reconnect_interval_ms))
+    const int64_t lost_at = lost_at_ns_;
+    if (lost_ && lost_at != 0 && NowNs() - lost_at < int64_t{command_.reconnect_interval_ms} * 1000000)
       return LostStatus(region);
     Status s = ConnectLocked();
     if (!s.ok()) return LostStatus(region);

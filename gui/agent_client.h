@@ -104,7 +104,10 @@ class AgentClient {
   bool lost_ = false;
   std::string lost_what_;
   std::string lost_text_;         // under state_mu_ only: "" or lost_what_
-  std::chrono::steady_clock::time_point lost_at_;
+  // When the connection was lost (steady clock, ns); 0 lets the next call
+  // reconnect at once. Atomic: AllowReconnect runs on the UI thread, which
+  // never waits for call_mu_ (a call may hold it up to its deadline).
+  std::atomic<int64_t> lost_at_ns_{0};
 
   // stderr: drained by a thread into a bounded tail.
   struct ErrTail;

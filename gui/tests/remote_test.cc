@@ -14,7 +14,12 @@
 #include <QTemporaryDir>
 #include <QTimer>
 #include <QtTest>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pwd.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "agent_client.h"
 #include "key_browser.h"
@@ -40,6 +45,8 @@ class RemoteTest : public QObject {
   void silentAgentTimesOut();
   void agentThatCannotLoadSettingsSaysSo();
   void readOnlyAgentRefusesWrites();
+  void cancelledPurgeStopsTheAgent();
+  void throughRealSsh();
 
  private:
   // Regions filled by Django (a shm alias "default" and a memcached alias
@@ -321,11 +328,15 @@ void RemoteTest::killedAgentShowsLostAndRefreshReconnects() {
   connect(&ticker, &QTimer::timeout, [&] { ++ticks; });
   ticker.start(0);
   QCOMPARE(::kill(static_cast<pid_t>(pid), SIGKILL), 0);
-  window_->refreshAction()->trigger();
-  QVERIFY(WaitUntil([&] {
-    return !regions->refreshing() && regions->row(0).error.contains("connection lost") &&
-           regions->row(1).error.contains("connection lost");
-  }));
+  // The refresh of the region list (as auto-refresh runs it) meets the dead
+  // agent; F5 (below) is what starts a new one.
+  regions->refresh();
+  QVERIFY2(WaitUntil([&] {
+             return !regions->refreshing() && regions->row(0).error.contains("connection lost") &&
+                    regions->row(1).error.contains("connection lost");
+           }),
+           qPrintable(QString("rows: [%1] [%2]; %3").arg(regions->row(0).error, regions->row(1).error,
+                                                        client->LostText())));
   QVERIFY(ticks > 0);
   for (int r = 0; r < 2; ++r) {
     const QString e = regions->row(r).error;
@@ -334,9 +345,9 @@ void RemoteTest::killedAgentShowsLostAndRefreshReconnects() {
              qPrintable(e));
   }
   QVERIFY2(window_->sourceError().contains("sh -c: connection lost"), qPrintable(window_->sourceError()));
-  // A refresh starts a new agent: the rows and their figures come back.
+  // F5 starts a new agent: the rows and their figures come back.
   ticks = 0;
-  window_->refreshAll();
+  window_->refreshAction()->trigger();
   QVERIFY(WaitUntil([&] {
     return !regions->refreshing() && regions->row(0).error.isEmpty() && regions->row(1).error.isEmpty();
   }));
@@ -407,6 +418,137 @@ void RemoteTest::readOnlyAgentRefusesWrites() {
   QCOMPARE(djangoHas(shm_conf_, {"session:abc"})["session:abc"].toBool(), true);
   // Reads still work: the agent was not lost over a refusal.
   QVERIFY(window_->remoteClient(site.key())->LostText().isEmpty());
+}
+
+void RemoteTest::cancelledPurgeStopsTheAgent() {
+  RemoteSite site;
+  if (!makeSite(&site)) return;
+  QString error;
+  DjangoRegion(shm_conf_, {"set-many", "30000", "bulk-", "3600"}, &error);
+  QVERIFY2(error.isEmpty(), qPrintable(error));
+  auto client = std::make_shared<AgentClient>(site.Command());
+  QList<RegionSpec> specs;
+  QVERIFY2(FetchRemoteRegions(site, client, &specs, &error), qPrintable(error));
+  RegionSpec spec;
+  for (const RegionSpec& s : specs)
+    if (s.name == "default") spec = s;
+  QCOMPARE(spec.kind, QString("shm"));
+  RemoteStore store(client, spec);
+  // The first progress line answers false: the client sends `cancel`, the agent stops.
+  int calls = 0;
+  uint64_t removed = 0;
+  regioncache::Status s = store.PurgeMatching("*bulk-*", &removed, [&](uint64_t) { return ++calls > 1; });
+  QVERIFY2(s.IsCancelled(), s.ToString().c_str());
+  QCOMPARE(calls, 1);
+  QVERIFY2(QString::fromStdString(s.message()).contains("'default'"), s.message().c_str());
+  QVERIFY(removed < 30000);
+  // The connection is still up, and the rest is still there for Django and for the agent.
+  regioncache::Stats stats;
+  QVERIFY(store.GetStats(&stats).ok());
+  QCOMPARE(stats.entries, uint64_t(30000 + 10 - removed));
+  QCOMPARE(djangoHas(shm_conf_, {"json"})["json"].toBool(), true);
+  // Writes of the cache contract are refused, naming the region.
+  s = store.Set(":1:x", "v", 0, 0);
+  QVERIFY(s.IsInvalidArgument());
+  QVERIFY2(QString::fromStdString(s.message()).contains("region 'default'"), s.message().c_str());
+}
+
+namespace {
+
+int FreeLocalPort() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  int port = -1;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0)
+    port = ntohs(a.sin_port);
+  ::close(fd);
+  return port;
+}
+
+bool Listening(int port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  const bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+  ::close(fd);
+  return ok;
+}
+
+}  // namespace
+
+void RemoteTest::throughRealSsh() {
+  // OpenSSH's own server on a free 127.0.0.1 port, a key made for this run,
+  // and the app's ssh transport as it runs in production.
+  QTemporaryDir ssh_dir;
+  QVERIFY(ssh_dir.isValid());
+  const QString d = ssh_dir.path();
+  for (const QString& key : {QString("host"), QString("id")}) {
+    QProcess keygen;
+    keygen.start("ssh-keygen", {"-q", "-t", "ed25519", "-N", "", "-f", d + "/" + key});
+    QVERIFY2(keygen.waitForFinished(30000) && keygen.exitCode() == 0, qPrintable(keygen.readAllStandardError()));
+  }
+  QVERIFY(QFile::copy(d + "/id.pub", d + "/authorized_keys"));
+  const int port = FreeLocalPort();
+  QVERIFY(port > 0);
+  QFile cfg(d + "/sshd_config");
+  QVERIFY(cfg.open(QIODevice::WriteOnly));
+  cfg.write(QString("Port %1\nListenAddress 127.0.0.1\nHostKey %2/host\nPidFile none\n"
+                    "AuthorizedKeysFile %2/authorized_keys\nStrictModes no\nPasswordAuthentication no\n"
+                    "KbdInteractiveAuthentication no\nUsePAM no\nPermitRootLogin prohibit-password\n"
+                    "SetEnv PYTHONPATH=%3\nLogLevel ERROR\n")
+                .arg(port)
+                .arg(d, TestPythonPath())
+                .toUtf8());
+  cfg.close();
+  QProcess sshd;
+  sshd.setProcessChannelMode(QProcess::MergedChannels);
+  sshd.start("/usr/sbin/sshd", {"-D", "-e", "-f", d + "/sshd_config"});
+  QVERIFY2(sshd.waitForStarted(10000), qPrintable("sshd did not start: " + sshd.errorString()));
+  auto stop = qScopeGuard([&] {
+    sshd.kill();
+    sshd.waitForFinished(10000);
+  });
+  QVERIFY2(WaitUntil([&] { return Listening(port) || sshd.state() == QProcess::NotRunning; }, 20000) &&
+               sshd.state() == QProcess::Running,
+           qPrintable("sshd is not listening: " + QString::fromUtf8(sshd.readAll())));
+
+  RemoteSite site;
+  if (!makeSite(&site)) return;
+  site.use_prefix = false;
+  site.prefix.clear();
+  site.destination = QString("%1@127.0.0.1:%2").arg(QString::fromLocal8Bit(getpwuid(getuid())->pw_name)).arg(port);
+  site.ssh_options = {"-F", "/dev/null", "-i", d + "/id", "-o", "StrictHostKeyChecking=no",
+                      "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"};
+  if (!openWindow(site)) return;
+  RegionListModel* regions = window_->regions();
+  QCOMPARE(regions->rowCount(), 2);
+  QVERIFY(regions->region(0)->spec().origin.startsWith("ssh " + site.destination));
+  const int row = rowOfRemote("default");
+  window_->selectRegion(row);
+  KeyBrowser* b = window_->browser();
+  QVERIFY(WaitUntil([&] { return b->region() && !b->loader()->running() && b->model()->rowCount() == 10; }));
+  b->setFilter("session:", false);
+  QVERIFY(WaitUntil([&] { return !b->loader()->running() && b->model()->rowCount() == 2; }));
+  QSignalSpy done(b, &KeyBrowser::operationDone);
+  b->purgeByFilter();
+  QVERIFY(done.wait(30000));
+  QVERIFY2(done[0][0].toBool(), qPrintable(done[0][1].toString()));
+  const QJsonObject has = djangoHas(shm_conf_, {"session:abc", "session:def", "json"});
+  QCOMPARE(has["session:abc"].toBool(), false);
+  QCOMPARE(has["session:def"].toBool(), false);
+  QCOMPARE(has["json"].toBool(), true);
+  // The agent dying on the far side is a lost connection named by its ssh source.
+  QVERIFY(WaitUntil([&] { return !regions->refreshing(); }));
+  ::kill(static_cast<pid_t>(window_->remoteClient(site.key())->Hello().value("pid").toInteger()), SIGKILL);
+  window_->refreshAll();
+  QVERIFY(WaitUntil([&] { return !regions->refreshing() && regions->row(row).error.contains("connection lost"); }));
+  QVERIFY2(regions->row(row).error.contains("ssh " + site.destination), qPrintable(regions->row(row).error));
 }
 
 QTEST_MAIN(RemoteTest)
