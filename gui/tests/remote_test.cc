@@ -55,6 +55,10 @@ class RemoteTest : public QObject {
   bool makeSite(RemoteSite* site);
   bool openWindow(const RemoteSite& site);
   int rowOfRemote(const QString& name) const;
+  // Selects the remote region "default", waits for its 10 keys, filters on
+  // "session:" (2 keys) and purges them through the app; *ok and *text say
+  // how the purge ended. False (the test failed) when a step did not happen.
+  bool purgeSessions(bool* ok, QString* text);
   QJsonObject djangoHas(const QJsonObject& conf, const QStringList& names);
 
   QTemporaryDir dir_;
@@ -137,6 +141,29 @@ int RemoteTest::rowOfRemote(const QString& name) const {
   for (int r = 0; r < regions->rowCount(); ++r)
     if (regions->region(r)->spec().name == name && !regions->region(r)->spec().remote.isEmpty()) return r;
   return -1;
+}
+
+bool RemoteTest::purgeSessions(bool* ok, QString* text) {
+  window_->selectRegion(rowOfRemote("default"));
+  KeyBrowser* b = window_->browser();
+  if (!WaitUntil([&] { return b->region() && !b->loader()->running() && b->model()->rowCount() == 10; })) {
+    QTest::qFail(qPrintable("the 10 keys were not listed: " + b->lastError()), __FILE__, __LINE__);
+    return false;
+  }
+  b->setFilter("session:", false);
+  if (!WaitUntil([&] { return !b->loader()->running() && b->model()->rowCount() == 2; })) {
+    QTest::qFail("the filter did not list the 2 session keys", __FILE__, __LINE__);
+    return false;
+  }
+  QSignalSpy done(b, &KeyBrowser::operationDone);
+  b->purgeByFilter();
+  if (!done.wait(30000)) {
+    QTest::qFail("the purge did not end", __FILE__, __LINE__);
+    return false;
+  }
+  *ok = done[0][0].toBool();
+  *text = done[0][1].toString();
+  return true;
 }
 
 QJsonObject RemoteTest::djangoHas(const QJsonObject& conf, const QStringList& names) {
@@ -403,17 +430,11 @@ void RemoteTest::readOnlyAgentRefusesWrites() {
   if (!makeSite(&site)) return;
   site.agent_read_only = true;
   if (!openWindow(site)) return;
-  window_->selectRegion(rowOfRemote("default"));
-  KeyBrowser* b = window_->browser();
-  QVERIFY(WaitUntil([&] { return b->region() && !b->loader()->running() && b->model()->rowCount() == 10; }));
   // The app is not read-only: the write goes to the agent, which refuses it.
-  b->setFilter("session:", false);
-  QVERIFY(WaitUntil([&] { return !b->loader()->running() && b->model()->rowCount() == 2; }));
-  QSignalSpy done(b, &KeyBrowser::operationDone);
-  b->purgeByFilter();
-  QVERIFY(done.wait(30000));
-  QCOMPARE(done[0][0].toBool(), false);
-  const QString text = done[0][1].toString();
+  bool ok = true;
+  QString text;
+  if (!purgeSessions(&ok, &text)) return;
+  QVERIFY(!ok);
   QVERIFY2(text.contains("read_only") && text.contains("'default'"), qPrintable(text));
   QCOMPARE(djangoHas(shm_conf_, {"session:abc"})["session:abc"].toBool(), true);
   // Reads still work: the agent was not lost over a refusal.
@@ -530,15 +551,10 @@ void RemoteTest::throughRealSsh() {
   QCOMPARE(regions->rowCount(), 2);
   QVERIFY(regions->region(0)->spec().origin.startsWith("ssh " + site.destination));
   const int row = rowOfRemote("default");
-  window_->selectRegion(row);
-  KeyBrowser* b = window_->browser();
-  QVERIFY(WaitUntil([&] { return b->region() && !b->loader()->running() && b->model()->rowCount() == 10; }));
-  b->setFilter("session:", false);
-  QVERIFY(WaitUntil([&] { return !b->loader()->running() && b->model()->rowCount() == 2; }));
-  QSignalSpy done(b, &KeyBrowser::operationDone);
-  b->purgeByFilter();
-  QVERIFY(done.wait(30000));
-  QVERIFY2(done[0][0].toBool(), qPrintable(done[0][1].toString()));
+  bool ok = false;
+  QString text;
+  if (!purgeSessions(&ok, &text)) return;
+  QVERIFY2(ok, qPrintable(text));
   const QJsonObject has = djangoHas(shm_conf_, {"session:abc", "session:def", "json"});
   QCOMPARE(has["session:abc"].toBool(), false);
   QCOMPARE(has["session:def"].toBool(), false);
