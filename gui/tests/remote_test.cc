@@ -25,6 +25,7 @@
 #include "key_browser.h"
 #include "main_window.h"
 #include "remote_store.h"
+#include "source_dialogs.h"
 #include "source_ref.h"
 #include "test_support.h"
 #include "value_viewer.h"
@@ -238,6 +239,16 @@ void RemoteTest::sourceRefRemoteRoundTrip() {
   p.remote.destination.clear();
   QVERIFY(SourceRef::decode(p.encode(), &back));
   QVERIFY(back.remote.use_prefix && back.remote.prefix.isEmpty());
+  // The Remote site dialog gives back what it was opened with (the ssh transport).
+  RemoteSiteDialog dialog(r.remote);
+  const RemoteSite from_dialog = dialog.site();
+  QCOMPARE(from_dialog.destination, r.remote.destination);
+  QCOMPARE(from_dialog.settings, r.remote.settings);
+  QCOMPARE(from_dialog.python, r.remote.python);
+  QCOMPARE(from_dialog.pythonpath, r.remote.pythonpath);
+  QCOMPARE(from_dialog.ssh_options, r.remote.ssh_options);
+  QVERIFY(from_dialog.agent_read_only);
+  QVERIFY(!from_dialog.use_prefix);
   // Refused: no settings; ssh without a destination.
   QVERIFY(!SourceRef::decode(R"({"type": "remote", "destination": "web1"})", &back));
   QVERIFY(!SourceRef::decode(R"({"type": "remote", "settings": "s"})", &back));
@@ -262,6 +273,8 @@ void RemoteTest::remoteSiteListsShowsPurgesAndDjangoSeesIt() {
   QVERIFY(shm_row >= 0 && mc_row >= 0);
   QCOMPARE(regions->region(shm_row)->spec().kind, QString("shm"));
   QCOMPARE(regions->region(mc_row)->spec().kind, QString("memcached"));
+  const QString where = regions->data(regions->index(shm_row, RegionListModel::kLocation)).toString();
+  QCOMPARE(where, shm_conf_["LOCATION"].toString() + " on sh -c " + site.settings);
   QVERIFY(WaitUntil([&] { return regions->row(shm_row).have_stats && regions->row(mc_row).have_stats; }));
   QVERIFY2(regions->row(shm_row).error.isEmpty(), qPrintable(regions->row(shm_row).error));
   QCOMPARE(regions->row(shm_row).stats.entries, uint64_t(10));
