@@ -1,12 +1,15 @@
 """The Python tests' process harness (the twin of tests/support/ in C++):
 free loopback ports, forked children whose end is checked, kill -9 rounds
-against a writer process, and the rule for tests that need root."""
+against a writer process, the rule for tests that need root, and real
+servers on free ports (redis-server, sshd)."""
 
 import os
+import pwd
 import signal
 import socket
 import subprocess
 import time
+from pathlib import Path
 
 
 def free_port():
@@ -113,3 +116,67 @@ class RedisServer:
         if self.proc and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(30)
+
+
+class SshServer:
+    """A real OpenSSH server (Debian's openssh-server) on a free 127.0.0.1
+    port, with its own host key and one client key in workdir, accepting the
+    current user by that key only. prefix() is the transport the desktop app
+    builds for a remote site: the system ssh client, non-interactive, then
+    the words it quotes for the remote shell. A missing binary is a
+    RuntimeError: the tests that need it fail, never skip."""
+
+    def __init__(self, workdir):
+        self.port = free_port()
+        self.workdir = Path(workdir)
+        self.proc = None
+        self.user = pwd.getpwuid(os.getuid()).pw_name
+        self.client_key = self.workdir / "client_key"
+
+    def prefix(self):
+        return ["ssh", "-T", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+                "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+                "-i", str(self.client_key), "-p", str(self.port), f"{self.user}@127.0.0.1", "--"]
+
+    def start(self):
+        import shutil
+
+        sshd = shutil.which("sshd") or ("/usr/sbin/sshd" if os.path.exists("/usr/sbin/sshd") else None)
+        if not sshd or not shutil.which("ssh") or not shutil.which("ssh-keygen"):
+            raise RuntimeError("OpenSSH is not installed (Debian: apt-get install openssh-server openssh-client)")
+        w = self.workdir
+        w.mkdir(parents=True, exist_ok=True)
+        for name in ("host_key", "client_key"):
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(w / name)],
+                           check=True, stdout=subprocess.DEVNULL)
+        (w / "authorized_keys").write_text((w / "client_key.pub").read_text())
+        os.chmod(w / "authorized_keys", 0o600)
+        (w / "sshd_config").write_text(
+            f"Port {self.port}\nListenAddress 127.0.0.1\nHostKey {w / 'host_key'}\n"
+            f"AuthorizedKeysFile {w / 'authorized_keys'}\nPidFile {w / 'sshd.pid'}\n"
+            "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n"
+            "PermitRootLogin prohibit-password\nStrictModes no\n")
+        if os.getuid() == 0:
+            os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # privilege separation's chroot
+        cmd = [sshd, "-D", "-e", "-f", str(w / "sshd_config")]
+        self.log = open(w / "sshd.log", "wb")
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"sshd exited with {self.proc.returncode}: "
+                                   f"{(w / 'sshd.log').read_text(errors='replace')[-2000:]}")
+            r = subprocess.run(self.prefix() + ["echo", "ready"], capture_output=True, timeout=20)
+            if r.returncode == 0 and r.stdout.strip() == b"ready":
+                return self
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"ssh to sshd on port {self.port} did not work: "
+                           f"{(w / 'sshd.log').read_text(errors='replace')[-2000:]}")
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(30)
+        if getattr(self, "log", None):
+            self.log.close()

@@ -6,11 +6,14 @@
                                                print a project's CACHES regions as JSON:
                                                each one's store spec (regioncache.spec),
                                                what the desktop app opens
+    python -m regioncache agent --settings MODULE [--pythonpath DIR]... [--read-only]
+                                [--max-request-bytes N]
+                                               the inspection agent: line-delimited JSON
+                                               on stdin/stdout (docs/AGENT.md)
 """
 
 import argparse
 import json
-import os
 import sys
 
 from regioncache import _native
@@ -25,7 +28,18 @@ def main(argv=None):
     desc = sub.add_parser("describe", help="print a Django project's cache regions as JSON")
     desc.add_argument("--settings", required=True, help="settings module, e.g. mysite.settings")
     desc.add_argument("--pythonpath", action="append", default=[], help="add to sys.path")
+    agent = sub.add_parser("agent",
+                           help="serve the inspection protocol (docs/AGENT.md) on stdin/stdout")
+    agent.add_argument("--settings", required=True, help="settings module, e.g. mysite.settings")
+    agent.add_argument("--pythonpath", action="append", default=[], help="add to sys.path")
+    agent.add_argument("--read-only", action="store_true", help="refuse every write")
+    agent.add_argument("--max-request-bytes", type=int, default=1 << 20,
+                       help="longest request line taken (default 1 MiB)")
     args = parser.parse_args(argv)
+    if args.command == "agent":
+        from regioncache import agent
+
+        return agent.main(args.settings, args.pythonpath, args.read_only, args.max_request_bytes)
     if args.command == "describe":
         return describe(args.settings, args.pythonpath)
     if args.command == "shm-regions":
@@ -52,29 +66,13 @@ def describe(settings_module, pythonpath):
     kind is "shm", "file" or "memcached" for regioncache's backends and
     "django" for any other backend (listed, but not something the desktop app
     can open)."""
-    for p in reversed(pythonpath):
-        sys.path.insert(0, os.path.abspath(p))
-    os.environ["DJANGO_SETTINGS_MODULE"] = settings_module
+    from regioncache.spec import SettingsError, project_specs
+
     try:
-        import django
-        from django.conf import settings
-
-        django.setup()
-        caches = settings.CACHES
-    except Exception as e:  # an import error in the project's settings, say
-        print(f"python -m regioncache describe: cannot load {settings_module}: {e}", file=sys.stderr)
+        regions = [spec.as_json() for spec in project_specs(settings_module, pythonpath)]
+    except SettingsError as e:
+        print(f"python -m regioncache describe: {e}", file=sys.stderr)
         return 2
-    from django.core.exceptions import ImproperlyConfigured
-
-    from regioncache.spec import store_spec
-
-    regions = []
-    for alias, conf in caches.items():
-        try:
-            regions.append(store_spec(alias, conf).as_json())
-        except ImproperlyConfigured as e:
-            print(f"python -m regioncache describe: {e}", file=sys.stderr)
-            return 2
     json.dump({"regions": regions}, sys.stdout, indent=2)
     print()
     return 0

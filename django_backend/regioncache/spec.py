@@ -8,7 +8,9 @@ same way, OPTIONS as the same text, the same REGION_PREFIX default).
 Importing this module needs Django only for the exception it raises.
 """
 
+import os
 import re
+import sys
 from dataclasses import dataclass, field
 
 from django.core.exceptions import ImproperlyConfigured
@@ -135,3 +137,31 @@ def store_spec(alias, conf, kind=None):
         location = str(location)
     return StoreSpec(str(alias), kind, backend, location, text, str(key_prefix),
                      conf.get("VERSION", 1))
+
+
+class SettingsError(Exception):
+    """A project's settings that cannot be loaded, or a CACHES entry no
+    store can take; the message names the settings module and what failed."""
+
+
+def project_specs(settings_module, pythonpath=()):
+    """Every CACHES alias of a Django project as its StoreSpec, in settings
+    order: puts pythonpath first on sys.path, loads settings_module
+    (django.setup()) and runs store_spec on each entry. What `python -m
+    regioncache describe` prints and the inspection agent serves (one loader
+    for both). Raises SettingsError."""
+    for p in reversed(pythonpath):
+        sys.path.insert(0, os.path.abspath(p))
+    os.environ["DJANGO_SETTINGS_MODULE"] = settings_module
+    try:
+        import django
+        from django.conf import settings
+
+        django.setup()
+        caches = settings.CACHES
+    except Exception as e:  # an import error in the project's settings, say
+        raise SettingsError(f"cannot load {settings_module}: {e}") from e
+    try:
+        return [store_spec(alias, conf) for alias, conf in caches.items()]
+    except ImproperlyConfigured as e:
+        raise SettingsError(f"{settings_module}: {e}") from e
