@@ -236,7 +236,7 @@ Status AgentClient::ConnectLocked() {
 
   std::string line, what;
   if (!ReadLineLocked(command_.hello_timeout_ms, &line, &what)) {
-    LoseLocked("no hello from the agent: " + what);
+    LoseLocked(what.empty() ? what : "no hello from the agent: " + what);  // "": its exit says why
     return Status::Unavailable(lost_what_);
   }
   QJsonParseError perr;

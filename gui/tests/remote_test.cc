@@ -47,6 +47,7 @@ class RemoteTest : public QObject {
   void agentThatCannotLoadSettingsSaysSo();
   void readOnlyAgentRefusesWrites();
   void cancelledPurgeStopsTheAgent();
+  void wrongOrDeadAgentsAreNamed();
   void throughRealSsh();
 
  private:
@@ -485,6 +486,59 @@ void RemoteTest::cancelledPurgeStopsTheAgent() {
   s = store.Set(":1:x", "v", 0, 0);
   QVERIFY(s.IsInvalidArgument());
   QVERIFY2(QString::fromStdString(s.message()).contains("region 'default'"), s.message().c_str());
+}
+
+void RemoteTest::wrongOrDeadAgentsAreNamed() {
+  // Commands that are not the agent, run as the app runs one: what each
+  // call answers names the region, the source and what happened.
+  struct Case {
+    QString script;
+    QString expected;
+  };
+  const QList<Case> cases{
+      {"echo 'No module named regioncache' >&2; exit 7",
+       "region 'pages': sh -c: connection lost: agent exited with status 7: No module named regioncache"},
+      {"echo 'Welcome to web1'; sleep 30",
+       "region 'pages': sh -c: connection lost: not a regioncache agent: its first line was 'Welcome to web1'"},
+      {R"(echo '{"hello": "regioncache-agent", "protocol": 2}'; sleep 30)",
+       "region 'pages': sh -c: connection lost: the agent speaks protocol 2; this app knows protocol 1"},
+      {R"(echo '{"hello": "regioncache-agent", "protocol": 1}'; read line; exec >&-; sleep 30)",
+       "region 'pages': sh -c: connection lost: agent closed its output"},
+  };
+  for (const Case& c : cases) {
+    AgentCommand cmd;
+    cmd.prefix = {"sh", "-c", c.script.toStdString()};
+    cmd.agent = {"unused"};
+    cmd.source = "sh -c";
+    cmd.reconnect_interval_ms = 600000;
+    AgentClient client(cmd);
+    QJsonObject reply;
+    regioncache::Status s = client.Call("pages", {{"op", "stats"}, {"region", "pages"}}, &reply);
+    QVERIFY(s.IsUnavailable());
+    QVERIFY2(QString::fromStdString(s.message()).startsWith(c.expected), s.message().c_str());
+    // Within the reconnect interval the next call answers the same loss at once.
+    regioncache::Status again = client.Call("other", {{"op", "stats"}}, &reply);
+    QVERIFY2(QString::fromStdString(again.message()).startsWith("region 'other': sh -c: connection lost"),
+             again.message().c_str());
+    QVERIFY(client.LostText().startsWith("sh -c: connection lost"));
+  }
+  // The app's read-only mode refuses before any agent is asked.
+  AgentCommand never;
+  never.prefix = {"sh", "-c", "exit 9"};
+  never.agent = {"unused"};
+  never.source = "sh -c";
+  RegionSpec spec;
+  spec.name = "pages";
+  spec.kind = "shm";
+  spec.location = "pages";
+  spec.remote = "sh -c s";
+  spec.agent = std::make_shared<AgentClient>(never);
+  Region region(spec);
+  WriteGate gate(true);
+  uint64_t removed = 0;
+  regioncache::Status s = gate.purgeMatching(region, "*", &removed, {});
+  QVERIFY2(s.message().find("read-only mode") != std::string::npos, s.message().c_str());
+  QVERIFY(spec.agent->LostText().isEmpty());  // never started
 }
 
 namespace {
