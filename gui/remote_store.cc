@@ -111,18 +111,27 @@ uint64_t RemoteStore::MaxItemSize() const {
 Status RemoteStore::Get(std::string_view key, regioncache::Value* out) { return Peek(key, out); }
 
 Status RemoteStore::Peek(std::string_view key, regioncache::Value* out) {
-  QJsonObject req{{"op", "get"}};
-  PutKey(&req, key);
+  // A first read of up to kFirstPeekBytes answers most values at once and
+  // tells the size of the others: a value over the cap is refused without
+  // moving it, one under it is read whole by a second request (a third if
+  // it grew in between).
   const qint64 cap = std::min<qint64>(kMaxPeekBytes, client_->Limit("max_value_bytes", kMaxPeekBytes));
-  req["max_bytes"] = cap;
+  qint64 want = std::min<qint64>(kFirstPeekBytes, cap);
   QJsonObject reply;
-  Status s = Ask(req, &reply);
-  if (!s.ok()) return s;
-  if (!reply.value("found").toBool()) return Status::NotFound();
-  if (reply.value("truncated").toBool())
-    return Status::TooLarge(Where() + "the value of " + std::string(key) + " is " +
-                            std::to_string(U64(reply, "size")) + " bytes, over the " +
-                            std::to_string(cap >> 20) + " MiB the app reads from a remote site");
+  for (int round = 0;; ++round) {
+    QJsonObject req{{"op", "get"}, {"max_bytes", want}};
+    PutKey(&req, key);
+    Status s = Ask(req, &reply);
+    if (!s.ok()) return s;
+    if (!reply.value("found").toBool()) return Status::NotFound();
+    if (!reply.value("truncated").toBool()) break;
+    const qint64 size = reply.value("size").toInteger();
+    if (size > cap || round == 2)
+      return Status::TooLarge(Where() + "the value of " + std::string(key) + " is " + std::to_string(size) +
+                              " bytes, over the " + std::to_string(cap >> 20) +
+                              " MiB the app reads from a remote site");
+    want = size;
+  }
   out->data = QByteArray::fromBase64(reply.value("data_b64").toString().toLatin1()).toStdString();
   out->at = nullptr;
   out->len = 0;

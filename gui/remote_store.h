@@ -54,6 +54,8 @@ class RemoteStore : public regioncache::Store {
  public:
   // Values over this are refused by Peek (the app reads no more at once).
   static constexpr int64_t kMaxPeekBytes = int64_t{64} << 20;
+  // What Peek asks for first; a bigger value costs a second request.
+  static constexpr int64_t kFirstPeekBytes = int64_t{1} << 20;
 
   RemoteStore(std::shared_ptr<AgentClient> client, const RegionSpec& spec);
 

@@ -48,6 +48,7 @@ class RemoteTest : public QObject {
   void readOnlyAgentRefusesWrites();
   void cancelledPurgeStopsTheAgent();
   void wrongOrDeadAgentsAreNamed();
+  void bigValuesThroughTheAgent();
   void throughRealSsh();
 
  private:
@@ -539,6 +540,50 @@ void RemoteTest::wrongOrDeadAgentsAreNamed() {
   regioncache::Status s = gate.purgeMatching(region, "*", &removed, {});
   QVERIFY2(s.message().find("read-only mode") != std::string::npos, s.message().c_str());
   QVERIFY(spec.agent->LostText().isEmpty());  // never started
+}
+
+void RemoteTest::bigValuesThroughTheAgent() {
+  // A file region that takes values over 64 MiB.
+  QTemporaryDir files;
+  QVERIFY(files.isValid());
+  const QJsonObject conf{{"BACKEND", "regioncache.FileCache"},
+                         {"LOCATION", files.path() + "/region"},
+                         {"OPTIONS", QJsonObject{{"MAX_SIZE", "512MB"}, {"MAX_ITEM_SIZE", "100MB"}}}};
+  QString error;
+  DjangoRegion(conf, {"set-text", "big", "3000000"}, &error);
+  QVERIFY2(error.isEmpty(), qPrintable(error));
+  DjangoRegion(conf, {"set-text", "huge", "70000000"}, &error);
+  QVERIFY2(error.isEmpty(), qPrintable(error));
+  const QString module = QString("remote_big_%1").arg(QCoreApplication::applicationPid());
+  QFile f(QDir(dir_.path()).filePath(module + ".py"));
+  QVERIFY(f.open(QIODevice::WriteOnly));
+  f.write("SECRET_KEY = 'x'\nINSTALLED_APPS = ['regioncache']\nCACHES = " +
+          QJsonDocument(QJsonObject{{"default", conf}}).toJson(QJsonDocument::Compact) + "\n");
+  f.close();
+  RemoteSite site;
+  site.use_prefix = true;
+  site.prefix = {"sh", "-c"};
+  site.python = PythonExe();
+  site.settings = module;
+  site.pythonpath = {dir_.path()};
+  auto client = std::make_shared<AgentClient>(site.Command());
+  QList<RegionSpec> specs;
+  QVERIFY2(FetchRemoteRegions(site, client, &specs, &error), qPrintable(error));
+  QCOMPARE(specs.size(), 1);
+  Region region(specs[0]);
+  // Over the first read's 1 MiB: read whole by a second request.
+  RenderedValue big = RenderValue(region, ":1:big", 0);
+  QVERIFY2(big.ok, qPrintable(big.error));
+  QCOMPARE(big.total, uint64_t(3000000));
+  QVERIFY(big.text.startsWith("abcdefghijklmnopqrstuvwxyzabc"));
+  QCOMPARE(big.text.size(), 3000000);
+  // Over 64 MiB: refused, saying so, and the connection stays up.
+  RenderedValue huge = RenderValue(region, ":1:huge", 0);
+  QVERIFY(!huge.ok);
+  QVERIFY2(huge.error.contains("region 'default'") && huge.error.contains("70000000 bytes") &&
+               huge.error.contains("over the 64 MiB the app reads from a remote site"),
+           qPrintable(huge.error));
+  QVERIFY(client->LostText().isEmpty());
 }
 
 namespace {
