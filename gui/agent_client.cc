@@ -1,6 +1,7 @@
 #include "agent_client.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -23,6 +24,7 @@ namespace {
 
 constexpr size_t kMaxLine = size_t{128} << 20;  // a 64 MiB value in base64, and room
 constexpr size_t kTailBytes = 4096;
+constexpr int kAskEveryMs = 200;  // a call with progress asks it this often while the agent is quiet
 
 std::string Seconds(int ms) {
   char buf[32];
@@ -274,6 +276,7 @@ bool AgentClient::ReadLineLocked(int timeout_ms, std::string* line, std::string*
     if (nl != std::string::npos) {
       line->assign(buffer_, 0, nl);
       buffer_.erase(0, nl + 1);
+      if (buffer_.capacity() > (size_t{8} << 20)) buffer_.shrink_to_fit();  // after a big value
       return true;
     }
     scanned = buffer_.size();
@@ -424,12 +427,37 @@ Status AgentClient::Call(const std::string& region, QJsonObject request, QJsonOb
     return LostStatus(region);
   }
   bool cancel_sent = false;
+  uint64_t done = 0;
+  auto send_cancel = [&] {
+    cancel_sent = true;
+    QJsonObject cancel{{"id", qint64(next_id_++)}, {"op", "cancel"}, {"target", id}};
+    return WriteLocked(QJsonDocument(cancel).toJson(QJsonDocument::Compact).toStdString() + "\n", &what);
+  };
+  auto last_line = Clock::now();
   for (;;) {
     std::string line;
-    if (!ReadLineLocked(command_.read_timeout_ms, &line, &what)) {
+    // With a progress callback, the read wakes every kAskEveryMs to ask it
+    // again, so that a cancel goes out at once even while the agent is quiet.
+    const bool asking = progress && !cancel_sent;
+    const auto silent_ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - last_line).count();
+    const int left = command_.read_timeout_ms - static_cast<int>(std::min<int64_t>(silent_ms, INT32_MAX));
+    if (left <= 0) {
+      LoseLocked("no answer within " + Seconds(command_.read_timeout_ms));
+      return LostStatus(region);
+    }
+    if (!ReadLineLocked(asking ? std::min(left, kAskEveryMs) : left, &line, &what)) {
+      if (what.rfind("no answer within", 0) == 0) {  // a slice or the deadline ended: the loop decides
+        if (asking && !progress(done) && !send_cancel()) {
+          LoseLocked(what);
+          return LostStatus(region);
+        }
+        continue;
+      }
       LoseLocked(what);
       return LostStatus(region);
     }
+    last_line = Clock::now();
     const QJsonDocument doc = QJsonDocument::fromJson(QByteArray::fromStdString(line));
     if (!doc.isObject()) {
       LoseLocked("a reply that is not a JSON object: '" + line.substr(0, 200) + "'");
@@ -439,13 +467,11 @@ Status AgentClient::Call(const std::string& region, QJsonObject request, QJsonOb
     const QJsonValue rid = o.value("id");
     if (!rid.isNull() && !(rid.isDouble() && rid.toInteger() == id)) continue;  // our cancel's reply
     if (o.contains("progress")) {
-      if (progress && !cancel_sent && !progress(static_cast<uint64_t>(o.value("progress").toObject().value("done").toInteger()))) {
-        cancel_sent = true;
-        QJsonObject cancel{{"id", qint64(next_id_++)}, {"op", "cancel"}, {"target", id}};
-        if (!WriteLocked(QJsonDocument(cancel).toJson(QJsonDocument::Compact).toStdString() + "\n", &what)) {
-          LoseLocked(what);
-          return LostStatus(region);
-        }
+      const qint64 n = o.value("progress").toObject().value("done").toInteger();
+      done = n < 0 ? 0 : static_cast<uint64_t>(n);
+      if (progress && !cancel_sent && !progress(done) && !send_cancel()) {
+        LoseLocked(what);
+        return LostStatus(region);
       }
       continue;
     }

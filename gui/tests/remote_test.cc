@@ -49,6 +49,7 @@ class RemoteTest : public QObject {
   void cancelledPurgeStopsTheAgent();
   void wrongOrDeadAgentsAreNamed();
   void bigValuesThroughTheAgent();
+  void cancelReachesAQuietAgent();
   void throughRealSsh();
 
  private:
@@ -540,6 +541,28 @@ void RemoteTest::wrongOrDeadAgentsAreNamed() {
   regioncache::Status s = gate.purgeMatching(region, "*", &removed, {});
   QVERIFY2(s.message().find("read-only mode") != std::string::npos, s.message().c_str());
   QVERIFY(spec.agent->LostText().isEmpty());  // never started
+}
+
+void RemoteTest::cancelReachesAQuietAgent() {
+  // A peer that says hello, takes the request, sends no progress at all, and
+  // echoes the next line it reads to stderr before it exits: the cancel the
+  // client must send once the progress callback says stop, without waiting
+  // for a progress line.
+  AgentCommand cmd;
+  cmd.prefix = {"sh", "-c",
+                R"(echo '{"hello": "regioncache-agent", "protocol": 1}'; read request; read next; )"
+                R"(echo "got $next" >&2; exit 0)"};
+  cmd.agent = {"unused"};
+  cmd.source = "sh -c";
+  AgentClient client(cmd);
+  int asked = 0;
+  QJsonObject reply;
+  regioncache::Status s = client.Call("pages", {{"op", "purge"}, {"region", "pages"}, {"glob", "*"}}, &reply,
+                                      [&](uint64_t) { return ++asked > 1; });
+  QCOMPARE(asked, 1);
+  QVERIFY(s.IsUnavailable());
+  QVERIFY2(QString::fromStdString(s.message()).contains(R"(agent exited with status 0: got {"id":2,"op":"cancel","target":1})"),
+           s.message().c_str());
 }
 
 void RemoteTest::bigValuesThroughTheAgent() {
