@@ -171,6 +171,13 @@ QString AgentClient::StderrTail() const {
 
 void AgentClient::AllowReconnect() { lost_at_ns_ = 0; }
 
+void AgentClient::Shutdown() {
+  const pid_t pid = live_pid_.exchange(-1);
+  if (pid <= 0) return;
+  ::kill(-pid, SIGKILL);
+  ::kill(pid, SIGKILL);
+}
+
 namespace {
 int64_t NowNs() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
@@ -222,6 +229,7 @@ Status AgentClient::ConnectLocked() {
     return Status::Unavailable(lost_what_);
   }
   pid_ = pid;
+  live_pid_ = pid;
   in_fd_ = in[1];
   out_fd_ = out[0];
   ::fcntl(in_fd_, F_SETFL, ::fcntl(in_fd_, F_GETFL) | O_NONBLOCK);
@@ -354,6 +362,7 @@ std::string AgentClient::ExitText() {
 
 void AgentClient::KillLocked() {
   if (pid_ > 0) {
+    live_pid_ = -1;
     ::kill(-pid_, SIGKILL);
     ::kill(pid_, SIGKILL);
     for (int i = 0; i < 500; ++i) {  // bounded: a process stuck in the kernel is left behind

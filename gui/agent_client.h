@@ -81,6 +81,9 @@ class AgentClient {
   void AllowReconnect();
   // The last lines the child wrote on stderr (bounded).
   QString StderrTail() const;
+  // Kills the running agent at once without waiting for a call under way
+  // (which then ends as a lost connection): the window closing. Any thread.
+  void Shutdown();
 
  private:
   regioncache::Status ConnectLocked();
@@ -97,6 +100,7 @@ class AgentClient {
   std::mutex call_mu_;           // one request at a time on the pipe; guards what follows
   mutable std::mutex state_mu_;  // guards hello_ and lost_text_ (read by any thread at once)
   pid_t pid_ = -1;
+  std::atomic<pid_t> live_pid_{-1};  // pid_ while it runs, for Shutdown (no call_mu_)
   int in_fd_ = -1, out_fd_ = -1;  // the agent's stdin (we write), stdout (we read)
   std::string buffer_;            // stdout read ahead of the current line
   int64_t next_id_ = 1;

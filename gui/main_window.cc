@@ -123,7 +123,11 @@ MainWindow::MainWindow(bool read_only, QWidget* parent) : QMainWindow(parent), g
   browser_->setReadOnly(gate_.readOnly());
 }
 
-MainWindow::~MainWindow() = default;
+MainWindow::~MainWindow() {
+  // A call to a silent agent would hold the workers the models wait for
+  // until its deadline: the agents go first, and those calls end at once.
+  for (const auto& [key, client] : remotes_) client->Shutdown();
+}
 
 void MainWindow::buildMenus() {
   QMenu* file = menuBar()->addMenu("&Sources");

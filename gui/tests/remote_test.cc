@@ -14,6 +14,8 @@
 #include <QTemporaryDir>
 #include <QTimer>
 #include <QtTest>
+#include <atomic>
+#include <thread>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pwd.h>
@@ -50,6 +52,7 @@ class RemoteTest : public QObject {
   void wrongOrDeadAgentsAreNamed();
   void bigValuesThroughTheAgent();
   void cancelReachesAQuietAgent();
+  void shutdownEndsACallUnderWay();
   void throughRealSsh();
 
  private:
@@ -562,6 +565,31 @@ void RemoteTest::cancelReachesAQuietAgent() {
   QCOMPARE(asked, 1);
   QVERIFY(s.IsUnavailable());
   QVERIFY2(QString::fromStdString(s.message()).contains(R"(agent exited with status 0: got {"id":2,"op":"cancel","target":1})"),
+           s.message().c_str());
+}
+
+void RemoteTest::shutdownEndsACallUnderWay() {
+  // A call waiting for a hello that never comes (its deadline far away)
+  // ends at once when the window closing shuts the client down.
+  AgentCommand cmd;
+  cmd.prefix = {"sh", "-c", "echo started >&2; exec sleep 600"};
+  cmd.agent = {"unused"};
+  cmd.source = "sh -c";
+  cmd.hello_timeout_ms = 600000;
+  AgentClient client(cmd);
+  regioncache::Status s;
+  std::atomic<bool> finished{false};
+  std::thread call([&] {
+    QJsonObject reply;
+    s = client.Call("pages", {{"op", "stats"}, {"region", "pages"}}, &reply);
+    finished = true;
+  });
+  QVERIFY(WaitUntil([&] { return client.StderrTail().contains("started"); }));
+  QVERIFY(!finished);
+  client.Shutdown();
+  call.join();
+  QVERIFY(s.IsUnavailable());
+  QVERIFY2(QString::fromStdString(s.message()).contains("sh -c: connection lost: agent killed by signal 9"),
            s.message().c_str());
 }
 
