@@ -190,16 +190,21 @@ Status AgentClient::ConnectLocked() {
     LoseLocked("no command to start the agent");
     return Status::InvalidArgument(lost_what_);
   }
-  int in[2], out[2], err[2];
-  if (::pipe2(in, O_CLOEXEC) != 0) return Status::IOError("pipe: " + regioncache::ErrnoText(errno));
-  if (::pipe2(out, O_CLOEXEC) != 0) {
-    ::close(in[0]), ::close(in[1]);
-    return Status::IOError("pipe: " + regioncache::ErrnoText(errno));
+  {
+    std::lock_guard<std::mutex> lock(state_mu_);
+    err_.reset();  // a failure below names this start's stderr, never the last agent's
   }
-  if (::pipe2(err, O_CLOEXEC) != 0) {
-    ::close(in[0]), ::close(in[1]), ::close(out[0]), ::close(out[1]);
-    return Status::IOError("pipe: " + regioncache::ErrnoText(errno));
+  int fds[6];
+  for (int i = 0; i < 6; i += 2) {
+    if (::pipe2(fds + i, O_CLOEXEC) == 0) continue;
+    const int e = errno;
+    for (int j = 0; j < i; ++j) ::close(fds[j]);
+    LoseLocked("cannot make a pipe: " + regioncache::ErrnoText(e));
+    return Status::IOError(lost_what_);
   }
+  int* in = fds;
+  int* out = fds + 2;
+  int* err = fds + 4;
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_adddup2(&fa, in[0], 0);

@@ -527,6 +527,18 @@ void RemoteTest::wrongOrDeadAgentsAreNamed() {
              again.message().c_str());
     QVERIFY(client.LostText().startsWith("sh -c: connection lost"));
   }
+  // A transport that is not installed.
+  AgentCommand missing;
+  missing.prefix = {"/nonexistent/ssh", "-T"};
+  missing.agent = {"unused"};
+  missing.source = "ssh web1";
+  AgentClient nowhere(missing);
+  QJsonObject reply;
+  regioncache::Status gone = nowhere.Call("pages", {{"op", "stats"}}, &reply);
+  QVERIFY(gone.IsUnavailable());
+  QVERIFY2(QString::fromStdString(gone.message()).startsWith(
+               "region 'pages': ssh web1: connection lost: cannot start '/nonexistent/ssh': No such file"),
+           gone.message().c_str());
   // The app's read-only mode refuses before any agent is asked.
   AgentCommand never;
   never.prefix = {"sh", "-c", "exit 9"};
