@@ -91,11 +91,15 @@ class MemcachedStore final : public StoreBase {
   Status Peek(std::string_view key, Value* out) override;
   Status List(const ListOptions& opts, ListPage* page) override;
   Status GetStats(Stats* out) override;
+  Status GetCounters(Stats* out) override;
   Status PurgeExpired(uint64_t* removed) override;
   Status PurgeMatching(std::string_view glob, uint64_t* removed,
                        const Progress& progress = {}) override;
 
   std::string_view kind() const override { return "memcached"; }
+  // GetStats (full: with each server's items, slabs and a key dump for this
+  // region's entries) or GetCounters (one "stats" per server).
+  Status CollectStats(Stats* out, bool full);
   bool MayBlock() const override { return true; }
   uint64_t MaxItemSize() const override { return cfg_.max_item_size; }
 

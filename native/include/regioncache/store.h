@@ -11,6 +11,7 @@
 // the same Store object, and from several processes on the same region.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -101,6 +102,14 @@ struct ServerHealth {
   uint64_t bytes_used = 0;     // when up: their bytes
 };
 
+// Whose figures a Stats field holds.
+enum class Scope : uint8_t {
+  kRegion,   // this region's, counted by every process that uses it (a segment, a ledger)
+  kProcess,  // this process's alone (this Store object's)
+  kServers,  // the servers' own totals, shared by every region on them (memcached)
+};
+const char* ScopeName(Scope s);  // "region", "process", "servers"
+
 struct Stats {
   uint64_t entries = 0;
   uint64_t bytes_used = 0;   // memory or disk the entries take, headers included
@@ -110,6 +119,13 @@ struct Stats {
   uint64_t sets = 0;
   uint64_t evictions = 0;
   uint64_t expirations = 0;
+  uint64_t errors = 0;          // failures the layers above saw (Store::Count)
+  uint64_t stampede_waits = 0;  // callers that waited for another's computation
+  // The scope of each group of figures above.
+  Scope contents_scope = Scope::kRegion;  // entries, bytes_used
+  Scope capacity_scope = Scope::kRegion;  // capacity
+  Scope counters_scope = Scope::kRegion;  // hits, misses, sets, evictions, expirations
+  Scope events_scope = Scope::kRegion;    // errors, stampede_waits
   // Store-specific figures, in display order ("layout_version", "servers", ...).
   std::vector<std::pair<std::string, std::string>> extra;
   // Each server's health, in LOCATION order; empty for a store in one place.
@@ -171,6 +187,21 @@ class Store {
   virtual Status Peek(std::string_view key, Value* out);
   virtual Status List(const ListOptions& opts, ListPage* page) = 0;
   virtual Status GetStats(Stats* out) = 0;
+  // What a metrics scrape reads every few seconds: every figure of Stats,
+  // nothing O(entries) and no key dump (extra may be shorter). The default
+  // is GetStats, for stores whose GetStats is already that cheap.
+  virtual Status GetCounters(Stats* out) { return GetStats(out); }
+
+  // Events that the layers above a store see happen to it.
+  enum class Event : uint8_t {
+    kError,        // a failure of the store answered or raised (the failure policy)
+    kStampedeWait, // a caller waited for another caller's computation
+  };
+  // Counts n events. A store that keeps counters every process sees keeps
+  // them there; the default counts in this object (this process's alone),
+  // which GetStats adds through Counted. One relaxed atomic add: called
+  // only where the event happens, never on a plain get or set.
+  virtual void Count(Event e, uint64_t n = 1);
   virtual Status PurgeExpired(uint64_t* removed) = 0;
   // Deletes every live entry whose key matches glob; the default lists and
   // deletes page by page.
@@ -196,10 +227,13 @@ class Store {
       : region_(std::move(region)), location_(std::move(location)) {}
   // "region 'files': " — the prefix every error message of this store carries.
   std::string Where() const { return RegionPrefix(region_); }
+  // The events this object counted itself (the default Count).
+  uint64_t Counted(Event e) const { return counted_[static_cast<int>(e)].load(std::memory_order_relaxed); }
 
  private:
   std::string region_;
   std::string location_;
+  std::atomic<uint64_t> counted_[2] = {};
 };
 
 // How to open a store: the kind, where it lives, and its options as text
