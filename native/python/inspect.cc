@@ -44,6 +44,18 @@ bool TruthArg(PyObject* o, bool* out) {
   return true;
 }
 
+// The store's figures (cheap: GetCounters, what a scrape reads; else
+// GetStats), or false with RegionError set.
+bool ReadStats(CacheObject* self, bool cheap, Stats* st) {
+  if (!Ready(self)) return false;
+  Status s = CallReleased(self, [&](Store* store) {
+    return cheap ? store->GetCounters(st) : store->GetStats(st);
+  });
+  if (s.ok()) return true;
+  RaiseStatus(self->mod, s);
+  return false;
+}
+
 // The figures every stats call gives: the counters, their scopes (a dict:
 // field -> "region", "process" or "servers"), and the region's identity.
 PyObject* StatsDict(CacheObject* self, const Stats& st) {
@@ -102,10 +114,8 @@ PyObject* FullStatsDict(CacheObject* self, const Stats& st) {
 }  // namespace
 
 PyObject* Cache_stats(CacheObject* self, PyObject*) {
-  if (!Ready(self)) return nullptr;
   Stats st;
-  Status s = CallReleased(self, [&](Store* store) { return store->GetStats(&st); });
-  if (!s.ok()) return RaiseStatus(self->mod, s);
+  if (!ReadStats(self, false, &st)) return nullptr;
   PyObject* d = StatsDict(self, st);
   if (!d) return nullptr;
   for (const auto& [k, v] : st.extra) {
@@ -291,21 +301,15 @@ PyObject* Cache__peek_raw(CacheObject* self, PyObject* const* args, Py_ssize_t n
 // _stats_full() -> stats() plus "extra" and "servers" (FullStatsDict): all
 // the app shows.
 PyObject* Cache__stats_full(CacheObject* self, PyObject*) {
-  if (!Ready(self)) return nullptr;
   Stats st;
-  Status s = CallReleased(self, [&](Store* store) { return store->GetStats(&st); });
-  if (!s.ok()) return RaiseStatus(self->mod, s);
-  return FullStatsDict(self, st);
+  return ReadStats(self, false, &st) ? FullStatsDict(self, st) : nullptr;
 }
 
 // _counters() -> as _stats_full, from Store::GetCounters: what a metrics
 // scrape reads (nothing O(entries), no key dump; see each "scope").
 PyObject* Cache__counters(CacheObject* self, PyObject*) {
-  if (!Ready(self)) return nullptr;
   Stats st;
-  Status s = CallReleased(self, [&](Store* store) { return store->GetCounters(&st); });
-  if (!s.ok()) return RaiseStatus(self->mod, s);
-  return FullStatsDict(self, st);
+  return ReadStats(self, true, &st) ? FullStatsDict(self, st) : nullptr;
 }
 
 // _count_stampede_wait(): a caller of this region waited for another
