@@ -169,11 +169,13 @@ def main():
         before = Path(args.before).resolve()
         print(f"\nHot path, {rounds} rounds taking turns, best of 3 x {n} calls in each child; "
               f"median over the rounds:\n")
-        print("| store | call | before µs | after µs | after / before |")
-        print("|---|---|---:|---:|---:|")
+        print("| store | call | before µs | after µs | after / before | per round: lowest, highest |")
+        print("|---|---|---:|---:|---:|---:|")
         for (kind, op), (b, a) in hot_path(before, rounds, n, root).items():
             mb, ma = statistics.median(b), statistics.median(a)
-            print(f"| {kind} | {op} | {mb:.3f} | {ma:.3f} | {ma / mb:.3f}× |")
+            each = [x / y for x, y in zip(a, b)]
+            print(f"| {kind} | {op} | {mb:.3f} | {ma:.3f} | {ma / mb:.3f}× | "
+                  f"{min(each):.3f}×, {max(each):.3f}× |")
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -52,10 +52,6 @@ const char* ScopeName(Scope s) {
   return "region";
 }
 
-void Store::Count(Event e, uint64_t n) {
-  counted_[static_cast<int>(e)].fetch_add(n, std::memory_order_relaxed);
-}
-
 Status Store::Peek(std::string_view key, Value* out) { return Get(key, out); }
 
 Status Store::CompareAndSwap(std::string_view, std::string_view, uint32_t, const WriteItem*) {

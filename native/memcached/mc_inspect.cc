@@ -421,8 +421,8 @@ Status MemcachedStore::CollectStats(Stats* out, bool full) {
   out->capacity_scope = Scope::kServers;
   out->counters_scope = Scope::kServers;
   out->events_scope = Scope::kProcess;
-  out->errors = Counted(Event::kError);
-  out->stampede_waits = Counted(Event::kStampedeWait);
+  out->errors = events_.Get(Event::kError);
+  out->stampede_waits = events_.Get(Event::kStampedeWait);
   int64_t now = NowMs();
   size_t up = 0;
   out->extra.emplace_back("servers", std::to_string(servers_.size()));

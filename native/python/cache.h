@@ -45,10 +45,10 @@ struct CacheState {
   int64_t next_open_ms = 0;
   bool opening = false;
   uint64_t failures = 0;  // failures swallowed so far (the `failures` attribute)
-  // Events counted while the store was not open (Store::Event order),
-  // handed to it when it opens.
-  uint64_t pending_events[2] = {0, 0};
   std::unique_ptr<Signer> signer;  // OPTIONS SIGNING_KEY; null: values are not signed
+  // Events counted while the store was not open (Store::Event order),
+  // handed to it when it opens. Last: off the hot path's lines.
+  uint64_t pending_events[2] = {0, 0};
 };
 
 struct CacheObject {

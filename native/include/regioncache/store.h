@@ -194,14 +194,15 @@ class Store {
 
   // Events that the layers above a store see happen to it.
   enum class Event : uint8_t {
-    kError,        // a failure of the store answered or raised (the failure policy)
+    kError,        // answered or raised under the failure policy: a failure of the
+                   // store, a value that cannot be read, a value too large
     kStampedeWait, // a caller waited for another caller's computation
   };
-  // Counts n events. A store that keeps counters every process sees keeps
-  // them there; the default counts in this object (this process's alone),
-  // which GetStats adds through Counted. One relaxed atomic add: called
-  // only where the event happens, never on a plain get or set.
-  virtual void Count(Event e, uint64_t n = 1);
+  // Counts n events: where every process sees them if the store's medium
+  // can hold them (a segment, a ledger), else in the store object
+  // (ProcessEvents: this process's alone), scoped so in Stats. One relaxed
+  // atomic add, only where the event happens, never on a plain get or set.
+  virtual void Count(Event e, uint64_t n = 1) = 0;
   virtual Status PurgeExpired(uint64_t* removed) = 0;
   // Deletes every live entry whose key matches glob; the default lists and
   // deletes page by page.
@@ -227,13 +228,22 @@ class Store {
       : region_(std::move(region)), location_(std::move(location)) {}
   // "region 'files': " — the prefix every error message of this store carries.
   std::string Where() const { return RegionPrefix(region_); }
-  // The events this object counted itself (the default Count).
-  uint64_t Counted(Event e) const { return counted_[static_cast<int>(e)].load(std::memory_order_relaxed); }
 
  private:
   std::string region_;
   std::string location_;
-  std::atomic<uint64_t> counted_[2] = {};
+};
+
+// Store::Count's events kept in one process, for a store whose medium
+// cannot hold them (memcached; a read-only shared-memory mapping). Kept as
+// its store's last member: it moves none of the store's hot fields.
+class ProcessEvents {
+ public:
+  void Add(Store::Event e, uint64_t n) { n_[static_cast<int>(e)].fetch_add(n, std::memory_order_relaxed); }
+  uint64_t Get(Store::Event e) const { return n_[static_cast<int>(e)].load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<uint64_t> n_[2] = {};
 };
 
 // How to open a store: the kind, where it lives, and its options as text
