@@ -10,7 +10,9 @@
      that import either this tree's module or the one in --before (a
      django_backend directory built without the counters, e.g. main's
      before the change), taking turns, round after round; the table shows
-     the median of the rounds and after / before.
+     the medians of the rounds and the median (and quartiles) of each
+     round's after / before, which a machine whose speed drifts between
+     rounds moves less.
 
     PYTHONPATH=django_backend python bench/bench_metrics.py --before /path/to/old/django_backend [--quick]
 """
@@ -151,7 +153,7 @@ def main():
     ap.add_argument("--quick", action="store_true", help="a short smoke run")
     ap.add_argument("--entries", type=int, default=10000)
     args = ap.parse_args()
-    rounds, n, reps = (2, 20000, 20) if args.quick else (7, 200000, 200)
+    rounds, n, reps = (2, 20000, 20) if args.quick else (15, 100000, 200)
     root = tempfile.mkdtemp(prefix="bench-metrics-")
     try:
         import django
@@ -168,14 +170,15 @@ def main():
             return
         before = Path(args.before).resolve()
         print(f"\nHot path, {rounds} rounds taking turns, best of 3 x {n} calls in each child; "
-              f"median over the rounds:\n")
-        print("| store | call | before µs | after µs | after / before | per round: lowest, highest |")
+              f"medians over the rounds (after / before: the median of each round's ratio, "
+              f"and its quartiles):\n")
+        print("| store | call | before µs | after µs | after / before | quartiles |")
         print("|---|---|---:|---:|---:|---:|")
         for (kind, op), (b, a) in hot_path(before, rounds, n, root).items():
-            mb, ma = statistics.median(b), statistics.median(a)
             each = [x / y for x, y in zip(a, b)]
-            print(f"| {kind} | {op} | {mb:.3f} | {ma:.3f} | {ma / mb:.3f}× | "
-                  f"{min(each):.3f}×, {max(each):.3f}× |")
+            q1, q2, q3 = statistics.quantiles(each, n=4)
+            print(f"| {kind} | {op} | {statistics.median(b):.3f} | {statistics.median(a):.3f} | "
+                  f"{statistics.median(each):.3f}× | {q1:.3f}×, {q3:.3f}× |")
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
