@@ -351,7 +351,13 @@ def test_missing_prometheus_client_names_the_extra(regions, shm_alias, child):
             "try:\n    metrics.RegionCollector()\nexcept ImportError as e:\n    print(e)\n"
             "from django.core.management import call_command, CommandError\n"
             "try:\n    call_command('cacheregions', '--prometheus')\n"
-            "except CommandError as e:\n    print(e)\n")
+            "except CommandError as e:\n    print(e)\n"
+            "from django.test import override_settings\n"
+            "from regioncache import views\n"
+            "with override_settings(REGIONCACHE_METRICS_STAFF=True):\n"
+            "    for m in views.check_metrics_settings(): print(m.id, m.msg, m.hint)\n")
     out = child(regions.child_env(), code).stdout.splitlines()
-    assert len(out) == 2
-    assert all("regioncache[metrics]" in line and "prometheus_client" in line for line in out)
+    assert len(out) == 3
+    assert all("prometheus_client" in line for line in out)
+    assert all("regioncache[metrics]" in line for line in out)
+    assert out[2].startswith("regioncache.E020 ")

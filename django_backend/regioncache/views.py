@@ -12,7 +12,8 @@ Closed unless a setting opens it:
 
 Without either of the first two every request is refused (403). A request
 with no credentials gets 401, a wrong token 403. System checks:
-regioncache.E020 (a setting of the wrong type or an unknown alias) and
+regioncache.E020 (a setting of the wrong type, an unknown alias, or the view
+enabled without prometheus_client) and
 regioncache.W020 (a token shorter than MIN_TOKEN characters).
 """
 
@@ -87,6 +88,13 @@ def check_metrics_settings(app_configs=None, **kwargs):
             f"shorter than {MIN_TOKEN} can be guessed",
             hint="use secrets.token_urlsafe(32)", id="regioncache.W020"))
     staff = getattr(settings, "REGIONCACHE_METRICS_STAFF", False)
+    if token is not None or staff is True:
+        try:
+            import prometheus_client  # noqa: F401
+        except ImportError:
+            errors.append(checks.Error(
+                "the metrics view is enabled but prometheus_client is not installed",
+                hint="pip install 'regioncache[metrics]'", id="regioncache.E020"))
     if not isinstance(staff, bool):
         errors.append(checks.Error(
             f"REGIONCACHE_METRICS_STAFF must be True or False, not {staff!r}",
