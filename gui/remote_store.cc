@@ -181,6 +181,23 @@ Status RemoteStore::GetStats(regioncache::Stats* out) {
   out->sets = U64(st, "sets");
   out->evictions = U64(st, "evictions");
   out->expirations = U64(st, "expirations");
+  out->errors = U64(st, "errors");
+  out->stampede_waits = U64(st, "stampede_waits");
+  // Each figure's scope as the agent's store reports it ("process" there is
+  // the agent's own process: events the site's workers counted per process
+  // are not in it).
+  const QJsonObject scope = st.value("scope").toObject();
+  auto scope_of = [&](const char* figure, regioncache::Scope fallback) {
+    const QString name = scope.value(figure).toString();
+    if (name == "region") return regioncache::Scope::kRegion;
+    if (name == "process") return regioncache::Scope::kProcess;
+    if (name == "servers") return regioncache::Scope::kServers;
+    return fallback;
+  };
+  out->contents_scope = scope_of("entries", out->contents_scope);
+  out->capacity_scope = scope_of("capacity", out->capacity_scope);
+  out->counters_scope = scope_of("hits", out->counters_scope);
+  out->events_scope = scope_of("errors", out->events_scope);
   for (const QJsonValue& v : st.value("extra").toArray()) {
     const QJsonArray pair = v.toArray();
     out->extra.emplace_back(pair.at(0).toString().toStdString(), pair.at(1).toString().toStdString());

@@ -75,6 +75,8 @@ class RemoteStore : public regioncache::Store {
   regioncache::Status List(const regioncache::ListOptions& opts, regioncache::ListPage* page) override;
   regioncache::Status GetStats(regioncache::Stats* out) override;
   regioncache::Status PurgeExpired(uint64_t* removed) override;
+  // The app only inspects: nothing it does is a cache event to count.
+  void Count(Event, uint64_t) override {}
   regioncache::Status PurgeMatching(std::string_view glob, uint64_t* removed,
                                     const regioncache::Progress& progress = {}) override;
 

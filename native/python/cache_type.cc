@@ -297,7 +297,7 @@ PyMethodDef kMethods[] = {
     FASTKW("purge", Cache_purge,
            "purge(glob, progress=None) -> entries removed (glob over full keys); progress(done) -> False cancels"),
     FASTKW("_peek_raw", Cache__peek_raw,
-           "_peek_raw(full_key, max_bytes=1048576) -> None or {data, size, flags, encoding, expires_ms, truncated}"),
+           "_peek_raw(key, max_bytes=1048576) -> None or {data, size, flags, encoding, expires_ms, truncated}"),
     ONEARG("_stats_full", Cache__stats_full, METH_NOARGS, "stats() plus extra and servers"),
     ONEARG("_counters", Cache__counters, METH_NOARGS,
            "as _stats_full, the cheap way a metrics scrape reads (no key dump, nothing O(entries))"),
