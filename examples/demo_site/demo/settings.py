@@ -60,4 +60,9 @@ else:
         "OPTIONS": {"SIZE": "32MB"},
     }
 
+# The metrics page (regioncache.views.metrics) is closed unless a token (or
+# REGIONCACHE_METRICS_STAFF) opens it; a real site reads its token from the
+# environment or a secret store, never from the repository.
+REGIONCACHE_METRICS_TOKEN = os.environ.get("DEMO_METRICS_TOKEN", "demo-metrics-token-not-a-secret")
+
 LOGGING = {"version": 1, "disable_existing_loggers": False}
