@@ -3,7 +3,7 @@
 driven by wrk over Zipf-distributed URLs of @cache_page pages, for each cache
 backend in one run (issue 17).
 
-    python bench/bench_site.py                      # every backend x 1, 2, 4 workers (about 12 minutes)
+    python bench/bench_site.py                      # every backend x 1, 2, 4 workers (about 15 minutes)
     python bench/bench_site.py --quick              # 1,000 URLs, five backends, 1 and 4 workers
     python bench/bench_site.py --backends SharedMemoryCache,LocMemCache --workers 4
     python bench/bench_site.py --fast-path          # + Django's cache middleware vs PageHitMiddleware on hits
@@ -33,8 +33,10 @@ over --urls paths, hottest first in a seeded shuffled order). Counts, not
 seconds: after a warm-up of so many seconds a faster backend would have
 seen more requests, so its cache would be warmer, and the hit ratio would
 measure speed twice. The view appends one byte to a miss log each time it
-runs (O_APPEND), so hit ratio = 1 - misses / requests of the phase. Memory, after the measured phase minus before the warm-up (each
-worker rendered one page first, gunicorn_conf.py): the sum of the workers'
+runs (O_APPEND), so hit ratio = 1 - misses / requests of the phase.
+
+Memory, after the measured phase minus before the warm-up (each worker
+rendered one page first, gunicorn_conf.py): the sum of the workers'
 VmRSS (what ps shows: shared-memory pages a worker touched count in it, once
 per worker) and of their private RssAnon, and the store's own bytes (the
 segment's resident pages, the directory's allocated blocks, the server's
