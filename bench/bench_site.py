@@ -3,7 +3,7 @@
 driven by wrk over Zipf-distributed URLs of @cache_page pages, for each cache
 backend in one run (issue 17).
 
-    python bench/bench_site.py                      # every backend x 1, 2, 4 workers (about 15 minutes)
+    python bench/bench_site.py                      # every backend x 1, 2, 4 workers (about 11 minutes)
     python bench/bench_site.py --quick              # 1,000 URLs, five backends, 1 and 4 workers
     python bench/bench_site.py --backends SharedMemoryCache,LocMemCache --workers 4
     python bench/bench_site.py --fast-path          # + Django's cache middleware vs PageHitMiddleware on hits
