@@ -10,3 +10,4 @@ class RegionCacheConfig(AppConfig):
 
     def ready(self):
         from regioncache import checks  # noqa: F401  (registers the checks)
+        from regioncache import middleware  # noqa: F401  (PageHitMiddleware's check)

@@ -1,0 +1,484 @@
+"""Cached pages answered first: regioncache.middleware.PageHitMiddleware.
+
+Opt-in, first in MIDDLEWARE. For a GET or HEAD request it makes the keys
+Django's FetchFromCacheMiddleware (the site's cache middleware) or a
+@cache_page view would make, with Django's own key functions, for each
+(cache alias, key prefix) pair of REGIONCACHE_PAGE_HITS, and answers a
+stored page at once. Anything else (a miss, another method, a request it
+cannot judge, a store that fails) goes on to the rest of MIDDLEWARE untouched,
+so Django answers it exactly as without this middleware.
+
+A hit skips the middlewares after this one. Each of them is one of three
+kinds (the README's "Serving cached pages fast" has the table):
+
+* replayed: its request phase is run first (SecurityMiddleware's https
+  redirect, CommonMiddleware's forbidden user agents and www redirect,
+  LocaleMiddleware's language, which the key needs); a request it would
+  answer itself goes on to Django. On a hit its response phase is run on
+  the page (security headers, Content-Length, X-Frame-Options,
+  Content-Language, gzip, 304s), in Django's order.
+* guarded: sessions, CSRF, auth, messages add nothing to a hit except in
+  cases this middleware recognises and leaves to Django (a session cookie
+  Django would delete, a CSRF cookie Django would replace); a setting that
+  acts on every request (SESSION_SAVE_EVERY_REQUEST, CSRF_USE_SESSIONS)
+  turns the fast path off (MiddlewareNotUsed, and a system check says so).
+* the cache middlewares, which do nothing more on a hit.
+
+Any other middleware is skipped on a hit; the system check names it.
+
+A page a @cache_page view stored (an entry other than the site's cache
+middleware pair) is served only for a path that resolves to a view whose
+outermost wrapper is that cache_page, with that cache and prefix: a view
+wrapped in login_required (or anything else) outside cache_page goes to
+Django, which runs the wrapper first. The verdict is kept per path.
+"""
+
+import logging
+import time
+from hashlib import md5
+from inspect import iscoroutinefunction
+
+from asgiref.sync import markcoroutinefunction
+from django.conf import settings
+from django.core import checks
+from django.core.cache import caches
+from django.core.exceptions import MiddlewareNotUsed
+from django.core.signals import setting_changed
+from django.middleware.cache import CacheMiddleware, FetchFromCacheMiddleware, UpdateCacheMiddleware
+from django.urls import Resolver404, get_resolver
+from django.utils.cache import _generate_cache_header_key, _generate_cache_key, get_max_age
+from django.utils.http import parse_http_date_safe
+from django.utils.module_loading import import_string
+from django.utils.timezone import get_current_timezone_name
+from django.utils.translation import get_language
+
+log = logging.getLogger("regioncache.page_hits")
+
+HEADER_NS = "views.decorators.cache.cache_header."
+PAGE_NS = "views.decorators.cache.cache_page."
+ABSENT = b"-,"  # Django 5.2's mark of a Vary header the request lacks
+_MISSING = object()
+_NO_DATE = object()
+_AGE_PARTS = {}  # (Cache-Control, Expires) -> (max-age, Expires timestamp)
+
+
+def _age_parts(response):
+    max_age = get_max_age(response)
+    if max_age is None:
+        return (None, None)
+    if "Expires" not in response.headers:
+        return (max_age, None)
+    expires = parse_http_date_safe(response["Expires"])
+    return (max_age, _NO_DATE if expires is None else expires)
+
+SETTING = "REGIONCACHE_PAGE_HITS"
+DOTTED = "regioncache.middleware.PageHitMiddleware"
+
+# Middlewares whose request phase is run before the lookup (a response or an
+# exception from it sends the request to Django) and whose response phase
+# is run on a hit. Each depends only on settings and the request.
+REPLAYED = {
+    "django.middleware.security.SecurityMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django.middleware.gzip.GZipMiddleware",
+    "django.middleware.http.ConditionalGetMiddleware",
+}
+# Middlewares that add nothing to a hit but in the cases _guarded() checks.
+GUARDED = {
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    # process_view only: a @cache_page page is checked against it (_view_verdict)
+    "django.contrib.auth.middleware.LoginRequiredMiddleware",
+}
+CACHE_CLASSES = (UpdateCacheMiddleware, FetchFromCacheMiddleware)
+
+# path verdicts of @cache_page entries: {(urlconf, path_info, language): entry index or -1}
+_VERDICTS = {}
+_VERDICTS_MAX = 50_000
+
+
+# Settings read on every request, kept per settings generation: a setting
+# changed (override_settings in tests) makes every instance read them again.
+_GENERATION = [0]
+
+
+def _forget_verdicts(**kwargs):
+    _VERDICTS.clear()
+    _GENERATION[0] += 1
+
+
+setting_changed.connect(_forget_verdicts)
+
+
+def _entries():
+    """REGIONCACHE_PAGE_HITS as [(alias, key_prefix)], Django's cache
+    middleware pair when unset."""
+    given = getattr(settings, SETTING, None)
+    if given is None:
+        return [(settings.CACHE_MIDDLEWARE_ALIAS, settings.CACHE_MIDDLEWARE_KEY_PREFIX)]
+    return [(e["cache"], e.get("key_prefix", "")) for e in given]
+
+
+def _later_middlewares():
+    """The dotted paths after this middleware in MIDDLEWARE (all of them if
+    it is not listed: a test may build a handler around it)."""
+    names = list(settings.MIDDLEWARE)
+    if DOTTED in names:
+        return names[names.index(DOTTED) + 1:]
+    return names
+
+
+def _class(path):
+    try:
+        return import_string(path)
+    except ImportError:
+        return None
+
+
+def _site_fetch_index(later):
+    """Index in `later` of the site's fetching cache middleware, or None."""
+    for i, path in enumerate(later):
+        cls = _class(path)
+        if isinstance(cls, type) and issubclass(cls, FetchFromCacheMiddleware):
+            return i
+    return None
+
+
+def _noop(request):  # the get_response of the middlewares replayed here
+    return None
+
+
+def _cache_middleware_of(view):
+    """The CacheMiddleware of a view's outermost wrapper if that wrapper is
+    Django's cache_page (or regioncache.cache_page), else None."""
+    code = getattr(view, "__code__", None)
+    if code is None or code.co_name != "_view_wrapper":
+        return None
+    for cell in view.__closure__ or ():
+        inner = cell.cell_contents
+        for c in getattr(inner, "__closure__", None) or ():
+            if isinstance(c.cell_contents, CacheMiddleware):
+                return c.cell_contents
+    return None
+
+
+class PageHitMiddleware:
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+        off = _never_reason()
+        if off:
+            raise MiddlewareNotUsed(off)
+        later = _later_middlewares()
+        fetch = _site_fetch_index(later)
+        site_pair = (settings.CACHE_MIDDLEWARE_ALIAS, settings.CACHE_MIDDLEWARE_KEY_PREFIX)
+        # (alias, prefix, through_view): a page of the site's cache middleware
+        # is answered where Django answers it, in the request phase; a page
+        # of a @cache_page view only for a path that resolves to that view.
+        self.entries = []
+        for alias, prefix in _entries():
+            through_view = fetch is None or (alias, prefix) != site_pair
+            self.entries.append((alias, prefix, through_view))
+        self.entries.sort(key=lambda e: e[2])  # the site's pair first, as Django asks it first
+        # What a hit skips: up to the site's fetch for the site's pages (Django
+        # answers them there), everything for a view's (Django answers after
+        # every middleware's request phase).
+        self.replayed_all = self._replayed(later)
+        self.replayed_site = self._replayed(later[:fetch] if fetch is not None else later)
+        self.session = "django.contrib.sessions.middleware.SessionMiddleware" in later
+        self.csrf = "django.middleware.csrf.CsrfViewMiddleware" in later
+        self.login_required = "django.contrib.auth.middleware.LoginRequiredMiddleware" in later
+        if self.session:
+            from importlib import import_module
+
+            self.session_store = import_module(settings.SESSION_ENGINE).SessionStore
+        self.own_keys, self.absent_marker = _own_keys_match()
+        self._read_settings()
+
+    def _read_settings(self):
+        self.generation = _GENERATION[0]
+        self.use_i18n, self.use_tz = settings.USE_I18N, settings.USE_TZ
+        self.session_cookie = settings.SESSION_COOKIE_NAME
+        self.csrf_cookie = settings.CSRF_COOKIE_NAME
+        self.urlconf = settings.ROOT_URLCONF
+
+    @staticmethod
+    def _replayed(paths):
+        """(process_request methods in order, process_response methods in
+        the order Django calls them) of the replayed middlewares."""
+        instances = [import_string(p)(_noop) for p in paths if p in REPLAYED]
+        requests = [m.process_request for m in instances
+                    if hasattr(m, "process_request") and _request_phase_acts(m)]
+        responses = [m.process_response for m in reversed(instances)
+                     if hasattr(m, "process_response")]
+        return requests, responses
+
+    def __call__(self, request):
+        if self.is_async:
+            return self.__acall__(request)
+        response = self.hit(request)
+        if response is None:
+            return self.get_response(request)
+        return response
+
+    async def __acall__(self, request):
+        # The lookup runs in the coroutine, as regioncache's own async
+        # methods do (a store in RAM; memcached calls have deadlines).
+        response = self.hit(request)
+        if response is None:
+            return await self.get_response(request)
+        return response
+
+    def hit(self, request):
+        """The stored page for this request, with what the skipped
+        middlewares add to a hit; None: Django answers."""
+        if request.method not in ("GET", "HEAD"):
+            return None
+        try:
+            if self.generation != _GENERATION[0]:
+                self._read_settings()
+            if self._guarded(request):
+                return None
+            for process_request in self.replayed_all[0]:
+                if process_request(request) is not None:
+                    return None
+            for entry in self.entries:
+                response = self._lookup(request, *entry)
+                if response is not None:
+                    replayed = self.replayed_all if entry[2] else self.replayed_site
+                    for process_response in replayed[1]:
+                        response = process_response(request, response)
+                    return response
+        except Exception:
+            # DisallowedHost, a store that raises (RAISE_ERRORS), a damaged
+            # page: Django answers, and says what it says.
+            log.debug("page hit: %s %s left to Django", request.method, request.path,
+                      exc_info=True)
+        return None
+
+    def _guarded(self, request):
+        """True when a skipped middleware would change a hit's answer."""
+        cookies = request.COOKIES
+        if self.session:
+            value = cookies.get(self.session_cookie)
+            # Django deletes a session cookie that names no possible session
+            if value is not None and self.session_store(value).is_empty():
+                return True
+        if self.csrf:
+            value = cookies.get(self.csrf_cookie)
+            if value is not None:
+                from django.middleware.csrf import InvalidTokenFormat, _check_token_format
+
+                try:
+                    _check_token_format(value)
+                except InvalidTokenFormat:  # Django sets a new CSRF cookie
+                    return True
+        return False
+
+    def _lookup(self, request, alias, prefix, through_view):
+        if through_view and not self._view_verdict(request, alias, prefix):
+            return None
+        cache = caches[alias]
+        url_md5, suffix = self._url_parts(request)
+        headerlist = cache.get(f"{HEADER_NS}{prefix}.{url_md5}{suffix}")
+        if headerlist is None:
+            return None
+        response = cache.get(self._page_key(request, "GET", headerlist, prefix, url_md5, suffix))
+        if response is None and request.method == "HEAD":
+            response = cache.get(
+                self._page_key(request, "HEAD", headerlist, prefix, url_md5, suffix))
+        if response is None:
+            return None
+        # Django's estimate of the page's age (FetchFromCacheMiddleware's),
+        # its two header parses kept per header value
+        headers = response.headers
+        parts = (headers.get("Cache-Control"), headers.get("Expires"))
+        dates = _AGE_PARTS.get(parts)
+        if dates is None:
+            dates = _age_parts(response)
+            if len(_AGE_PARTS) >= 1000:
+                _AGE_PARTS.clear()
+            _AGE_PARTS[parts] = dates
+        if dates[0] is not None:
+            if dates[1] is None:  # max-age without Expires: Django raises; so does this
+                raise KeyError("Expires")
+            if dates[1] is not _NO_DATE:
+                response["Age"] = max(0, dates[0] - (dates[1] - int(time.time())))
+        return response
+
+    def _url_parts(self, request):
+        """The absolute URL's MD5 and the language / time zone suffix, as
+        Django's _generate_cache_header_key and _i18n_cache_key_suffix make
+        them (once per request rather than once per key)."""
+        url_md5 = md5(request.build_absolute_uri().encode("ascii"),
+                      usedforsecurity=False).hexdigest()
+        suffix = ""
+        if self.use_i18n:
+            language = getattr(request, "LANGUAGE_CODE", _MISSING)
+            suffix = ".%s" % (get_language() if language is _MISSING else language)
+        if self.use_tz:
+            suffix += ".%s" % get_current_timezone_name()
+        return url_md5, suffix
+
+    def _page_key(self, request, method, headerlist, prefix, url_md5, suffix):
+        """Django's _generate_cache_key, from the parts above."""
+        if not self.own_keys:
+            return _generate_cache_key(request, method, headerlist, prefix)
+        ctx = md5(usedforsecurity=False)
+        meta = request.META
+        for header in headerlist:
+            value = meta.get(header)
+            if value is None:
+                if self.absent_marker:
+                    ctx.update(ABSENT)
+                continue
+            ctx.update(value.encode())
+        return f"{PAGE_NS}{prefix}.{method}.{url_md5}.{ctx.hexdigest()}{suffix}"
+
+    def _view_verdict(self, request, alias, prefix):
+        """True if Django would reach this @cache_page first for this path:
+        the path resolves to a view whose outermost wrapper is cache_page
+        with this cache and prefix (and LoginRequiredMiddleware lets anyone
+        see it)."""
+        # the handler set ROOT_URLCONF for this request; no middleware ran yet
+        urlconf = self.urlconf
+        language = getattr(request, "LANGUAGE_CODE", None)
+        key = (urlconf, request.path_info, language, alias, prefix)
+        verdict = _VERDICTS.get(key)
+        if verdict is None:
+            verdict = False
+            try:
+                match = get_resolver(urlconf).resolve(request.path_info)
+            except Resolver404:
+                match = None
+            if match is not None:
+                mw = _cache_middleware_of(match.func)
+                verdict = (
+                    mw is not None and mw.cache_alias == alias and mw.key_prefix == prefix
+                    and not (self.login_required and getattr(match.func, "login_required", True))
+                )
+            if len(_VERDICTS) >= _VERDICTS_MAX:
+                _VERDICTS.clear()
+            _VERDICTS[key] = verdict
+        return verdict
+
+
+def _request_phase_acts(middleware):
+    """False for a replayed request phase that cannot answer under these
+    settings (it is then not run: a hit saves its cost)."""
+    from django.middleware.common import CommonMiddleware
+    from django.middleware.security import SecurityMiddleware
+
+    if type(middleware) is SecurityMiddleware:
+        return bool(middleware.redirect)  # SECURE_SSL_REDIRECT
+    if type(middleware) is CommonMiddleware:
+        # get_host()'s DisallowedHost is raised by the key's URL too
+        return bool(settings.DISALLOWED_USER_AGENTS or settings.PREPEND_WWW)
+    return True
+
+
+class _Probe:
+    """A request-like object for checking the key making against Django's."""
+
+    LANGUAGE_CODE = "xx"
+    META = {"HTTP_PRESENT": "v\u00e9", "HTTP_EMPTY": ""}
+
+    def build_absolute_uri(self):
+        return "http://probe.example/a%20b/?q=1"
+
+
+def _own_keys_match():
+    """(own key making equals Django's, with the absent-header mark): checked
+    once against Django's own functions with these settings; on a mismatch
+    (another Django) Django's functions make the page keys."""
+    probe = _Probe()
+    mw = PageHitMiddleware.__new__(PageHitMiddleware)
+    mw.use_i18n, mw.use_tz = settings.USE_I18N, settings.USE_TZ
+    headerlist = ["HTTP_ABSENT", "HTTP_EMPTY", "HTTP_PRESENT"]
+    want = _generate_cache_key(probe, "GET", headerlist, "pfx")
+    if _generate_cache_header_key("pfx", probe) != (
+            f"{HEADER_NS}pfx.{md5(probe.build_absolute_uri().encode()).hexdigest()}"
+            f"{mw._url_parts(probe)[1]}"):
+        return False, False
+    for marker in (True, False):
+        mw.own_keys, mw.absent_marker = True, marker
+        url_md5, suffix = mw._url_parts(probe)
+        if mw._page_key(probe, "GET", headerlist, "pfx", url_md5, suffix) == want:
+            return True, marker
+    return False, False
+
+
+def _never_reason():
+    """Why every hit would need the later middlewares, or None."""
+    later = _later_middlewares()
+    if settings.SESSION_SAVE_EVERY_REQUEST and \
+            "django.contrib.sessions.middleware.SessionMiddleware" in later:
+        return ("SESSION_SAVE_EVERY_REQUEST: SessionMiddleware saves the session and sets its "
+                "cookie on every request, hits included")
+    if settings.CSRF_USE_SESSIONS and "django.middleware.csrf.CsrfViewMiddleware" in later:
+        return ("CSRF_USE_SESSIONS: CsrfViewMiddleware reads the session on every request, "
+                "so every hit varies on Cookie")
+    return None
+
+
+@checks.register(checks.Tags.caches)
+def check_page_hits(app_configs=None, **kwargs):
+    """REGIONCACHE_PAGE_HITS and the middlewares a hit skips."""
+    if DOTTED not in settings.MIDDLEWARE:
+        return []
+    out = []
+    given = getattr(settings, SETTING, None)
+    if given is not None:
+        if not isinstance(given, (list, tuple)):
+            return [checks.Error(
+                f"{SETTING} must be a list of {{'cache': alias, 'key_prefix': str}}, "
+                f"not {type(given).__name__}", id="regioncache.E010")]
+        for i, entry in enumerate(given):
+            where = f"{SETTING}[{i}]"
+            if not isinstance(entry, dict):
+                out.append(checks.Error(f"{where} must be a dict, not {type(entry).__name__}",
+                                        id="regioncache.E010"))
+                continue
+            unknown = sorted(set(entry) - {"cache", "key_prefix"})
+            if unknown:
+                out.append(checks.Error(f"{where} has unknown keys {unknown}; it takes "
+                                        "'cache' and 'key_prefix'", id="regioncache.E010"))
+            alias = entry.get("cache")
+            if alias not in settings.CACHES:
+                out.append(checks.Error(f"{where}: cache {alias!r} is not an alias of CACHES "
+                                        f"({sorted(settings.CACHES)})", id="regioncache.E010"))
+            if not isinstance(entry.get("key_prefix", ""), str):
+                out.append(checks.Error(f"{where}: key_prefix must be a str, not "
+                                        f"{type(entry['key_prefix']).__name__}",
+                                        id="regioncache.E010"))
+    names = list(settings.MIDDLEWARE)
+    at = names.index(DOTTED)
+    if at:
+        out.append(checks.Warning(
+            f"{DOTTED} is not first in MIDDLEWARE: {names[:at]} run before it on every hit",
+            hint="put it first", id="regioncache.W010"))
+    later = names[at + 1:]
+    for path in later:
+        cls = _class(path)
+        if path in REPLAYED or path in GUARDED or (
+                isinstance(cls, type) and issubclass(cls, CACHE_CLASSES)):
+            continue
+        out.append(checks.Warning(
+            f"{path} is skipped on a page hit: its request and response phases do not run "
+            f"for a page {DOTTED} answers",
+            hint="if it can change a cached page's answer, put it before "
+                 "PageHitMiddleware (it then runs on every request)", id="regioncache.W011"))
+    reason = _never_reason()
+    if reason:
+        out.append(checks.Warning(f"{DOTTED} never answers with {reason}",
+                                  id="regioncache.W012"))
+    return out
