@@ -401,3 +401,28 @@ def test_system_check_names_what_is_wrong():
         c = Client()
         c.get("/view/")
         c.get("/view/")  # the middleware took itself out: Django's decorator answers
+
+
+# --- Django's own cache-middleware tests with the fast path taking part ------
+
+@pytest.mark.parametrize("store", ["locmem", "shm"])
+def test_djangos_middleware_tests_with_the_fast_path(store):
+    """tests/django_suite/middleware_suite.py: Django's CacheMiddlewareTest,
+    CacheI18nTest, CacheHEADTest, TestWithTemplateResponse, CacheUtils and
+    the prefixed variants, with their FetchFromCacheMiddleware and
+    CacheMiddleware asking PageHitMiddleware first, every answer checked
+    against Django's own."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    runner = Path(__file__).resolve().parent / "django_suite" / "middleware_suite.py"
+    proc = subprocess.run([sys.executable, str(runner), "--store", store, "-v", "2"],
+                          capture_output=True, text=True, timeout=600)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-20000:]
+    assert "\nOK" in out, out[-20000:]
+    ran = int(re.search(r"^Ran (\d+) tests", out, re.M).group(1))
+    answered = int(re.search(r"PageHitMiddleware: (\d+) pages answered", out).group(1))
+    assert ran >= 45 and answered >= 20, out[-3000:]

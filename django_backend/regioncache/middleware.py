@@ -265,6 +265,15 @@ class PageHitMiddleware:
                       exc_info=True)
         return None
 
+    @classmethod
+    def for_pair(cls, alias, prefix):
+        """An instance answering the pages of one (cache alias, key prefix)
+        where Django's FetchFromCacheMiddleware would (no URL check), for
+        callers that stand in Django's place: tests/django_suite/middleware_suite.py."""
+        self = cls(_noop)
+        self.entries = [(alias, prefix, False)]
+        return self
+
     def _guarded(self, request):
         """True when a skipped middleware would change a hit's answer."""
         cookies = request.COOKIES
