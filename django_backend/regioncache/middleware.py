@@ -34,6 +34,7 @@ Django, which runs the wrapper first. The verdict is kept per path.
 """
 
 import logging
+import threading
 import time
 from hashlib import md5
 from inspect import iscoroutinefunction
@@ -106,8 +107,13 @@ _VERDICTS_MAX = 50_000
 _GENERATION = [0]
 
 
+_URL_MD5 = {}  # request URL parts -> MD5 of build_absolute_uri()
+_URL_MD5_MAX = 50_000
+
+
 def _forget_verdicts(**kwargs):
     _VERDICTS.clear()
+    _URL_MD5.clear()
     _GENERATION[0] += 1
 
 
@@ -202,6 +208,7 @@ class PageHitMiddleware:
 
             self.session_store = import_module(settings.SESSION_ENGINE).SessionStore
         self.own_keys, self.absent_marker = _own_keys_match()
+        self._thread = threading.local()
         self._read_settings()
 
     def _read_settings(self):
@@ -210,15 +217,17 @@ class PageHitMiddleware:
         self.session_cookie = settings.SESSION_COOKIE_NAME
         self.csrf_cookie = settings.CSRF_COOKIE_NAME
         self.urlconf = settings.ROOT_URLCONF
+        proxy = settings.SECURE_PROXY_SSL_HEADER
+        self.proxy_ssl_header = proxy[0] if proxy else None
 
     @staticmethod
     def _replayed(paths):
-        """(process_request methods in order, process_response methods in
+        """(process_request methods in order, process_response steps in
         the order Django calls them) of the replayed middlewares."""
         instances = [import_string(p)(_noop) for p in paths if p in REPLAYED]
         requests = [m.process_request for m in instances
                     if hasattr(m, "process_request") and _request_phase_acts(m)]
-        responses = [m.process_response for m in reversed(instances)
+        responses = [_response_step(m) for m in reversed(instances)
                      if hasattr(m, "process_response")]
         return requests, responses
 
@@ -251,8 +260,13 @@ class PageHitMiddleware:
             for process_request in self.replayed_all[0]:
                 if process_request(request) is not None:
                     return None
+            parts = None
             for entry in self.entries:
-                response = self._lookup(request, *entry)
+                if entry[2] and not self._view_verdict(request, entry[0], entry[1]):
+                    continue
+                if parts is None:
+                    parts = self._url_parts(request)
+                response = self._lookup(request, entry[0], entry[1], *parts)
                 if response is not None:
                     replayed = self.replayed_all if entry[2] else self.replayed_site
                     for process_response in replayed[1]:
@@ -276,6 +290,8 @@ class PageHitMiddleware:
 
     def _guarded(self, request):
         """True when a skipped middleware would change a hit's answer."""
+        if "HTTP_COOKIE" not in request.META:
+            return False
         cookies = request.COOKIES
         if self.session:
             value = cookies.get(self.session_cookie)
@@ -293,11 +309,22 @@ class PageHitMiddleware:
                     return True
         return False
 
-    def _lookup(self, request, alias, prefix, through_view):
-        if through_view and not self._view_verdict(request, alias, prefix):
-            return None
-        cache = caches[alias]
-        url_md5, suffix = self._url_parts(request)
+    def _cache(self, alias):
+        """caches[alias], kept per thread for a sync stack (the handler's
+        asgiref lookup costs more than the store's get); an async stack asks
+        Django's handler every time."""
+        if self.is_async:
+            return caches[alias]
+        mine = getattr(self._thread, "caches", None)
+        if mine is None or mine[0] != _GENERATION[0]:
+            mine = self._thread.caches = (_GENERATION[0], {})
+        cache = mine[1].get(alias)
+        if cache is None:
+            cache = mine[1][alias] = caches[alias]
+        return cache
+
+    def _lookup(self, request, alias, prefix, url_md5, suffix):
+        cache = self._cache(alias)
         headerlist = cache.get(f"{HEADER_NS}{prefix}.{url_md5}{suffix}")
         if headerlist is None:
             return None
@@ -328,15 +355,31 @@ class PageHitMiddleware:
         """The absolute URL's MD5 and the language / time zone suffix, as
         Django's _generate_cache_header_key and _i18n_cache_key_suffix make
         them (once per request rather than once per key)."""
-        url_md5 = md5(request.build_absolute_uri().encode("ascii"),
-                      usedforsecurity=False).hexdigest()
+        meta = request.META
+        # build_absolute_uri() is a function of these (and of settings, whose
+        # change empties the memo); a host Django refuses raises every time.
+        given = (request.path, meta.get("QUERY_STRING"), meta.get("wsgi.url_scheme"),
+                 meta.get("HTTP_HOST"), meta.get("SERVER_NAME"), meta.get("SERVER_PORT"),
+                 meta.get("HTTP_X_FORWARDED_HOST"), meta.get("HTTP_X_FORWARDED_PORT"),
+                 meta.get(self.proxy_ssl_header) if self.proxy_ssl_header else None)
+        url_md5 = _URL_MD5.get(given)
+        if url_md5 is None:
+            url_md5 = md5(request.build_absolute_uri().encode("ascii"),
+                          usedforsecurity=False).hexdigest()
+            if len(_URL_MD5) >= _URL_MD5_MAX:
+                _URL_MD5.clear()
+            _URL_MD5[given] = url_md5
+        return url_md5, self._suffix(request)
+
+    def _suffix(self, request):
+        """Django's _i18n_cache_key_suffix."""
         suffix = ""
         if self.use_i18n:
             language = getattr(request, "LANGUAGE_CODE", _MISSING)
             suffix = ".%s" % (get_language() if language is _MISSING else language)
         if self.use_tz:
             suffix += ".%s" % get_current_timezone_name()
-        return url_md5, suffix
+        return suffix
 
     def _page_key(self, request, method, headerlist, prefix, url_md5, suffix):
         """Django's _generate_cache_key, from the parts above."""
@@ -381,6 +424,74 @@ class PageHitMiddleware:
         return verdict
 
 
+class _SetIfAbsent:
+    """The response phase of Django's SecurityMiddleware or
+    XFrameOptionsMiddleware on a 200 page, worked out once: each header it
+    sets when the page lacks it, for a request by https and by http (its
+    only inputs besides settings; XFrameOptionsMiddleware also respects a
+    view's xframe_options_exempt). Any other status: the middleware itself."""
+
+    def __init__(self, middleware):
+        from django.http import HttpResponse
+
+        self.middleware = middleware
+        self.exempt = type(middleware).__name__ == "XFrameOptionsMiddleware"
+        self.headers = {}
+        for secure in (False, True):
+            blank = HttpResponse()
+            before = set(blank.headers)
+            done = middleware.process_response(_SchemeProbe(secure), blank)
+            self.headers[secure] = [(k, v) for k, v in done.items() if k not in before]
+
+    def __call__(self, request, response):
+        if response.status_code != 200:
+            return self.middleware.process_response(request, response)
+        if self.exempt and getattr(response, "xframe_options_exempt", False):
+            return response
+        headers = response.headers
+        for name, value in self.headers[request.is_secure()]:
+            if name not in headers:
+                headers[name] = value
+        return response
+
+
+class _SchemeProbe:
+    def __init__(self, secure):
+        self.secure = secure
+
+    def is_secure(self):
+        return self.secure
+
+
+def _content_length(request, response):
+    """CommonMiddleware's response phase on a 200 page."""
+    if not response.streaming and not response.has_header("Content-Length"):
+        response.headers["Content-Length"] = str(len(response.content))
+    return response
+
+
+def _response_step(middleware):
+    """The response phase of a replayed middleware as a callable(request,
+    response): worked out once for Django's own security, clickjacking and
+    common middlewares (whose answer on a 200 page depends on settings and
+    the scheme only), the middleware's own process_response otherwise (a
+    subclass included)."""
+    from django.middleware.clickjacking import XFrameOptionsMiddleware
+    from django.middleware.common import CommonMiddleware
+    from django.middleware.security import SecurityMiddleware
+
+    kind = type(middleware)
+    if kind is SecurityMiddleware or kind is XFrameOptionsMiddleware:
+        return _SetIfAbsent(middleware)
+    if kind is CommonMiddleware:
+        def common(request, response):
+            if response.status_code != 200:
+                return middleware.process_response(request, response)
+            return _content_length(request, response)
+        return common
+    return middleware.process_response
+
+
 def _request_phase_acts(middleware):
     """False for a replayed request phase that cannot answer under these
     settings (it is then not run: a hit saves its cost)."""
@@ -416,11 +527,12 @@ def _own_keys_match():
     want = _generate_cache_key(probe, "GET", headerlist, "pfx")
     if _generate_cache_header_key("pfx", probe) != (
             f"{HEADER_NS}pfx.{md5(probe.build_absolute_uri().encode()).hexdigest()}"
-            f"{mw._url_parts(probe)[1]}"):
+            f"{mw._suffix(probe)}"):
         return False, False
     for marker in (True, False):
         mw.own_keys, mw.absent_marker = True, marker
-        url_md5, suffix = mw._url_parts(probe)
+        url_md5 = md5(probe.build_absolute_uri().encode(), usedforsecurity=False).hexdigest()
+        suffix = mw._suffix(probe)
         if mw._page_key(probe, "GET", headerlist, "pfx", url_md5, suffix) == want:
             return True, marker
     return False, False
