@@ -348,37 +348,65 @@ def test_a_region_that_is_down_is_a_miss_never_an_error():
     assert len(RENDERS) == 3 and len(PASSED) == 3
 
 
-def test_counts_nothing_twice():
-    """A hit asks the store what Django's hit asks (the header list and the
-    page), once: the store's counters move as with Django alone."""
-    cache = caches["pages"]
+@pytest.mark.parametrize("kind", ["shm", "file"])
+@pytest.mark.parametrize("middleware,url", [(USUAL, "/view/"), (SITE, "/site/")])
+def test_counts_nothing_twice(kind, middleware, url, tmp_path):
+    """The store's counters move as with Django alone: a hit counts the two
+    gets Django's hit counts (the header list, the page), a miss the fast
+    path leaves to Django counts Django's own miss only, for a new URL and
+    for a page gone while its header list stays."""
+    from django.conf import settings
+
+    region = settings.CACHES["pages"] if kind == "shm" else {
+        "BACKEND": "regioncache.FileCache", "LOCATION": str(tmp_path / "p")}
     moved = {}
     for fast in (False, True):
-        mw = ([FAST] if fast else []) + SITE
-        with override_settings(**{**BASE, "MIDDLEWARE": mw}):
+        mw = ([FAST] if fast else []) + middleware
+        with override_settings(**{**BASE, "MIDDLEWARE": mw,
+                                  "CACHES": {**settings.CACHES, "pages": region}}):
+            cache = caches["pages"]
             cache.clear()
             c = Client()
-            c.get("/site/")
-            before = cache.stats()
-            c.get("/site/")
-            after = cache.stats()
-        moved[fast] = {k: after[k] - before[k] for k in ("hits", "misses", "sets")}
-    assert moved[True] == moved[False] == {"hits": 2, "misses": 0, "sets": 0}
+            steps = []
+            for step in ("miss", "hit", "page gone"):
+                if step == "page gone":
+                    cache.purge("*cache_page*")
+                before = cache.stats()
+                c.get(url)
+                after = cache.stats()
+                steps.append({k: after[k] - before[k] for k in ("hits", "misses")})
+            moved[fast] = steps
+    assert moved[True] == moved[False]
+    assert moved[True][1] == {"hits": 2, "misses": 0}
+    assert moved[True][0]["misses"] == 1 and moved[True][2]["misses"] == 1
 
 
 def test_async_stack_serves_the_same_page():
     async def script():
         c = AsyncClient()
-        return [await c.get("/site/") for _ in range(3)]
+        return [await c.get("/view/") for _ in range(3)]
 
     out = []
     for fast in (False, True):
         caches["pages"].clear()
         PASSED.clear()
         RENDERS.clear()
-        with override_settings(**{**BASE, "MIDDLEWARE": ([FAST] if fast else []) + SITE}):
+        with override_settings(**{**BASE, "MIDDLEWARE": ([FAST] if fast else []) + USUAL
+                                  + [WITNESS]}):
             out.append([answer(r) for r in asyncio.run(script())])
     assert out[0] == out[1] and out[1][1][0] == 200
+    assert PASSED == ["/view/"]  # the two hits were answered in the async stack
+
+
+def test_async_mode_is_taken():
+    from regioncache.middleware import PageHitMiddleware
+
+    async def inner(request):
+        return None
+
+    with override_settings(**BASE):
+        mw = PageHitMiddleware(inner)
+    assert mw.is_async and asyncio.iscoroutinefunction(mw)
 
 
 def test_system_check_names_what_is_wrong():

@@ -53,14 +53,36 @@ from django.utils.module_loading import import_string
 from django.utils.timezone import get_current_timezone_name
 from django.utils.translation import get_language
 
+from regioncache._native import read_pickle
+
 log = logging.getLogger("regioncache.page_hits")
 
 HEADER_NS = "views.decorators.cache.cache_header."
 PAGE_NS = "views.decorators.cache.cache_page."
 ABSENT = b"-,"  # Django 5.2's mark of a Vary header the request lacks
 _MISSING = object()
+_ABSENT_LIST = ()  # _peeked_list: no header list stored
 _NO_DATE = object()
 _AGE_PARTS = {}  # (Cache-Control, Expires) -> (max-age, Expires timestamp)
+
+
+def _peeked_list(cache, key):
+    """The header list under key, read without counting, or None (absent,
+    signed, compressed or not a list of str: the caller gets it)."""
+    if cache.signs_values:
+        return None
+    raw = cache._peek_raw(cache.make_key(key))
+    if raw is None:
+        return _ABSENT_LIST
+    if raw["encoding"] != "pickle" or raw["truncated"]:
+        return None
+    try:
+        value = read_pickle(raw["data"])
+    except Exception:
+        return None
+    if type(value) is not list or not all(type(h) is str for h in value):
+        return None
+    return value
 
 
 def _age_parts(response):
@@ -325,15 +347,42 @@ class PageHitMiddleware:
 
     def _lookup(self, request, alias, prefix, url_md5, suffix):
         cache = self._cache(alias)
-        headerlist = cache.get(f"{HEADER_NS}{prefix}.{url_md5}{suffix}")
-        if headerlist is None:
+        # On a shared-memory or file region keys are first looked at without
+        # counting (the store's Peek: the header list read as stored, by the
+        # native restricted pickle reader, and has_key), so the store counts
+        # what Django alone would: a hit, the header list's and the page's
+        # gets; a miss left to Django, Django's own gets only. (Memcached: a
+        # look is a round trip, so it gets at once, and a miss left to
+        # Django is counted twice; so on a signed region's header list.)
+        header_key = f"{HEADER_NS}{prefix}.{url_md5}{suffix}"
+        peek = getattr(cache, "store_kind", None) in ("shm", "file")
+        headerlist = _peeked_list(cache, header_key) if peek else None
+        if headerlist is _ABSENT_LIST:
             return None
-        response = cache.get(self._page_key(request, "GET", headerlist, prefix, url_md5, suffix))
-        if response is None and request.method == "HEAD":
-            response = cache.get(
-                self._page_key(request, "HEAD", headerlist, prefix, url_md5, suffix))
+        if headerlist is None:
+            headerlist = cache.get(header_key)
+            if headerlist is None:
+                return None
+            counted = True
+        else:
+            counted = False
+        key = self._page_key(request, "GET", headerlist, prefix, url_md5, suffix)
+        if request.method == "HEAD":  # the GET page, else a page stored for HEAD
+            if peek:
+                if not cache.has_key(key):
+                    key = self._page_key(request, "HEAD", headerlist, prefix, url_md5, suffix)
+                response = cache.get(key) if cache.has_key(key) else None
+            else:
+                response = cache.get(key)
+                if response is None:
+                    response = cache.get(
+                        self._page_key(request, "HEAD", headerlist, prefix, url_md5, suffix))
+        else:
+            response = cache.get(key) if not peek or cache.has_key(key) else None
         if response is None:
             return None
+        if not counted:
+            cache.get(header_key)  # the header list's get Django's hit counts
         # Django's estimate of the page's age (FetchFromCacheMiddleware's),
         # its two header parses kept per header value
         headers = response.headers
