@@ -54,18 +54,12 @@ def setup_django(stores):
 
     caches = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     caches.update(stores)
+    apps = ["django.contrib.contenttypes", "django.contrib.auth", "django.contrib.sessions",
+            "django.contrib.messages"]  # what startproject's middlewares stand on
     settings.configure(
-        DEBUG=False,
-        SECRET_KEY="bench",
-        ALLOWED_HOSTS=["testserver"],
-        ROOT_URLCONF=__name__,
-        USE_TZ=True,
-        INSTALLED_APPS=["django.contrib.contenttypes", "django.contrib.auth",
-                        "django.contrib.sessions", "django.contrib.messages"],
+        INSTALLED_APPS=apps, MIDDLEWARE=USUAL, CACHES=caches, CACHE_MIDDLEWARE_SECONDS=600,
         DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}},
-        MIDDLEWARE=USUAL,
-        CACHE_MIDDLEWARE_SECONDS=600,
-        CACHES=caches,
+        SECRET_KEY="bench", ALLOWED_HOSTS=["testserver"], ROOT_URLCONF=__name__, USE_TZ=True,
     )
     django.setup()
 
