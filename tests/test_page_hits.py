@@ -454,3 +454,44 @@ def test_djangos_middleware_tests_with_the_fast_path(store):
     ran = int(re.search(r"^Ran (\d+) tests", out, re.M).group(1))
     answered = int(re.search(r"PageHitMiddleware: (\d+) pages answered", out).group(1))
     assert ran >= 45 and answered >= 20, out[-3000:]
+
+
+def test_active_language_and_time_zone_read_as_django_reads_them():
+    """The key's suffix when no middleware picks them: the language and
+    time zone active in the thread (or the coroutine's context), read as
+    Django's get_language and get_current_timezone_name read them."""
+    from django.utils import timezone, translation
+
+    from regioncache import middleware
+
+    def same():
+        assert middleware._language() == translation.get_language()
+        assert middleware._time_zone_name() == timezone.get_current_timezone_name()
+
+    with override_settings(USE_I18N=True, LANGUAGES=[("en", "English"), ("fr", "French")]):
+        same()
+        with translation.override("fr"), timezone.override("Asia/Tokyo"):
+            same()
+            assert middleware._language() == "fr"
+
+            async def in_a_task():
+                same()
+                translation.activate("en")
+                timezone.activate("America/Lima")
+                same()
+            asyncio.run(in_a_task())
+            same()
+        translation.deactivate_all()
+        same()
+        translation.deactivate()
+        same()
+
+        def script(c):
+            out = []
+            for lang, zone in (("fr", "Asia/Tokyo"), ("en", "UTC"), ("fr", "Asia/Tokyo")):
+                with translation.override(lang), timezone.override(zone):
+                    out += hits(c, "/view/", 2)
+            return out
+
+        django, fast, passed, renders = both(USUAL, script, USE_I18N=True)
+    assert fast == django and len(renders) == 2 and len(passed) == 2

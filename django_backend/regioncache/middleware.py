@@ -50,8 +50,9 @@ from django.urls import Resolver404, get_resolver
 from django.utils.cache import _generate_cache_header_key, _generate_cache_key, get_max_age
 from django.utils.http import parse_http_date_safe
 from django.utils.module_loading import import_string
-from django.utils.timezone import get_current_timezone_name
-from django.utils.translation import get_language
+from django.utils import timezone as _timezone
+from django.utils.timezone import _get_timezone_name, get_default_timezone
+from django.utils.translation import trans_real
 
 from regioncache._native import read_pickle
 
@@ -61,9 +62,69 @@ HEADER_NS = "views.decorators.cache.cache_header."
 PAGE_NS = "views.decorators.cache.cache_page."
 ABSENT = b"-,"  # Django 5.2's mark of a Vary header the request lacks
 _MISSING = object()
+_EMPTY_MD5 = md5(b"", usedforsecurity=False).hexdigest()
 _ABSENT_LIST = ()  # _peeked_list: no header list stored
 _NO_DATE = object()
 _AGE_PARTS = {}  # (Cache-Control, Expires) -> (max-age, Expires timestamp)
+
+
+class _LocalReader:
+    """A reader of module._active.value (None when unset), one of Django's
+    asgiref Locals (Django's test signals replace them, so the module's
+    attribute is looked up on each read): the Local's own context-variable
+    storage read directly where this asgiref keeps one (its __getattr__
+    reads that storage under a lock that only orders it with writers), else
+    getattr. Checked against getattr for each Local it meets."""
+
+    def __init__(self, module):
+        self.module = module
+        self.local = self.read_storage = None
+
+    def __call__(self):
+        local = self.module._active
+        if local is not self.local:
+            self._adopt(local)
+        if self.read_storage is None:
+            return getattr(local, "value", None)
+        try:
+            return self.read_storage.value
+        except AttributeError:
+            return None
+
+    def _adopt(self, local):
+        storage = local.__dict__.get("_storage")
+        self.local, self.read_storage = local, None
+        if type(local).__name__ == "_DefaultLocal" and type(storage).__name__ == "_CVar":
+            try:
+                direct = storage.value
+            except AttributeError:
+                direct = None
+            if direct is getattr(local, "value", None):
+                self.read_storage = storage
+
+
+def _language():
+    """translation.get_language() with USE_I18N (trans_real's)."""
+    active = _ACTIVE_TRANSLATION()
+    if active is not None:
+        try:
+            return active.to_language()
+        except AttributeError:
+            pass
+    return settings.LANGUAGE_CODE
+
+
+def _time_zone_name():
+    """timezone.get_current_timezone_name()."""
+    zone = _ACTIVE_ZONE()
+    if zone is None:
+        zone = get_default_timezone()
+    name = _ZONE_NAMES.get(zone)
+    if name is None:
+        if len(_ZONE_NAMES) >= 1000:
+            _ZONE_NAMES.clear()
+        name = _ZONE_NAMES[zone] = _get_timezone_name(zone)
+    return name
 
 
 def _peeked_list(cache, key):
@@ -127,6 +188,9 @@ _VERDICTS_MAX = 50_000
 # Settings read on every request, kept per settings generation: a setting
 # changed (override_settings in tests) makes every instance read them again.
 _GENERATION = [0]
+_ACTIVE_TRANSLATION = _LocalReader(trans_real)
+_ACTIVE_ZONE = _LocalReader(_timezone)
+_ZONE_NAMES = {}  # tzinfo -> its name as Django gives it
 
 
 _URL_MD5 = {}  # request URL parts -> MD5 of build_absolute_uri()
@@ -397,7 +461,12 @@ class PageHitMiddleware:
             if dates[1] is None:  # max-age without Expires: Django raises; so does this
                 raise KeyError("Expires")
             if dates[1] is not _NO_DATE:
-                response["Age"] = max(0, dates[0] - (dates[1] - int(time.time())))
+                age = str(max(0, dates[0] - (dates[1] - int(time.time()))))
+                store = _header_store(response)
+                if store is None:
+                    response["Age"] = age
+                else:
+                    store["age"] = ("Age", age)
         return response
 
     def _url_parts(self, request):
@@ -425,15 +494,17 @@ class PageHitMiddleware:
         suffix = ""
         if self.use_i18n:
             language = getattr(request, "LANGUAGE_CODE", _MISSING)
-            suffix = ".%s" % (get_language() if language is _MISSING else language)
+            suffix = ".%s" % (_language() if language is _MISSING else language)
         if self.use_tz:
-            suffix += ".%s" % get_current_timezone_name()
+            suffix += ".%s" % _time_zone_name()
         return suffix
 
     def _page_key(self, request, method, headerlist, prefix, url_md5, suffix):
         """Django's _generate_cache_key, from the parts above."""
         if not self.own_keys:
             return _generate_cache_key(request, method, headerlist, prefix)
+        if not headerlist:  # no Vary: the MD5 of nothing
+            return f"{PAGE_NS}{prefix}.{method}.{url_md5}.{_EMPTY_MD5}{suffix}"
         ctx = md5(usedforsecurity=False)
         meta = request.META
         for header in headerlist:
@@ -490,18 +561,44 @@ class _SetIfAbsent:
             blank = HttpResponse()
             before = set(blank.headers)
             done = middleware.process_response(_SchemeProbe(secure), blank)
-            self.headers[secure] = [(k, v) for k, v in done.items() if k not in before]
+            # (lower-case name, name, value): as Django's own setting left them
+            self.headers[secure] = [(k.lower(), k, v) for k, v in done.items() if k not in before]
 
     def __call__(self, request, response):
         if response.status_code != 200:
             return self.middleware.process_response(request, response)
         if self.exempt and getattr(response, "xframe_options_exempt", False):
             return response
-        headers = response.headers
-        for name, value in self.headers[request.is_secure()]:
-            if name not in headers:
-                headers[name] = value
+        pairs = self.headers[request.is_secure()]
+        store = _header_store(response)
+        if store is None:
+            for _, name, value in pairs:
+                response.headers.setdefault(name, value)
+            return response
+        for lower, name, value in pairs:
+            if lower not in store:
+                store[lower] = (name, value)
         return response
+
+
+def _header_store(response):
+    """The response's header dict ({lower-case name: (name, value)}) where
+    Django keeps it, for writing values Django itself converted already;
+    None if this Django keeps them otherwise (checked once)."""
+    if _STORE_WORKS[0] is None:
+        from django.http import HttpResponse
+
+        probe = HttpResponse()
+        store = getattr(probe.headers, "_store", None)
+        ok = isinstance(store, dict)
+        if ok:
+            store["x-probe"] = ("X-Probe", "1")
+            ok = probe["x-probe"] == "1" and ("X-Probe", "1") in probe.items()
+        _STORE_WORKS[0] = ok
+    return response.headers._store if _STORE_WORKS[0] else None
+
+
+_STORE_WORKS = [None]
 
 
 class _SchemeProbe:
@@ -514,8 +611,14 @@ class _SchemeProbe:
 
 def _content_length(request, response):
     """CommonMiddleware's response phase on a 200 page."""
-    if not response.streaming and not response.has_header("Content-Length"):
-        response.headers["Content-Length"] = str(len(response.content))
+    if response.streaming:
+        return response
+    store = _header_store(response)
+    if store is None:
+        if not response.has_header("Content-Length"):
+            response.headers["Content-Length"] = str(len(response.content))
+    elif "content-length" not in store:
+        store["content-length"] = ("Content-Length", str(len(response.content)))
     return response
 
 
