@@ -185,7 +185,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--profile", choices=["django-view", "fast-view", "django-site",
-                                              "fast-site"], help="cProfile this way (shm)")
+                                              "fast-site", "floor"],
+                        help="cProfile this way (shm)")
     parser.add_argument("--stores", default="shm,file,memcached")
     args = parser.parse_args()
     rounds, per_round = (3, 300) if args.quick else (11, 2000)
