@@ -2,9 +2,11 @@
 
 Opt-in, first in MIDDLEWARE. For a GET or HEAD request it makes the keys
 Django's FetchFromCacheMiddleware (the site's cache middleware) or a
-@cache_page view would make, with Django's own key functions, for each
-(cache alias, key prefix) pair of REGIONCACHE_PAGE_HITS, and answers a
-stored page at once. Anything else (a miss, another method, a request it
+@cache_page view would make, for each (cache alias, key prefix) pair of
+REGIONCACHE_PAGE_HITS, and answers a stored page at once. The keys are
+made here once per request rather than twice, after a check at start-up
+that they equal what Django's _generate_cache_key makes (else Django's
+function makes them). Anything else (a miss, another method, a request it
 cannot judge, a store that fails) goes on to the rest of MIDDLEWARE untouched,
 so Django answers it exactly as without this middleware.
 
@@ -43,14 +45,14 @@ from asgiref.sync import markcoroutinefunction
 from django.conf import settings
 from django.core import checks
 from django.core.cache import caches
-from django.core.exceptions import MiddlewareNotUsed
+from django.core.exceptions import DisallowedHost, MiddlewareNotUsed
 from django.core.signals import setting_changed
 from django.middleware.cache import CacheMiddleware, FetchFromCacheMiddleware, UpdateCacheMiddleware
 from django.urls import Resolver404, get_resolver
+from django.utils import timezone as _timezone
 from django.utils.cache import _generate_cache_header_key, _generate_cache_key, get_max_age
 from django.utils.http import parse_http_date_safe
 from django.utils.module_loading import import_string
-from django.utils import timezone as _timezone
 from django.utils.timezone import _get_timezone_name, get_default_timezone
 from django.utils.translation import trans_real
 
@@ -119,7 +121,10 @@ def _time_zone_name():
     zone = _ACTIVE_ZONE()
     if zone is None:
         zone = get_default_timezone()
-    name = _ZONE_NAMES.get(zone)
+    try:
+        name = _ZONE_NAMES.get(zone)
+    except TypeError:  # a tzinfo that cannot be a key
+        return _get_timezone_name(zone)
     if name is None:
         if len(_ZONE_NAMES) >= 1000:
             _ZONE_NAMES.clear()
@@ -155,6 +160,7 @@ def _age_parts(response):
     expires = parse_http_date_safe(response["Expires"])
     return (max_age, _NO_DATE if expires is None else expires)
 
+
 SETTING = "REGIONCACHE_PAGE_HITS"
 DOTTED = "regioncache.middleware.PageHitMiddleware"
 
@@ -180,7 +186,7 @@ GUARDED = {
 }
 CACHE_CLASSES = (UpdateCacheMiddleware, FetchFromCacheMiddleware)
 
-# path verdicts of @cache_page entries: {(urlconf, path_info, language): entry index or -1}
+# path verdicts of @cache_page entries: {(urlconf, path_info, language, alias, prefix): bool}
 _VERDICTS = {}
 _VERDICTS_MAX = 50_000
 
@@ -191,8 +197,6 @@ _GENERATION = [0]
 _ACTIVE_TRANSLATION = _LocalReader(trans_real)
 _ACTIVE_ZONE = _LocalReader(_timezone)
 _ZONE_NAMES = {}  # tzinfo -> its name as Django gives it
-
-
 _URL_MD5 = {}  # request URL parts -> MD5 of build_absolute_uri()
 _URL_MD5_MAX = 50_000
 
@@ -358,11 +362,13 @@ class PageHitMiddleware:
                     for process_response in replayed[1]:
                         response = process_response(request, response)
                     return response
-        except Exception:
-            # DisallowedHost, a store that raises (RAISE_ERRORS), a damaged
-            # page: Django answers, and says what it says.
-            log.debug("page hit: %s %s left to Django", request.method, request.path,
-                      exc_info=True)
+        except DisallowedHost:
+            pass  # Django answers 400 and logs it
+        except Exception as e:
+            # a store that raises (RAISE_ERRORS), a damaged page, a view
+            # that cannot be resolved: Django answers, and says what it says
+            log.warning("page hit: %s %s left to Django: %s: %s", request.method,
+                        request.path, type(e).__name__, e)
         return None
 
     @classmethod
