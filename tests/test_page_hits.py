@@ -419,16 +419,25 @@ def test_system_check_names_what_is_wrong():
     assert any("REGIONCACHE_PAGE_HITS[1] must be a dict" in m for m in msgs)
     assert any("unknown keys ['junk']" in m for m in msgs)
     assert any("key_prefix must be a str" in m for m in msgs)
+    from django.core.exceptions import ImproperlyConfigured
+
+    from regioncache.middleware import PageHitMiddleware
+
+    with override_settings(**{**BASE, "REGIONCACHE_PAGE_HITS": [{"cache": "nope"}]}):
+        with pytest.raises(ImproperlyConfigured, match=r"REGIONCACHE_PAGE_HITS\[0\]: cache 'nope'"):
+            PageHitMiddleware(lambda r: None)
     with override_settings(**{**BASE, "MIDDLEWARE": [*USUAL[:1], FAST, WITNESS]}):
         ids = {m.id: m.msg for m in run_checks()}
     assert "regioncache.W010" in ids and WITNESS in ids["regioncache.W011"]
-    with override_settings(**{**BASE, "MIDDLEWARE": [FAST, *USUAL],
+    with override_settings(**{**BASE, "MIDDLEWARE": [FAST, *USUAL, WITNESS],
                               "SESSION_SAVE_EVERY_REQUEST": True}):
         assert "regioncache.W012" in {m.id for m in run_checks()}
         PASSED.clear()
         c = Client()
-        c.get("/view/")
-        c.get("/view/")  # the middleware took itself out: Django's decorator answers
+        assert [c.get("/view/").status_code for _ in range(2)] == [200, 200]
+    # the middleware took itself out: both requests went on (the second a
+    # hit of Django's decorator, which saves the session as Django says)
+    assert PASSED == ["/view/", "/view/"] and len(RENDERS) == 1
 
 
 # --- Django's own cache-middleware tests with the fast path taking part ------

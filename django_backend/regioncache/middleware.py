@@ -45,7 +45,7 @@ from asgiref.sync import markcoroutinefunction
 from django.conf import settings
 from django.core import checks
 from django.core.cache import caches
-from django.core.exceptions import DisallowedHost, MiddlewareNotUsed
+from django.core.exceptions import DisallowedHost, ImproperlyConfigured, MiddlewareNotUsed
 from django.core.signals import setting_changed
 from django.middleware.cache import CacheMiddleware, FetchFromCacheMiddleware, UpdateCacheMiddleware
 from django.urls import Resolver404, get_resolver
@@ -210,9 +210,39 @@ def _forget_verdicts(**kwargs):
 setting_changed.connect(_forget_verdicts)
 
 
+def _setting_problems():
+    """What is wrong with REGIONCACHE_PAGE_HITS, one sentence each."""
+    given = getattr(settings, SETTING, None)
+    if given is None:
+        return []
+    if not isinstance(given, (list, tuple)):
+        return [f"{SETTING} must be a list of {{'cache': alias, 'key_prefix': str}}, "
+                f"not {type(given).__name__}"]
+    out = []
+    for i, entry in enumerate(given):
+        where = f"{SETTING}[{i}]"
+        if not isinstance(entry, dict):
+            out.append(f"{where} must be a dict, not {type(entry).__name__}")
+            continue
+        unknown = sorted(set(entry) - {"cache", "key_prefix"}, key=repr)
+        if unknown:
+            out.append(f"{where} has unknown keys {unknown}; it takes 'cache' and 'key_prefix'")
+        alias = entry.get("cache")
+        if not isinstance(alias, str) or alias not in settings.CACHES:
+            out.append(f"{where}: cache {alias!r} is not an alias of CACHES "
+                       f"({sorted(settings.CACHES)})")
+        if not isinstance(entry.get("key_prefix", ""), str):
+            out.append(f"{where}: key_prefix must be a str, not "
+                       f"{type(entry['key_prefix']).__name__}")
+    return out
+
+
 def _entries():
     """REGIONCACHE_PAGE_HITS as [(alias, key_prefix)], Django's cache
     middleware pair when unset."""
+    problems = _setting_problems()
+    if problems:
+        raise ImproperlyConfigured("; ".join(problems))
     given = getattr(settings, SETTING, None)
     if given is None:
         return [(settings.CACHE_MIDDLEWARE_ALIAS, settings.CACHE_MIDDLEWARE_KEY_PREFIX)]
@@ -714,31 +744,7 @@ def check_page_hits(app_configs=None, **kwargs):
     """REGIONCACHE_PAGE_HITS and the middlewares a hit skips."""
     if DOTTED not in settings.MIDDLEWARE:
         return []
-    out = []
-    given = getattr(settings, SETTING, None)
-    if given is not None:
-        if not isinstance(given, (list, tuple)):
-            return [checks.Error(
-                f"{SETTING} must be a list of {{'cache': alias, 'key_prefix': str}}, "
-                f"not {type(given).__name__}", id="regioncache.E010")]
-        for i, entry in enumerate(given):
-            where = f"{SETTING}[{i}]"
-            if not isinstance(entry, dict):
-                out.append(checks.Error(f"{where} must be a dict, not {type(entry).__name__}",
-                                        id="regioncache.E010"))
-                continue
-            unknown = sorted(set(entry) - {"cache", "key_prefix"})
-            if unknown:
-                out.append(checks.Error(f"{where} has unknown keys {unknown}; it takes "
-                                        "'cache' and 'key_prefix'", id="regioncache.E010"))
-            alias = entry.get("cache")
-            if alias not in settings.CACHES:
-                out.append(checks.Error(f"{where}: cache {alias!r} is not an alias of CACHES "
-                                        f"({sorted(settings.CACHES)})", id="regioncache.E010"))
-            if not isinstance(entry.get("key_prefix", ""), str):
-                out.append(checks.Error(f"{where}: key_prefix must be a str, not "
-                                        f"{type(entry['key_prefix']).__name__}",
-                                        id="regioncache.E010"))
+    out = [checks.Error(problem, id="regioncache.E010") for problem in _setting_problems()]
     names = list(settings.MIDDLEWARE)
     at = names.index(DOTTED)
     if at:
