@@ -490,6 +490,17 @@ def test_active_language_and_time_zone_read_as_django_reads_them():
                 same()
             asyncio.run(in_a_task())
             same()
+            import threading
+
+            seen = []
+            worker = threading.Thread(target=lambda: seen.append(
+                (middleware._language(), translation.get_language(),
+                 middleware._time_zone_name(), timezone.get_current_timezone_name())))
+            worker.start()
+            worker.join(10)
+            # another thread sees its own (unset) values, as Django reads them
+            assert seen and seen[0][0] == seen[0][1] and seen[0][2] == seen[0][3]
+            assert seen[0][0] != "fr"
         translation.deactivate_all()
         same()
         translation.deactivate()

@@ -35,6 +35,7 @@ wrapped in login_required (or anything else) outside cache_page goes to
 Django, which runs the wrapper first. The verdict is kept per path.
 """
 
+import contextvars
 import logging
 import threading
 import time
@@ -72,37 +73,49 @@ _AGE_PARTS = {}  # (Cache-Control, Expires) -> (max-age, Expires timestamp)
 
 class _LocalReader:
     """A reader of module._active.value (None when unset), one of Django's
-    asgiref Locals (Django's test signals replace them, so the module's
-    attribute is looked up on each read): the Local's own context-variable
-    storage read directly where this asgiref keeps one (its __getattr__
-    reads that storage under a lock that only orders it with writers), else
-    getattr. Checked against getattr for each Local it meets."""
+    asgiref Locals; Django's test signals replace them, so the module's
+    attribute is looked up on each read. Where this asgiref keeps a Local's
+    values in a context variable (a thread-tagged dict), that variable is
+    read directly: getattr on the Local takes a lock, and an unset value
+    costs it an exception with a repr, together more than a page's get.
+    Each Local it meets is checked first, in a copy of the context: a value
+    set there must read back, and an unset one as None; else getattr."""
 
     def __init__(self, module):
         self.module = module
-        self.local = self.read_storage = None
+        self.local = self.var = None
 
     def __call__(self):
         local = self.module._active
         if local is not self.local:
             self._adopt(local)
-        if self.read_storage is None:
+        if self.var is None:
             return getattr(local, "value", None)
-        try:
-            return self.read_storage.value
-        except AttributeError:
+        stored = self.var.get(None)
+        if stored is None or stored.thread_id != threading.get_ident():
             return None
+        return stored.data.get("value")
 
     def _adopt(self, local):
-        storage = local.__dict__.get("_storage")
-        self.local, self.read_storage = local, None
-        if type(local).__name__ == "_DefaultLocal" and type(storage).__name__ == "_CVar":
-            try:
-                direct = storage.value
-            except AttributeError:
-                direct = None
-            if direct is getattr(local, "value", None):
-                self.read_storage = storage
+        self.local, self.var = local, None
+        var = getattr(local.__dict__.get("_storage"), "_data", None)
+        if type(local).__name__ != "_DefaultLocal" or not isinstance(var, contextvars.ContextVar):
+            return
+        self.var = var
+        marker = object()
+
+        def agrees():
+            if self() is not getattr(local, "value", None):
+                return False
+            local.value = marker
+            return self() is marker
+
+        try:
+            ok = contextvars.copy_context().run(agrees)
+        except Exception:
+            ok = False
+        if not ok:
+            self.var = None
 
 
 def _language():
