@@ -68,7 +68,7 @@ _MISSING = object()
 _EMPTY_MD5 = md5(b"", usedforsecurity=False).hexdigest()
 _ABSENT_LIST = ()  # _peeked_list: no header list stored
 _NO_DATE = object()
-_AGE_PARTS = {}  # (Cache-Control, Expires) -> (max-age, Expires timestamp)
+_AGE_PARTS = {}  # (Cache-Control, Expires) as stored -> (max-age, Expires timestamp)
 
 
 class _LocalReader:
@@ -498,8 +498,11 @@ class PageHitMiddleware:
             cache.get(header_key)  # the header list's get Django's hit counts
         # Django's estimate of the page's age (FetchFromCacheMiddleware's),
         # its two header parses kept per header value
-        headers = response.headers
-        parts = (headers.get("Cache-Control"), headers.get("Expires"))
+        store = _header_store(response)
+        if store is None:
+            parts = (response.headers.get("Cache-Control"), response.headers.get("Expires"))
+        else:
+            parts = (store.get("cache-control"), store.get("expires"))
         dates = _AGE_PARTS.get(parts)
         if dates is None:
             dates = _age_parts(response)
@@ -511,7 +514,6 @@ class PageHitMiddleware:
                 raise KeyError("Expires")
             if dates[1] is not _NO_DATE:
                 age = str(max(0, dates[0] - (dates[1] - int(time.time()))))
-                store = _header_store(response)
                 if store is None:
                     response["Age"] = age
                 else:
@@ -612,13 +614,14 @@ class _SetIfAbsent:
             done = middleware.process_response(_SchemeProbe(secure), blank)
             # (lower-case name, name, value): as Django's own setting left them
             self.headers[secure] = [(k.lower(), k, v) for k, v in done.items() if k not in before]
+        self.same = self.headers[False] == self.headers[True]  # no HSTS: the scheme is not asked
 
     def __call__(self, request, response):
         if response.status_code != 200:
             return self.middleware.process_response(request, response)
         if self.exempt and getattr(response, "xframe_options_exempt", False):
             return response
-        pairs = self.headers[request.is_secure()]
+        pairs = self.headers[True] if self.same else self.headers[request.is_secure()]
         store = _header_store(response)
         if store is None:
             for _, name, value in pairs:
