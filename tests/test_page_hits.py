@@ -150,6 +150,15 @@ def both(middleware, script, **settings):
     return out[0], out[1], list(PASSED), list(RENDERS)
 
 
+def same_answers(middleware, script, stored, **settings):
+    """both(), asserting the two runs answered alike and that `stored`
+    requests (the misses) went past the fast path, each rendering once."""
+    django, fast, passed, renders = both(middleware, script, **settings)
+    assert fast == django
+    assert len(renders) == stored and len(passed) == stored, (renders, passed)
+    return fast
+
+
 def hits(client, url, n=3, **headers):
     return [client.get(url, headers=headers) for _ in range(n)]
 
@@ -216,9 +225,7 @@ def test_learned_header_list_that_changed():
         out += hits(c, "/site/state/", 2, x_alpha="1", x_beta="2")  # Beta does
         return out
 
-    django, fast, passed, renders = both(SITE, script)
-    assert fast == django
-    assert len(renders) == 3 and len(passed) == 3
+    same_answers(SITE, script, 3)
 
 
 def test_cookie_varying_pages():
@@ -228,9 +235,7 @@ def test_cookie_varying_pages():
             out += hits(c, "/view/cookie/", 2, cookie=cookie)
         return out
 
-    django, fast, passed, renders = both(USUAL, script)
-    assert fast == django
-    assert len(renders) == 3 and len(passed) == 3
+    same_answers(USUAL, script, 3)
 
 
 def test_query_strings_are_pages_of_their_own():

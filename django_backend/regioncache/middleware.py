@@ -41,6 +41,7 @@ import threading
 import time
 from hashlib import md5
 from inspect import iscoroutinefunction
+from types import SimpleNamespace
 
 from asgiref.sync import markcoroutinefunction
 from django.conf import settings
@@ -611,7 +612,8 @@ class _SetIfAbsent:
         for secure in (False, True):
             blank = HttpResponse()
             before = set(blank.headers)
-            done = middleware.process_response(_SchemeProbe(secure), blank)
+            scheme_only = SimpleNamespace(is_secure=lambda secure=secure: secure)
+            done = middleware.process_response(scheme_only, blank)
             # (lower-case name, name, value): as Django's own setting left them
             self.headers[secure] = [(k.lower(), k, v) for k, v in done.items() if k not in before]
         self.same = self.headers[False] == self.headers[True]  # no HSTS: the scheme is not asked
@@ -651,14 +653,6 @@ def _header_store(response):
 
 
 _STORE_WORKS = [None]
-
-
-class _SchemeProbe:
-    def __init__(self, secure):
-        self.secure = secure
-
-    def is_secure(self):
-        return self.secure
 
 
 def _content_length(request, response):
