@@ -202,7 +202,7 @@ CACHE_CLASSES = (UpdateCacheMiddleware, FetchFromCacheMiddleware)
 
 # path verdicts of @cache_page entries: {(urlconf, path_info, language, alias, prefix): bool}
 _VERDICTS = {}
-_VERDICTS_MAX = 50_000
+_VERDICTS_MAX = 16_384  # bounded: paths are the client's
 
 
 # Settings read on every request, kept per settings generation: a setting
@@ -212,7 +212,7 @@ _ACTIVE_TRANSLATION = _LocalReader(trans_real)
 _ACTIVE_ZONE = _LocalReader(_timezone)
 _ZONE_NAMES = {}  # tzinfo -> its name as Django gives it
 _URL_MD5 = {}  # request URL parts -> MD5 of build_absolute_uri()
-_URL_MD5_MAX = 50_000
+_URL_MD5_MAX = 16_384  # a few MB at most
 
 
 def _forget_verdicts(**kwargs):
