@@ -21,6 +21,8 @@ from django.utils.cache import patch_vary_headers
 from django.utils.translation import gettext
 from django.views.decorators.cache import cache_page
 
+import regioncache
+
 FAST = "regioncache.middleware.PageHitMiddleware"
 USUAL = [
     "django.middleware.security.SecurityMiddleware",
@@ -70,6 +72,10 @@ def by_state(request):
     return page(request, (STATE["vary"],))
 
 
+async def plain_async(request):
+    return page(request)
+
+
 def long(request):
     response = page(request)
     response.content += b" and more" * 100  # long enough for GZipMiddleware
@@ -83,6 +89,8 @@ urlpatterns = [
     path("view/other-prefix/", cache_page(60, cache="pages", key_prefix="other")(plain)),
     path("view/short/", cache_page(1, cache="pages")(plain)),
     path("view/long/", cache_page(60, cache="pages")(long)),
+    path("view/recorded/", regioncache.cache_page(60, cache="pages")(plain)),
+    path("view/async/", cache_page(60, cache="pages")(plain_async)),
     path("site/", plain),
     path("site/long/", long),
     path("site/state/", by_state),
@@ -163,7 +171,8 @@ def hits(client, url, n=3, **headers):
     return [client.get(url, headers=headers) for _ in range(n)]
 
 
-@pytest.mark.parametrize("middleware,url", [(USUAL, "/view/"), (SITE, "/site/")])
+@pytest.mark.parametrize("middleware,url", [(USUAL, "/view/"), (SITE, "/site/"),
+                                            (USUAL, "/view/recorded/")])
 def test_plain_hit_same_bytes_and_headers(middleware, url):
     django, fast, passed, renders = both(middleware, lambda c: hits(c, url))
     assert fast == django
@@ -403,7 +412,7 @@ def test_counts_nothing_twice(kind, middleware, url, tmp_path):
 def test_async_stack_serves_the_same_page():
     async def script():
         c = AsyncClient()
-        return [await c.get("/view/") for _ in range(3)]
+        return [await c.get(url) for url in ["/view/"] * 3 + ["/view/async/"] * 3]
 
     out = []
     for fast in (False, True):
@@ -414,7 +423,8 @@ def test_async_stack_serves_the_same_page():
                                   + [WITNESS]}):
             out.append([answer(r) for r in asyncio.run(script())])
     assert out[0] == out[1] and out[1][1][0] == 200
-    assert PASSED == ["/view/"]  # the two hits were answered in the async stack
+    # the hits were answered in the async stack, of a sync and of an async view
+    assert PASSED == ["/view/", "/view/async/"]
 
 
 def test_async_mode_is_taken():
