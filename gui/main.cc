@@ -1,10 +1,12 @@
 // regioncache-gui: browse, inspect and purge regioncache regions.
 //
 //   regioncache-gui [--django-settings MODULE [--pythonpath DIR]... [--python EXE]]
+//                   [--ssh DEST | --agent-prefix 'CMD ...'] [--remote-python EXE]
 //                   [--regions-json FILE]... [--shm NAME]... [--no-shm-discovery]
 //                   [--read-only] [--open REGION] [--screenshot DIR]
 #include <QApplication>
 #include <QCommandLineParser>
+#include <QProcess>
 #include <QTimer>
 #include <cstdio>
 
@@ -42,7 +44,15 @@ int main(int argc, char** argv) {
   QCommandLineOption read_only("read-only", "Start in read-only mode: every write is refused.");
   QCommandLineOption open("open", "Select this region once listed (a CACHES alias) and its first cached page.", "name");
   QCommandLineOption screenshot("screenshot", "Save screenshots of the main views into dir and exit.", "dir");
-  cli.addOptions({settings, pythonpath, python, json, shm, no_discovery, read_only, open, screenshot});
+  QCommandLineOption ssh("ssh", "Open the Django project --django-settings names on this host, through its "
+                                "inspection agent started by ssh (user@host[:port] or a host alias).", "dest");
+  QCommandLineOption remote_python("remote-python", "Python that runs the agent on the remote host (default: python3).",
+                                   "exe");
+  QCommandLineOption agent_prefix("agent-prefix", "Start the agent with this command prefix instead of ssh "
+                                                  "(e.g. 'sh -c' runs it here, quoted as for ssh; '' runs it directly).",
+                                  "cmd");
+  cli.addOptions({settings, pythonpath, python, json, shm, no_discovery, read_only, open, screenshot, ssh,
+                  remote_python, agent_prefix});
   cli.process(app);
 
   rcgui::MainWindow window(cli.isSet(read_only));
@@ -55,7 +65,22 @@ int main(int argc, char** argv) {
     if (rcgui::ManualRegion("shm", name, QString(), &spec, &error)) window.addRegion(spec);
   }
   for (const QString& file : cli.values(json)) window.openJsonFile(file);
-  if (cli.isSet(settings)) {
+  const bool remote = cli.isSet(ssh) || cli.isSet(agent_prefix);
+  if (remote && !cli.isSet(settings)) {
+    std::fprintf(stderr, "regioncache-gui: --ssh and --agent-prefix need --django-settings MODULE\n");
+    return 2;
+  }
+  if (remote) {
+    rcgui::RemoteSite site;
+    site.destination = cli.value(ssh);
+    site.use_prefix = cli.isSet(agent_prefix);
+    site.prefix = QProcess::splitCommand(cli.value(agent_prefix));
+    site.settings = cli.value(settings);
+    site.pythonpath = cli.values(pythonpath);
+    if (cli.isSet(remote_python)) site.python = cli.value(remote_python);
+    site.agent_read_only = cli.isSet(read_only);
+    window.openRemote(site);
+  } else if (cli.isSet(settings)) {
     rcgui::DjangoProject project;
     project.python = cli.value(python);
     if (project.python.isEmpty()) project.python = qEnvironmentVariable("REGIONCACHE_PYTHON", "python3");

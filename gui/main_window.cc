@@ -19,6 +19,7 @@
 #include <QTimer>
 #include <QToolBar>
 #include <QVBoxLayout>
+#include <QtConcurrent/QtConcurrentRun>
 
 #include "key_browser.h"
 #include "source_dialogs.h"
@@ -29,6 +30,12 @@ namespace rcgui {
 namespace {
 constexpr int kMaxRecent = 10;
 const char* kRecentKey = "recentSources";
+
+struct RemoteRegions {
+  bool ok = false;
+  QList<RegionSpec> specs;
+  QString error;
+};
 }  // namespace
 
 MainWindow::MainWindow(bool read_only, QWidget* parent) : QMainWindow(parent), gate_(read_only) {
@@ -80,6 +87,7 @@ MainWindow::MainWindow(bool read_only, QWidget* parent) : QMainWindow(parent), g
   connect(region_view_->selectionModel(), &QItemSelectionModel::selectionChanged, this,
           &MainWindow::onRegionSelected);
   connect(regions_, &RegionListModel::refreshed, this, &MainWindow::updateChart);
+  connect(regions_, &RegionListModel::refreshed, this, &MainWindow::updateRemoteErrors);
   connect(regions_, &RegionListModel::refreshed, this, [this] {
     // Fit the columns when regions were added, not on every refresh (the user may have resized).
     if (regions_->rowCount() == sized_rows_) return;
@@ -115,7 +123,11 @@ MainWindow::MainWindow(bool read_only, QWidget* parent) : QMainWindow(parent), g
   browser_->setReadOnly(gate_.readOnly());
 }
 
-MainWindow::~MainWindow() = default;
+MainWindow::~MainWindow() {
+  // A call to a silent agent would hold the workers the models wait for
+  // until its deadline: the agents go first, and those calls end at once.
+  for (const auto& [key, client] : remotes_) client->Shutdown();
+}
 
 void MainWindow::buildMenus() {
   QMenu* file = menuBar()->addMenu("&Sources");
@@ -134,6 +146,10 @@ void MainWindow::buildMenus() {
     QString error;
     if (!dlg.spec(&spec, &error)) return showSourceError(error);
     addRegion(spec);
+  });
+  file->addAction(QString::fromUtf8("Open &remote site…"), this, [this] {
+    RemoteSiteDialog dlg(last_remote_, this);
+    if (dlg.exec() == QDialog::Accepted) openRemote(dlg.site());
   });
   file->addAction("Find my &shared-memory regions", this, &MainWindow::discoverShm);
   recent_menu_ = file->addMenu("&Recent sources");
@@ -209,6 +225,7 @@ void MainWindow::setAutoRefresh(bool on, int interval_s) {
 }
 
 void MainWindow::refreshAll() {
+  for (const auto& [key, client] : remotes_) client->AllowReconnect();
   regions_->refresh();
   browser_->reload();
 }
@@ -325,6 +342,64 @@ void MainWindow::openSource(const SourceRef& ref) {
     case SourceRef::Type::kDjango: return openDjangoProject(ref.django);
     case SourceRef::Type::kJsonFile: return openJsonFile(ref.path);
     case SourceRef::Type::kManual: return addRegion(ref.manual);
+    case SourceRef::Type::kRemote: return openRemote(ref.remote);
+  }
+}
+
+std::shared_ptr<AgentClient> MainWindow::remoteClient(const QString& site_key) const {
+  auto it = remotes_.find(site_key);
+  return it == remotes_.end() ? nullptr : it->second;
+}
+
+void MainWindow::openRemote(const RemoteSite& site) {
+  std::shared_ptr<AgentClient>& slot = remotes_[site.key()];
+  if (!slot) slot = std::make_shared<AgentClient>(site.Command());
+  slot->AllowReconnect();
+  std::shared_ptr<AgentClient> client = slot;
+  last_remote_ = site;
+  showSourceError(QString());
+  statusBar()->showMessage(QString::fromUtf8("starting the agent of %1 (%2)…").arg(site.label(), site.settings));
+  auto* watcher = new QFutureWatcher<RemoteRegions>(this);
+  connect(watcher, &QFutureWatcher<RemoteRegions>::finished, this, [this, watcher, site] {
+    const RemoteRegions got = watcher->result();
+    watcher->deleteLater();
+    if (!got.ok) {
+      showSourceError(got.error);
+      emit sourceDone(false, got.error);
+      return;
+    }
+    SourceRef ref;
+    ref.type = SourceRef::Type::kRemote;
+    ref.remote = site;
+    remember(ref);
+    const int added = regions_->addRegions(got.specs);
+    const QString text = QString("%1: %2 regions (%3 new)").arg(ref.label()).arg(got.specs.size()).arg(added);
+    statusBar()->showMessage(text, 10000);
+    regions_->refresh();
+    if (region_view_->selectionModel()->selectedRows().isEmpty() && !got.specs.isEmpty())
+      selectRegion(regions_->rowOf(got.specs.first().Identity()));
+    emit sourceDone(true, text);
+  });
+  watcher->setFuture(QtConcurrent::run([site, client] {
+    RemoteRegions r;
+    r.ok = FetchRemoteRegions(site, client, &r.specs, &r.error);
+    return r;
+  }));
+}
+
+void MainWindow::updateRemoteErrors() {
+  QStringList lost;
+  for (const auto& [key, client] : remotes_) {
+    const QString text = client->LostText();
+    if (!text.isEmpty()) lost << text + " (refresh to reconnect)";
+  }
+  const QString text = lost.join('\n');
+  if (!text.isEmpty()) {
+    if (text != remote_error_shown_) showSourceError(text);
+    remote_error_shown_ = text;
+  } else if (!remote_error_shown_.isEmpty()) {
+    if (sourceError() == remote_error_shown_) showSourceError(QString());
+    remote_error_shown_.clear();
   }
 }
 

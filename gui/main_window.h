@@ -4,9 +4,12 @@
 #pragma once
 
 #include <QMainWindow>
+#include <map>
+#include <memory>
 
 #include "django_describer.h"
 #include "region_list_model.h"
+#include "remote_store.h"
 #include "source_ref.h"
 #include "write_gate.h"
 
@@ -38,11 +41,18 @@ class MainWindow : public QMainWindow {
   void addRegion(const RegionSpec& spec);
   void discoverShm();
   void openSource(const SourceRef& ref);
+  // A remote site: starts its agent (off the UI thread) and lists its
+  // regions; a site opened again reuses its connection.
+  void openRemote(const RemoteSite& site);
+  // The connection of a remote site opened here (RemoteSite::key()), or null.
+  std::shared_ptr<AgentClient> remoteClient(const QString& site_key) const;
 
   void setReadOnly(bool on);
   bool readOnly() const { return gate_.readOnly(); }
   void setAutoRefresh(bool on, int interval_s);
-  void refreshAll();        // F5 / Ctrl+R: stats of every region and the keys shown
+  // F5 / Ctrl+R: stats of every region and the keys shown; a remote site
+  // whose connection was lost is started again at once.
+  void refreshAll();
   void selectRegion(int row);
   // Selects the region of this name (a CACHES alias once a Django project
   // lists it) as soon as a source lists it, and in it the first cached page
@@ -72,6 +82,7 @@ class MainWindow : public QMainWindow {
   void onRegionSelected();
   void openPending();
   void updateChart();
+  void updateRemoteErrors();  // a lost connection in the window's source error
   void saveSettings();
   void restoreSettings();
 
@@ -92,6 +103,9 @@ class MainWindow : public QMainWindow {
   QMenu* recent_menu_;
   DjangoDescriber* describer_;
   SourceRef pending_django_;
+  RemoteSite last_remote_;  // the Remote site dialog's last values
+  std::map<QString, std::shared_ptr<AgentClient>> remotes_;  // by RemoteSite::key()
+  QString remote_error_shown_;
   int sized_rows_ = 0;  // region rows the columns were last fitted to
 };
 

@@ -5,6 +5,7 @@
 #include <atomic>
 
 #include "regioncache/status.h"
+#include "remote_store.h"
 
 namespace rcgui {
 
@@ -28,6 +29,14 @@ std::shared_ptr<regioncache::Store> Region::acquire(regioncache::Status* error) 
         spec_.name.toStdString(),
         "backend " + spec_.backend.toStdString() + " is not a regioncache store; the app cannot open it"));
     return nullptr;
+  }
+  if (spec_.agent) {
+    // A remote region: the agent opens the store on its host; a lost
+    // connection answers on each call (AgentClient), not here.
+    store_ = std::make_shared<RemoteStore>(spec_.agent, spec_);
+    store_read_only_ = read_only;
+    *error = regioncache::Status::OK();
+    return store_;
   }
   std::unique_ptr<regioncache::Store> s;
   *error = regioncache::OpenStore(spec_.ToStoreSpec(read_only), &s);

@@ -49,7 +49,7 @@ QVariant RegionListModel::data(const QModelIndex& index, int role) const {
   switch (col) {
     case kName: return spec.name;
     case kKind: return spec.kind;
-    case kLocation: return spec.location;
+    case kLocation: return spec.remote.isEmpty() ? spec.location : spec.location + " on " + spec.remote;
     case kEntries: return r.have_stats ? QVariant(quint64(st.entries)) : QVariant();
     case kUsed:
       if (!r.have_stats) return {};

@@ -6,10 +6,13 @@
 #include <QList>
 #include <QMap>
 #include <QString>
+#include <memory>
 
 #include "regioncache/store.h"
 
 namespace rcgui {
+
+class AgentClient;
 
 struct RegionSpec {
   QString name;       // CACHES alias, or the region name for shm regions found on disk
@@ -20,6 +23,11 @@ struct RegionSpec {
   QString keyPrefix;  // Django KEY_PREFIX (shown; keys in the store already carry it)
   int version = 1;
   QString origin;     // where the spec came from, for messages ("demo.settings", "regions.json")
+  // A region of a remote site (remote_store.h): the site's key ("ssh
+  // deploy@web1 mysite.settings") and the connection to its agent, which
+  // every region of that site shares. Empty and null for a local region.
+  QString remote;
+  std::shared_ptr<AgentClient> agent;
 
   // The spec the core library opens. The app browses, it never creates: for
   // shared memory it asks to attach only (CREATE=false), so a typo in a
@@ -29,8 +37,10 @@ struct RegionSpec {
   // read-only, so the store reports damage and never repairs or writes.
   regioncache::StoreSpec ToStoreSpec(bool read_only = false) const;
 
-  // "shm:demo-pages" — identity of a region across sources (no duplicates).
-  QString Identity() const { return kind + ":" + location; }
+  // "shm:demo-pages" — identity of a region across sources (no duplicates);
+  // a remote region's starts with its site, so that it never merges with a
+  // local region of the same name: "ssh deploy@web1 mysite.settings|shm:demo-pages".
+  QString Identity() const { return (remote.isEmpty() ? QString() : remote + "|") + kind + ":" + location; }
 };
 
 // Parses the output of `python -m regioncache describe` (each region's store

@@ -1,5 +1,6 @@
 #include "source_dialogs.h"
 
+#include <QCheckBox>
 #include <QComboBox>
 #include <QDialogButtonBox>
 #include <QDir>
@@ -7,6 +8,7 @@
 #include <QLabel>
 #include <QLineEdit>
 #include <QPlainTextEdit>
+#include <QProcess>
 #include <functional>
 
 #include "regioncache/store.h"
@@ -68,6 +70,45 @@ ManualRegionDialog::ManualRegionDialog(QWidget* parent) : QDialog(parent) {
 
 bool ManualRegionDialog::spec(RegionSpec* out, QString* error) const {
   return ManualRegion(kind_->currentText(), location_->text(), options_->toPlainText(), out, error);
+}
+
+RemoteSiteDialog::RemoteSiteDialog(const RemoteSite& initial, QWidget* parent)
+    : QDialog(parent), initial_(initial) {
+  destination_ = new QLineEdit(initial.destination);
+  destination_->setPlaceholderText("deploy@web1, deploy@web1:2222 or a host alias of ~/.ssh/config");
+  settings_ = new QLineEdit(initial.settings);
+  settings_->setPlaceholderText("mysite.settings");
+  python_ = new QLineEdit(initial.python);
+  python_->setPlaceholderText("python3 (e.g. /srv/venv/bin/python)");
+  pythonpath_ = new QLineEdit(initial.pythonpath.join(':'));
+  pythonpath_->setPlaceholderText("directories on the remote host, separated by ':' (optional)");
+  ssh_options_ = new QLineEdit(initial.ssh_options.join(' '));
+  ssh_options_->setPlaceholderText("extra ssh options, e.g. -J bastion -i ~/.ssh/ops (optional)");
+  read_only_ = new QCheckBox("Start the agent read-only (it refuses every write)");
+  read_only_->setChecked(initial.agent_read_only);
+  DialogForm(this, "Open a remote site", [this](QFormLayout* form) {
+    form->addRow(new QLabel("The app runs  ssh DESTINATION -- python -m regioncache agent --settings MODULE\n"
+                            "(OpenSSH's keys, ~/.ssh/config and jump hosts apply; no password prompt)."));
+    form->addRow("SSH destination", destination_);
+    form->addRow("Settings module", settings_);
+    form->addRow("Remote python", python_);
+    form->addRow("Python path", pythonpath_);
+    form->addRow("SSH options", ssh_options_);
+    form->addRow(read_only_);
+  });
+}
+
+RemoteSite RemoteSiteDialog::site() const {
+  RemoteSite s = initial_;
+  s.use_prefix = false;  // the dialog is the ssh transport
+  s.prefix.clear();
+  s.destination = destination_->text().trimmed();
+  s.settings = settings_->text().trimmed();
+  s.python = python_->text().trimmed().isEmpty() ? QString("python3") : python_->text().trimmed();
+  s.pythonpath = pythonpath_->text().split(':', Qt::SkipEmptyParts);
+  s.ssh_options = QProcess::splitCommand(ssh_options_->text());
+  s.agent_read_only = read_only_->isChecked();
+  return s;
 }
 
 }  // namespace rcgui

@@ -1,12 +1,16 @@
-// The two dialogs that add regions: a Django project (python, settings
-// module, python path) and a region typed by hand (kind, location, options).
+// The dialogs that add regions: a Django project (python, settings module,
+// python path), a region typed by hand (kind, location, options) and a
+// remote site (ssh destination, settings module, remote python, python
+// path, extra ssh options, a read-only agent).
 #pragma once
 
 #include <QDialog>
 
 #include "django_describer.h"
 #include "region_spec.h"
+#include "remote_store.h"
 
+class QCheckBox;
 class QComboBox;
 class QLineEdit;
 class QPlainTextEdit;
@@ -38,6 +42,23 @@ class ManualRegionDialog : public QDialog {
   QComboBox* kind_;
   QLineEdit* location_;
   QPlainTextEdit* options_;
+};
+
+class RemoteSiteDialog : public QDialog {
+  Q_OBJECT
+
+ public:
+  explicit RemoteSiteDialog(const RemoteSite& initial, QWidget* parent = nullptr);
+  RemoteSite site() const;
+
+ private:
+  RemoteSite initial_;
+  QLineEdit* destination_;
+  QLineEdit* settings_;
+  QLineEdit* python_;
+  QLineEdit* pythonpath_;
+  QLineEdit* ssh_options_;
+  QCheckBox* read_only_;
 };
 
 }  // namespace rcgui

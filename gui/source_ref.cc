@@ -14,6 +14,7 @@ QString SourceRef::label() const {
                                                                     : " (" + django.pythonpath.join(", ") + ")");
     case Type::kJsonFile: return "JSON " + path;
     case Type::kManual: return QString("%1 %2").arg(manual.kind, manual.location);
+    case Type::kRemote: return QString("Remote %1 %2").arg(remote.label(), remote.settings);
   }
   return {};
 }
@@ -40,6 +41,16 @@ QString SourceRef::encode() const {
       o["options"] = opts;
       break;
     }
+    case Type::kRemote:
+      o["type"] = "remote";
+      o["destination"] = remote.destination;
+      o["settings"] = remote.settings;
+      o["python"] = remote.python;
+      o["pythonpath"] = QJsonArray::fromStringList(remote.pythonpath);
+      o["ssh_options"] = QJsonArray::fromStringList(remote.ssh_options);
+      o["read_only"] = remote.agent_read_only;
+      if (remote.use_prefix) o["prefix"] = QJsonArray::fromStringList(remote.prefix);
+      break;
   }
   return QString::fromUtf8(QJsonDocument(o).toJson(QJsonDocument::Compact));
 }
@@ -67,6 +78,17 @@ bool SourceRef::decode(const QString& text, SourceRef* out) {
     QJsonObject opts = o.value("options").toObject();
     for (auto it = opts.begin(); it != opts.end(); ++it) r.manual.options[it.key()] = it.value().toString();
     if (r.manual.kind.isEmpty() || r.manual.location.isEmpty()) return false;
+  } else if (type == "remote") {
+    r.type = Type::kRemote;
+    r.remote.destination = o.value("destination").toString();
+    r.remote.settings = o.value("settings").toString();
+    r.remote.python = o.value("python").toString("python3");
+    for (const auto& v : o.value("pythonpath").toArray()) r.remote.pythonpath << v.toString();
+    for (const auto& v : o.value("ssh_options").toArray()) r.remote.ssh_options << v.toString();
+    r.remote.agent_read_only = o.value("read_only").toBool();
+    r.remote.use_prefix = o.value("prefix").isArray();
+    for (const auto& v : o.value("prefix").toArray()) r.remote.prefix << v.toString();
+    if (r.remote.settings.isEmpty() || (r.remote.destination.isEmpty() && !r.remote.use_prefix)) return false;
   } else {
     return false;
   }

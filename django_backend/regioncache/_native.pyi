@@ -19,6 +19,9 @@ class _Stats(TypedDict, total=False):
     sets: int
     evictions: int
     expirations: int
+    errors: int          # store failures answered or raised, unreadable values, values too large
+    stampede_waits: int  # callers that waited for another's computation
+    scope: dict[str, str]  # field -> "region", "process" or "servers"
     kind: str
     location: str
     region: str
@@ -85,6 +88,8 @@ class Cache:
     def _delete_if(self, key: str, expected: Any, version: int | None = None) -> bool: ...
     def close(self, **kwargs: Any) -> None: ...
     def stats(self) -> _Stats: ...
+    def _counters(self) -> dict[str, Any]: ...
+    def _count_stampede_wait(self) -> None: ...
     @overload
     def list_entries(
         self, cursor: str = "", glob: str = "", limit: int = 1000, include_expired: bool = False,

@@ -190,6 +190,14 @@ def _release(cache, lock_key, token, version):
         _call(cache.delete, lock_key, version)
 
 
+def _count_wait(cache):
+    # A caller that found another's lock and waits: the region's
+    # stampede_waits counter (stats(), regioncache.metrics).
+    count = getattr(cache, "_count_stampede_wait", None)
+    if count is not None:
+        count()
+
+
 def compute_once(cache, key, compute, version, store,
                  lock_timeout=DEFAULT_LOCK_TIMEOUT, wait=DEFAULT_WAIT, read=None):
     """The value of key, computed by compute() in at most one caller at a
@@ -201,8 +209,12 @@ def compute_once(cache, key, compute, version, store,
     lock_key = key + LOCK_SUFFIX
     token = uuid.uuid4().hex
     deadline = time.monotonic() + wait
+    waited = False
     for delay in _delays():
         state = _acquire(cache, lock_key, token, lock_timeout, version)
+        if state == BUSY and not waited:
+            waited = True
+            _count_wait(cache)
         if state == HELD or state == FAILED:
             try:
                 value = read() if state == HELD else _MISSING
@@ -279,8 +291,12 @@ async def acompute_once(cache, key, compute, version, store,
     lock_key = key + LOCK_SUFFIX
     token = uuid.uuid4().hex
     deadline = time.monotonic() + wait
+    waited = False
     for delay in _delays():
         state = await _aacquire(cache, lock_key, token, lock_timeout, version)
+        if state == BUSY and not waited:
+            waited = True
+            _count_wait(cache)
         if state == HELD or state == FAILED:
             try:
                 value = await read() if state == HELD else _MISSING

@@ -43,6 +43,15 @@ Status Store::DeleteMany(std::span<const std::string_view> keys, uint64_t* delet
   return Status::OK();
 }
 
+const char* ScopeName(Scope s) {
+  switch (s) {
+    case Scope::kRegion: return "region";
+    case Scope::kProcess: return "process";
+    case Scope::kServers: return "servers";
+  }
+  return "region";
+}
+
 Status Store::Peek(std::string_view key, Value* out) { return Get(key, out); }
 
 Status Store::CompareAndSwap(std::string_view, std::string_view, uint32_t, const WriteItem*) {

@@ -176,6 +176,8 @@ bool Ledger::ValidLocked(std::string* damage) const {
 void Ledger::ZeroLocked() {
   __atomic_store_n(&mem_->magic, uint64_t(0), __ATOMIC_RELEASE);
   std::memset(static_cast<void*>(&mem_->counters), 0, sizeof mem_->counters);
+  mem_->errors.store(0, std::memory_order_relaxed);
+  mem_->stampede_waits.store(0, std::memory_order_relaxed);
   std::memset(static_cast<void*>(mem_->slots), 0, sizeof mem_->slots);
   mem_->version = kLedgerVersion;
   mem_->nshards = kShards;

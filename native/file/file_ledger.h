@@ -100,6 +100,8 @@ class Ledger {
   bool Plausible(const ShardSlot& s) const;
 
   LedgerCounters& counters() { return mem_->counters; }
+  std::atomic<uint64_t>& errors() { return mem_->errors; }
+  std::atomic<uint64_t>& stampede_waits() { return mem_->stampede_waits; }
   ShardSlot& slot(int shard) { return mem_->slots[shard]; }
   int64_t created_ms() const { return mem_->created_ms; }
 
@@ -119,7 +121,12 @@ class Ledger {
     uint32_t version;
     uint32_t nshards;
     int64_t created_ms;
-    uint64_t reserved[5];
+    // In bytes that were reserved (zero) before, so an older ledger reads 0
+    // here and the ledger's version and layout stay as they were; zeroed
+    // with the counters. LedgerCounters has no room left on its line.
+    std::atomic<uint64_t> errors;          // failures the Python layer saw (Store::Count)
+    std::atomic<uint64_t> stampede_waits;  // callers that waited for another's computation
+    uint64_t reserved[3];
     alignas(64) LedgerCounters counters;
     ShardSlot slots[kShards];
   };

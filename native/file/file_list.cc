@@ -108,6 +108,8 @@ Status FileStore::GetStats(Stats* out) {
   out->sets = c.sets.load(std::memory_order_relaxed);
   out->evictions = c.evictions.load(std::memory_order_relaxed);
   out->expirations = c.expirations.load(std::memory_order_relaxed);
+  out->errors = ledger_->errors().load(std::memory_order_relaxed);
+  out->stampede_waits = ledger_->stampede_waits().load(std::memory_order_relaxed);
   out->extra = {
       {"directory", dir_},
       {"format_version", std::to_string(file::kVersion)},

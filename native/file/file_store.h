@@ -144,6 +144,11 @@ class FileStore final : public StoreBase {
   Status List(const ListOptions& opts, ListPage* page) override;
   Status GetStats(Stats* out) override;
   Status PurgeExpired(uint64_t* removed) override;
+  // Into the ledger, beside hits and misses: every process of the region.
+  void Count(Event e, uint64_t n = 1) override {
+    (e == Event::kError ? ledger_->errors() : ledger_->stampede_waits())
+        .fetch_add(n, std::memory_order_relaxed);
+  }
 
   std::string_view kind() const override { return "file"; }
   bool MayBlock() const override { return true; }

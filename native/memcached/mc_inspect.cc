@@ -404,12 +404,25 @@ Status MemcachedStore::PurgeExpired(uint64_t* removed) {
 
 // Entries and bytes are this region's (from a dump); hits, misses, sets,
 // evictions and expirations are the servers' own counters, shared by every
-// region on them. Extras give each server's figures; a server that cannot be
-// reached is reported as such rather than failing the call: typed in
-// Stats::servers (what the app reads), and as "<server> status" lines among
-// the extras (what the management command prints).
-Status MemcachedStore::GetStats(Stats* out) {
+// region on them; errors and stampede waits this process's (Store::Count:
+// the servers know nothing of them). Extras give each server's figures; a
+// server that cannot be reached is reported as such rather than failing the
+// call: typed in Stats::servers (what the app reads), and as "<server>
+// status" lines among the extras (what the management command prints).
+Status MemcachedStore::GetStats(Stats* out) { return CollectStats(out, true); }
+
+// For a scrape: one "stats" per server, no dump. Entries and bytes are then
+// the servers' curr_items and bytes (every region on them), scoped so.
+Status MemcachedStore::GetCounters(Stats* out) { return CollectStats(out, false); }
+
+Status MemcachedStore::CollectStats(Stats* out, bool full) {
   *out = Stats{};
+  out->contents_scope = full ? Scope::kRegion : Scope::kServers;
+  out->capacity_scope = Scope::kServers;
+  out->counters_scope = Scope::kServers;
+  out->events_scope = Scope::kProcess;
+  out->errors = events_.Get(Event::kError);
+  out->stampede_waits = events_.Get(Event::kStampedeWait);
   int64_t now = NowMs();
   size_t up = 0;
   out->extra.emplace_back("servers", std::to_string(servers_.size()));
@@ -428,12 +441,12 @@ Status MemcachedStore::GetStats(Stats* out) {
     Status r = tc.Connect(servers_[s]);
     if (r.ok()) r = tc.Send("stats\r\n");
     if (r.ok()) r = ReadStats(&tc, &st);
-    if (r.ok()) r = tc.Send("stats items\r\n");
-    if (r.ok()) r = ReadStats(&tc, &items);
-    if (r.ok()) r = tc.Send("stats slabs\r\n");
-    if (r.ok()) r = ReadStats(&tc, &slabs);
+    if (full && r.ok()) r = tc.Send("stats items\r\n");
+    if (full && r.ok()) r = ReadStats(&tc, &items);
+    if (full && r.ok()) r = tc.Send("stats slabs\r\n");
+    if (full && r.ok()) r = ReadStats(&tc, &slabs);
     std::vector<Dumped> dump;
-    if (r.ok()) r = Dump(static_cast<int>(s), &dump);
+    if (full && r.ok()) r = Dump(static_cast<int>(s), &dump);
     ServerHealth& health = out->servers.emplace_back();
     health.address = name;
     if (!r.ok()) {
@@ -445,6 +458,14 @@ Status MemcachedStore::GetStats(Stats* out) {
     ++up;
     health.up = true;
     health.marked_failed = retry != 0 && now < retry;
+    auto num = [&](const std::map<std::string, std::string>& m, const char* k) -> uint64_t {
+      auto it = m.find(k);
+      return it == m.end() ? 0 : ToUInt(it->second);
+    };
+    if (!full) {  // the server's figures: every region on it
+      health.entries = num(st, "curr_items");
+      health.bytes_used = num(st, "bytes");
+    }
     for (const Dumped& d : dump) {
       if (IsExpired(d.expires_ms, now)) continue;
       ++health.entries;
@@ -452,10 +473,6 @@ Status MemcachedStore::GetStats(Stats* out) {
     }
     out->entries += health.entries;
     out->bytes_used += health.bytes_used;
-    auto num = [&](const std::map<std::string, std::string>& m, const char* k) -> uint64_t {
-      auto it = m.find(k);
-      return it == m.end() ? 0 : ToUInt(it->second);
-    };
     out->capacity += num(st, "limit_maxbytes");
     out->hits += num(st, "get_hits");
     out->misses += num(st, "get_misses");
@@ -468,6 +485,7 @@ Status MemcachedStore::GetStats(Stats* out) {
       if (k.size() > 18 && k.compare(k.size() - 18, 18, ":crawler_reclaimed") == 0)
         crawler_reclaimed += ToUInt(v);
     }
+    if (!full) crawler_reclaimed = num(st, "crawler_reclaimed");  // "stats" has the total too
     out->expirations += crawler_reclaimed;
     per_server.emplace_back(name + " status",
                             health.marked_failed ? "up (marked failed; retried soon)" : "up");
@@ -476,6 +494,7 @@ Status MemcachedStore::GetStats(Stats* out) {
       auto it = st.find(k);
       if (it != st.end()) per_server.emplace_back(name + " " + k, it->second);
     }
+    if (!full) continue;
     per_server.emplace_back(name + " items (stats items)", std::to_string(items_total));
     per_server.emplace_back(name + " crawler_reclaimed", std::to_string(crawler_reclaimed));
     for (const char* k : {"active_slabs", "total_malloced"}) {

@@ -91,11 +91,17 @@ class MemcachedStore final : public StoreBase {
   Status Peek(std::string_view key, Value* out) override;
   Status List(const ListOptions& opts, ListPage* page) override;
   Status GetStats(Stats* out) override;
+  Status GetCounters(Stats* out) override;
+  // The servers keep no per-region counts: this process's, scoped so.
+  void Count(Event e, uint64_t n = 1) override { events_.Add(e, n); }
   Status PurgeExpired(uint64_t* removed) override;
   Status PurgeMatching(std::string_view glob, uint64_t* removed,
                        const Progress& progress = {}) override;
 
   std::string_view kind() const override { return "memcached"; }
+  // GetStats (full: with each server's items, slabs and a key dump for this
+  // region's entries) or GetCounters (one "stats" per server).
+  Status CollectStats(Stats* out, bool full);
   bool MayBlock() const override { return true; }
   uint64_t MaxItemSize() const override { return cfg_.max_item_size; }
 
@@ -236,6 +242,7 @@ class MemcachedStore final : public StoreBase {
 
   bool deadlines_ok_ = false;  // off when libmemcached's layout is not the one checked at Init
   int64_t tick_ms_ = 50;
+  ProcessEvents events_;  // Count's: errors and stampede waits of this process
 };
 
 // The process's fork generation: a connection made in another (the parent,

@@ -600,6 +600,7 @@ PyObject* Cache_set_many(CacheObject* self, PyObject* const* args, Py_ssize_t na
   // Values too large for the region are reported in the failed list, as
   // Django's set_many reports keys it could not store.
   if (s.code() == Status::Code::kTooLarge) s = Status::OK();
+  if (!failed.empty() && s.ok()) CountEvent(self, Store::Event::kError, failed.size());
   if (!s.ok()) {
     if (!Swallow(self, "set_many", s, "every key returned as failed")) goto done;
     failed.clear();  // nothing is known to be stored: every key failed

@@ -46,6 +46,9 @@ struct CacheState {
   bool opening = false;
   uint64_t failures = 0;  // failures swallowed so far (the `failures` attribute)
   std::unique_ptr<Signer> signer;  // OPTIONS SIGNING_KEY; null: values are not signed
+  // Events counted while the store was not open (Store::Event order),
+  // handed to it when it opens. Last: off the hot path's lines.
+  uint64_t pending_events[2] = {0, 0};
 };
 
 struct CacheObject {
@@ -107,6 +110,9 @@ bool OpenOrAnswer(CacheObject* self, const char* op, const char* outcome);
 inline bool Opened(CacheObject* self, const char* op, const char* outcome) {
   return self->st->store != nullptr || OpenOrAnswer(self, op, outcome);
 }
+// Counts n events in the region's store (its counters every process sees,
+// for shm and file); held until the store opens if it is not open yet.
+void CountEvent(CacheObject* self, Store::Event e, uint64_t n = 1);
 // A stored value that cannot be turned back into a Python object; see call.cc.
 PyObject* Undecodable(CacheObject* self, std::string_view key, std::string why);
 
@@ -197,6 +203,8 @@ PyObject* Cache_purge_expired(CacheObject* self, PyObject*);
 PyObject* Cache_purge(CacheObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames);
 PyObject* Cache__peek_raw(CacheObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames);
 PyObject* Cache__stats_full(CacheObject* self, PyObject*);
+PyObject* Cache__counters(CacheObject* self, PyObject*);
+PyObject* Cache__count_stampede_wait(CacheObject* self, PyObject*);
 PyObject* Cache_delete_raw(CacheObject* self, PyObject* arg);
 
 }  // namespace regioncache::py

@@ -299,6 +299,10 @@ PyMethodDef kMethods[] = {
     FASTKW("_peek_raw", Cache__peek_raw,
            "_peek_raw(full_key, max_bytes=1048576) -> None or {data, size, flags, encoding, expires_ms, truncated}"),
     ONEARG("_stats_full", Cache__stats_full, METH_NOARGS, "stats() plus extra and servers"),
+    ONEARG("_counters", Cache__counters, METH_NOARGS,
+           "as _stats_full, the cheap way a metrics scrape reads (no key dump, nothing O(entries))"),
+    ONEARG("_count_stampede_wait", Cache__count_stampede_wait, METH_NOARGS,
+           "count a caller that waited for another's computation"),
     ONEARG("delete_raw", Cache_delete_raw, METH_O, "delete_raw(full_keys) -> entries deleted"),
     {nullptr, nullptr, 0, nullptr},
 };

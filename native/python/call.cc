@@ -105,6 +105,10 @@ Status TryOpen(CacheObject* self) {
   }
   st->may_block = store->MayBlock();
   st->first_read = store->FirstReadSize();
+  for (int e = 0; e < 2; ++e) {
+    if (st->pending_events[e]) store->Count(static_cast<Store::Event>(e), st->pending_events[e]);
+    st->pending_events[e] = 0;
+  }
   st->store = std::move(store);
   st->open_error = Status::OK();
   return Status::OK();
@@ -135,7 +139,15 @@ std::string CauseText(CacheObject* self, const Status& s) {
   return cause;
 }
 
+void CountEvent(CacheObject* self, Store::Event e, uint64_t n) {
+  if (self->st->store) self->st->store->Count(e, n);
+  else self->st->pending_events[static_cast<int>(e)] += n;
+}
+
+// Counted in the store's `errors`, swallowed or raised: a failure of the
+// store, or a value it refused as too large (a set that stored nothing).
 bool Swallow(CacheObject* self, const char* op, const Status& s, const char* outcome) {
+  if (IsStoreFailure(s) || s.IsTooLarge()) CountEvent(self, Store::Event::kError);
   if (self->st->raise_errors || !IsStoreFailure(s)) {
     RaiseStatus(self->mod, s);
     return false;
@@ -165,6 +177,7 @@ PyObject* Undecodable(CacheObject* self, std::string_view key, std::string why) 
   PyObject* cause = TakeException();
   if (why.empty() && cause) why = ExceptionText(cause);
   std::string msg = "value of key '" + KeyForMessage(key) + "' cannot be read: " + why;
+  CountEvent(self, Store::Event::kError);
   if (!self->st->raise_errors) {
     Py_XDECREF(cause);
     LogWarning(self, msg + " (a miss)");

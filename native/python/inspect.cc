@@ -44,22 +44,79 @@ bool TruthArg(PyObject* o, bool* out) {
   return true;
 }
 
-}  // namespace
+// The store's figures (cheap: GetCounters, what a scrape reads; else
+// GetStats), or false with RegionError set.
+bool ReadStats(CacheObject* self, bool cheap, Stats* st) {
+  if (!Ready(self)) return false;
+  Status s = CallReleased(self, [&](Store* store) {
+    return cheap ? store->GetCounters(st) : store->GetStats(st);
+  });
+  if (s.ok()) return true;
+  RaiseStatus(self->mod, s);
+  return false;
+}
 
-PyObject* Cache_stats(CacheObject* self, PyObject*) {
-  if (!Ready(self)) return nullptr;
-  Stats st;
-  Status s = CallReleased(self, [&](Store* store) { return store->GetStats(&st); });
-  if (!s.ok()) return RaiseStatus(self->mod, s);
+// The figures every stats call gives: the counters, their scopes (a dict:
+// field -> "region", "process" or "servers"), and the region's identity.
+PyObject* StatsDict(CacheObject* self, const Stats& st) {
   std::string_view kind = self->st->store->kind();
-  PyObject* d = Py_BuildValue(
-      "{s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:s#,s:s,s:s}", "entries",
+  const char* contents = ScopeName(st.contents_scope);
+  const char* counters = ScopeName(st.counters_scope);
+  const char* events = ScopeName(st.events_scope);
+  PyObject* scope = Py_BuildValue(
+      "{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "entries", contents, "bytes_used", contents,
+      "capacity", ScopeName(st.capacity_scope), "hits", counters, "misses", counters, "sets", counters,
+      "evictions", counters, "expirations", counters, "errors", events, "stampede_waits", events);
+  if (!scope) return nullptr;
+  return Py_BuildValue(
+      "{s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:N,s:s#,s:s,s:s}", "entries",
       (unsigned long long)st.entries, "bytes_used", (unsigned long long)st.bytes_used, "capacity",
       (unsigned long long)st.capacity, "hits", (unsigned long long)st.hits, "misses",
       (unsigned long long)st.misses, "sets", (unsigned long long)st.sets, "evictions",
-      (unsigned long long)st.evictions, "expirations", (unsigned long long)st.expirations, "kind",
-      kind.data(), (Py_ssize_t)kind.size(), "location", self->st->store->location().c_str(),
-      "region", self->st->store->region().c_str());
+      (unsigned long long)st.evictions, "expirations", (unsigned long long)st.expirations,
+      "errors", (unsigned long long)st.errors, "stampede_waits", (unsigned long long)st.stampede_waits,
+      "scope", scope, "kind", kind.data(), (Py_ssize_t)kind.size(), "location",
+      self->st->store->location().c_str(), "region", self->st->store->region().c_str());
+}
+
+// StatsDict plus "extra" (the store's own figures, a list of (name, text)
+// pairs in display order) and "servers" (each server's health, for a store
+// spread over several; else empty).
+PyObject* FullStatsDict(CacheObject* self, const Stats& st) {
+  PyObject* d = StatsDict(self, st);
+  PyObject* extra = PyList_New(0);
+  PyObject* servers = PyList_New(0);
+  bool ok = d && extra && servers;
+  for (size_t i = 0; ok && i < st.extra.size(); ++i) {
+    const auto& [k, v] = st.extra[i];
+    PyObject* t = Py_BuildValue("(s#N)", k.data(), (Py_ssize_t)k.size(),
+                                PyUnicode_DecodeUTF8(v.data(), static_cast<Py_ssize_t>(v.size()), "replace"));
+    ok = t && PyList_Append(extra, t) == 0;
+    Py_XDECREF(t);
+  }
+  for (size_t i = 0; ok && i < st.servers.size(); ++i) {
+    const ServerHealth& h = st.servers[i];
+    PyObject* sd = Py_BuildValue(
+        "{s:s#,s:O,s:O,s:N,s:K,s:K}", "address", h.address.data(), (Py_ssize_t)h.address.size(), "up",
+        h.up ? Py_True : Py_False, "marked_failed", h.marked_failed ? Py_True : Py_False, "error",
+        PyUnicode_DecodeUTF8(h.error.data(), static_cast<Py_ssize_t>(h.error.size()), "replace"),
+        "entries", (unsigned long long)h.entries, "bytes_used", (unsigned long long)h.bytes_used);
+    ok = sd && PyList_Append(servers, sd) == 0;
+    Py_XDECREF(sd);
+  }
+  ok = ok && PyDict_SetItemString(d, "extra", extra) == 0 && PyDict_SetItemString(d, "servers", servers) == 0;
+  Py_XDECREF(extra);
+  Py_XDECREF(servers);
+  if (!ok) Py_CLEAR(d);
+  return d;
+}
+
+}  // namespace
+
+PyObject* Cache_stats(CacheObject* self, PyObject*) {
+  Stats st;
+  if (!ReadStats(self, false, &st)) return nullptr;
+  PyObject* d = StatsDict(self, st);
   if (!d) return nullptr;
   for (const auto& [k, v] : st.extra) {
     PyObject* pv = PyUnicode_DecodeUTF8(v.data(), static_cast<Py_ssize_t>(v.size()), "replace");
@@ -241,47 +298,25 @@ PyObject* Cache__peek_raw(CacheObject* self, PyObject* const* args, Py_ssize_t n
                        "truncated", truncated ? Py_True : Py_False);
 }
 
-// _stats_full() -> stats() plus "extra" (the store's own figures, a list of
-// (name, text) pairs in display order) and "servers" (each server's health,
-// for a store spread over several; else empty): all the app shows.
+// _stats_full() -> stats() plus "extra" and "servers" (FullStatsDict): all
+// the app shows.
 PyObject* Cache__stats_full(CacheObject* self, PyObject*) {
-  if (!Ready(self)) return nullptr;
   Stats st;
-  Status s = CallReleased(self, [&](Store* store) { return store->GetStats(&st); });
-  if (!s.ok()) return RaiseStatus(self->mod, s);
-  std::string_view kind = self->st->store->kind();
-  PyObject* extra = PyList_New(0);
-  PyObject* servers = PyList_New(0);
-  bool ok = extra && servers;
-  for (size_t i = 0; ok && i < st.extra.size(); ++i) {
-    const auto& [k, v] = st.extra[i];
-    PyObject* t = Py_BuildValue("(s#N)", k.data(), (Py_ssize_t)k.size(),
-                                PyUnicode_DecodeUTF8(v.data(), static_cast<Py_ssize_t>(v.size()), "replace"));
-    ok = t && PyList_Append(extra, t) == 0;
-    Py_XDECREF(t);
-  }
-  for (size_t i = 0; ok && i < st.servers.size(); ++i) {
-    const ServerHealth& h = st.servers[i];
-    PyObject* d = Py_BuildValue(
-        "{s:s#,s:O,s:O,s:N,s:K,s:K}", "address", h.address.data(), (Py_ssize_t)h.address.size(), "up",
-        h.up ? Py_True : Py_False, "marked_failed", h.marked_failed ? Py_True : Py_False, "error",
-        PyUnicode_DecodeUTF8(h.error.data(), static_cast<Py_ssize_t>(h.error.size()), "replace"),
-        "entries", (unsigned long long)h.entries, "bytes_used", (unsigned long long)h.bytes_used);
-    ok = d && PyList_Append(servers, d) == 0;
-    Py_XDECREF(d);
-  }
-  PyObject* d = ok ? Py_BuildValue(
-      "{s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:s#,s:s,s:s,s:O,s:O}", "entries",
-      (unsigned long long)st.entries, "bytes_used", (unsigned long long)st.bytes_used, "capacity",
-      (unsigned long long)st.capacity, "hits", (unsigned long long)st.hits, "misses",
-      (unsigned long long)st.misses, "sets", (unsigned long long)st.sets, "evictions",
-      (unsigned long long)st.evictions, "expirations", (unsigned long long)st.expirations, "kind",
-      kind.data(), (Py_ssize_t)kind.size(), "location", self->st->store->location().c_str(),
-      "region", self->st->store->region().c_str(), "extra", extra, "servers", servers)
-                   : nullptr;
-  Py_XDECREF(extra);
-  Py_XDECREF(servers);
-  return d;
+  return ReadStats(self, false, &st) ? FullStatsDict(self, st) : nullptr;
+}
+
+// _counters() -> as _stats_full, from Store::GetCounters: what a metrics
+// scrape reads (nothing O(entries), no key dump; see each "scope").
+PyObject* Cache__counters(CacheObject* self, PyObject*) {
+  Stats st;
+  return ReadStats(self, true, &st) ? FullStatsDict(self, st) : nullptr;
+}
+
+// _count_stampede_wait(): a caller of this region waited for another
+// caller's computation (regioncache.stampede).
+PyObject* Cache__count_stampede_wait(CacheObject* self, PyObject*) {
+  CountEvent(self, Store::Event::kStampedeWait);
+  Py_RETURN_NONE;
 }
 
 // delete_raw(full_keys) -> number deleted; keys exactly as list_entries

@@ -35,7 +35,12 @@ struct alignas(64) StatSlot {
   std::atomic<uint64_t> sets;
   std::atomic<uint64_t> evictions;
   std::atomic<uint64_t> expirations;
+  // In the slot's spare bytes (no layout change): a segment made before
+  // they were counted reads 0 here.
+  std::atomic<uint64_t> errors;          // failures the Python layer saw (Store::Count)
+  std::atomic<uint64_t> stampede_waits;  // callers that waited for another's computation
 };
+static_assert(sizeof(StatSlot) == 64, "a stat slot is one cache line");
 
 // At offset 0. Fields above `mutex` are written once at creation (magic
 // last) and never change; the rest change only with `mutex` held, except

@@ -359,7 +359,11 @@ Status ShmStore::DoGetStats(Stats* out) {
     out->sets += s.sets.load(std::memory_order_relaxed);
     out->evictions += s.evictions.load(std::memory_order_relaxed);
     out->expirations += s.expirations.load(std::memory_order_relaxed);
+    out->errors += s.errors.load(std::memory_order_relaxed);
+    out->stampede_waits += s.stampede_waits.load(std::memory_order_relaxed);
   }
+  out->errors += own_events_.Get(Event::kError);  // a read-only mapping's own
+  out->stampede_waits += own_events_.Get(Event::kStampedeWait);
   out->extra = {
       {"segment", ShmSegmentName(location())},
       {"segment_size", std::to_string(size_)},

@@ -131,6 +131,16 @@ class __attribute__((visibility("hidden"))) ShmStore final : public StoreBase {
   Status PurgeExpired(uint64_t* removed) override {
     return Guarded([&] { return DoPurgeExpired(removed); });
   }
+  // Into this CPU's stat slot in the segment, so every process's stats()
+  // sees it; a read-only mapping counts in this object instead.
+  void Count(Event e, uint64_t n = 1) override {
+    if (read_only_) return own_events_.Add(e, n);
+    Guarded([&] {
+      shm::StatSlot& slot = Slot();
+      (e == Event::kError ? slot.errors : slot.stampede_waits).fetch_add(n, std::memory_order_relaxed);
+      return Status::OK();
+    });
+  }
 
   std::string_view kind() const override { return "shm"; }
   bool MayBlock() const override { return false; }
@@ -460,6 +470,7 @@ class __attribute__((visibility("hidden"))) ShmStore final : public StoreBase {
   std::mutex break_mu_;  // see BreakLock
   std::atomic<int64_t> truncated_to_{-1};  // the size found when dead_ was set
   std::atomic<int64_t> last_size_check_ms_{0};
+  ProcessEvents own_events_;  // Count's, when the mapping is read-only
 };
 
 }  // namespace regioncache::shm

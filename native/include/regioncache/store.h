@@ -11,6 +11,7 @@
 // the same Store object, and from several processes on the same region.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -101,6 +102,14 @@ struct ServerHealth {
   uint64_t bytes_used = 0;     // when up: their bytes
 };
 
+// Whose figures a Stats field holds.
+enum class Scope : uint8_t {
+  kRegion,   // this region's, counted by every process that uses it (a segment, a ledger)
+  kProcess,  // this process's alone (this Store object's)
+  kServers,  // the servers' own totals, shared by every region on them (memcached)
+};
+const char* ScopeName(Scope s);  // "region", "process", "servers"
+
 struct Stats {
   uint64_t entries = 0;
   uint64_t bytes_used = 0;   // memory or disk the entries take, headers included
@@ -110,6 +119,13 @@ struct Stats {
   uint64_t sets = 0;
   uint64_t evictions = 0;
   uint64_t expirations = 0;
+  uint64_t errors = 0;          // failures the layers above saw (Store::Count)
+  uint64_t stampede_waits = 0;  // callers that waited for another's computation
+  // The scope of each group of figures above.
+  Scope contents_scope = Scope::kRegion;  // entries, bytes_used
+  Scope capacity_scope = Scope::kRegion;  // capacity
+  Scope counters_scope = Scope::kRegion;  // hits, misses, sets, evictions, expirations
+  Scope events_scope = Scope::kRegion;    // errors, stampede_waits
   // Store-specific figures, in display order ("layout_version", "servers", ...).
   std::vector<std::pair<std::string, std::string>> extra;
   // Each server's health, in LOCATION order; empty for a store in one place.
@@ -171,6 +187,22 @@ class Store {
   virtual Status Peek(std::string_view key, Value* out);
   virtual Status List(const ListOptions& opts, ListPage* page) = 0;
   virtual Status GetStats(Stats* out) = 0;
+  // What a metrics scrape reads every few seconds: every figure of Stats,
+  // nothing O(entries) and no key dump (extra may be shorter). The default
+  // is GetStats, for stores whose GetStats is already that cheap.
+  virtual Status GetCounters(Stats* out) { return GetStats(out); }
+
+  // Events that the layers above a store see happen to it.
+  enum class Event : uint8_t {
+    kError,        // answered or raised under the failure policy: a failure of the
+                   // store, a value that cannot be read, a value too large
+    kStampedeWait, // a caller waited for another caller's computation
+  };
+  // Counts n events: where every process sees them if the store's medium
+  // can hold them (a segment, a ledger), else in the store object
+  // (ProcessEvents: this process's alone), scoped so in Stats. One relaxed
+  // atomic add, only where the event happens, never on a plain get or set.
+  virtual void Count(Event e, uint64_t n = 1) = 0;
   virtual Status PurgeExpired(uint64_t* removed) = 0;
   // Deletes every live entry whose key matches glob; the default lists and
   // deletes page by page.
@@ -200,6 +232,18 @@ class Store {
  private:
   std::string region_;
   std::string location_;
+};
+
+// Store::Count's events kept in one process, for a store whose medium
+// cannot hold them (memcached; a read-only shared-memory mapping). Kept as
+// its store's last member: it moves none of the store's hot fields.
+class ProcessEvents {
+ public:
+  void Add(Store::Event e, uint64_t n) { n_[static_cast<int>(e)].fetch_add(n, std::memory_order_relaxed); }
+  uint64_t Get(Store::Event e) const { return n_[static_cast<int>(e)].load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<uint64_t> n_[2] = {};
 };
 
 // How to open a store: the kind, where it lives, and its options as text

@@ -4,6 +4,7 @@
     manage.py cacheregions keys ALIAS [--pattern P] [--limit N]
     manage.py cacheregions purge ALIAS (--pattern P | --expired | --all | --url U) [--yes]
     manage.py cacheregions pages ALIAS [--url GLOB]      cached pages by URL (recorded ones)
+    manage.py cacheregions --prometheus                 metrics, Prometheus's text format
     ... --json                                          machine-readable output
 """
 
@@ -70,6 +71,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--json", action="store_true", help="print JSON for scripts")
+        parser.add_argument("--prometheus", action="store_true",
+                            help="print every region's metrics in Prometheus's text format "
+                                 "(needs prometheus_client: regioncache[metrics])")
         sub = parser.add_subparsers(dest="action")
         keys = sub.add_parser("keys", help="list a region's keys with size and expiry")
         keys.add_argument("alias")
@@ -103,6 +107,15 @@ class Command(BaseCommand):
         if action == "pages":
             with _failures("pages", opts["alias"]):
                 return self.pages(opts["alias"], opts["url"], as_json)
+        if opts["prometheus"]:
+            from regioncache import metrics
+
+            try:
+                text = metrics.exposition()
+            except ImportError as e:
+                raise CommandError(str(e)) from None
+            self.stdout.write(text.decode("utf-8"), ending="")
+            return
         return self.overview(as_json)
 
     def overview(self, as_json):
