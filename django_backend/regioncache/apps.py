@@ -10,4 +10,5 @@ class RegionCacheConfig(AppConfig):
 
     def ready(self):
         from regioncache import checks  # noqa: F401  (registers the checks)
+        from regioncache import middleware  # noqa: F401  (PageHitMiddleware's check)
         from regioncache import views  # noqa: F401  (the metrics view's settings check)
