@@ -289,6 +289,25 @@ def test_view_token(shm_alias):
         assert post.status_code == 405
 
 
+def test_a_site_wide_page_cache_never_keeps_the_metrics_for_anyone(shm_alias):
+    # Under Django's CacheMiddleware (a site-wide page cache), an authorized
+    # scrape's answer must not be stored and served to the next, anonymous
+    # request: the view's answers are marked never to be cached.
+    from django.middleware.cache import CacheMiddleware
+
+    site = CacheMiddleware(views.metrics, page_timeout=600, cache_alias=shm_alias,
+                           key_prefix="metrics-leak")
+    with override_settings(REGIONCACHE_METRICS_TOKEN=TOKEN,
+                           REGIONCACHE_METRICS_ALIASES=[shm_alias]):
+        first = site(RequestFactory().get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}"))
+        assert first.status_code == 200 and "no-store" in first["Cache-Control"]
+        assert "private" in first["Cache-Control"]
+        anonymous = site(RequestFactory().get("/metrics"))
+        assert anonymous.status_code == 401, "the metrics leaked through the page cache"
+        again = site(RequestFactory().get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}"))
+        assert again.status_code == 200
+
+
 def test_view_staff_users(shm_alias):
     apps = [*settings.INSTALLED_APPS, "django.contrib.auth", "django.contrib.contenttypes"]
     with override_settings(INSTALLED_APPS=apps, REGIONCACHE_METRICS_STAFF=True,

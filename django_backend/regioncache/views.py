@@ -22,6 +22,7 @@ import hmac
 from django.conf import settings
 from django.core import checks
 from django.http import HttpResponse
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
 MIN_TOKEN = 24
@@ -59,6 +60,10 @@ def _refusal(request):
     return response
 
 
+# never_cache: "private, no-store, max-age=0" on every answer, so that no
+# page cache keeps an authorized scrape for the next, anonymous request
+# (Django 4.2's cache middleware honours only "private").
+@never_cache
 @require_safe
 def metrics(request):
     refused = _refusal(request)
@@ -69,9 +74,7 @@ def metrics(request):
     body = regionmetrics.exposition(getattr(settings, "REGIONCACHE_METRICS_ALIASES", None))
     from prometheus_client import CONTENT_TYPE_LATEST
 
-    response = HttpResponse(body, content_type=CONTENT_TYPE_LATEST)
-    response["Cache-Control"] = "no-store"
-    return response
+    return HttpResponse(body, content_type=CONTENT_TYPE_LATEST)
 
 
 @checks.register(checks.Tags.security, checks.Tags.caches)
