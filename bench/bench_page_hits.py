@@ -19,6 +19,10 @@ store, in turns round by round (order flipped every other round):
   fast-site     the same with PageHitMiddleware first
   floor         a middleware first that answers the same page unpickled from
                 bytes it holds (no store, no key): what any fast path pays
+  wsgi-floor    the same page unpickled and written by a WSGI callable in
+                front of Django's handler (no WSGIHandler, no request
+                object, no signals): the most a fast path placed before
+                Django's handler could reach, a bound, not a product
 
 Requests/s are of the best round; ratios are the median of each round's
 ratio fast / Django (the machine's speed drifts; ratios come from one run).
@@ -110,7 +114,8 @@ def requester(h, path):
         env["wsgi.input"] = io.BytesIO()
         response = h(env, start_response)
         body = b"".join(response)
-        response.close()
+        if hasattr(response, "close"):  # a WSGI iterable may have none (the PEP's rule)
+            response.close()
         if statuses.pop() != "200 OK" or len(body) != len(PAGE):
             raise RuntimeError(f"GET {path}: no page")
 
@@ -133,6 +138,7 @@ def ways(alias):
             "fast-site": requester(handler([FAST] + site_mw), f"/site/{alias}/"),
             # no lookup at all: a stored page unpickled, first in MIDDLEWARE
             "floor": requester(handler([f"{__name__}.Floor"] + USUAL), f"/view/{alias}/"),
+            "wsgi-floor": requester(wsgi_floor, f"/view/{alias}/"),
         }
     return out
 
@@ -160,6 +166,18 @@ class Floor:
         return pickle.loads(self.stored)
 
 
+def wsgi_floor(environ, start_response):
+    """Floor's page, answered in front of Django's handler: unpickled, its
+    headers and body handed to the WSGI server as they are."""
+    import pickle
+
+    if Floor.stored is None:
+        Floor(None)
+    response = pickle.loads(Floor.stored)
+    start_response(f"{response.status_code} {response.reason_phrase}", list(response.items()))
+    return [response.content]
+
+
 def timed(get, n):
     t = time.perf_counter()
     for _ in range(n):
@@ -185,7 +203,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--profile", choices=["django-view", "fast-view", "django-site",
-                                              "fast-site", "floor"],
+                                              "fast-site", "floor", "wsgi-floor"],
                         help="cProfile this way (shm)")
     parser.add_argument("--stores", default="shm,file,memcached")
     args = parser.parse_args()
@@ -221,7 +239,7 @@ def main():
             profile(all_ways["shm" if "shm" in stores else kinds[0]][args.profile], 3000)
             return 0
         best = {(a, w): 0.0 for a in stores for w in all_ways[a]}
-        ratios = {(a, kind): [] for a in stores for kind in ("view", "site", "floor")}
+        ratios = {(a, kind): [] for a in stores for kind in ("view", "site", "floor", "wsgi-floor")}
         for r in range(rounds):
             for alias in stores:
                 names = list(all_ways[alias])
@@ -232,7 +250,8 @@ def main():
                     best[(alias, w)] = max(best[(alias, w)], v)
                 for kind in ("view", "site"):
                     ratios[(alias, kind)].append(rate[f"fast-{kind}"] / rate[f"django-{kind}"])
-                ratios[(alias, "floor")].append(rate["floor"] / rate["django-view"])
+                for kind in ("floor", "wsgi-floor"):
+                    ratios[(alias, kind)].append(rate[kind] / rate["django-view"])
         import django
 
         print(f"Cached-page hits through WSGIHandler: Python {sys.version.split()[0]}, "
@@ -249,6 +268,10 @@ def main():
         print(f"\nfloor (a middleware first that unpickles a page, no store): "
               f"{max(best[(a, 'floor')] for a in stores):,.0f} req/s, "
               f"{statistics.median(floor):.2f}× Django's @cache_page hit")
+        wfloor = [r for a in stores for r in ratios[(a, "wsgi-floor")]]
+        print(f"wsgi-floor (the same, answered in front of Django's handler): "
+              f"{max(best[(a, 'wsgi-floor')] for a in stores):,.0f} req/s, "
+              f"{statistics.median(wfloor):.2f}× Django's @cache_page hit")
         for alias in stores:
             caches[alias].clear()
     finally:
