@@ -188,10 +188,9 @@ Status RemoteStore::GetStats(regioncache::Stats* out) {
   // are not in it).
   const QJsonObject scope = st.value("scope").toObject();
   auto scope_of = [&](const char* figure, regioncache::Scope fallback) {
-    const QString name = scope.value(figure).toString();
-    if (name == "region") return regioncache::Scope::kRegion;
-    if (name == "process") return regioncache::Scope::kProcess;
-    if (name == "servers") return regioncache::Scope::kServers;
+    const std::string name = scope.value(figure).toString().toStdString();
+    for (auto each : {regioncache::Scope::kRegion, regioncache::Scope::kProcess, regioncache::Scope::kServers})
+      if (name == regioncache::ScopeName(each)) return each;  // the names the agent's stats() wrote
     return fallback;
   };
   out->contents_scope = scope_of("entries", out->contents_scope);
