@@ -10,13 +10,16 @@ A 10 KB page is cached by @cache_page (the view) or by the site's cache
 middleware pair, then asked again and again through
 django.core.handlers.wsgi.WSGIHandler with startproject's seven
 middlewares, called in-process with a WSGI environ as a WSGI server calls it
-(no HTTP server), the body read and the response closed. Four ways per
+(no HTTP server), the body read and the response closed. Six ways per
 store, in turns round by round (order flipped every other round):
 
   django-view   @cache_page view, MIDDLEWARE = the seven
   fast-view     the same with PageHitMiddleware first
   django-site   UpdateCacheMiddleware, the seven, FetchFromCacheMiddleware
   fast-site     the same with PageHitMiddleware first
+  wsgi-view     django-view's handler behind regioncache.wsgi.PageHitApplication
+                (the fast path in front of Django's handler)
+  wsgi-site     django-site's handler behind PageHitApplication
   floor         a middleware first that answers the same page unpickled from
                 bytes it holds (no store, no key): what any fast path pays
   wsgi-floor    the same page unpickled and written by a WSGI callable in
@@ -94,6 +97,14 @@ def handler(middleware, **more):
         return WSGIHandler()
 
 
+def app(wrapper, middleware, **more):
+    """wrapper(Django's handler), both made under these settings."""
+    from django.test import override_settings
+
+    with override_settings(MIDDLEWARE=middleware, **more):
+        return wrapper(handler(middleware))
+
+
 def requester(h, path):
     """get(): one request of `path` through handler h, as a WSGI server
     makes it, body read and response closed."""
@@ -123,8 +134,10 @@ def requester(h, path):
 
 
 def ways(alias):
-    """{name: get()} of the four ways on one alias, and the floor."""
+    """{name: get()} of the six ways on one alias, and the floors."""
     from django.test import override_settings
+
+    from regioncache.wsgi import PageHitApplication
 
     site_mw = (["django.middleware.cache.UpdateCacheMiddleware"] + USUAL
                + ["django.middleware.cache.FetchFromCacheMiddleware"])
@@ -136,6 +149,9 @@ def ways(alias):
                                    f"/view/{alias}/"),
             "django-site": requester(handler(site_mw), f"/site/{alias}/"),
             "fast-site": requester(handler([FAST] + site_mw), f"/site/{alias}/"),
+            "wsgi-view": requester(app(PageHitApplication, USUAL, REGIONCACHE_PAGE_HITS=hits),
+                                   f"/view/{alias}/"),
+            "wsgi-site": requester(app(PageHitApplication, site_mw), f"/site/{alias}/"),
             # no lookup at all: a stored page unpickled, first in MIDDLEWARE
             "floor": requester(handler([f"{__name__}.Floor"] + USUAL), f"/view/{alias}/"),
             "wsgi-floor": requester(wsgi_floor, f"/view/{alias}/"),
@@ -203,7 +219,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--profile", choices=["django-view", "fast-view", "django-site",
-                                              "fast-site", "floor", "wsgi-floor"],
+                                              "fast-site", "wsgi-view", "wsgi-site", "floor",
+                                              "wsgi-floor"],
                         help="cProfile this way (shm)")
     parser.add_argument("--stores", default="shm,file,memcached")
     args = parser.parse_args()
@@ -239,7 +256,8 @@ def main():
             profile(all_ways["shm" if "shm" in stores else kinds[0]][args.profile], 3000)
             return 0
         best = {(a, w): 0.0 for a in stores for w in all_ways[a]}
-        ratios = {(a, kind): [] for a in stores for kind in ("view", "site", "floor", "wsgi-floor")}
+        ratios = {(a, kind): [] for a in stores
+                  for kind in ("view", "site", "wsgi-view", "wsgi-site", "floor", "wsgi-floor")}
         for r in range(rounds):
             for alias in stores:
                 names = list(all_ways[alias])
@@ -250,6 +268,8 @@ def main():
                     best[(alias, w)] = max(best[(alias, w)], v)
                 for kind in ("view", "site"):
                     ratios[(alias, kind)].append(rate[f"fast-{kind}"] / rate[f"django-{kind}"])
+                    ratios[(alias, f"wsgi-{kind}")].append(
+                        rate[f"wsgi-{kind}"] / rate[f"django-{kind}"])
                 for kind in ("floor", "wsgi-floor"):
                     ratios[(alias, kind)].append(rate[kind] / rate["django-view"])
         import django
@@ -257,13 +277,16 @@ def main():
         print(f"Cached-page hits through WSGIHandler: Python {sys.version.split()[0]}, "
               f"Django {django.get_version()}, {os.cpu_count()} CPUs, best of {rounds} rounds "
               f"x {per_round} requests, 10 KB page, startproject's 7 middlewares\n")
-        print("| store | cached by | Django's hit req/s | PageHitMiddleware req/s | fast / Django |")
-        print("|---|---|---:|---:|---:|")
+        print("| store | cached by | Django's hit req/s | PageHitMiddleware req/s | / Django "
+              "| PageHitApplication req/s | / Django |")
+        print("|---|---|---:|---:|---:|---:|---:|")
         for alias in stores:
             for kind, label in (("view", "@cache_page"), ("site", "site middleware")):
                 print(f"| {alias} | {label} | {best[(alias, f'django-{kind}')]:,.0f} | "
                       f"{best[(alias, f'fast-{kind}')]:,.0f} | "
-                      f"{statistics.median(ratios[(alias, kind)]):.2f}× |")
+                      f"{statistics.median(ratios[(alias, kind)]):.2f}× | "
+                      f"{best[(alias, f'wsgi-{kind}')]:,.0f} | "
+                      f"{statistics.median(ratios[(alias, f'wsgi-{kind}')]):.2f}× |")
         floor = [r for a in stores for r in ratios[(a, "floor")]]
         print(f"\nfloor (a middleware first that unpickles a page, no store): "
               f"{max(best[(a, 'floor')] for a in stores):,.0f} req/s, "

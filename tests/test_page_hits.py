@@ -1,11 +1,15 @@
-"""regioncache.middleware.PageHitMiddleware against Django's own answer.
+"""regioncache's fast path for cached pages against Django's own answer.
 
 Each case asks the same requests through the full stack twice, on a real
 shared-memory region (and the file and memcached stores): once with
-Django's cache middleware alone, once with PageHitMiddleware first, and
-compares status, headers, cookies and bytes of every answer. A witness
-middleware last in MIDDLEWARE counts the requests that went past the fast
-path, so each case also says who answered.
+Django's cache middleware alone, once with the fast path, and compares
+status, headers, cookies and bytes of every answer. The fast path comes in
+two forms, and the cases taking `form` run each: "middleware"
+(PageHitMiddleware first in MIDDLEWARE, through Django's test client) and
+"wsgi" (regioncache.wsgi.PageHitApplication in front of Django's
+WSGIHandler, both asked as a WSGI server asks them, against WSGIHandler
+alone). A witness middleware last in MIDDLEWARE counts the requests that
+went past the fast path, so each case also says who answered.
 """
 
 import asyncio
@@ -14,6 +18,7 @@ import time
 import pytest
 from django.core.cache import caches
 from django.core.checks import Tags, run_checks
+from django.core.handlers.wsgi import WSGIHandler
 from django.http import HttpResponse
 from django.test import AsyncClient, Client, override_settings
 from django.urls import path
@@ -22,6 +27,7 @@ from django.utils.translation import gettext
 from django.views.decorators.cache import cache_page
 
 import regioncache
+from regioncache.wsgi import PageHitApplication
 
 FAST = "regioncache.middleware.PageHitMiddleware"
 USUAL = [
@@ -143,25 +149,101 @@ def _cookie(morsel):
     return out.OutputString()
 
 
-def both(middleware, script, **settings):
-    """Run script(client) with Django's middleware alone and with
-    PageHitMiddleware first, the region cleared before each; returns the two
-    lists of answers and the fast run's witness and renders."""
+class WsgiClient(Client):
+    """Django's test client asking a WSGI application as a WSGI server
+    would: the environ the test client makes, start_response's status and
+    headers, the body iterated and closed; HEAD, 1xx, 204 and 304 bodies
+    dropped as servers drop them. Cookies carry over as in Client."""
+
+    def __init__(self, app):
+        super().__init__()
+        self.app = app
+
+    def request(self, **request):
+        environ = self._base_environ(**request)
+        got = {}
+
+        def start_response(status, headers, exc_info=None):
+            got["status"], got["headers"] = status, headers
+
+        result = self.app(environ, start_response)
+        try:
+            body = b"".join(result)
+        finally:
+            if hasattr(result, "close"):
+                result.close()
+        code, _, reason = got["status"].partition(" ")
+        response = HttpResponse(status=int(code), reason=reason)
+        del response.headers["Content-Type"]
+        for name, value in got["headers"]:
+            if name.lower() == "set-cookie":
+                response.cookies.load(value)
+            else:
+                assert name not in response.headers, f"{name} sent twice"
+                response.headers[name] = value
+        if environ["REQUEST_METHOD"] == "HEAD" or response.status_code in (204, 304):
+            body = b""
+        response.content = body
+        response.wsgi_status, response.wsgi_headers = got["status"], got["headers"]
+        if response.cookies:
+            self.cookies.update(response.cookies)
+        return response
+
+
+@pytest.fixture(params=["middleware", "wsgi"])
+def form(request):
+    return request.param
+
+
+def both(middleware, script, form="middleware", **settings):
+    """Run script(client) with Django's middleware alone and with the fast
+    path in `form`, the region cleared before each; returns the two lists
+    of answers and the fast run's witness and renders."""
     out = []
     for fast in (False, True):
         caches["pages"].clear()
         PASSED.clear()
         RENDERS.clear()
-        mw = ([FAST] if fast else []) + middleware + [WITNESS]
-        with override_settings(**{**BASE, **settings, "MIDDLEWARE": mw}):
-            out.append([answer(r) for r in script(Client())])
+        if form == "middleware":
+            mw = ([FAST] if fast else []) + middleware + [WITNESS]
+            with override_settings(**{**BASE, **settings, "MIDDLEWARE": mw}):
+                out.append([answer(r) for r in script(Client())])
+            continue
+        with override_settings(**{**BASE, **settings, "MIDDLEWARE": middleware + [WITNESS]}):
+            app = WSGIHandler()
+            if fast:
+                app = PageHitApplication(app)
+            answers = script(WsgiClient(app))
+            out.append([answer(r) for r in answers])
+            if fast:  # what the server was handed, byte for byte
+                wire = [(r.wsgi_status, r.wsgi_headers) for r in answers]
+        if fast:
+            assert [(s, _unclocked(h)) for s, h in wire] == \
+                [(s, _unclocked(h)) for s, h in django_wire]
+        else:
+            django_wire = [(r.wsgi_status, r.wsgi_headers) for r in answers]
     return out[0], out[1], list(PASSED), list(RENDERS)
 
 
-def same_answers(middleware, script, stored, **settings):
+def _unclocked(headers):
+    """WSGI headers in the order sent, with clock readings, gzip's random
+    length and CSRF tokens masked (as answer() masks them)."""
+    out = []
+    for name, value in headers:
+        if name in ("Expires", "Age") or (name == "Content-Length" and any(
+                n == "Content-Encoding" and v == "gzip" for n, v in headers)):
+            value = "<masked>"
+        elif name == "Set-Cookie":
+            value = _cookie(next(iter(__import__("http.cookies").cookies.SimpleCookie(
+                value).values())))
+        out.append((name, value))
+    return out
+
+
+def same_answers(middleware, script, stored, form="middleware", **settings):
     """both(), asserting the two runs answered alike and that `stored`
     requests (the misses) went past the fast path, each rendering once."""
-    django, fast, passed, renders = both(middleware, script, **settings)
+    django, fast, passed, renders = both(middleware, script, form, **settings)
     assert fast == django
     assert len(renders) == stored and len(passed) == stored, (renders, passed)
     return fast
@@ -173,8 +255,8 @@ def hits(client, url, n=3, **headers):
 
 @pytest.mark.parametrize("middleware,url", [(USUAL, "/view/"), (SITE, "/site/"),
                                             (USUAL, "/view/recorded/")])
-def test_plain_hit_same_bytes_and_headers(middleware, url):
-    django, fast, passed, renders = both(middleware, lambda c: hits(c, url))
+def test_plain_hit_same_bytes_and_headers(middleware, url, form):
+    django, fast, passed, renders = both(middleware, lambda c: hits(c, url), form=form)
     assert fast == django
     assert renders == [url]  # stored once
     assert passed == [url]  # the two hits never went past the fast path
@@ -183,18 +265,18 @@ def test_plain_hit_same_bytes_and_headers(middleware, url):
 
 
 @pytest.mark.parametrize("middleware,url", [(USUAL, "/view/"), (SITE, "/site/")])
-def test_head_served_from_the_get_page_and_head_alone(middleware, url):
+def test_head_served_from_the_get_page_and_head_alone(middleware, url, form):
     def script(c):
         return [c.get(url), c.head(url), c.head(url + "?h=1"), c.head(url + "?h=1")]
 
-    django, fast, passed, renders = both(middleware, script)
+    django, fast, passed, renders = both(middleware, script, form=form)
     assert fast == django
     # GET stored, HEAD served from it; a HEAD-only URL stored once, then served
     assert renders == [url, url + "?h=1"] and passed == [url, url]
     assert [a[0] for a in fast] == [200] * 4 and fast[1][3] == b""  # HEAD: no body
 
 
-def test_vary_accept_language_with_i18n():
+def test_vary_accept_language_with_i18n(form):
     mw = ["django.middleware.locale.LocaleMiddleware", *USUAL]
 
     def script(c):
@@ -204,7 +286,7 @@ def test_vary_accept_language_with_i18n():
         return out
 
     django, fast, passed, renders = both(
-        mw, script, USE_I18N=True, LANGUAGE_CODE="en",
+        mw, script, form=form, USE_I18N=True, LANGUAGE_CODE="en",
         LANGUAGES=[("en", "English"), ("fr", "French"), ("de", "German")])
     assert fast == django
     assert len(renders) == 3 and len(passed) == 3  # one render per language
@@ -213,15 +295,15 @@ def test_vary_accept_language_with_i18n():
 
 
 @pytest.mark.parametrize("tz", ["Europe/Paris", "America/Lima"])
-def test_use_tz_time_zone_in_the_key(tz):
-    django, fast, passed, renders = both(USUAL, lambda c: hits(c, "/view/"),
+def test_use_tz_time_zone_in_the_key(tz, form):
+    django, fast, passed, renders = both(USUAL, lambda c: hits(c, "/view/"), form=form,
                                          USE_TZ=True, TIME_ZONE=tz)
     assert fast == django and len(passed) == 1
     keys = [e["key"] for e in caches["pages"].list_entries(limit=100)[0]]
     assert any(k.endswith("." + tz) for k in keys if "cache_page" in k), keys
 
 
-def test_learned_header_list_that_changed():
+def test_learned_header_list_that_changed(form):
     def script(c):
         STATE["vary"] = "X-Alpha"
         out = hits(c, "/site/state/", 2, x_alpha="1", x_beta="1")
@@ -235,44 +317,44 @@ def test_learned_header_list_that_changed():
         out += hits(c, "/site/state/", 2, x_alpha="1", x_beta="2")  # Beta does
         return out
 
-    same_answers(SITE, script, 3)
+    same_answers(SITE, script, 3, form)
 
 
-def test_cookie_varying_pages():
+def test_cookie_varying_pages(form):
     def script(c):
         out = []
         for cookie in ("a=1", "a=2", "a=1", "", "a=2"):
             out += hits(c, "/view/cookie/", 2, cookie=cookie)
         return out
 
-    same_answers(USUAL, script, 3)
+    same_answers(USUAL, script, 3, form)
 
 
-def test_query_strings_are_pages_of_their_own():
+def test_query_strings_are_pages_of_their_own(form):
     def script(c):
         return [c.get(u) for u in ("/view/?a=1", "/view/?a=2", "/view/?a=1", "/view/?a=2")]
 
-    django, fast, passed, renders = both(USUAL, script)
+    django, fast, passed, renders = both(USUAL, script, form=form)
     assert fast == django and renders == ["/view/?a=1", "/view/?a=2"] and len(passed) == 2
 
 
-def test_post_and_other_methods_go_to_django():
+def test_post_and_other_methods_go_to_django(form):
     def script(c):
         return [c.get("/view/"), c.post("/view/"), c.put("/view/"), c.options("/view/"),
                 c.get("/view/")]
 
-    django, fast, passed, renders = both(USUAL, script, MIDDLEWARE=USUAL)
+    django, fast, passed, renders = both(USUAL, script, form=form)
     assert fast == django
     assert passed == ["/view/"] * 4  # POST, PUT and OPTIONS passed, the last GET did not
 
 
-def test_expired_page_is_rendered_again():
+def test_expired_page_is_rendered_again(form):
     def script(c):
         out = [c.get("/view/short/"), c.get("/view/short/")]
         time.sleep(1.1)  # the page's timeout is 1 s: now it has expired
         return out + [c.get("/view/short/"), c.get("/view/short/")]
 
-    django, fast, passed, renders = both(USUAL, script)
+    django, fast, passed, renders = both(USUAL, script, form=form)
     assert [a[0] for a in fast] == [200] * 4
     assert len(renders) == 2 and len(passed) == 2
     assert [a[3] for a in fast] == [a[3] for a in django]
@@ -323,7 +405,7 @@ def test_outer_decorator_is_never_skipped():
         urlpatterns.pop()
 
 
-def test_requests_django_would_answer_otherwise_go_to_it():
+def test_requests_django_would_answer_otherwise_go_to_it(form):
     import re
 
     settings = dict(SECURE_SSL_REDIRECT=True, DISALLOWED_USER_AGENTS=[re.compile(r"^BadBot")])
@@ -336,7 +418,7 @@ def test_requests_django_would_answer_otherwise_go_to_it():
                 c.get("/site/", secure=True, headers={"cookie": "csrftoken=bad!"}),
                 c.get("/site/", secure=True, headers={"cookie": "csrftoken=" + "a" * 32})]
 
-    django, fast, passed, renders = both(SITE, script, **settings)
+    django, fast, passed, renders = both(SITE, script, form=form, **settings)
     assert fast == django
     assert [a[0] for a in fast] == [200, 200, 301, 403, 200, 200, 200]
     # (the witness, after Django's FetchFromCacheMiddleware, sees the miss only;
@@ -346,7 +428,7 @@ def test_requests_django_would_answer_otherwise_go_to_it():
     assert any(k == "csrftoken" for k, _ in fast[5][2])  # and replaced the bad CSRF cookie
 
 
-def test_other_stores(tmp_path):
+def test_other_stores(tmp_path, form):
     from memcached_servers import start_servers
 
     servers = start_servers(1)
@@ -356,9 +438,9 @@ def test_other_stores(tmp_path):
             with override_settings(CACHES={**__import__("django.conf").conf.settings.CACHES,
                                            "pages": conf}):
                 caches["pages"].clear()
-                django, fast, passed, renders = both(SITE, lambda c: hits(c, "/site/"))
+                django, fast, passed, renders = both(SITE, lambda c: hits(c, "/site/"), form=form)
                 assert fast == django and passed == ["/site/"], conf["BACKEND"]
-                django, fast, passed, renders = both(USUAL, lambda c: hits(c, "/view/"))
+                django, fast, passed, renders = both(USUAL, lambda c: hits(c, "/view/"), form=form)
                 assert fast == django and passed == ["/view/"], conf["BACKEND"]
     finally:
         servers.stop()
@@ -556,7 +638,7 @@ def test_active_language_and_time_zone_read_as_django_reads_them():
       "django.middleware.http.ConditionalGetMiddleware", *USUAL,
       "django.middleware.cache.FetchFromCacheMiddleware"], "/site/long/", 2),
 ])
-def test_gzip_and_conditional_get_replayed(middleware, url, stored):
+def test_gzip_and_conditional_get_replayed(middleware, url, stored, form):
     """GZipMiddleware and ConditionalGetMiddleware act on a hit in Django's
     stack (compressing, an ETag, a 304 for a matching If-None-Match): the
     fast path runs their response phase, so the answers are Django's."""
@@ -569,8 +651,97 @@ def test_gzip_and_conditional_get_replayed(middleware, url, stored):
                 c.get(url, headers={"if-none-match": '"other"'})]
         return out
 
-    django, fast, passed, renders = both(middleware, script)
+    django, fast, passed, renders = both(middleware, script, form=form)
     assert fast == django
     assert [a[0] for a in fast] == [200, 200, 200, 304, 200]
     assert ("Content-Encoding", "gzip") in fast[2][1]
     assert passed == [url] * stored and len(renders) == stored
+
+
+# --- the WSGI form's own edges ----------------------------------------------
+
+def test_wsgi_form_leaves_what_django_refuses_or_mounts_elsewhere_to_django(form):
+    """A host outside ALLOWED_HOSTS (Django's 400), a lower-case method, a
+    site mounted under a SCRIPT_NAME (the key's URL holds it), an empty
+    PATH_INFO: the same answers as Django's, pages served where they are."""
+    def script(c):
+        return [*hits(c, "/view/", 2),
+                c.get("/view/", headers={"host": "evil.example"}),
+                c.generic("get", "/view/"),
+                c.get("/view/", SCRIPT_NAME="/mount"), c.get("/view/", SCRIPT_NAME="/mount"),
+                c.get("/view/", PATH_INFO="")]
+
+    django, fast, passed, renders = both(USUAL, script, form=form,
+                                         ALLOWED_HOSTS=["testserver"])
+    assert fast == django
+    assert [a[0] for a in fast] == [200, 200, 400, 200, 200, 200, 404]
+    # stored: /view/ and /mount/view/; the bad host and the empty path went on
+    assert renders == ["/view/", "/mount/view/"]
+    # (the bad host stops at CommonMiddleware, before the witness)
+    assert passed == ["/view/", "/mount/view/", "/"]
+
+
+def test_wsgi_form_sends_no_request_signals_on_a_hit():
+    """A hit answered in front of the handler sends neither request_started
+    nor request_finished (the README says what that skips); a miss goes to
+    Django's handler, which sends both. The middleware form sends both for
+    every request."""
+    from django.core.signals import request_finished, request_started
+
+    seen = []
+
+    def started(sender, **kw):
+        seen.append("started")
+
+    def finished(sender, **kw):
+        seen.append("finished")
+
+    request_started.connect(started)
+    request_finished.connect(finished)
+    try:
+        with override_settings(**{**BASE, "MIDDLEWARE": USUAL}):
+            c = WsgiClient(PageHitApplication(WSGIHandler()))
+            assert [c.get("/view/").status_code for _ in range(3)] == [200] * 3
+        wsgi = list(seen)
+        seen.clear()
+        caches["pages"].clear()
+        with override_settings(**{**BASE, "MIDDLEWARE": [FAST, *USUAL]}):
+            c = WsgiClient(WSGIHandler())
+            assert [c.get("/view/").status_code for _ in range(3)] == [200] * 3
+        middleware = list(seen)
+    finally:
+        request_started.disconnect(started)
+        request_finished.disconnect(finished)
+    assert wsgi == ["started", "finished"]  # the miss only
+    assert middleware == ["started", "finished"] * 3
+
+
+def test_wsgi_form_steps_aside_and_says_why(caplog):
+    """Settings under which every hit needs a later middleware: the
+    application passes every request on and logs why; middlewares it would
+    skip, and PageHitMiddleware listed as well, are logged at start."""
+    import logging
+
+    caplog.set_level(logging.WARNING, logger="regioncache.page_hits")
+    with override_settings(**{**BASE, "MIDDLEWARE": [*USUAL, WITNESS],
+                              "SESSION_SAVE_EVERY_REQUEST": True}):
+        app = PageHitApplication(WSGIHandler())
+        c = WsgiClient(app)
+        PASSED.clear()
+        assert [c.get("/view/").status_code for _ in range(2)] == [200, 200]
+    assert app.pages is None and PASSED == ["/view/", "/view/"]
+    assert "SESSION_SAVE_EVERY_REQUEST" in caplog.text
+    caplog.clear()
+    with override_settings(**{**BASE, "MIDDLEWARE": [FAST, *USUAL, WITNESS]}):
+        PageHitApplication(WSGIHandler())
+    assert f"{WITNESS} is skipped on a page hit" in caplog.text
+    assert "is in MIDDLEWARE as well as PageHitApplication" in caplog.text
+    # a malformed setting stops it at start, as it stops the middleware
+    from django.core.exceptions import ImproperlyConfigured
+
+    with override_settings(**{**BASE, "MIDDLEWARE": USUAL,
+                              "REGIONCACHE_PAGE_HITS": [{"cache": "nope"}]}):
+        with pytest.raises(ImproperlyConfigured, match="cache 'nope' is not an alias"):
+            PageHitApplication(WSGIHandler())
+        # and the system check says so without the middleware listed
+        assert any(m.id == "regioncache.E010" for m in run_checks(tags=[Tags.caches]))

@@ -337,6 +337,8 @@ class PageHitMiddleware:
         self.session = "django.contrib.sessions.middleware.SessionMiddleware" in later
         self.csrf = "django.middleware.csrf.CsrfViewMiddleware" in later
         self.login_required = "django.contrib.auth.middleware.LoginRequiredMiddleware" in later
+        self.later = later
+        self.listed = DOTTED in settings.MIDDLEWARE
         if self.session:
             from importlib import import_module
 
@@ -749,11 +751,30 @@ def _never_reason():
     return None
 
 
+def skipped_middlewares(later):
+    """The dotted paths of `later` whose phases do not run for a hit and
+    that this module knows nothing of (neither replayed nor guarded nor a
+    cache middleware)."""
+    out = []
+    for path in later:
+        cls = _class(path)
+        if path in REPLAYED or path in GUARDED or (
+                isinstance(cls, type) and issubclass(cls, CACHE_CLASSES)):
+            continue
+        out.append(path)
+    return out
+
+
 @checks.register(checks.Tags.caches)
 def check_page_hits(app_configs=None, **kwargs):
-    """REGIONCACHE_PAGE_HITS and the middlewares a hit skips."""
+    """REGIONCACHE_PAGE_HITS and the middlewares a hit skips. Without the
+    middleware in MIDDLEWARE only the setting is checked (the WSGI form,
+    regioncache.wsgi.PageHitApplication, is not visible from settings; it
+    logs what it skips when it starts)."""
     if DOTTED not in settings.MIDDLEWARE:
-        return []
+        if getattr(settings, SETTING, None) is None:
+            return []
+        return [checks.Error(problem, id="regioncache.E010") for problem in _setting_problems()]
     out = [checks.Error(problem, id="regioncache.E010") for problem in _setting_problems()]
     names = list(settings.MIDDLEWARE)
     at = names.index(DOTTED)
@@ -761,12 +782,7 @@ def check_page_hits(app_configs=None, **kwargs):
         out.append(checks.Warning(
             f"{DOTTED} is not first in MIDDLEWARE: {names[:at]} run before it on every hit",
             hint="put it first", id="regioncache.W010"))
-    later = names[at + 1:]
-    for path in later:
-        cls = _class(path)
-        if path in REPLAYED or path in GUARDED or (
-                isinstance(cls, type) and issubclass(cls, CACHE_CLASSES)):
-            continue
+    for path in skipped_middlewares(names[at + 1:]):
         out.append(checks.Warning(
             f"{path} is skipped on a page hit: its request and response phases do not run "
             f"for a page {DOTTED} answers",
