@@ -6,7 +6,7 @@ backend in one run (issue 17).
     python bench/bench_site.py                      # every backend x 1, 2, 4 workers (about 11 minutes)
     python bench/bench_site.py --quick              # 1,000 URLs, five backends, 1 and 4 workers
     python bench/bench_site.py --backends SharedMemoryCache,LocMemCache --workers 4
-    python bench/bench_site.py --fast-path          # + Django's cache middleware vs PageHitMiddleware on hits
+    python bench/bench_site.py --fast-path          # + hits: Django's cache middleware vs PageHitMiddleware vs PageHitApplication
     python bench/bench_site.py --profile DIR        # cProfile in every worker: where the time goes
 
 The site (bench/site/benchsite) renders article pages of 2-512 KB (log-normal
@@ -205,7 +205,7 @@ class Store:
 class Site:
     """The bench site under gunicorn with N sync workers on a free port."""
 
-    def __init__(self, store, workers, tmp, seed, fast_path=False, profile_dir=None, port=None):
+    def __init__(self, store, workers, tmp, seed, fast_path="", profile_dir=None, port=None):
         self.workers = workers
         self.port = port or free_port()
         self.run_dir = Path(tempfile.mkdtemp(prefix="site-", dir=tmp))
@@ -222,7 +222,7 @@ class Site:
             BENCH_SITE_MISS_LOG=str(self.miss_log),
             BENCH_SITE_READY_DIR=str(self.ready),
             BENCH_SITE_SEED=str(seed),
-            BENCH_SITE_FAST_PATH="1" if fast_path else "0",
+            BENCH_SITE_FAST_PATH=fast_path or "0",
         )
         if profile_dir:
             self.env["BENCH_SITE_PROFILE"] = str(profile_dir)
@@ -347,7 +347,7 @@ def hit_ratio(requests, misses):
     return max(0.0, 1 - misses / requests) if requests else float("nan")
 
 
-def run_cell(name, workers, args, tmp, paths_file, fast_path=False, store=None, prefill=None,
+def run_cell(name, workers, args, tmp, paths_file, fast_path="", store=None, prefill=None,
              port=None):
     """One backend with N workers: warm-up, then the measured phase. With
     store given (the fast-path rounds), that store is used and kept, and
@@ -377,7 +377,7 @@ def run_cell(name, workers, args, tmp, paths_file, fast_path=False, store=None, 
             site.stop()
         used = store.used()
         if profile_dir:
-            report_profile(profile_dir, f"{name}{' fast path' if fast_path else ''}, {workers} workers"
+            report_profile(profile_dir, f"{name}{FORMS[fast_path]}, {workers} workers"
                            f"{', hits' if port else ''}", Path(args.profile))
     finally:
         if own_store:
@@ -427,12 +427,14 @@ def report_profile(prof_dir, title, out_dir):
 
 
 def fast_path_available(tmp):
-    """None when regioncache.middleware.PageHitMiddleware imports in the
-    site's settings, else why not."""
+    """None when regioncache.middleware.PageHitMiddleware and
+    regioncache.wsgi.PageHitApplication import in the site's settings,
+    else why not."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "django_backend"), str(SITE)]),
                DJANGO_SETTINGS_MODULE="benchsite.settings")
     r = subprocess.run([sys.executable, "-c", "import django; django.setup(); "
-                        "from regioncache.middleware import PageHitMiddleware"],
+                        "from regioncache.middleware import PageHitMiddleware; "
+                        "from regioncache.wsgi import PageHitApplication"],
                        env=env, capture_output=True, text=True, timeout=60, cwd=tmp)
     if r.returncode == 0:
         return None
@@ -511,11 +513,13 @@ def targets(results, fast):
             v = mc["rps"] / at[peer]["rps"]
             row(f"MemcachedCache req/s ≥ {goal}× {peer}'s, {top} workers", v, "ge", goal, f"{v:.2f}×")
             cpu_row(mc, at[peer], goal)
-    if fast and fast.get("ratio") is not None:
-        v = fast["ratio"]
-        row(f"PageHitMiddleware req/s ≥ 3× Django's cache middleware on hits "
+    for form in ("middleware", "wsgi"):
+        if not (fast and fast.get("ratio")):
+            break
+        v = fast["ratio"][form]
+        row(f"{FORMS[form][3:]} req/s ≥ 3× Django's cache middleware on hits "
             f"({fast['backend']}, {fast['workers']} workers)", v, "ge", 3.0, f"{v:.2f}×")
-        v = fast["cpu_ratio"]
+        v = fast["cpu_ratio"][form]
         row("same, as workers' CPU per request (Django's / the fast path's)", v, "ge", 3.0, f"{v:.2f}×")
     return rows
 
@@ -552,10 +556,15 @@ def median_targets(per_round):
     return out
 
 
+FORMS = {"": "", "middleware": " + PageHitMiddleware", "wsgi": " + PageHitApplication"}
+
+
 def run_fast_path(args, tmp, paths_file, paths):
-    """Django's cache middleware (@cache_page) and the same site with
-    PageHitMiddleware first, on one store filled beforehand (every URL
-    asked once), in turns: the ratio is the median of the rounds' ratios."""
+    """Django's cache middleware (@cache_page), the same site with
+    PageHitMiddleware first and with PageHitApplication in front of
+    Django's handler, on one store filled beforehand (every URL asked
+    once), in turns (each round in another order): each form's ratio to
+    Django's is the median of the rounds' ratios."""
     why = fast_path_available(tmp)
     if why:
         print(f"--fast-path: regioncache.middleware.PageHitMiddleware is not there ({why}); "
@@ -563,21 +572,26 @@ def run_fast_path(args, tmp, paths_file, paths):
         return {"skipped": why}
     name, workers = args.fast_path_backend, max(args.workers)
     store, port = Store(name, tmp, args.urls, args.seed), free_port()
-    rows, ratios, cpu_ratios = [], [], []
+    rows = []
+    ratios = {form: [] for form in FORMS if form}
+    cpu_ratios = {form: [] for form in FORMS if form}
+    orders = [("", "middleware", "wsgi"), ("wsgi", "middleware", ""), ("middleware", "wsgi", "")]
     try:
         for r in range(args.fast_rounds):
-            pair = {}
-            for fast in ((False, True) if r % 2 == 0 else (True, False)):
-                pair[fast] = run_cell(name, workers, args, tmp, paths_file, fast_path=fast, store=store,
+            cell = {}
+            for form in orders[r % len(orders)]:
+                cell[form] = run_cell(name, workers, args, tmp, paths_file, fast_path=form, store=store,
                                       prefill=paths if not rows else None, port=port)
-                rows.append(pair[fast])
-            ratios.append(pair[True]["rps"] / pair[False]["rps"])
-            cpu_ratios.append((pair[False]["worker_user_us"] + pair[False]["worker_sys_us"])
-                              / (pair[True]["worker_user_us"] + pair[True]["worker_sys_us"]))
+                rows.append(cell[form])
+            cpu = {f: c["worker_user_us"] + c["worker_sys_us"] for f, c in cell.items()}
+            for form in ratios:
+                ratios[form].append(cell[form]["rps"] / cell[""]["rps"])
+                cpu_ratios[form].append(cpu[""] / cpu[form])
     finally:
         store.close()
     return {"backend": name, "workers": workers, "rows": rows, "ratios": ratios,
-            "ratio": statistics.median(ratios), "cpu_ratio": statistics.median(cpu_ratios)}
+            "ratio": {f: statistics.median(v) for f, v in ratios.items()},
+            "cpu_ratio": {f: statistics.median(v) for f, v in cpu_ratios.items()}}
 
 
 def parse_args(argv=None):
@@ -670,15 +684,15 @@ def main(argv=None):
     print(table(medians(results, args)))
     if fast and "rows" in fast:
         print()
-        print(f"Hits, Django's cache middleware vs PageHitMiddleware first ({fast['backend']}, "
-              f"{fast['workers']} workers, every URL cached first; in turns, ratio the median of "
-              f"{len(fast['ratios'])} rounds):")
+        print(f"Hits, Django's cache middleware vs PageHitMiddleware first and PageHitApplication "
+              f"in front of the handler ({fast['backend']}, {fast['workers']} workers, every URL "
+              f"cached first; in turns, ratios the median of {len(fast['ratios']['wsgi'])} rounds):")
         print()
-        print(table([dict(r, backend=r["backend"] + (" + PageHitMiddleware" if r["fast_path"] else ""))
+        print(table([dict(r, backend=r["backend"] + FORMS[r["fast_path"]])
                      for r in fast["rows"]], memory=False))
     elif fast:
         print()
-        print(f"Fast path: skipped, regioncache.middleware.PageHitMiddleware is not there ({fast['skipped']})")
+        print(f"Fast path: skipped, regioncache's fast path is not there ({fast['skipped']})")
     rows = median_targets([targets(rnd, fast) for rnd in results])
     if rows:
         print()

@@ -116,13 +116,11 @@ def test_bad_flags_are_refused_with_a_message():
         assert r.returncode == 2 and words in r.stderr, (argv, r.stderr)
 
 
-def test_fast_path_rows_or_a_plain_skip(tmp_path):
-    """--fast-path: with regioncache.middleware.PageHitMiddleware in the tree,
-    Django's cache middleware and the fast path each serve the filled store
-    (every answer a hit, the page keys the same for both); without it, the
-    bench says so and shows no fast-path row."""
-    import importlib.util
-
+def test_fast_path_rows(tmp_path):
+    """--fast-path: Django's cache middleware, PageHitMiddleware first and
+    PageHitApplication in front of the handler each serve the filled store
+    (every answer a hit: the page keys are the same for all three), and
+    each form gets its two target rows."""
     out = tmp_path / "result.json"
     r = subprocess.run(
         [sys.executable, str(BENCH / "bench_site.py"), "--backends", "SharedMemoryCache",
@@ -132,18 +130,13 @@ def test_fast_path_rows_or_a_plain_skip(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     fast = json.loads(out.read_text())["fast_path"]
     targets = json.loads(out.read_text())["targets"]
-    if importlib.util.find_spec("regioncache.middleware") is None:
-        assert "regioncache.middleware" in fast["skipped"]
-        assert "the fast-path rows are skipped" in r.stderr
-        assert "Fast path: skipped" in r.stdout and "PageHitMiddleware first" not in r.stdout
-        assert targets == []
-        return
-    assert [row["fast_path"] for row in fast["rows"]] == [False, True]
+    assert [row["fast_path"] for row in fast["rows"]] == ["", "middleware", "wsgi"]
     for row in fast["rows"]:
         assert row["errors"] == 0 and row["requests"] > 0
         assert row["misses"] == 0 and row["hit_ratio"] == 1.0  # filled first, same port: all hits
         assert row["worker_user_us"] > 0 and row["wrk_us"] > 0
-    assert fast["ratio"] == fast["rows"][1]["rps"] / fast["rows"][0]["rps"]
-    assert "+ PageHitMiddleware | 1 |" in r.stdout
+    for i, form in ((1, "middleware"), (2, "wsgi")):
+        assert fast["ratio"][form] == fast["rows"][i]["rps"] / fast["rows"][0]["rps"]
+    assert "+ PageHitMiddleware | 1 |" in r.stdout and "+ PageHitApplication | 1 |" in r.stdout
     assert [t["target"].split(" ≥")[0].split(",")[0] for t in targets] == [
-        "PageHitMiddleware req/s", "same"]
+        "PageHitMiddleware req/s", "same", "PageHitApplication req/s", "same"]

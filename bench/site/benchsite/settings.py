@@ -1,8 +1,10 @@
 """Settings of the bench site. bench/bench_site.py passes, in the
 environment: BENCH_SITE_CACHE (the JSON CACHES entry of the "pages" region
 under test), BENCH_SITE_MISS_LOG (a file the article view appends one byte
-to each time it runs, that is on every cache miss), BENCH_SITE_FAST_PATH=1
-(regioncache.middleware.PageHitMiddleware first) and BENCH_SITE_SEED.
+to each time it runs, that is on every cache miss), BENCH_SITE_FAST_PATH
+("middleware": regioncache.middleware.PageHitMiddleware first; "wsgi":
+regioncache.wsgi.PageHitApplication in front of the handler, see wsgi.py)
+and BENCH_SITE_SEED.
 
 No database: DATABASES is empty, so any query (none is meant to happen,
 on a hit or a miss) fails loudly instead of costing unnoticed; sessions
@@ -39,7 +41,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
-if os.environ.get("BENCH_SITE_FAST_PATH") == "1":
+if os.environ.get("BENCH_SITE_FAST_PATH") == "middleware":
     MIDDLEWARE.insert(0, "regioncache.middleware.PageHitMiddleware")
 
 DATABASES = {}
