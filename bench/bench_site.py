@@ -513,7 +513,7 @@ def targets(results, fast):
             v = mc["rps"] / at[peer]["rps"]
             row(f"MemcachedCache req/s ≥ {goal}× {peer}'s, {top} workers", v, "ge", goal, f"{v:.2f}×")
             cpu_row(mc, at[peer], goal)
-    for form in ("middleware", "wsgi"):
+    for form in ("middleware", "wsgi"):  # (the floor is a bound, not a product: no target)
         if not (fast and fast.get("ratio")):
             break
         v = fast["ratio"][form]
@@ -556,7 +556,8 @@ def median_targets(per_round):
     return out
 
 
-FORMS = {"": "", "middleware": " + PageHitMiddleware", "wsgi": " + PageHitApplication"}
+FORMS = {"": "", "middleware": " + PageHitMiddleware", "wsgi": " + PageHitApplication",
+         "floor": " floor (one kept page, no lookup)"}
 
 
 def run_fast_path(args, tmp, paths_file, paths):
@@ -575,7 +576,8 @@ def run_fast_path(args, tmp, paths_file, paths):
     rows = []
     ratios = {form: [] for form in FORMS if form}
     cpu_ratios = {form: [] for form in FORMS if form}
-    orders = [("", "middleware", "wsgi"), ("wsgi", "middleware", ""), ("middleware", "wsgi", "")]
+    orders = [("", "middleware", "wsgi", "floor"), ("floor", "wsgi", "middleware", ""),
+              ("middleware", "", "floor", "wsgi"), ("wsgi", "floor", "", "middleware")]
     try:
         for r in range(args.fast_rounds):
             cell = {}
@@ -690,6 +692,11 @@ def main(argv=None):
         print()
         print(table([dict(r, backend=r["backend"] + FORMS[r["fast_path"]])
                      for r in fast["rows"]], memory=False))
+        print()
+        print(f"The floor (gunicorn answering one kept page, no lookup, no Django) did "
+              f"{fast['ratio']['floor']:.2f}× the req/s of Django's hit and took "
+              f"{1 / fast['cpu_ratio']['floor']:.2f}× its workers' CPU per request: "
+              f"no fast path behind gunicorn's sync workers can pass that.")
     elif fast:
         print()
         print(f"Fast path: skipped, regioncache's fast path is not there ({fast['skipped']})")

@@ -130,7 +130,7 @@ def test_fast_path_rows(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     fast = json.loads(out.read_text())["fast_path"]
     targets = json.loads(out.read_text())["targets"]
-    assert [row["fast_path"] for row in fast["rows"]] == ["", "middleware", "wsgi"]
+    assert [row["fast_path"] for row in fast["rows"]] == ["", "middleware", "wsgi", "floor"]
     for row in fast["rows"]:
         assert row["errors"] == 0 and row["requests"] > 0
         assert row["misses"] == 0 and row["hit_ratio"] == 1.0  # filled first, same port: all hits
@@ -138,5 +138,6 @@ def test_fast_path_rows(tmp_path):
     for i, form in ((1, "middleware"), (2, "wsgi")):
         assert fast["ratio"][form] == fast["rows"][i]["rps"] / fast["rows"][0]["rps"]
     assert "+ PageHitMiddleware | 1 |" in r.stdout and "+ PageHitApplication | 1 |" in r.stdout
+    assert "The floor (gunicorn answering one kept page" in r.stdout
     assert [t["target"].split(" ≥")[0].split(",")[0] for t in targets] == [
         "PageHitMiddleware req/s", "same", "PageHitApplication req/s", "same"]
