@@ -101,6 +101,7 @@ urlpatterns = [
     path("site/long/", long),
     path("site/state/", by_state),
     path("plain/", plain),
+    path("view/word/<str:word>/", cache_page(60, cache="pages")(lambda request, word: page(request))),
 ]
 
 BASE = dict(
@@ -669,16 +670,20 @@ def test_wsgi_form_leaves_what_django_refuses_or_mounts_elsewhere_to_django(form
                 c.get("/view/", headers={"host": "evil.example"}),
                 c.generic("get", "/view/"),
                 c.get("/view/", SCRIPT_NAME="/mount"), c.get("/view/", SCRIPT_NAME="/mount"),
-                c.get("/view/", PATH_INFO="")]
+                c.get("/view/", PATH_INFO=""),
+                # non-ASCII paths: a miss reaches Django with the environ as it came
+                *hits(c, "/view/word/caf\u00e9/", 2), *hits(c, "/view/word/\u65e5\u672c/", 2)]
 
     django, fast, passed, renders = both(USUAL, script, form=form,
                                          ALLOWED_HOSTS=["testserver"])
     assert fast == django
-    assert [a[0] for a in fast] == [200, 200, 400, 200, 200, 200, 404]
-    # stored: /view/ and /mount/view/; the bad host and the empty path went on
-    assert renders == ["/view/", "/mount/view/"]
+    assert [a[0] for a in fast] == [200, 200, 400, 200, 200, 200, 404, 200, 200, 200, 200]
+    # stored: /view/, /mount/view/ and the two words; the bad host and the empty path went on
+    assert renders == ["/view/", "/mount/view/", "/view/word/caf%C3%A9/",
+                       "/view/word/%E6%97%A5%E6%9C%AC/"]
     # (the bad host stops at CommonMiddleware, before the witness)
-    assert passed == ["/view/", "/mount/view/", "/"]
+    assert passed == ["/view/", "/mount/view/", "/", "/view/word/caf\u00e9/",
+                      "/view/word/\u65e5\u672c/"]
 
 
 def test_wsgi_form_sends_no_request_signals_on_a_hit():

@@ -75,7 +75,10 @@ class PageHitApplication:
         if pages is None or (method not in _READ and method.upper() not in _READ):
             return self.application(environ, start_response)
         try:
-            request = self.request_class(environ)
+            # on a copy: WSGIRequest rewrites PATH_INFO and SCRIPT_NAME in
+            # the environ it is given (decoded), and Django's handler must
+            # get them as the server sent them (latin-1 read bytes) on a miss
+            request = self.request_class(dict(environ))
         except Exception:  # Django's handler meets the same and answers it
             return self.application(environ, start_response)
         response = pages.hit(request)  # None on a miss, never raises
