@@ -85,7 +85,8 @@ NAMED = [
      "OPTIONS['COMPRESSOR'] is an option of django-redis; regioncache's FileCache has "
      "COMPRESS_MIN_SIZE and COMPRESS_LEVEL"),
     ("shm", {"COMPRESSOR": "django_redis.compressors.zstd.ZStdCompressor"},
-     "regioncache's SharedMemoryCache has no equivalent: shared-memory values are not compressed"),
+     "OPTIONS['COMPRESSOR'] is an option of django-redis; regioncache's SharedMemoryCache has "
+     "COMPRESS_MIN_SIZE and COMPRESS_LEVEL"),
     ("shm", {"IGNORE_EXCEPTIONS": True},
      "OPTIONS['IGNORE_EXCEPTIONS'] is an option of django-redis; regioncache's SharedMemoryCache "
      "has RAISE_ERRORS (the other way round"),

@@ -867,3 +867,124 @@ def test_segment_file_mode(shm):
     st = os.stat("/dev/shm/" + name.lstrip("/"))
     assert stat.S_IMODE(st.st_mode) == 0o600
     assert st.st_uid == os.getuid()
+
+
+# ------------------------------------------------------------ compression --
+
+
+def html_page(seed, size=17 * 1024):
+    """About 17 KB of a rendered list page: markup repeated around varied words."""
+    rng = random.Random(seed)
+    words = "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima".split()
+    out = [f"<!DOCTYPE html><html><head><title>Page {seed}</title></head><body><table>"]
+    n = len(out[0])
+    while n < size - 30:
+        row = (
+            f'<tr class="row"><td class="id">{rng.randrange(100000)}</td>'
+            f'<td class="name"><a href="/item/{rng.randrange(100000)}/">'
+            f'{" ".join(rng.choice(words) for _ in range(3))}</a></td>'
+            f'<td class="price">{rng.randrange(1000)}.{rng.randrange(100):02d}</td></tr>\n'
+        )
+        out.append(row)
+        n += len(row)
+    out.append("</table></body></html>")
+    return "".join(out)
+
+
+@pytest.mark.parametrize(
+    "options, words",
+    [
+        ({"COMPRESS_LEVEL": 0}, "option COMPRESS_LEVEL=0 is not a zstd level from 1 to 19"),
+        ({"COMPRESS_LEVEL": 20}, "option COMPRESS_LEVEL=20 is not a zstd level from 1 to 19"),
+        ({"COMPRESS_LEVEL": "fast"}, "COMPRESS_LEVEL"),
+        ({"COMPRESS_LEVEL": -3}, "COMPRESS_LEVEL"),
+        ({"COMPRESS_MIN_SIZE": "lots"}, "COMPRESS_MIN_SIZE"),
+        ({"COMPRESS_MIN_SIZE": -1}, "COMPRESS_MIN_SIZE"),
+    ],
+    ids=["level-0", "level-20", "level-word", "level-negative", "min-word", "min-negative"],
+)
+def test_compress_options_are_validated(regions, options, words):
+    alias, open_ = _open_alias(regions, options)
+    with pytest.raises(ImproperlyConfigured) as err:
+        open_()
+    msg = str(err.value)
+    assert f"CACHES[{alias!r}]" in msg, msg
+    assert words in msg, msg
+    assert regions.locations[-1] not in regioncache.shm_regions()
+
+
+def test_compress_options_show_in_stats(regions):
+    plain = regions.new()
+    assert plain.stats()["compress_min_size"] == "0"
+    assert plain.stats()["compress_level"] == "1"
+    c = regions.new(OPTIONS={"SIZE": "8MB", "COMPRESS_MIN_SIZE": "4KB", "COMPRESS_LEVEL": 6})
+    st = c.stats()
+    assert st["compress_min_size"] == "4096" and st["compress_level"] == "6"
+    extra = dict(c._stats_full()["extra"])
+    assert extra["compress_min_size"] == "4096" and extra["compress_level"] == "6"
+
+
+def test_compressed_values_through_the_django_api(regions):
+    c = regions.new(OPTIONS={"SIZE": "8MB", "COMPRESS_MIN_SIZE": "1KB"})
+    page, other = html_page(1), html_page(2)
+    blob = page.encode() * 2
+    obj = {"rows": [page[i : i + 100] for i in range(0, 5000, 100)], "n": 7}
+    c.set("page", page)
+    c.set("blob", blob)
+    c.set("obj", obj)
+    c.set("n", 10**15)
+    assert c.get("page") == page
+    assert c.get("blob") == blob
+    assert c.get("obj") == obj
+    assert c.get_many(["page", "missing", "blob", "obj", "n"]) == {
+        "page": page, "blob": blob, "obj": obj, "n": 10**15,
+    }
+    # add, touch, incr and delete see values, never frames
+    assert c.add("page", other) is False
+    assert c.add("other", other) is True
+    assert c.get("other") == other
+    assert c.touch("page", 500) is True
+    (e,) = all_entries(c, glob="*:page")
+    assert abs(e["expires"] - (time.time() + 500)) < 5
+    assert c.get("page") == page
+    assert c.incr("n", 5) == 10**15 + 5  # ints are never compressed
+    with pytest.raises(TypeError):
+        c.incr("page")  # as Django's LocMemCache: the str value plus an int
+    assert c.get("page") == page
+    assert c.get_or_set("page", "unused") == page
+    # listing shows the sizes the values were given with, and their encodings
+    by_key = {e["key"]: e for e in all_entries(c)}
+    assert by_key[":1:page"]["size"] == len(page.encode())
+    assert by_key[":1:page"]["encoding"] == "str"
+    assert by_key[":1:blob"]["size"] == len(blob) and by_key[":1:blob"]["encoding"] == "bytes"
+    assert by_key[":1:obj"]["encoding"] == "pickle"
+    # the page middleware's look at the stored bytes gets the value, decoded
+    raw = c._peek_raw(c.make_key("page"))
+    assert raw["data"] == page.encode() and raw["size"] == len(page.encode())
+    assert raw["encoding"] == "str" and raw["truncated"] is False
+    # stored compressed: the four large values take a fraction of their size
+    st = c.stats()
+    given = len(page.encode()) * 2 + len(blob) + len(pickle.dumps(obj))
+    assert st["bytes_used"] < given / 2, (st["bytes_used"], given)
+    assert st["errors"] == 0
+    assert c.delete("page") is True
+    assert c.get("page") is None
+
+
+def test_compression_off_stores_values_as_given(regions):
+    on = regions.new(OPTIONS={"SIZE": "8MB", "COMPRESS_MIN_SIZE": "1KB"})
+    off = regions.new(OPTIONS={"SIZE": "8MB"})
+    page = html_page(3)
+    on.set("page", page)
+    off.set("page", page)
+    assert on.stats()["bytes_used"] * 3 <= off.stats()["bytes_used"]
+    assert on.get("page") == off.get("page") == page
+
+
+def test_compressed_value_over_max_item_size_is_refused(regions):
+    # The limit is on the value given, however well it compresses.
+    c = regions.new(OPTIONS={"SIZE": "4MB", "MAX_ITEM_SIZE": "64K", "COMPRESS_MIN_SIZE": "1KB"})
+    with pytest.raises(regioncache.ValueTooLargeError):
+        c.set("big", b"z" * (64 * 1024))
+    c.set("fits", b"z" * (60 * 1024))
+    assert c.get("fits") == b"z" * (60 * 1024)

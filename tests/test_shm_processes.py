@@ -148,6 +148,56 @@ def test_second_process_sees_clear_and_expiry(regions, child):
     assert c.stats()["entries"] == 0
 
 
+def _page(seed, size=17 * 1024):
+    """A page-like str: repeated markup around varied numbers (compresses 3-5x)."""
+    rng = random.Random(seed)
+    rows, n = [], 0
+    while n < size:
+        row = f'<tr><td class="id">{rng.randrange(10**6)}</td><td><a href="/x/{rng.randrange(10**6)}/">' \
+              f"item {rng.randrange(1000)}</a></td></tr>\n"
+        rows.append(row)
+        n += len(row)
+    return "".join(rows)
+
+
+def test_processes_with_and_without_compression_share_a_region(regions, child):
+    # One segment, two aliases: this process compresses, the child does not
+    # (and then the other way round). The flag is per entry.
+    on = regions.new(OPTIONS={"SIZE": "8MB", "MAX_ITEM_SIZE": "1MB", "COMPRESS_MIN_SIZE": "1KB",
+                              "COMPRESS_LEVEL": 3})
+    location = on.stats()["location"]
+    off = regions.register(regions.conf(location, OPTIONS={"SIZE": "8MB", "MAX_ITEM_SIZE": "1MB"}))
+    page, other, third = _page(1), _page(2), _page(3)
+    on.set("page", page)
+    on.set("obj", {"page": page})
+    on.set("n", 40)
+    used = on.stats()["bytes_used"]
+    assert used < 2 * len(page), used  # both large values went in compressed
+    got = child_ops(child, regions, off, [
+        ("get", "page"),
+        ("get_many", ["obj", "n", "missing"]),
+        ("incr", "n", 2),
+        ("add", "page", "not stored"),
+        ("set", "from-plain", other),
+        ("touch", "page", 300),
+        ("stats",),
+    ])
+    assert got[0] == page
+    assert got[1] == {"obj": {"page": page}, "n": 40}
+    assert got[2:6] == [42, False, None, True]
+    assert got[6]["compress_min_size"] == "0" and got[6]["errors"] == 0
+    assert on.get("from-plain") == other
+    assert on.get("page") == page
+    # and the other way round: a compressing child, this process reading plain
+    on_alias = on.alias
+    assert child_ops(child, regions, on_alias, [("set", "from-child", third)]) == [None]
+    assert caches[off].get("from-child") == third
+    sizes = {e["key"]: e["size"] for e in all_entries(caches[off])}
+    assert sizes[":1:from-child"] == len(third.encode())
+    assert sizes[":1:page"] == len(page.encode())
+    assert on.stats()["errors"] == 0
+
+
 def _spawned_worker(conf, alias, key, queue):
     import django
     from django.conf import settings

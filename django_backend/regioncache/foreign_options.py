@@ -86,9 +86,8 @@ HASHING = Answer(None, "keys always go to the servers on a consistent-hash ring 
 VALUES = Answer(None, "exact int, str (UTF-8) and bytes values are stored as they are, everything "
                       "else is pickled with the highest protocol; SIGNING_KEY signs values")
 COMPRESS = Answer("COMPRESS_MIN_SIZE and COMPRESS_LEVEL",
-                  "zstd; on from 32KB on memcached, off on a file region until COMPRESS_MIN_SIZE "
-                  "is set", ("file", "memcached"),
-                  {"shm": "shared-memory values are not compressed"})
+                  "zstd; on from 32KB on memcached, off on a shared-memory or file region until "
+                  "COMPRESS_MIN_SIZE is set")
 KEY_PREFIX = Answer("Django's KEY_PREFIX", "a CACHES setting beside OPTIONS, as for every backend")
 ANY_KEY = Answer(None, "any key Django accepts works (memcached: keys it cannot take are mapped, "
                        "see 'Memcached region')", needed=False)

@@ -23,6 +23,25 @@ namespace regioncache::shm {
 
 Status ShmStore::Read(std::string_view key, Value* out, bool peek) {
   uint64_t hash = Hash(key);
+  Status s = ReadStored(key, hash, out, peek);
+  if (!s.ok()) return s;
+  const bool count = !peek && !read_only_;
+  if (out->flags & kFlagZstd) {
+    // After the copy (under the seqlock or the mutex), outside any lock.
+    std::string why;
+    if (!Unpack(key, out, &why)) {
+      DropBadFrame(key, hash, out->data, why);
+      out->data.clear();
+      out->flags = 0;
+      if (count) Slot().misses.fetch_add(1, std::memory_order_relaxed);
+      return Status::NotFound();
+    }
+  }
+  if (count) Slot().hits.fetch_add(1, std::memory_order_relaxed);
+  return Status::OK();
+}
+
+Status ShmStore::ReadStored(std::string_view key, uint64_t hash, Value* out, bool peek) {
   const int tries = read_only_ ? kReadOnlyTries : kOptimisticTries;
   Probe p = Probe::kRetry;
   uint64_t off = 0;
@@ -37,10 +56,10 @@ Status ShmStore::Read(std::string_view key, Value* out, bool peek) {
       if (!peek) {
         // SIEVE's only write on a hit, and only when the bit is clear. The
         // map is separate from the blocks: a late write for a block freed
-        // meanwhile marks a stale bit, never someone else's data.
+        // meanwhile marks a stale bit, never someone else's data. The hit
+        // is counted by Read, once the value is decoded.
         uint8_t* v = VisitedByte(off);
         if (Ld(v) == 0) __atomic_store_n(v, uint8_t(1), __ATOMIC_RELAXED);
-        Slot().hits.fetch_add(1, std::memory_order_relaxed);
       }
       return Status::OK();
     case Probe::kMiss:
@@ -53,6 +72,7 @@ Status ShmStore::Read(std::string_view key, Value* out, bool peek) {
       if (read_only_) {
         Log(LogLevel::kWarning, "entry at offset " + std::to_string(off) + " of " + path_ +
                                     " fails its checksum: a miss (read-only: left as it is)");
+        CountError();
         return Status::NotFound();
       }
       break;  // confirmed and removed under the lock
@@ -81,6 +101,7 @@ Status ShmStore::ReadLocked(std::string_view key, uint64_t hash, Value* out, boo
       } else if (!CheckOk(it)) {
         Log(LogLevel::kWarning, "entry at offset " + std::to_string(off) + " of " + path_ +
                                     " failed its checksum: removed, a miss");
+        CountError();
         Modifying mod(h_);
         Remove(off, link);
       } else {
@@ -88,15 +109,67 @@ Status ShmStore::ReadLocked(std::string_view key, uint64_t hash, Value* out, boo
                          it->val_len);
         out->flags = it->flags;
         out->expires_ms = it->expires_ms;
-        if (!peek) {
-          __atomic_store_n(VisitedByte(off), uint8_t(1), __ATOMIC_RELAXED);
-          Slot().hits.fetch_add(1, std::memory_order_relaxed);
-        }
-        return Status::OK();
+        if (!peek) __atomic_store_n(VisitedByte(off), uint8_t(1), __ATOMIC_RELAXED);
+        return Status::OK();  // the hit is counted by Read, once decoded
       }
     }
     if (!peek) Slot().misses.fetch_add(1, std::memory_order_relaxed);
     return Status::NotFound();
+  });
+}
+
+// ------------------------------------------------------------ compression --
+
+uint32_t ShmStore::Pack(std::string_view data, uint32_t flags, std::string* frame) const {
+  if (compress_min_ == 0 || data.size() < compress_min_ || Encoding(flags) == kEncInt)
+    return flags;
+  // Worth it only if it saves an eighth: every read pays the decompression.
+  if (!Compress(data, compress_level_, data.size() - data.size() / 8, frame)) return flags;
+  return flags | kFlagZstd;
+}
+
+bool ShmStore::Unpack(std::string_view key, Value* out, std::string* why) const {
+  // A value of key + value bytes within MAX_ITEM_SIZE was compressed (the
+  // limit applies to the value given): a frame that claims more lies, and
+  // nothing is allocated for it.
+  uint64_t limit = key.size() < max_item_ ? max_item_ - key.size() : 0;
+  uint64_t size = 0;
+  if (!FrameContentSize(out->data, limit, &size)) {
+    *why = "its zstd frame gives no content size, or one above the " + std::to_string(limit) +
+           " bytes MAX_ITEM_SIZE leaves beside the key";
+    return false;
+  }
+  std::string raw;
+  raw.resize(size_t(size));
+  std::string zerr;
+  if (!Decompress(out->data, raw.data(), raw.size(), &zerr)) {
+    *why = "its zstd frame does not decompress to the " + std::to_string(size) +
+           " bytes it claims (" + zerr + ")";
+    return false;
+  }
+  out->data.swap(raw);
+  out->flags &= ~kFlagZstd;
+  return true;
+}
+
+void ShmStore::DropBadFrame(std::string_view key, uint64_t hash, const std::string& frame,
+                            const std::string& why) {
+  CountError();
+  Log(LogLevel::kWarning, "compressed entry for a key of " + std::to_string(key.size()) +
+                              " bytes in " + path_ + " is unreadable: " + why + "; a miss" +
+                              (read_only_ ? " (read-only: left as it is)" : ", removed"));
+  if (read_only_) return;
+  // Removed only if it still holds the frame that failed: a writer may
+  // have replaced it since the copy.
+  Locking([&]() -> Status {
+    uint64_t* link = nullptr;
+    uint64_t off = FindLocked(key, hash, &link);
+    if (off == 0) return Status::OK();
+    Item* it = At<Item>(off);
+    if (!(it->flags & kFlagZstd) || ValueOf(it) != frame) return Status::OK();
+    Modifying mod(h_);
+    Remove(off, link);
+    return Status::OK();
   });
 }
 
@@ -116,7 +189,14 @@ Status ShmStore::DoGetMany(std::span<const std::string_view> keys, std::vector<V
 
 Status ShmStore::DoWrite(WriteMode mode, std::string_view key, std::string_view data,
                          uint32_t flags, int64_t exp) {
+  // MAX_ITEM_SIZE bounds the value given, compressed or not (as the file
+  // store does): whether a value fits does not depend on how well it
+  // compresses, and a reader can bound what it decompresses.
   if (key.size() + data.size() > max_item_) return TooLargeError(key, data.size(), max_item_);
+  if (flags & kFlagZstd) return ReservedFlagError();
+  std::string frame;
+  flags = Pack(data, flags, &frame);  // before the lock
+  if (flags & kFlagZstd) data = frame;
   uint64_t hash = Hash(key);
   return Locking([&]() -> Status {
     int64_t now = NowMs();
@@ -181,40 +261,85 @@ uint64_t ShmStore::FindLiveLocked(std::string_view key, uint64_t hash, int64_t n
   Modifying mod(h_);
   Remove(off, *link);
   if (expired) Slot().expirations.fetch_add(1, std::memory_order_relaxed);
-  else Log(LogLevel::kWarning, "entry at offset " + std::to_string(off) + " of " + path_ +
-                                   " failed its checksum: removed, a miss");
+  else {
+    Log(LogLevel::kWarning, "entry at offset " + std::to_string(off) + " of " + path_ +
+                                " failed its checksum: removed, a miss");
+    CountError();
+  }
   return 0;
 }
 
 Status ShmStore::DoCompareAndSwap(std::string_view key, std::string_view expected,
                                   uint32_t expected_flags, const WriteItem* with) {
-  if (with && key.size() + with->data.size() > max_item_)
-    return TooLargeError(key, with->data.size(), max_item_);
-  return WithLiveLocked(key, [&](uint64_t hash, int64_t now, uint64_t off, uint64_t* link,
-                                 Item* it) -> Status {
-    if (it->flags != expected_flags || ValueOf(it) != expected) return Status::NotStored();
-    Modifying mod(h_);
-    if (!with) {
-      Remove(off, link);
+  std::string frame;
+  std::string_view wdata;
+  uint32_t wflags = 0;
+  if (with) {
+    if (key.size() + with->data.size() > max_item_)
+      return TooLargeError(key, with->data.size(), max_item_);
+    if (with->flags & kFlagZstd) return ReservedFlagError();
+    wflags = Pack(with->data, with->flags, &frame);  // before the lock
+    wdata = (wflags & kFlagZstd) ? std::string_view(frame) : with->data;
+  }
+  // A compressed entry is compared with `expected` outside the lock: its
+  // frame is copied under the lock, decompressed after it, and the swap
+  // made under the lock again only if the entry is still the one compared
+  // (same seqno and checksum); otherwise compared afresh.
+  uint64_t agreed_seqno = 0, agreed_check = 0;
+  for (int round = 0; round < 16; ++round) {
+    bool compare_outside = false;
+    Value stored;
+    uint64_t stored_seqno = 0, stored_check = 0;
+    Status s = WithLiveLocked(key, [&](uint64_t hash, int64_t now, uint64_t off, uint64_t* link,
+                                       Item* it) -> Status {
+      if ((it->flags & ~kFlagZstd) != expected_flags) return Status::NotStored();
+      if (it->flags & kFlagZstd) {
+        if (agreed_seqno == 0 || it->seqno != agreed_seqno || it->check != agreed_check) {
+          stored.data.assign(ValueOf(it));
+          stored.flags = it->flags;
+          stored_seqno = it->seqno;
+          stored_check = it->check;
+          compare_outside = true;
+          return Status::OK();
+        }
+      } else if (ValueOf(it) != expected) {
+        return Status::NotStored();
+      }
+      Modifying mod(h_);
+      if (!with) {
+        Remove(off, link);
+        return Status::OK();
+      }
+      // The new entry is linked before the old one is freed: a process killed
+      // in between leaves both, and recovery keeps the newer (LAYOUT.md,
+      // "Recovery"); freed first, a kill there would lose the key. The
+      // allocation may have evicted the old entry itself: then it is gone.
+      uint64_t old_seqno = it->seqno;
+      Insert(key, hash, wdata, wflags, with->expires_ms, now);
+      Item* old = At<Item>(off);
+      if (old->head.state == kStateLive && old->seqno == old_seqno) Remove(off, nullptr);
+      Slot().sets.fetch_add(1, std::memory_order_relaxed);
       return Status::OK();
+    });
+    if (!s.ok() || !compare_outside) return s;
+    std::string why;
+    if (!Unpack(key, &stored, &why)) {
+      DropBadFrame(key, Hash(key), stored.data, why);
+      return Status::NotFound();
     }
-    // The new entry is linked before the old one is freed: a process killed
-    // in between leaves both, and recovery keeps the newer (LAYOUT.md,
-    // "Recovery"); freed first, a kill there would lose the key. The
-    // allocation may have evicted the old entry itself: then it is gone.
-    uint64_t old_seqno = it->seqno;
-    Insert(key, hash, with->data, with->flags, with->expires_ms, now);
-    Item* old = At<Item>(off);
-    if (old->head.state == kStateLive && old->seqno == old_seqno) Remove(off, nullptr);
-    Slot().sets.fetch_add(1, std::memory_order_relaxed);
-    return Status::OK();
-  });
+    if (stored.data != expected) return Status::NotStored();
+    agreed_seqno = stored_seqno;
+    agreed_check = stored_check;
+  }
+  // Rewritten under us at every round: it is not the value the caller saw.
+  return Status::NotStored();
 }
 
 Status ShmStore::DoIncr(std::string_view key, int64_t delta, int64_t* result) {
   return WithLiveLocked(key, [&](uint64_t hash, int64_t now, uint64_t off, uint64_t* link,
                                  Item* it) -> Status {
-    if (Encoding(it->flags) != kEncInt) return Status::NotANumber();
+    // An int is never compressed (Pack): a compressed entry is no number.
+    if (Encoding(it->flags) != kEncInt || (it->flags & kFlagZstd)) return Status::NotANumber();
     DecimalSum sum;
     if (Status st = AddToDecimal(ValueOf(it), delta, &sum); !st.ok()) return st;
     std::string_view nt = sum.view();
@@ -271,12 +396,20 @@ uint64_t ShmStore::ListChunk(uint64_t* pos, size_t limit, const ListOptions& opt
     if (IsExpired(exp, now) && !opts.include_expired) continue;
     std::string_view key(reinterpret_cast<const char*>(it) + kItemHeader, klen);
     if (!opts.glob.empty() && !GlobMatch(opts.glob, key)) continue;
+    uint32_t flags = Ld(&it->flags);
+    if (flags & kFlagZstd) {
+      // The size the value was given with, from the frame's header (a few
+      // bytes parsed, nothing decompressed); the stored size if it lies.
+      uint64_t raw = 0;
+      std::string_view frame(reinterpret_cast<const char*>(it) + kItemHeader + klen, vlen);
+      if (FrameContentSize(frame, max_item_, &raw)) vlen = raw;
+    }
     EntryInfo& e = got->emplace_back();
     e.key.assign(key);
     e.value_size = vlen;
     e.expires_ms = exp;
     e.stored_ms = Ld(&it->stored_ms);
-    e.flags = Ld(&it->flags);
+    e.flags = flags & ~kFlagZstd;
   }
   return 0;
 }
@@ -371,6 +504,8 @@ Status ShmStore::DoGetStats(Stats* out) {
       {"max_item_size", std::to_string(max_item_)},
       {"index_buckets", std::to_string(g_.nbuckets)},
       {"eviction", "SIEVE"},
+      {"compress_min_size", std::to_string(compress_min_)},
+      {"compress_level", std::to_string(compress_level_)},
       {"recoveries", std::to_string(Ld(&h_->recoveries))},
       {"resets", std::to_string(Ld(&h_->resets))},
       {"created_ms", std::to_string(Ld(&h_->created_ms))},
@@ -405,6 +540,7 @@ Status OpenShmStore(const StoreSpec& spec, std::unique_ptr<Store>* out) {
   std::string mismatch;
   bool create = true, read_only = false;
   int64_t lock_timeout_ms = kDefaultLockTimeoutMs;
+  uint64_t compress_min = 0, compress_level = 1;
   p.size_given = spec.options.count("SIZE") != 0;
   if (!(s = r.Size("SIZE", kDefaultSize, &p.size)).ok()) return s;
   if (!(s = r.Size("MAX_ITEM_SIZE", kDefaultMaxItem, &p.max_item_size)).ok()) return s;
@@ -414,6 +550,8 @@ Status OpenShmStore(const StoreSpec& spec, std::unique_ptr<Store>* out) {
   if (!(s = r.Bool("CREATE", true, &create)).ok()) return s;
   if (!(s = r.Bool("READ_ONLY", false, &read_only)).ok()) return s;
   if (!(s = r.Millis("LOCK_TIMEOUT", kDefaultLockTimeoutMs, &lock_timeout_ms)).ok()) return s;
+  if (!(s = r.Size("COMPRESS_MIN_SIZE", 0, &compress_min)).ok()) return s;
+  if (!(s = r.UInt("COMPRESS_LEVEL", 1, &compress_level)).ok()) return s;
   if (!(s = r.CheckAllUsed()).ok()) return s;
   if (p.max_item_size == 0)
     return Status::InvalidArgument(RegionMessage(region, "option MAX_ITEM_SIZE must be above 0"));
@@ -422,6 +560,10 @@ Status OpenShmStore(const StoreSpec& spec, std::unique_ptr<Store>* out) {
                                    std::to_string(cull) + " is not a sensible fraction"));
   if (lock_timeout_ms <= 0)
     return Status::InvalidArgument(RegionMessage(region, "option LOCK_TIMEOUT must be above 0"));
+  if (compress_level < 1 || compress_level > 19)
+    return Status::InvalidArgument(RegionMessage(region, "option COMPRESS_LEVEL=" +
+                                   std::to_string(compress_level) +
+                                   " is not a zstd level from 1 to 19"));
   if (read_only) create = false;
   p.create = create;
   p.read_only = read_only;
@@ -434,7 +576,8 @@ Status OpenShmStore(const StoreSpec& spec, std::unique_ptr<Store>* out) {
   if (!s.ok()) return s;
   InstallFaultHandler();
   *out = std::make_unique<ShmStore>(region, spec.location, std::move(seg), max_entries,
-                                    static_cast<uint32_t>(cull), read_only, lock_timeout_ms);
+                                    static_cast<uint32_t>(cull), read_only, lock_timeout_ms,
+                                    compress_min, static_cast<int>(compress_level));
   return Status::OK();
 }
 

@@ -28,6 +28,7 @@
 #include <string>
 #include <vector>
 
+#include "core/compress.h"
 #include "core/fault_guard.h"
 #include "core/store_base.h"
 #include "regioncache/clock.h"
@@ -81,7 +82,8 @@ struct Damage {
 class __attribute__((visibility("hidden"))) ShmStore final : public StoreBase {
  public:
   ShmStore(std::string region, std::string location, std::unique_ptr<shm::Segment> seg,
-           uint64_t max_entries, uint32_t cull_frequency, bool read_only, int64_t lock_timeout_ms)
+           uint64_t max_entries, uint32_t cull_frequency, bool read_only, int64_t lock_timeout_ms,
+           uint64_t compress_min, int compress_level)
       : StoreBase(std::move(region), std::move(location)),
         seg_(std::move(seg)),
         b_(seg_->base()),
@@ -93,7 +95,9 @@ class __attribute__((visibility("hidden"))) ShmStore final : public StoreBase {
         max_entries_(max_entries),
         cull_frequency_(cull_frequency),
         read_only_(read_only),
-        lock_timeout_ms_(lock_timeout_ms) {}
+        lock_timeout_ms_(lock_timeout_ms),
+        compress_min_(compress_min),
+        compress_level_(compress_level) {}
 
   Status Get(std::string_view key, Value* out) override {
     return Guarded([&] { return Read(key, out, false); });
@@ -367,6 +371,35 @@ class __attribute__((visibility("hidden"))) ShmStore final : public StoreBase {
   }
 
   Status Read(std::string_view key, Value* out, bool peek);
+  // Read without the decompression: the entry as stored (flags may hold
+  // kFlagZstd). Sets the visited bit of a hit unless peek; counts misses.
+  Status ReadStored(std::string_view key, uint64_t hash, Value* out, bool peek);
+
+  // --- compression (LAYOUT.md, "Compressed values") --------------------------
+  // The flags to store data with: flags | kFlagZstd, with the frame in
+  // *frame, when OPTIONS COMPRESS_MIN_SIZE is set, data is at least that
+  // long, is not an int, and the frame saves at least an eighth; otherwise
+  // flags (store data as it is). Called before the lock is taken.
+  uint32_t Pack(std::string_view data, uint32_t flags, std::string* frame) const;
+  // Replaces a stored frame (out->data, out->flags with kFlagZstd) by the
+  // value it holds. Never called with the mutex held. False, with *why set
+  // and out->data left as the frame, when the frame lies: no content size,
+  // one beyond MAX_ITEM_SIZE less the key, or bytes that do not decompress
+  // to exactly that size.
+  bool Unpack(std::string_view key, Value* out, std::string* why) const;
+  // A frame that lied (Unpack): counted in errors, logged naming the
+  // region, and the entry removed if it still holds that frame (a writable
+  // mapping only). The caller answers a miss.
+  void DropBadFrame(std::string_view key, uint64_t hash, const std::string& frame,
+                    const std::string& why);
+  void CountError() {
+    if (read_only_) own_events_.Add(Event::kError, 1);
+    else Slot().errors.fetch_add(1, std::memory_order_relaxed);
+  }
+  Status ReservedFlagError() const {
+    return Status::InvalidArgument(Where() + "flags include kFlagZstd, which the shared-memory "
+                                             "store reserves for its own compression");
+  }
   Probe ProbeOptimistic(std::string_view key, uint64_t hash, Value* out, uint64_t* off_out);
   Status ReadLocked(std::string_view key, uint64_t hash, Value* out, bool peek);
   Status DoWrite(WriteMode mode, std::string_view key, std::string_view data, uint32_t flags,
@@ -466,6 +499,8 @@ class __attribute__((visibility("hidden"))) ShmStore final : public StoreBase {
   uint32_t cull_frequency_;
   const bool read_only_;
   const int64_t lock_timeout_ms_;
+  const uint64_t compress_min_;  // OPTIONS COMPRESS_MIN_SIZE, 0 = never compress
+  const int compress_level_;     // OPTIONS COMPRESS_LEVEL
   std::atomic<bool> dead_{false};
   std::mutex break_mu_;  // see BreakLock
   std::atomic<int64_t> truncated_to_{-1};  // the size found when dead_ was set

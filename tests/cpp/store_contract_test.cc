@@ -40,7 +40,7 @@ struct Traits {
   // (memcached's server counts unsigned, stops at 0 and is blind to flags).
   bool signed_incr;
   int hammer_ops;  // per thread, in ThreadsHammeringTheSameKeys
-  // Compresses values from OPTIONS COMPRESS_MIN_SIZE on (shm keeps them as given).
+  // Compresses values from OPTIONS COMPRESS_MIN_SIZE on.
   bool compresses;
   // Stats count this region's writes (memcached's are the server's commands).
   bool sets_are_writes;
@@ -50,7 +50,7 @@ struct Traits {
 
 // The store specs: each makes a fresh place for one test's store.
 struct ShmSpec {
-  static constexpr Traits kTraits{"shm", true, 20000, false, true, 1};
+  static constexpr Traits kTraits{"shm", true, 20000, true, true, 1};
   std::string Location() const { return region.name(); }
   testing::ScratchShmRegion region{"gtest-contract-" + TestName()};
 };
