@@ -35,6 +35,20 @@ import regioncache
 out["page_urls"] = [p["url"] for p in regioncache.pages(cache="pages")]
 out["purged"] = regioncache.purge_url("http://testserver/users/*", cache="pages")
 out["left_urls"] = [p["url"] for p in regioncache.pages(cache="pages")]
+# demo/wsgi.py (runserver's WSGI_APPLICATION): a page the region holds is
+# answered in front of Django's handler, which never starts for it
+from django.core.signals import request_started
+from demo.wsgi import application
+started = []
+request_started.connect(lambda sender, **kw: started.append(1), weak=False)
+answers = []
+for _ in range(3):
+    got = []
+    body = b"".join(application(c._base_environ(PATH_INFO="/users/8/"),
+                                lambda s, h, exc_info=None: got.append(s)))
+    answers.append((got[0], body))
+out["wsgi"] = {"statuses": [a[0] for a in answers], "same": len({a[1] for a in answers}) == 1,
+               "app": type(application).__name__, "started": len(started)}
 for a in ("functions", "files", "pages"):
     caches[a].clear()
 print(json.dumps(out))
@@ -72,3 +86,6 @@ def test_demo_site_fills_its_three_regions(tmp_path):
     assert out["page_urls"] == ["http://testserver/", "http://testserver/users/7/"]
     assert out["purged"] >= 2              # the page and its header list (and the record)
     assert out["left_urls"] == ["http://testserver/"]
+    # the WSGI application: one miss through Django, two hits in front of it, the same page
+    assert out["wsgi"] == {"statuses": ["200 OK"] * 3, "same": True,
+                           "app": "PageHitApplication", "started": 1}

@@ -18,6 +18,10 @@ ALLOWED_HOSTS = ["127.0.0.1", "localhost", "testserver"]
 ROOT_URLCONF = "demo.urls"
 INSTALLED_APPS = ["django.contrib.contenttypes", "regioncache"]
 MIDDLEWARE = []
+# Pages of @cache_page(..., cache="pages") are answered in front of Django's
+# handler (demo/wsgi.py) when the region holds them.
+WSGI_APPLICATION = "demo.wsgi.application"
+REGIONCACHE_PAGE_HITS = [{"cache": "pages", "key_prefix": ""}]
 DATABASES = {}
 USE_TZ = True
 
