@@ -73,6 +73,8 @@ from memcached_servers import Server as MemcachedServer  # noqa: E402
 
 BACKENDS = {
     "SharedMemoryCache": "regioncache.SharedMemoryCache",
+    # the same store compressing pages (zstd level 1, values from 4 KB)
+    "SharedMemoryCache+zstd": "regioncache.SharedMemoryCache",
     "FileCache": "regioncache.FileCache",
     "MemcachedCache": "regioncache.MemcachedCache",
     "LocMemCache": "django.core.cache.backends.locmem.LocMemCache",
@@ -115,6 +117,7 @@ class Store:
     def __init__(self, name, tmp, urls, seed):
         Store.serial += 1
         self.name = name
+        self.kind = BACKENDS.get(name, name).rsplit(".", 1)[-1]  # the class: a variant's too
         self.tag = f"bench-site-{os.getpid()}-{Store.serial}"
         self.dir = Path(tmp) / self.tag
         self.server = None
@@ -123,9 +126,11 @@ class Store:
         # powers of two), + the index; memcached's slabs round up too
         page_bytes = sum(pages.page_size(seed, n) for n in range(1, urls + 1))
         options = {}
-        if name == "SharedMemoryCache":
+        if self.kind == "SharedMemoryCache":
             location = self.tag
             options = {"SIZE": f"{(page_bytes * 17 // 10 >> 20) + 32}MB"}
+            if name.endswith("+zstd"):
+                options.update(COMPRESS_MIN_SIZE="4KB", COMPRESS_LEVEL=1)
         elif name in ("FileCache", "FileBasedCache"):
             location = str(self.dir)
             options = ({"MAX_SIZE": f"{(page_bytes * 2 >> 20) + 64}MB"} if name == "FileCache"
@@ -146,12 +151,12 @@ class Store:
 
     def used(self):
         """The bytes of the entries by the store's own count (None: no such count)."""
-        if self.name in ("SharedMemoryCache", "FileCache"):
+        if self.kind in ("SharedMemoryCache", "FileCache"):
             import regioncache
 
-            cls = getattr(regioncache, self.name)
+            cls = getattr(regioncache, self.kind)
             cache = cls(self.conf["LOCATION"], {"OPTIONS": dict(self.conf["OPTIONS"], CREATE=False)}
-                        if self.name == "SharedMemoryCache" else {"OPTIONS": self.conf["OPTIONS"]})
+                        if self.kind == "SharedMemoryCache" else {"OPTIONS": self.conf["OPTIONS"]})
             try:
                 return cache.stats().get("bytes_used", 0)
             except regioncache.RegionError:
@@ -176,7 +181,7 @@ class Store:
 
     def bytes(self):
         """The store's own memory: None where the cache lives in the workers."""
-        if self.name == "SharedMemoryCache":
+        if self.kind == "SharedMemoryCache":
             import regioncache
 
             seg = "/dev/shm" + regioncache.shm_segment_name(self.tag)
@@ -188,7 +193,7 @@ class Store:
         return None
 
     def close(self):
-        if self.name == "SharedMemoryCache":
+        if self.kind == "SharedMemoryCache":
             import regioncache
 
             try:
@@ -493,19 +498,22 @@ def targets(results, fast):
         row("same, as workers' CPU per request (theirs / ours)", v, "ge", goal,
             f"{v:.2f}× ({cpu(faster):.0f} vs {cpu(slower):.0f} µs)")
 
-    shm, loc = at.get("SharedMemoryCache"), at.get("LocMemCache")
-    if shm and loc:
+    loc = at.get("LocMemCache")
+    for name in ("SharedMemoryCache", "SharedMemoryCache+zstd"):
+        shm = at.get(name)
+        if not (shm and loc):
+            continue
         v = shm["rps"] / loc["rps"]
-        row(f"SharedMemoryCache req/s ≥ LocMemCache's, {top} workers", v, "ge", 1.0, f"{v:.2f}×")
+        row(f"{name} req/s ≥ LocMemCache's, {top} workers", v, "ge", 1.0, f"{v:.2f}×")
         cpu_row(shm, loc, 1.0)
-        row(f"SharedMemoryCache hit ratio > LocMemCache's, {top} workers",
+        row(f"{name} hit ratio > LocMemCache's, {top} workers",
             shm["hit_ratio"] - loc["hit_ratio"], "gt", 0.0,
             f"{shm['hit_ratio']:.3f} vs {loc['hit_ratio']:.3f}")
         v = shm["memory"] / loc["memory"] if loc["memory"] > 0 else float("nan")
-        row(f"SharedMemoryCache memory ≤ 1/3 of LocMemCache's, {top} workers", v, "le", 1 / 3,
+        row(f"{name} memory ≤ 1/3 of LocMemCache's, {top} workers", v, "le", 1 / 3,
             f"{v:.2f}× ({mb(shm['memory'])} vs {mb(loc['memory'])} MB)")
         v = shm["memory_used"] / loc["memory"] if loc["memory"] > 0 else float("nan")
-        row("same, counting the segment's used bytes, not its SIZE", v, "le", 1 / 3,
+        row("same, counting the segment's used bytes, not its resident pages", v, "le", 1 / 3,
             f"{v:.2f}× ({mb(shm['memory_used'])} vs {mb(loc['memory'])} MB)")
     mc = at.get("MemcachedCache")
     for peer, goal in (("PyLibMCCache", 1.2), ("RedisCache", 1.5)):

@@ -107,6 +107,26 @@ def test_smallest_run_reports_a_full_table(tmp_path):
     assert data["targets"] == []
 
 
+def test_compressing_variant_holds_the_same_pages_in_fewer_bytes(tmp_path):
+    """SharedMemoryCache+zstd is the same store with COMPRESS_MIN_SIZE: the
+    same hit ratio, fewer bytes used, and target rows of its own."""
+    out = tmp_path / "result.json"
+    r = subprocess.run(
+        [sys.executable, str(BENCH / "bench_site.py"), "--backends",
+         "SharedMemoryCache,SharedMemoryCache+zstd,LocMemCache", "--workers", "1", "--urls", "200",
+         "--warmup", "200", "--requests", "200", "--json", str(out)],
+        capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    data = json.loads(out.read_text())
+    at = {row["backend"]: row for row in data["results"]}
+    plain, zstd = at["SharedMemoryCache"], at["SharedMemoryCache+zstd"]
+    assert zstd["hit_ratio"] == plain["hit_ratio"] and zstd["errors"] == 0
+    assert 0 < zstd["store_used"] < plain["store_used"] * 0.6  # the pages compress ~3x
+    names = [t["target"] for t in data["targets"]]
+    assert "SharedMemoryCache+zstd memory ≤ 1/3 of LocMemCache's, 1 workers" in names
+    assert "SharedMemoryCache memory ≤ 1/3 of LocMemCache's, 1 workers" in names
+
+
 def test_bad_flags_are_refused_with_a_message():
     for argv, words in ((["--backends", "Nope"], "unknown backend 'Nope'"),
                         (["--workers", "0"], "at least 1"),
