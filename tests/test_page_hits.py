@@ -435,7 +435,11 @@ def test_other_stores(tmp_path, form):
     servers = start_servers(1)
     try:
         for conf in ({"BACKEND": "regioncache.FileCache", "LOCATION": str(tmp_path / "p")},
-                     {"BACKEND": "regioncache.MemcachedCache", "LOCATION": servers[0].location}):
+                     {"BACKEND": "regioncache.MemcachedCache", "LOCATION": servers[0].location},
+                     # pages stored as zstd frames: the header list and page read back whole
+                     {"BACKEND": "regioncache.SharedMemoryCache",
+                      "LOCATION": f"test-page-hits-zstd-{__import__('os').getpid()}",
+                      "OPTIONS": {"COMPRESS_MIN_SIZE": 64, "SIZE": "8MB"}}):
             with override_settings(CACHES={**__import__("django.conf").conf.settings.CACHES,
                                            "pages": conf}):
                 caches["pages"].clear()
@@ -443,6 +447,12 @@ def test_other_stores(tmp_path, form):
                 assert fast == django and passed == ["/site/"], conf["BACKEND"]
                 django, fast, passed, renders = both(USUAL, lambda c: hits(c, "/view/"), form=form)
                 assert fast == django and passed == ["/view/"], conf["BACKEND"]
+                django, fast, passed, renders = both(USUAL, lambda c: hits(c, "/view/long/"),
+                                                     form=form)
+                assert fast == django and passed == ["/view/long/"], conf["BACKEND"]
+                if conf["BACKEND"] == "regioncache.SharedMemoryCache":
+                    caches["pages"].clear()
+                    regioncache.remove_shm_region(conf["LOCATION"])
     finally:
         servers.stop()
 
