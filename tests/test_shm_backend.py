@@ -988,37 +988,3 @@ def test_compressed_value_over_max_item_size_is_refused(regions):
         c.set("big", b"z" * (64 * 1024))
     c.set("fits", b"z" * (60 * 1024))
     assert c.get("fits") == b"z" * (60 * 1024)
-
-
-# ------------------------------------------------- memory taken as it fills --
-
-
-def _segment_bytes(cache):
-    """The bytes of the region's segment that hold memory (tmpfs pages)."""
-    import os
-
-    name = regioncache.shm_segment_name(cache.stats()["location"])
-    return os.stat("/dev/shm/" + name.lstrip("/")).st_blocks * 512
-
-
-def test_segment_takes_memory_as_it_fills(regions):
-    c = regions.new(OPTIONS={"SIZE": "256MB", "MAX_ITEM_SIZE": "1MB"})
-    fresh = _segment_bytes(c)
-    # the index (8 MB of buckets, 2 MB of visited map) and one 2 MB block
-    assert fresh < 13 * MB, fresh
-    assert int(c.stats()["arena_reserved"]) == 2 * MB
-    page = b"p" * 100_000  # 128 KB blocks
-    for i in range(200):
-        c.set(f"k{i}", page)
-    grown = _segment_bytes(c)
-    # 200 blocks of 128 KB in 2 MB steps: 13 steps, the first reserved at creation
-    assert int(c.stats()["arena_reserved"]) == 26 * MB
-    assert grown - fresh == 24 * MB, (fresh, grown)
-    assert c.stats()["evictions"] == 0
-    assert c.get_many([f"k{i}" for i in range(0, 200, 20)]) == {
-        f"k{i}": page for i in range(0, 200, 20)
-    }
-    c.clear()
-    assert _segment_bytes(c) == grown  # cleared entries leave their pages reserved
-    c.set("after", page)
-    assert c.get("after") == page

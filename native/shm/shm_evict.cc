@@ -94,7 +94,7 @@ void ShmStore::Cull(int64_t now) {
   if (h_->entries < max_entries_) return;
   if (cull_frequency_ == 0) {
     uint64_t n = h_->entries;
-    seg_->ResetArena(frontier_);
+    seg_->ResetArena();
     Slot().evictions.fetch_add(n, std::memory_order_relaxed);
     return;
   }
@@ -109,8 +109,6 @@ uint64_t ShmStore::Allocate(uint32_t order) {
     uint64_t off = AllocBlock(order);
     if (off) return off;
     if (SweepExpired(now) != 0) continue;
-    // The arena grows before anything live is evicted (NoRoom if it cannot).
-    if (Extend(now)) continue;
     if (rounds > MaxBlocks() || !EvictOne(now)) break;
   }
   // Nothing left to evict yet no block: the lists disagree with the blocks.
@@ -119,14 +117,13 @@ uint64_t ShmStore::Allocate(uint32_t order) {
 
 Status ShmStore::DoPurgeExpired(uint64_t* removed) {
   *removed = 0;
-  uint64_t pos = 0, end = 1;
-  while (pos < end) {
+  uint64_t pos = 0;
+  while (pos < g_.arena_size) {
     Status st = Locking([&]() -> Status {
       int64_t now = NowMs();
-      end = frontier_;
-      pos = BlockAtOrAfter(pos, end);
+      pos = BlockAtOrAfter(pos);
       Modifying mod(h_);
-      for (uint64_t n = 0; n < kWalkChunk && pos < end; ++n) {
+      for (uint64_t n = 0; n < kWalkChunk && pos < g_.arena_size; ++n) {
         uint64_t off = g_.arena_off + pos;
         Item* it = At<Item>(off);
         uint32_t order = it->head.order;

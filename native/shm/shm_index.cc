@@ -14,22 +14,18 @@ ShmStore::Probe ShmStore::ProbeOptimistic(std::string_view key, uint64_t hash, V
                                           uint64_t* off_out) {
   uint64_t s1 = h_->seq.load(std::memory_order_acquire);
   if (s1 & 1) return Probe::kRetry;
-  // Offsets are checked against the frontier loaded once here: nothing
-  // beyond it is reserved, and a read there could allocate a page.
-  const uint64_t end = LoadFrontier();
-  if (end == 0) return Probe::kRetry;  // damaged: the locked path repairs it
   uint64_t off = Ld(Bucket(hash));
   Probe result = Probe::kMiss;
   const uint64_t max_steps = MaxBlocks();
   for (uint64_t steps = 0; off != 0; ++steps) {
-    if (!ValidOff(off, end) || steps > max_steps) return Probe::kRetry;
+    if (!ValidOff(off) || steps > max_steps) return Probe::kRetry;
     const Item* it = At<Item>(off);
     uint64_t ihash = Ld(&it->hash);
     uint32_t klen = Ld(&it->key_len);
     if (ihash == hash && klen == key.size()) {
       uint32_t order = Ld(&it->head.order);
       uint64_t vlen = Ld(&it->val_len);
-      if (!ValidBlock(off, order, end) || !Fits(order, klen, vlen)) return Probe::kRetry;
+      if (!ValidBlock(off, order) || !Fits(order, klen, vlen)) return Probe::kRetry;
       const char* p = reinterpret_cast<const char*>(it) + kItemHeader;
       if (std::memcmp(p, key.data(), klen) == 0) {
         int64_t exp = Ld(&it->expires_ms);

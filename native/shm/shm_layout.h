@@ -1,4 +1,4 @@
-// The shared-memory segment layout, version 4. Every reference inside the
+// The shared-memory segment layout, version 3. Every reference inside the
 // segment is a byte offset from the segment's start (processes map it at
 // different addresses). The prose description, kept in step with this file,
 // is native/shm/LAYOUT.md.
@@ -13,7 +13,7 @@
 namespace regioncache::shm {
 
 inline constexpr uint64_t kMagic = 0x3130304d48534352ull;  // "RCSHM001" little-endian
-inline constexpr uint32_t kLayoutVersion = 4;  // 3: item checksum, lock_epoch; 4: frontier
+inline constexpr uint32_t kLayoutVersion = 3;  // 3: item checksum, lock_epoch
 
 inline constexpr uint32_t kMinOrder = 7;   // smallest block: 128 bytes
 inline constexpr uint32_t kMaxOrders = 40; // orders 0..39 addressable (blocks up to 512 GiB)
@@ -72,11 +72,6 @@ struct Header {
   // index or any entry and even again when done; a reader that sees it odd,
   // or changed across its read, retries (and after a few tries takes mutex).
   alignas(64) std::atomic<uint64_t> seq;
-  // The arena is reserved (posix_fallocate) and carved into blocks up to
-  // here, relative to arena_off; beyond it lies nothing. Grows one top-level
-  // block at a time under mutex, never shrinks. On seq's line because every
-  // lock-free reader loads both. Valid only if ValidFrontier says so.
-  uint64_t frontier;
 
   alignas(64) uint64_t item_seqno;    // last sequence number given to an entry
   uint64_t entries;                   // LIVE entries linked in the index
@@ -145,18 +140,5 @@ bool ComputeGeometry(uint64_t size, uint64_t max_item, Geometry* g);
 // arena_off): the largest aligned block that fits there. ResetArena carves
 // the arena into these, and they never move.
 uint32_t TopBlockOrder(const Geometry& g, uint64_t pos);
-
-// The arena grows in steps of the largest block (the last step takes the
-// rest, carved into smaller top-level blocks).
-inline uint64_t FrontierStep(const Geometry& g) { return BlockSize(g.max_order); }
-// What a new segment reserves of its arena: the first top-level block.
-inline uint64_t InitialFrontier(const Geometry& g) {
-  return FrontierStep(g) <= g.arena_size ? FrontierStep(g) : g.arena_size;
-}
-// A frontier read from the segment is used only if it sits on a step
-// boundary inside the arena, or at its end.
-inline bool ValidFrontier(const Geometry& g, uint64_t f) {
-  return f == g.arena_size || (f >= InitialFrontier(g) && f < g.arena_size && f % FrontierStep(g) == 0);
-}
 
 }  // namespace regioncache::shm

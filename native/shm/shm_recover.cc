@@ -154,7 +154,7 @@ bool ShmStore::RebuildFromBlocks() {
   // the arena itself is damaged: the caller starts it afresh.
   std::vector<std::pair<uint64_t, uint32_t>> spare;
   uint64_t pos = 0;
-  while (pos < frontier_) {
+  while (pos < g_.arena_size) {
     uint64_t off = g_.arena_off + pos;
     auto* bh = At<shm::BlockHead>(off);
     uint32_t order = bh->order;

@@ -168,18 +168,10 @@ void Segment::WriteGeometry() {
   reinterpret_cast<std::atomic<uint64_t>*>(&h->magic)->store(kMagic, std::memory_order_release);
 }
 
-int Segment::Reserve(uint64_t from, uint64_t to) {
-  int rc = posix_fallocate(fd_, static_cast<off_t>(geo_.arena_off + from),
-                           static_cast<off_t>(to - from));
-  // A file system without fallocate (never /dev/shm's tmpfs) is taken as it is.
-  return rc == EOPNOTSUPP || rc == EINVAL ? 0 : rc;
-}
-
-void Segment::ResetArena(uint64_t frontier) {
+void Segment::ResetArena() {
   Header* h = header();
   const Geometry& g = geo_;
   StoreGeometry();
-  __atomic_store_n(&h->frontier, frontier, __ATOMIC_RELEASE);
   std::memset(base_ + g.buckets_off, 0, g.nbuckets * 8);
   std::memset(base_ + g.visited_off, 0, g.arena_size >> kMinOrder);
   for (auto& f : h->free_heads) f = 0;
@@ -188,11 +180,10 @@ void Segment::ResetArena(uint64_t frontier) {
   h->sieve_head = h->sieve_tail = h->sieve_hand = 0;
   h->next_expiry_ms = 0;
   h->last_sweep_ms = 0;
-  // Carve the arena up to the frontier into the largest aligned blocks
-  // that fit, each on its own free list. Offsets are relative to arena_off
-  // for alignment. Nothing beyond the frontier is touched.
+  // Carve the arena into the largest aligned blocks that fit, each on its
+  // own free list. Offsets are relative to arena_off for alignment.
   uint64_t pos = 0;
-  while (pos < frontier) {
+  while (pos < g.arena_size) {
     uint32_t order = TopBlockOrder(g, pos);
     uint64_t off = g.arena_off + pos;
     auto* fb = reinterpret_cast<FreeBlock*>(base_ + off);
@@ -221,17 +212,12 @@ Status Segment::Initialise(const SegmentParams& p, int fd) {
     return ErrnoStatus(p.region,
                        "cannot size shared-memory segment " + p.name + " to " + HumanSize(p.size), e);
   }
-  // Reserve the pages written from now on: on a full /dev/shm a sparse
-  // segment would raise SIGBUS at the first write to a missing page, long
-  // after this open. The header, index, visited map and the arena's first
-  // top-level block now; the rest of the arena a block at a time as it
-  // fills (ShmStore::Extend), each reserved before it is written.
-  const uint64_t frontier = InitialFrontier(g);
-  const uint64_t reserve = g.arena_off + frontier;
-  if (int rc = posix_fallocate(fd, 0, static_cast<off_t>(reserve));
+  // Reserve the pages now: on a full /dev/shm a sparse segment would raise
+  // SIGBUS at the first write to a missing page, long after this open.
+  if (int rc = posix_fallocate(fd, 0, static_cast<off_t>(p.size));
       rc != 0 && rc != EOPNOTSUPP && rc != EINVAL) {
     return Status::IOError(RegionMessage(
-        p.region, "cannot reserve " + HumanSize(reserve) + " for shared-memory segment " + p.name +
+        p.region, "cannot reserve " + HumanSize(p.size) + " for shared-memory segment " + p.name +
                       ": " + ErrnoText(rc) +
                       (rc == ENOSPC ? " (/dev/shm is full; lower SIZE or free space)" : "")));
   }
@@ -264,7 +250,7 @@ Status Segment::Initialise(const SegmentParams& p, int fd) {
   pthread_mutexattr_destroy(&attr);
   if (rc != 0)
     return ErrnoStatus(p.region, "cannot create the segment's lock", rc);
-  ResetArena(frontier);
+  ResetArena();
   std::atomic_thread_fence(std::memory_order_release);
   reinterpret_cast<std::atomic<uint64_t>*>(&h->magic)->store(kMagic, std::memory_order_release);
   return Status::OK();

@@ -55,13 +55,9 @@ class Segment {
 
   // Resets the arena, index and lists to empty (used at creation, by Clear
   // and when recovery finds the arena unusable), writing the geometry
-  // checked at open back into the header. The arena is carved up to
-  // frontier (a ValidFrontier, reserved already), which is written to the
-  // header too. Caller holds the mutex or is the only one with the segment.
-  void ResetArena(uint64_t frontier);
-  // Reserves the arena's bytes [from, to) (relative to arena_off) in the
-  // file: 0, or posix_fallocate's error (ENOSPC: /dev/shm is full).
-  int Reserve(uint64_t from, uint64_t to);
+  // checked at open back into the header. Caller holds the mutex or is the
+  // only one with the segment.
+  void ResetArena();
   // Writes magic, version and the geometry checked at open back into the
   // header (after damage to it).
   void WriteGeometry();

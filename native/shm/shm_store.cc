@@ -363,7 +363,7 @@ Status ShmStore::DoIncr(std::string_view key, int64_t delta, int64_t* result) {
 Status ShmStore::DoClear() {
   return Locking([&]() -> Status {
     Modifying mod(h_);
-    seg_->ResetArena(frontier_);
+    seg_->ResetArena();
     return Status::OK();
   });
 }
@@ -381,12 +381,12 @@ Status ShmStore::ParseCursor(const std::string& cursor, uint64_t* pos) const {
 }
 
 uint64_t ShmStore::ListChunk(uint64_t* pos, size_t limit, const ListOptions& opts, int64_t now,
-                             std::vector<EntryInfo>* got, uint64_t* scanned, uint64_t end) const {
-  for (uint64_t n = 0; n < kWalkChunk && *pos < end && got->size() < limit; ++n) {
+                             std::vector<EntryInfo>* got, uint64_t* scanned) const {
+  for (uint64_t n = 0; n < kWalkChunk && *pos < g_.arena_size && got->size() < limit; ++n) {
     uint64_t off = g_.arena_off + *pos;
     const Item* it = At<Item>(off);
     uint32_t order = Ld(&it->head.order);
-    if (!ValidBlock(off, order, end)) return off;
+    if (!ValidBlock(off, order)) return off;
     ++*scanned;
     *pos += BlockSize(order);
     uint32_t klen = Ld(&it->key_len);
@@ -421,26 +421,24 @@ Status ShmStore::DoList(const ListOptions& opts, ListPage* page) {
   uint64_t pos = 0;
   if (Status cs = ParseCursor(opts.cursor, &pos); !cs.ok()) return cs;
   size_t limit = opts.limit ? opts.limit : 1000;
-  uint64_t end = g_.arena_size;  // the frontier of the last chunk read
-  while (pos < end && page->entries.size() < limit) {
-    Status st = read_only_ ? ListChunkReadOnly(&pos, limit, opts, page, &end)
+  while (pos < g_.arena_size && page->entries.size() < limit) {
+    Status st = read_only_ ? ListChunkReadOnly(&pos, limit, opts, page)
                            : Locking([&]() -> Status {
-                               end = frontier_;
-                               pos = BlockAtOrAfter(pos, end);
+                               pos = BlockAtOrAfter(pos);
                                uint64_t bad = ListChunk(&pos, limit, opts, NowMs(),
-                                                        &page->entries, &page->scanned, end);
+                                                        &page->entries, &page->scanned);
                                if (bad == 0) return Status::OK();
                                Modifying mod(h_);
                                return RebuiltAfterWalk(bad, "listing", "list again");
                              });
     if (!st.ok()) return st;
   }
-  if (pos < end) page->next_cursor = std::to_string(pos);
+  if (pos < g_.arena_size) page->next_cursor = std::to_string(pos);
   return Status::OK();
 }
 
 Status ShmStore::ListChunkReadOnly(uint64_t* pos, size_t limit, const ListOptions& opts,
-                                   ListPage* page, uint64_t* end) {
+                                   ListPage* page) {
   // No lock (the mapping is read-only): the chunk is read under the seqlock
   // and read again if a writer moved meanwhile. Damage is reported, never
   // repaired.
@@ -450,15 +448,10 @@ Status ShmStore::ListChunkReadOnly(uint64_t* pos, size_t limit, const ListOption
       sched_yield();
       continue;
     }
-    uint64_t f = LoadFrontier();
-    if (f == 0)
-      return Status::Corruption(Where() + "damaged frontier in the header of " + path_ +
-                                "; opened read-only, so it is left as it is: a writable "
-                                "session repairs it");
     std::vector<EntryInfo> got;
     uint64_t scanned = 0;
-    uint64_t p = BlockAtOrAfter(*pos, f);
-    uint64_t bad = ListChunk(&p, limit - page->entries.size(), opts, NowMs(), &got, &scanned, f);
+    uint64_t p = BlockAtOrAfter(*pos);
+    uint64_t bad = ListChunk(&p, limit - page->entries.size(), opts, NowMs(), &got, &scanned);
     std::atomic_thread_fence(std::memory_order_acquire);
     if (h_->seq.load(std::memory_order_relaxed) != s1) {
       sched_yield();
@@ -472,7 +465,6 @@ Status ShmStore::ListChunkReadOnly(uint64_t* pos, size_t limit, const ListOption
     for (auto& e : got) page->entries.push_back(std::move(e));
     page->scanned += scanned;
     *pos = p;
-    *end = f;
     return Status::OK();
   }
   return Status::Corruption(Where() + "segment " + path_ +
@@ -514,7 +506,6 @@ Status ShmStore::DoGetStats(Stats* out) {
       {"eviction", "SIEVE"},
       {"compress_min_size", std::to_string(compress_min_)},
       {"compress_level", std::to_string(compress_level_)},
-      {"arena_reserved", std::to_string(LoadFrontier())},  // 0: damaged, repaired at the next write
       {"recoveries", std::to_string(Ld(&h_->recoveries))},
       {"resets", std::to_string(Ld(&h_->resets))},
       {"created_ms", std::to_string(Ld(&h_->created_ms))},

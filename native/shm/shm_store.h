@@ -56,7 +56,6 @@ constexpr int64_t kDefaultLockTimeoutMs = 10000;
 constexpr int64_t kSweepIntervalMs = 1000;  // see SweepExpired
 constexpr int64_t kSizeCheckIntervalMs = 100;  // see CheckSize
 constexpr uint64_t kWalkChunk = 4096;  // blocks examined per lock hold when listing
-constexpr int64_t kNoExtendMs = 10000;  // after a failed reservation, evict instead for this long
 
 // The checksum of a value: XXH3-64 of its bytes, seeded with the key's hash
 // and the codec flags, so a value moved to another key or re-flagged fails
@@ -76,14 +75,6 @@ inline uint64_t ValueCheck(const char* v, uint64_t n, uint64_t hash, uint32_t fl
 struct Damage {
   const char* what;
   uint64_t off;
-};
-
-// The arena could not grow: posix_fallocate failed (ENOSPC: /dev/shm is
-// full). Thrown by Extend with nothing changed yet, caught by Locking,
-// which fails the write.
-struct NoRoom {
-  int err;
-  uint64_t bytes;
 };
 
 // Hidden: the members are called across the store's files, never from
@@ -106,10 +97,7 @@ class __attribute__((visibility("hidden"))) ShmStore final : public StoreBase {
         read_only_(read_only),
         lock_timeout_ms_(lock_timeout_ms),
         compress_min_(compress_min),
-        compress_level_(compress_level) {
-    uint64_t f = LoadFrontier();
-    frontier_ = f ? f : shm::InitialFrontier(g_);
-  }
+        compress_level_(compress_level) {}
 
   Status Get(std::string_view key, Value* out) override {
     return Guarded([&] { return Read(key, out, false); });
@@ -229,8 +217,6 @@ class __attribute__((visibility("hidden"))) ShmStore final : public StoreBase {
       pthread_mutex_t* m = &s_->h_->mutex;
       int rc = pthread_mutex_trylock(m);
       if (rc == EBUSY) rc = s_->WaitForLock();
-      // Before any rebuild: the walk of the arena stops at the frontier.
-      if (rc == 0 || rc == EOWNERDEAD) s_->SyncFrontier();
       if (rc == EOWNERDEAD) {
         s_->h_->recoveries++;
         s_->Log(LogLevel::kWarning, "a process died holding the writers' lock; index rebuilt "
@@ -293,8 +279,6 @@ class __attribute__((visibility("hidden"))) ShmStore final : public StoreBase {
     for (int attempt = 0;; ++attempt) {
       try {
         return body();
-      } catch (const NoRoom& n) {
-        return NoRoomStatus(n);
       } catch (const Damage& d) {
         std::string what = std::string(d.what) + " at offset " + std::to_string(d.off);
         if (attempt == 0) {
@@ -323,26 +307,9 @@ class __attribute__((visibility("hidden"))) ShmStore final : public StoreBase {
   bool CheckSize();
   void CheckHeader();
   void ResetArena() {
-    seg_->ResetArena(frontier_);
+    seg_->ResetArena();
     h_->resets++;
   }
-  // The header's frontier if valid (ValidFrontier), else 0. One load: the
-  // lock-free paths use what it returns, never the header again.
-  uint64_t LoadFrontier() const {
-    uint64_t f = __atomic_load_n(&h_->frontier, __ATOMIC_ACQUIRE);
-    return shm::ValidFrontier(g_, f) ? f : 0;
-  }
-  // With the mutex just taken: frontier_ from the header; a frontier that is
-  // not valid is damage: this process's last one is written back and the
-  // index rebuilt.
-  void SyncFrontier();
-  // With the mutex held, inside Modifying: reserves the next top-level
-  // block(s) beyond the frontier, writes their headers, moves the frontier
-  // and puts them on the free lists. False if the arena is all reserved,
-  // or a recent reservation failed (then the caller evicts); NoRoom if the
-  // reservation fails now.
-  bool Extend(int64_t now);
-  Status NoRoomStatus(const NoRoom& n) const;
 
   [[noreturn]] static void Bad(const char* what, uint64_t off) { throw Damage{what, off}; }
 
@@ -351,20 +318,16 @@ class __attribute__((visibility("hidden"))) ShmStore final : public StoreBase {
     return reinterpret_cast<T*>(b_ + off);
   }
   uint64_t MaxBlocks() const { return g_.arena_size >> shm::kMinOrder; }
-  // An offset that can start a block: inside the arena below the frontier
-  // `limit` (relative to arena_off), on a minimum-block boundary. Writers
-  // pass frontier_; lock-free readers the frontier they loaded.
-  bool ValidOff(uint64_t off, uint64_t limit) const {
-    return off >= g_.arena_off && off < g_.arena_off + limit &&
+  // An offset that can start a block: inside the arena, on a minimum-block boundary.
+  bool ValidOff(uint64_t off) const {
+    return off >= g_.arena_off && off < g_.arena_off + g_.arena_size &&
            ((off - g_.arena_off) & ((uint64_t(1) << shm::kMinOrder) - 1)) == 0;
   }
-  bool ValidBlock(uint64_t off, uint32_t order, uint64_t limit) const {
-    return ValidOff(off, limit) && order >= shm::kMinOrder && order <= g_.max_order &&
+  bool ValidBlock(uint64_t off, uint32_t order) const {
+    return ValidOff(off) && order >= shm::kMinOrder && order <= g_.max_order &&
            ((off - g_.arena_off) & (BlockSize(order) - 1)) == 0 &&
-           off - g_.arena_off + BlockSize(order) <= limit;
+           off - g_.arena_off + BlockSize(order) <= g_.arena_size;
   }
-  bool ValidOff(uint64_t off) const { return ValidOff(off, frontier_); }
-  bool ValidBlock(uint64_t off, uint32_t order) const { return ValidBlock(off, order, frontier_); }
   // Key and value fit in a block of this order (no overflow for any input).
   static bool Fits(uint32_t order, uint32_t klen, uint64_t vlen) {
     return vlen <= BlockSize(order) && kItemHeader + klen + vlen <= BlockSize(order);
@@ -452,17 +415,14 @@ class __attribute__((visibility("hidden"))) ShmStore final : public StoreBase {
   Status ParseCursor(const std::string& cursor, uint64_t* pos) const;
   Status DoList(const ListOptions& opts, ListPage* page);
   // One chunk of a read-only listing (no lock: under the seqlock, retried).
-  // *end receives the frontier the chunk was read under.
-  Status ListChunkReadOnly(uint64_t* pos, size_t limit, const ListOptions& opts, ListPage* page,
-                           uint64_t* end);
+  Status ListChunkReadOnly(uint64_t* pos, size_t limit, const ListOptions& opts, ListPage* page);
   // Walks up to kWalkChunk blocks from arena position *pos (a block start),
   // appending the entries opts asks for to *got until it holds limit;
   // *pos ends after the last block walked. Reads each field once (the
   // read-only listing runs it without the lock). Returns the offset of a
   // block header that cannot be valid, where it stopped, or 0.
-  // `end` is the frontier to stop at.
   uint64_t ListChunk(uint64_t* pos, size_t limit, const ListOptions& opts, int64_t now,
-                     std::vector<EntryInfo>* got, uint64_t* scanned, uint64_t end) const;
+                     std::vector<EntryInfo>* got, uint64_t* scanned) const;
   Status DoGetStats(Stats* out);
   Status DoPurgeExpired(uint64_t* removed);
 
@@ -522,9 +482,8 @@ class __attribute__((visibility("hidden"))) ShmStore final : public StoreBase {
   // themselves are broken.
   void Rebuild();
   bool RebuildFromBlocks();
-  // Offset of the first block at or after arena position `pos` (relative),
-  // or `end` (the frontier to stop at).
-  uint64_t BlockAtOrAfter(uint64_t pos, uint64_t end) const;
+  // Offset of the first block at or after arena position `pos` (relative).
+  uint64_t BlockAtOrAfter(uint64_t pos) const;
   // A walk of the arena (doing: "listing", "purging") met a block header at
   // off that cannot be valid: logs, rebuilds, and says to run it again.
   Status RebuiltAfterWalk(uint64_t off, const char* doing, const char* again);
@@ -542,13 +501,6 @@ class __attribute__((visibility("hidden"))) ShmStore final : public StoreBase {
   const int64_t lock_timeout_ms_;
   const uint64_t compress_min_;  // OPTIONS COMPRESS_MIN_SIZE, 0 = never compress
   const int compress_level_;     // OPTIONS COMPRESS_LEVEL
-  // The frontier checked when the mutex was last taken (SyncFrontier) or
-  // moved by this process (Extend): read and written only with the mutex
-  // held. Lock-free readers load the header's instead.
-  uint64_t frontier_ = 0;
-  // Until when Extend is not tried again after a reservation failed (per
-  // process; with the mutex held).
-  int64_t no_extend_until_ms_ = 0;
   std::atomic<bool> dead_{false};
   std::mutex break_mu_;  // see BreakLock
   std::atomic<int64_t> truncated_to_{-1};  // the size found when dead_ was set

@@ -96,7 +96,7 @@ class ShmCompressTest : public ::testing::Test {
   // The live entry holding key, found by walking the arena's blocks.
   static shm::Item* FindItem(const Raw& raw, std::string_view key) {
     auto* h = reinterpret_cast<shm::Header*>(raw.base);
-    for (uint64_t pos = 0; pos < h->frontier;) {  // nothing lies beyond the frontier
+    for (uint64_t pos = 0; pos < h->arena_size;) {
       auto* it = reinterpret_cast<shm::Item*>(raw.base + h->arena_off + pos);
       if (it->head.state == shm::kStateLive && it->key_len == key.size() &&
           std::memcmp(reinterpret_cast<char*>(it) + shm::kItemHeader, key.data(), key.size()) == 0)

@@ -185,7 +185,7 @@ TEST_F(ShmFaultTest, EntryWronglyMarkedFree) {
     // Mark every fourth live block FREE; put one at the head of its order's list.
     uint64_t pos = 0;
     int marked = 0;
-    while (pos < h->frontier) {  // nothing lies beyond the frontier
+    while (pos < h->arena_size) {
       auto* bh = reinterpret_cast<shm::BlockHead*>(raw + h->arena_off + pos);
       uint32_t order = bh->order;
       if (bh->state == shm::kStateLive && marked++ % 4 == 0) {
@@ -306,7 +306,7 @@ TEST_F(ShmFaultTest, ReadOnlyNeverRepairs) {
   // One damaged block header, one changed value, one broken chain link.
   uint64_t pos = 0;
   int live = 0;
-  while (pos < h->frontier) {
+  while (pos < h->arena_size) {
     auto* it = reinterpret_cast<shm::Item*>(raw + h->arena_off + pos);
     uint32_t order = it->head.order;
     if (it->head.state == shm::kStateLive) {
