@@ -13,7 +13,9 @@ went past the fast path, so each case also says who answered.
 """
 
 import asyncio
+import os
 import time
+from http.cookies import SimpleCookie
 
 import pytest
 from django.core.cache import caches
@@ -235,8 +237,7 @@ def _unclocked(headers):
                 n == "Content-Encoding" and v == "gzip" for n, v in headers)):
             value = "<masked>"
         elif name == "Set-Cookie":
-            value = _cookie(next(iter(__import__("http.cookies").cookies.SimpleCookie(
-                value).values())))
+            value = _cookie(next(iter(SimpleCookie(value).values())))
         out.append((name, value))
     return out
 
@@ -438,7 +439,7 @@ def test_other_stores(tmp_path, form):
                      {"BACKEND": "regioncache.MemcachedCache", "LOCATION": servers[0].location},
                      # pages stored as zstd frames: the header list and page read back whole
                      {"BACKEND": "regioncache.SharedMemoryCache",
-                      "LOCATION": f"test-page-hits-zstd-{__import__('os').getpid()}",
+                      "LOCATION": f"test-page-hits-zstd-{os.getpid()}",
                       "OPTIONS": {"COMPRESS_MIN_SIZE": 64, "SIZE": "8MB"}}):
             with override_settings(CACHES={**__import__("django.conf").conf.settings.CACHES,
                                            "pages": conf}):
